@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the tools the tests and the local runtime need into the project's own
+# folders (.venv for Python tools, node_modules for npm tools) and the Rust targets
+# Lambda builds for. Safe to re-run: each step is skipped when already done.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+venv="$root/.venv"
+stamp="$venv/.bootstrap-$(sha256sum scripts/requirements.txt | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: creating $venv (moto server, cargo-lambda, zig, SAM CLI)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --disable-pip-version-check --progress-bar on -q -r scripts/requirements.txt
+  touch "$stamp"
+fi
+
+if [ ! -d node_modules/asl-validator ]; then
+  echo "bootstrap: npm ci (asl-validator)" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,147 @@
+//! Commands the saga sends to the services' queues, and the typed failures services
+//! answer with. The JSON shapes are produced by `statemachine/order-saga.asl.json`;
+//! `schemas/commands/*.json` pin them and contract tests check both sides.
+
+use crate::order::{Currency, OrderId, OrderLine, Sku};
+use serde::{Deserialize, Serialize};
+
+/// Error names the state machine's `Retry` and `Catch` match on. Changing one is a
+/// breaking change to the saga definition.
+pub mod error_names {
+    /// Not enough stock for at least one line.
+    pub const OUT_OF_STOCK: &str = "OutOfStock";
+    /// The provider refused the card.
+    pub const PAYMENT_DECLINED: &str = "PaymentDeclined";
+    /// A compensation already ran for this order: a late command is refused.
+    pub const ORDER_CANCELLED: &str = "OrderCancelled";
+    /// Inventory storage is briefly unavailable; retry.
+    pub const INVENTORY_UNAVAILABLE: &str = "InventoryUnavailable";
+    /// The payment provider or ledger is briefly unavailable; retry with the same key.
+    pub const PAYMENT_UNAVAILABLE: &str = "PaymentProviderUnavailable";
+    /// The provider did not answer in time; retrying with the same key is safe.
+    pub const PAYMENT_TIMEOUT: &str = "PaymentTimeout";
+    /// The command could not be understood; retrying cannot help.
+    pub const INVALID_COMMAND: &str = "InvalidCommand";
+}
+
+/// Fields every command carries besides its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<C> {
+    /// Step Functions task token to answer; absent for operator commands (restock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
+    /// Correlation id of the order, for logs.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// The command itself.
+    #[serde(flatten)]
+    pub command: C,
+}
+
+/// Commands on the inventory queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all_fields = "camelCase")]
+pub enum InventoryCommand {
+    /// Hold stock for every line of an order, all or nothing.
+    Reserve {
+        /// Order whose lines to reserve.
+        order_id: OrderId,
+        /// Lines to reserve.
+        lines: Vec<OrderLine>,
+    },
+    /// Compensation: give held stock back and leave a tombstone.
+    Release {
+        /// Order whose reservation to release.
+        order_id: OrderId,
+        /// Lines of the order, used when no reservation exists yet.
+        lines: Vec<OrderLine>,
+        /// Why the saga compensates.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Operator path: add units of a SKU.
+    Restock {
+        /// SKU to restock.
+        sku: Sku,
+        /// Units to add, 1 to 1,000,000.
+        quantity: u32,
+    },
+}
+
+/// Commands on the payments queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all_fields = "camelCase")]
+pub enum PaymentCommand {
+    /// Capture the order total.
+    Charge {
+        /// Order to charge for.
+        order_id: OrderId,
+        /// Amount in minor units.
+        amount: u64,
+        /// Currency of the amount.
+        currency: Currency,
+        /// Payment method token.
+        payment_token: String,
+    },
+    /// Compensation: refund a capture, or void a charge that never happened.
+    Refund {
+        /// Order to refund.
+        order_id: OrderId,
+        /// Why the saga compensates.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+/// A named failure to report with SendTaskFailure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}: {cause}")]
+pub struct TaskFailure {
+    /// One of [`error_names`].
+    pub error: &'static str,
+    /// Human-readable detail for operators.
+    pub cause: String,
+}
+
+impl TaskFailure {
+    /// A failure with the given name and cause.
+    pub fn new(error: &'static str, cause: impl Into<String>) -> Self {
+        Self {
+            error,
+            cause: cause.into(),
+        }
+    }
+
+    /// Whether the saga retries this failure rather than compensating at once.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.error,
+            error_names::INVENTORY_UNAVAILABLE
+                | error_names::PAYMENT_UNAVAILABLE
+                | error_names::PAYMENT_TIMEOUT
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_reserve_command_the_saga_sends() {
+        let raw = r#"{"command":"Reserve","taskToken":"t","correlationId":"c",
+            "orderId":"ord-1","lines":[{"sku":"A","quantity":2,"unitPrice":100}]}"#;
+        let env: Envelope<InventoryCommand> = serde_json::from_str(raw).unwrap();
+        assert_eq!(env.task_token.as_deref(), Some("t"));
+        assert!(
+            matches!(env.command, InventoryCommand::Reserve { ref lines, .. } if lines[0].quantity == 2)
+        );
+    }
+
+    #[test]
+    fn refuses_an_unknown_command() {
+        let raw = r#"{"command":"Steal","orderId":"ord-1"}"#;
+        assert!(serde_json::from_str::<Envelope<InventoryCommand>>(raw).is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! In-memory ports for unit tests of the domain and of handlers.
+
+use crate::events::DomainEvent;
+use crate::order::{Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange};
+use crate::payment::{LedgerRecord, LedgerStatus};
+use crate::ports::*;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn down(operation: &'static str) -> PortError {
+    PortError::new(operation, "injected outage")
+}
+
+/// Catalog backed by a map.
+#[derive(Default)]
+pub struct FakeCatalog(pub HashMap<Sku, PriceList>);
+
+#[async_trait]
+impl Catalog for FakeCatalog {
+    async fn prices(&self, skus: &[Sku]) -> Result<HashMap<Sku, PriceList>, PortError> {
+        Ok(skus
+            .iter()
+            .filter_map(|s| self.0.get(s).map(|p| (s.clone(), p.clone())))
+            .collect())
+    }
+}
+
+/// Orders in a map.
+#[derive(Default)]
+pub struct FakeOrders(pub Mutex<HashMap<OrderId, Order>>);
+
+#[async_trait]
+impl OrderStore for FakeOrders {
+    async fn insert(&self, order: &Order) -> Result<(), PortError> {
+        lock(&self.0).insert(order.order_id.clone(), order.clone());
+        Ok(())
+    }
+    async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, PortError> {
+        Ok(lock(&self.0).get(order_id).cloned())
+    }
+    async fn cancel(
+        &self,
+        order_id: &OrderId,
+        reason: &str,
+        at: &str,
+    ) -> Result<CancelOutcome, PortError> {
+        let mut orders = lock(&self.0);
+        let Some(order) = orders.get_mut(order_id) else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        if !order.status.is_cancellable() {
+            return Ok(CancelOutcome::NotCancellable(order.status));
+        }
+        order.status = OrderStatus::Cancelled;
+        order.history.push(StatusChange {
+            status: OrderStatus::Cancelled,
+            at: at.to_owned(),
+            reason: Some(reason.to_owned()),
+        });
+        Ok(CancelOutcome::Cancelled(Box::new(order.clone())))
+    }
+}
+
+/// Intake queue that records what it was given, or fails when `down` is set.
+#[derive(Default)]
+pub struct FakeQueue {
+    /// Orders enqueued.
+    pub sent: Mutex<Vec<OrderId>>,
+    /// Simulates an SQS outage.
+    pub down: bool,
+}
+
+#[async_trait]
+impl OrderQueue for FakeQueue {
+    async fn enqueue(&self, order: &Order) -> Result<(), PortError> {
+        if self.down {
+            return Err(down("queue.enqueue"));
+        }
+        lock(&self.sent).push(order.order_id.clone());
+        Ok(())
+    }
+}
+
+/// Event bus that records events.
+#[derive(Default)]
+pub struct FakeEvents(pub Mutex<Vec<DomainEvent>>);
+
+impl FakeEvents {
+    /// Detail types published so far, in order.
+    pub fn detail_types(&self) -> Vec<&'static str> {
+        lock(&self.0).iter().map(|e| e.detail_type).collect()
+    }
+}
+
+#[async_trait]
+impl EventPublisher for FakeEvents {
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), PortError> {
+        lock(&self.0).extend_from_slice(events);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reservation {
+    Held(Vec<OrderLine>),
+    Released,
+}
+
+/// Stock with the same all-or-nothing semantics as the DynamoDB transaction.
+#[derive(Default)]
+pub struct FakeStock {
+    levels: Mutex<HashMap<Sku, StockLevel>>,
+    reservations: Mutex<HashMap<OrderId, Reservation>>,
+}
+
+impl FakeStock {
+    /// Stock with the given available units.
+    pub fn with(levels: &[(&str, u64)]) -> Self {
+        let s = Self::default();
+        lock(&s.levels).extend(levels.iter().map(|(sku, n)| {
+            (
+                Sku((*sku).into()),
+                StockLevel {
+                    available: *n,
+                    reserved: 0,
+                },
+            )
+        }));
+        s
+    }
+}
+
+#[async_trait]
+impl StockStore for FakeStock {
+    async fn reserve(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReserveOutcome, PortError> {
+        let mut res = lock(&self.reservations);
+        match res.get(order_id) {
+            Some(Reservation::Held(_)) => return Ok(ReserveOutcome::AlreadyReserved),
+            Some(Reservation::Released) => return Ok(ReserveOutcome::Tombstoned),
+            None => {}
+        }
+        let mut levels = lock(&self.levels);
+        let short: Vec<Sku> = lines
+            .iter()
+            .filter(|l| {
+                levels
+                    .get(&l.sku)
+                    .is_none_or(|s| s.available < u64::from(l.quantity))
+            })
+            .map(|l| l.sku.clone())
+            .collect();
+        if !short.is_empty() {
+            return Ok(ReserveOutcome::OutOfStock(short));
+        }
+        for l in lines {
+            if let Some(s) = levels.get_mut(&l.sku) {
+                s.available -= u64::from(l.quantity);
+                s.reserved += u64::from(l.quantity);
+            }
+        }
+        res.insert(order_id.clone(), Reservation::Held(lines.to_vec()));
+        Ok(ReserveOutcome::Reserved)
+    }
+
+    async fn release(
+        &self,
+        order_id: &OrderId,
+        _lines: &[OrderLine],
+    ) -> Result<ReleaseOutcome, PortError> {
+        let mut res = lock(&self.reservations);
+        match res.insert(order_id.clone(), Reservation::Released) {
+            Some(Reservation::Held(held)) => {
+                let mut levels = lock(&self.levels);
+                for l in held {
+                    if let Some(s) = levels.get_mut(&l.sku) {
+                        s.available += u64::from(l.quantity);
+                        s.reserved -= u64::from(l.quantity);
+                    }
+                }
+                Ok(ReleaseOutcome::Released)
+            }
+            Some(Reservation::Released) => Ok(ReleaseOutcome::AlreadyReleased),
+            None => Ok(ReleaseOutcome::NothingHeld),
+        }
+    }
+
+    async fn restock(&self, sku: &Sku, quantity: u32) -> Result<StockLevel, PortError> {
+        let mut levels = lock(&self.levels);
+        let s = levels.entry(sku.clone()).or_default();
+        s.available += u64::from(quantity);
+        Ok(*s)
+    }
+
+    async fn level(&self, sku: &Sku) -> Result<Option<StockLevel>, PortError> {
+        Ok(lock(&self.levels).get(sku).copied())
+    }
+}
+
+/// Ledger with conditional transitions.
+#[derive(Default)]
+pub struct FakeLedger(pub Mutex<HashMap<OrderId, LedgerRecord>>);
+
+#[async_trait]
+impl PaymentLedger for FakeLedger {
+    async fn get(&self, order_id: &OrderId) -> Result<Option<LedgerRecord>, PortError> {
+        Ok(lock(&self.0).get(order_id).cloned())
+    }
+    async fn transition(
+        &self,
+        order_id: &OrderId,
+        from: Option<LedgerStatus>,
+        to: &LedgerRecord,
+    ) -> Result<bool, PortError> {
+        let mut ledger = lock(&self.0);
+        if ledger.get(order_id).map(|r| r.status) != from {
+            return Ok(false);
+        }
+        ledger.insert(order_id.clone(), to.clone());
+        Ok(true)
+    }
+}
+
+/// Task callbacks that record answers.
+#[derive(Default)]
+pub struct FakeCallbacks {
+    /// Successful answers: token and output.
+    pub succeeded: Mutex<Vec<(String, Value)>>,
+    /// Failures: token and error name.
+    pub failed: Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait]
+impl TaskCallbacks for FakeCallbacks {
+    async fn succeed(&self, task_token: &str, output: &Value) -> Result<bool, PortError> {
+        lock(&self.succeeded).push((task_token.to_owned(), output.clone()));
+        Ok(true)
+    }
+    async fn fail(&self, task_token: &str, error: &str, _cause: &str) -> Result<bool, PortError> {
+        lock(&self.failed).push((task_token.to_owned(), error.to_owned()));
+        Ok(true)
+    }
+}

@@ -1,0 +1,204 @@
+//! Orders and their lifecycle.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Identifies an order; also the saga execution name, so it must be a valid
+/// Step Functions name (letters, digits, `-`, `_`, at most 80 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(String);
+
+impl OrderId {
+    /// A new, time-ordered id, so listings sort by creation.
+    pub fn generate() -> Self {
+        Self(format!("ord-{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    /// Accepts an id from a path or a message, refusing anything that could not have
+    /// been generated here (it ends up in key conditions and execution names).
+    pub fn parse(raw: &str) -> Option<Self> {
+        let valid = (5..=80).contains(&raw.len())
+            && raw.starts_with("ord-")
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A catalog stock-keeping unit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sku(pub String);
+
+impl fmt::Display for Sku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The shopper who placed the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomerId(pub String);
+
+/// Currencies the shop prices in. Amounts are integer minor units (cents), so every
+/// supported currency has two decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Currency {
+    /// Euro.
+    EUR,
+    /// US dollar.
+    USD,
+    /// Pound sterling.
+    GBP,
+}
+
+impl Currency {
+    /// Parses an ISO 4217 code this shop supports.
+    pub fn parse(code: &str) -> Option<Self> {
+        match code {
+            "EUR" => Some(Self::EUR),
+            "USD" => Some(Self::USD),
+            "GBP" => Some(Self::GBP),
+            _ => None,
+        }
+    }
+
+    /// The ISO 4217 code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::EUR => "EUR",
+            Self::USD => "USD",
+            Self::GBP => "GBP",
+        }
+    }
+}
+
+/// One priced line of an order. The unit price comes from the catalog at the time the
+/// order was placed, never from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    /// What was ordered.
+    pub sku: Sku,
+    /// How many, 1 to 1000.
+    pub quantity: u32,
+    /// Catalog price per unit in minor units.
+    pub unit_price: u64,
+}
+
+/// Where an order is in its saga. Only `Confirmed` and `Cancelled` are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Accepted by the API, saga not yet past stock reservation.
+    Pending,
+    /// Stock held for the order.
+    Reserved,
+    /// The charge is in flight; the shopper can no longer cancel.
+    PaymentPending,
+    /// Paid and confirmed.
+    Confirmed,
+    /// Compensated or cancelled by the shopper.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Reserved => "RESERVED",
+            Self::PaymentPending => "PAYMENT_PENDING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses a stored status name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Reserved,
+            Self::PaymentPending,
+            Self::Confirmed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+
+    /// True once the saga is over for this order.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Cancelled)
+    }
+
+    /// The shopper may cancel only before the charge starts; afterwards the saga owns
+    /// the outcome.
+    pub fn is_cancellable(self) -> bool {
+        matches!(self, Self::Pending | Self::Reserved)
+    }
+}
+
+/// One entry of an order's history, which is how an asynchronous API reports progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChange {
+    /// The status entered.
+    pub status: OrderStatus,
+    /// When, RFC 3339.
+    pub at: String,
+    /// Why, for cancellations and other notable transitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An order as stored and as returned by `GET /v1/orders/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    /// Order id.
+    pub order_id: OrderId,
+    /// Who placed it.
+    pub customer_id: CustomerId,
+    /// Priced lines.
+    pub lines: Vec<OrderLine>,
+    /// Currency of every amount in the order.
+    pub currency: Currency,
+    /// Sum of the lines in minor units.
+    pub total: u64,
+    /// Current status.
+    pub status: OrderStatus,
+    /// Every status change, oldest first.
+    pub history: Vec<StatusChange>,
+    /// The payment method token the charge will use.
+    pub payment_token: String,
+    /// Ties logs and events of this order together across services.
+    pub correlation_id: String,
+    /// When the order was accepted, RFC 3339.
+    pub created_at: String,
+}
+
+impl Order {
+    /// The most recent cancellation reason, if the order was cancelled.
+    pub fn cancel_reason(&self) -> Option<&str> {
+        self.history
+            .iter()
+            .rev()
+            .find(|c| c.status == OrderStatus::Cancelled)
+            .and_then(|c| c.reason.as_deref())
+    }
+}

@@ -1,0 +1,488 @@
+//! Charging and refunding through a provider, with a ledger that makes every step
+//! idempotent and leaves a tombstone when a compensation ran first.
+
+use crate::commands::{TaskFailure, error_names};
+use crate::events::DomainEvent;
+use crate::order::{Currency, OrderId};
+use crate::ports::{EventPublisher, PaymentLedger, PaymentProvider, PortError};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Ledger state of one order's payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LedgerStatus {
+    /// A charge attempt started; its outcome may be unknown.
+    Charging,
+    /// Money captured.
+    Captured,
+    /// The provider refused the card.
+    Declined,
+    /// Captured, then refunded in full.
+    Refunded,
+    /// Compensated before any capture: a late charge is refused.
+    Voided,
+}
+
+impl LedgerStatus {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Charging => "CHARGING",
+            Self::Captured => "CAPTURED",
+            Self::Declined => "DECLINED",
+            Self::Refunded => "REFUNDED",
+            Self::Voided => "VOIDED",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Charging,
+            Self::Captured,
+            Self::Declined,
+            Self::Refunded,
+            Self::Voided,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+/// The ledger record of one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerRecord {
+    /// Order paid for.
+    pub order_id: OrderId,
+    /// Where the payment stands.
+    pub status: LedgerStatus,
+    /// Amount in minor units (0 for a void without a charge command).
+    pub amount: u64,
+    /// Currency of the amount.
+    pub currency: Option<Currency>,
+    /// Provider's id of the capture.
+    pub charge_id: Option<String>,
+    /// When this status was entered.
+    pub updated_at: String,
+}
+
+/// What the provider is asked to capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    /// Provider idempotency key: the same key never captures twice.
+    pub idempotency_key: String,
+    /// Amount in minor units.
+    pub amount: u64,
+    /// Currency.
+    pub currency: Currency,
+    /// Payment method token.
+    pub payment_token: String,
+}
+
+/// How a provider call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The card was refused; retrying cannot help.
+    #[error("card declined: {0}")]
+    Declined(String),
+    /// The provider failed in a way a retry with the same key may fix.
+    #[error("provider unavailable: {0}")]
+    Transient(String),
+    /// No answer in time; the outcome is unknown until retried with the same key.
+    #[error("provider did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The key was voided by a refund: the charge must not happen.
+    #[error("charge key was voided")]
+    Voided,
+}
+
+fn charge_key(order_id: &OrderId) -> String {
+    format!("charge-{order_id}")
+}
+
+fn record(
+    order_id: &OrderId,
+    status: LedgerStatus,
+    amount: u64,
+    currency: Option<Currency>,
+    charge_id: Option<String>,
+) -> LedgerRecord {
+    LedgerRecord {
+        order_id: order_id.clone(),
+        status,
+        amount,
+        currency,
+        charge_id,
+        updated_at: crate::now_rfc3339(),
+    }
+}
+
+fn unavailable(e: PortError) -> TaskFailure {
+    TaskFailure::new(error_names::PAYMENT_UNAVAILABLE, e.to_string())
+}
+
+fn tombstoned(order_id: &OrderId) -> TaskFailure {
+    TaskFailure::new(
+        error_names::ORDER_CANCELLED,
+        format!("order {order_id} was compensated; late charge refused"),
+    )
+}
+
+/// The ports the payments service works with.
+pub struct PaymentService<'a> {
+    /// Ledger of payments.
+    pub ledger: &'a dyn PaymentLedger,
+    /// Card processor.
+    pub provider: &'a dyn PaymentProvider,
+    /// Event bus.
+    pub events: &'a dyn EventPublisher,
+}
+
+/// A successful capture, returned to the saga as the task output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Captured {
+    /// Provider's capture id.
+    pub charge_id: String,
+    /// Amount captured.
+    pub amount: u64,
+}
+
+impl PaymentService<'_> {
+    /// Captures the order total once. A retried or redelivered command returns the
+    /// first outcome; a command that arrives after a refund or void is refused.
+    pub async fn charge(
+        &self,
+        order_id: &OrderId,
+        correlation_id: &str,
+        amount: u64,
+        currency: Currency,
+        payment_token: &str,
+    ) -> Result<Captured, TaskFailure> {
+        let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
+        match existing.map(|r| (r.status, r)) {
+            Some((LedgerStatus::Captured, r)) => {
+                return Ok(Captured {
+                    charge_id: r.charge_id.unwrap_or_default(),
+                    amount: r.amount,
+                });
+            }
+            Some((LedgerStatus::Declined, _)) => {
+                return Err(TaskFailure::new(
+                    error_names::PAYMENT_DECLINED,
+                    "card declined earlier for this order",
+                ));
+            }
+            Some((LedgerStatus::Refunded | LedgerStatus::Voided, _)) => {
+                return Err(tombstoned(order_id));
+            }
+            Some((LedgerStatus::Charging, _)) => {}
+            None => {
+                let claim = record(
+                    order_id,
+                    LedgerStatus::Charging,
+                    amount,
+                    Some(currency),
+                    None,
+                );
+                if !self
+                    .ledger
+                    .transition(order_id, None, &claim)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    return Err(TaskFailure::new(
+                        error_names::PAYMENT_UNAVAILABLE,
+                        "ledger changed concurrently; retry",
+                    ));
+                }
+            }
+        }
+
+        let request = ChargeRequest {
+            idempotency_key: charge_key(order_id),
+            amount,
+            currency,
+            payment_token: payment_token.to_owned(),
+        };
+        match self.provider.charge(&request).await {
+            Ok(charge_id) => {
+                let captured = record(
+                    order_id,
+                    LedgerStatus::Captured,
+                    amount,
+                    Some(currency),
+                    Some(charge_id.clone()),
+                );
+                let won = self
+                    .ledger
+                    .transition(order_id, Some(LedgerStatus::Charging), &captured)
+                    .await
+                    .map_err(unavailable)?;
+                if !won {
+                    // A compensation voided the order while the provider captured:
+                    // give the money back rather than keep an orphan capture.
+                    self.provider
+                        .refund(&request.idempotency_key)
+                        .await
+                        .map_err(|e| {
+                            TaskFailure::new(error_names::PAYMENT_UNAVAILABLE, e.to_string())
+                        })?;
+                    return Err(tombstoned(order_id));
+                }
+                self.publish(DomainEvent::payment_captured(
+                    order_id,
+                    correlation_id,
+                    &charge_id,
+                    amount,
+                    currency,
+                ))
+                .await?;
+                Ok(Captured { charge_id, amount })
+            }
+            Err(ProviderError::Declined(reason)) => {
+                let declined = record(
+                    order_id,
+                    LedgerStatus::Declined,
+                    amount,
+                    Some(currency),
+                    None,
+                );
+                self.ledger
+                    .transition(order_id, Some(LedgerStatus::Charging), &declined)
+                    .await
+                    .map_err(unavailable)?;
+                self.publish(DomainEvent::payment_declined(
+                    order_id,
+                    correlation_id,
+                    &reason,
+                ))
+                .await?;
+                Err(TaskFailure::new(error_names::PAYMENT_DECLINED, reason))
+            }
+            Err(ProviderError::Voided) => Err(tombstoned(order_id)),
+            Err(e @ ProviderError::Timeout(_)) => Err(TaskFailure::new(
+                error_names::PAYMENT_TIMEOUT,
+                e.to_string(),
+            )),
+            Err(e @ ProviderError::Transient(_)) => Err(TaskFailure::new(
+                error_names::PAYMENT_UNAVAILABLE,
+                e.to_string(),
+            )),
+        }
+    }
+
+    /// Compensation: refunds a capture, or voids the order so that no charge can
+    /// happen later. Idempotent.
+    pub async fn refund(
+        &self,
+        order_id: &OrderId,
+        correlation_id: &str,
+    ) -> Result<LedgerStatus, TaskFailure> {
+        for _ in 0..3 {
+            let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
+            let Some(current) = existing else {
+                let void = record(order_id, LedgerStatus::Voided, 0, None, None);
+                if self
+                    .ledger
+                    .transition(order_id, None, &void)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    return Ok(LedgerStatus::Voided);
+                }
+                continue;
+            };
+            match current.status {
+                LedgerStatus::Refunded | LedgerStatus::Voided | LedgerStatus::Declined => {
+                    return Ok(current.status);
+                }
+                LedgerStatus::Captured | LedgerStatus::Charging => {
+                    let refunded =
+                        self.provider
+                            .refund(&charge_key(order_id))
+                            .await
+                            .map_err(|e| {
+                                TaskFailure::new(error_names::PAYMENT_UNAVAILABLE, e.to_string())
+                            })?;
+                    let status = if refunded {
+                        LedgerStatus::Refunded
+                    } else {
+                        LedgerStatus::Voided
+                    };
+                    let next = LedgerRecord {
+                        status,
+                        updated_at: crate::now_rfc3339(),
+                        ..current.clone()
+                    };
+                    if !self
+                        .ledger
+                        .transition(order_id, Some(current.status), &next)
+                        .await
+                        .map_err(unavailable)?
+                    {
+                        continue;
+                    }
+                    if refunded {
+                        self.publish(DomainEvent::payment_refunded(
+                            order_id,
+                            correlation_id,
+                            current.charge_id.as_deref().unwrap_or_default(),
+                            current.amount,
+                            current.currency.unwrap_or(crate::Currency::EUR),
+                        ))
+                        .await?;
+                    }
+                    return Ok(status);
+                }
+            }
+        }
+        Err(TaskFailure::new(
+            error_names::PAYMENT_UNAVAILABLE,
+            "ledger kept changing during refund; retry",
+        ))
+    }
+
+    async fn publish(&self, event: DomainEvent) -> Result<(), TaskFailure> {
+        self.events
+            .publish(std::slice::from_ref(&event))
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SandboxCharge {
+    Captured { charge_id: String, amount: u64 },
+    Refunded { charge_id: String, amount: u64 },
+    Voided,
+}
+
+/// A payment provider that behaves like a real one in test mode: deterministic test
+/// tokens, idempotency keys, refunds and voids. State is per process, like a
+/// provider's test-mode account seen from one client.
+///
+/// Tokens: `tok_decline…` declines; `tok_flaky…` fails transiently on the first two
+/// attempts per key, then approves; `tok_unavailable…` always fails transiently;
+/// `tok_timeout…` never answers within the client deadline; anything else approves.
+#[derive(Debug)]
+pub struct SandboxProvider {
+    deadline: Duration,
+    state: Mutex<SandboxState>,
+}
+
+#[derive(Debug, Default)]
+struct SandboxState {
+    charges: HashMap<String, SandboxCharge>,
+    attempts: HashMap<String, u32>,
+    next_id: u64,
+}
+
+impl SandboxProvider {
+    /// A sandbox whose calls time out after `deadline`, as a real client would.
+    pub fn new(deadline: Duration) -> Self {
+        Self {
+            deadline,
+            state: Mutex::new(SandboxState::default()),
+        }
+    }
+
+    /// Net amount captured under a key (captures minus refunds), for invariant checks.
+    pub fn net_captured(&self, charge_key_for: &OrderId) -> u64 {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.charges.get(&charge_key(charge_key_for)) {
+            Some(SandboxCharge::Captured { amount, .. }) => *amount,
+            _ => 0,
+        }
+    }
+
+    /// How many charge attempts the provider saw for an order.
+    pub fn attempts(&self, order_id: &OrderId) -> u32 {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .attempts
+            .get(&charge_key(order_id))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for SandboxProvider {
+    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        let token = request.payment_token.as_str();
+        if token.starts_with("tok_timeout") {
+            tokio::time::sleep(self.deadline).await;
+            self.bump(&request.idempotency_key);
+            return Err(ProviderError::Timeout(self.deadline));
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let attempt = {
+            let n = state
+                .attempts
+                .entry(request.idempotency_key.clone())
+                .or_insert(0);
+            *n += 1;
+            *n
+        };
+        match state.charges.get(&request.idempotency_key) {
+            Some(SandboxCharge::Captured { charge_id, .. }) => return Ok(charge_id.clone()),
+            Some(SandboxCharge::Refunded { .. } | SandboxCharge::Voided) => {
+                return Err(ProviderError::Voided);
+            }
+            None => {}
+        }
+        if token.starts_with("tok_decline") {
+            return Err(ProviderError::Declined("insufficient_funds".into()));
+        }
+        if token.starts_with("tok_unavailable") || (token.starts_with("tok_flaky") && attempt <= 2)
+        {
+            return Err(ProviderError::Transient(format!(
+                "attempt {attempt}: 503 from provider"
+            )));
+        }
+        state.next_id += 1;
+        let charge_id = format!("ch_sandbox_{:06}", state.next_id);
+        state.charges.insert(
+            request.idempotency_key.clone(),
+            SandboxCharge::Captured {
+                charge_id: charge_id.clone(),
+                amount: request.amount,
+            },
+        );
+        Ok(charge_id)
+    }
+
+    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.charges.get(charge_key).cloned() {
+            Some(SandboxCharge::Captured { charge_id, amount }) => {
+                state.charges.insert(
+                    charge_key.to_owned(),
+                    SandboxCharge::Refunded { charge_id, amount },
+                );
+                Ok(true)
+            }
+            Some(SandboxCharge::Refunded { .. }) => Ok(true),
+            Some(SandboxCharge::Voided) => Ok(false),
+            None => {
+                state
+                    .charges
+                    .insert(charge_key.to_owned(), SandboxCharge::Voided);
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl SandboxProvider {
+    fn bump(&self, key: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *state.attempts.entry(key.to_owned()).or_insert(0) += 1;
+    }
+}

@@ -1,0 +1,189 @@
+//! One small trait per capability the domain needs from the world. Each function is
+//! granted IAM permissions for exactly the ports it is built with.
+
+use crate::events::DomainEvent;
+use crate::order::{Currency, Order, OrderId, OrderLine, Sku};
+use crate::payment::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Boxed error from an adapter, kept as the source of a [`PortError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An adapter call failed for a reason the domain cannot act on except by retrying
+/// later (throttling, network, an unavailable service).
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed")]
+pub struct PortError {
+    /// What was being attempted, e.g. `orders.insert`.
+    pub operation: &'static str,
+    /// The adapter's error.
+    #[source]
+    pub source: BoxError,
+}
+
+impl PortError {
+    /// Wraps an adapter error.
+    pub fn new(operation: &'static str, source: impl Into<BoxError>) -> Self {
+        Self {
+            operation,
+            source: source.into(),
+        }
+    }
+}
+
+/// Unit prices, in minor units, keyed by currency code.
+pub type PriceList = HashMap<Currency, u64>;
+
+/// Read access to the product catalog.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Prices of the given SKUs; unknown SKUs are absent from the answer.
+    async fn prices(&self, skus: &[Sku]) -> Result<HashMap<Sku, PriceList>, PortError>;
+}
+
+/// What happened to a shopper's cancellation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The order is now cancelled.
+    Cancelled(Box<Order>),
+    /// No such order.
+    NotFound,
+    /// Too late: the order is in this status.
+    NotCancellable(crate::OrderStatus),
+}
+
+/// Durable order records.
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Stores a new order; fails if the id exists.
+    async fn insert(&self, order: &Order) -> Result<(), PortError>;
+    /// Reads an order.
+    async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, PortError>;
+    /// Cancels if the status still allows it, appending to the history atomically.
+    async fn cancel(
+        &self,
+        order_id: &OrderId,
+        reason: &str,
+        at: &str,
+    ) -> Result<CancelOutcome, PortError>;
+}
+
+/// The queue that feeds order intake.
+#[async_trait]
+pub trait OrderQueue: Send + Sync {
+    /// Hands an accepted order to intake.
+    async fn enqueue(&self, order: &Order) -> Result<(), PortError>;
+}
+
+/// Whether a saga execution was started by this call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// A new execution.
+    Started,
+    /// An execution with this name exists already (a redelivered message).
+    AlreadyExists,
+}
+
+/// Starts saga executions.
+#[async_trait]
+pub trait SagaStarter: Send + Sync {
+    /// Starts the execution named after the order.
+    async fn start(&self, order_id: &OrderId, input: &Value) -> Result<StartOutcome, PortError>;
+}
+
+/// Publishes events to the bus. Implementations must check every entry's result.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes all events or fails.
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), PortError>;
+}
+
+/// Result of a reservation attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// Every line is now held.
+    Reserved,
+    /// This order already held its stock (a retried or redelivered command).
+    AlreadyReserved,
+    /// Nothing was held: these SKUs lack stock.
+    OutOfStock(Vec<Sku>),
+    /// The order was compensated already; the late command is refused.
+    Tombstoned,
+}
+
+/// Result of a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// Held stock went back to available.
+    Released,
+    /// Released before, nothing to do.
+    AlreadyReleased,
+    /// Nothing was held; a tombstone now refuses a late reserve.
+    NothingHeld,
+}
+
+/// Units of one SKU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StockLevel {
+    /// Free to reserve.
+    pub available: u64,
+    /// Held by orders in flight.
+    pub reserved: u64,
+}
+
+/// Stock and per-order reservations.
+#[async_trait]
+pub trait StockStore: Send + Sync {
+    /// Holds every line or none, once per order.
+    async fn reserve(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReserveOutcome, PortError>;
+    /// Gives held stock back, or tombstones an order that held none.
+    async fn release(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReleaseOutcome, PortError>;
+    /// Adds units of a SKU.
+    async fn restock(&self, sku: &Sku, quantity: u32) -> Result<StockLevel, PortError>;
+    /// Current level of a SKU.
+    async fn level(&self, sku: &Sku) -> Result<Option<StockLevel>, PortError>;
+}
+
+/// The payments ledger: one record per order, conditional transitions only.
+#[async_trait]
+pub trait PaymentLedger: Send + Sync {
+    /// Reads the order's record.
+    async fn get(&self, order_id: &OrderId) -> Result<Option<LedgerRecord>, PortError>;
+    /// Moves the record from `from` (None: absent) to `to`. Returns false if the
+    /// record was not in `from`, so a concurrent compensation wins.
+    async fn transition(
+        &self,
+        order_id: &OrderId,
+        from: Option<LedgerStatus>,
+        to: &LedgerRecord,
+    ) -> Result<bool, PortError>;
+}
+
+/// A card processor. The sandbox implementation lives in [`crate::payment`].
+#[async_trait]
+pub trait PaymentProvider: Send + Sync {
+    /// Captures an amount; the same key never captures twice.
+    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError>;
+    /// Refunds the capture made with `charge_key`, or voids the key so no later
+    /// charge with it can capture. Returns whether money was refunded.
+    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError>;
+}
+
+/// Answers to Step Functions task tokens.
+#[async_trait]
+pub trait TaskCallbacks: Send + Sync {
+    /// SendTaskSuccess. A dead token is reported as `Ok(false)`.
+    async fn succeed(&self, task_token: &str, output: &Value) -> Result<bool, PortError>;
+    /// SendTaskFailure with a named error. A dead token is reported as `Ok(false)`.
+    async fn fail(&self, task_token: &str, error: &str, cause: &str) -> Result<bool, PortError>;
+}

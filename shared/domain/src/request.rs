@@ -1,0 +1,282 @@
+//! Parsing and validating `POST /v1/orders` bodies. Every rejection names the field,
+//! so a client can fix its request without reading logs.
+
+use crate::order::{Currency, CustomerId, Sku};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Largest request body accepted; larger bodies are refused before parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most lines one order may have.
+pub const MAX_LINES: usize = 50;
+/// Largest quantity of one line.
+pub const MAX_QUANTITY: i64 = 1000;
+
+/// The body as the client sent it: shapes only, nothing trusted yet.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaceOrderBody {
+    /// Shopper id.
+    pub customer_id: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Payment method token from the payment provider's client-side SDK.
+    pub payment_token: String,
+    /// Requested lines.
+    pub lines: Vec<RequestedLineBody>,
+}
+
+/// One requested line as sent by the client. Quantity is signed here so a negative
+/// value is reported as out of range rather than as a type error.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestedLineBody {
+    /// Catalog SKU.
+    pub sku: String,
+    /// Units wanted.
+    pub quantity: i64,
+}
+
+/// A request that passed every rule that does not need the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceOrderRequest {
+    /// Shopper id.
+    pub customer_id: CustomerId,
+    /// Currency to price in.
+    pub currency: Currency,
+    /// Payment method token.
+    pub payment_token: String,
+    /// Lines with distinct SKUs.
+    pub lines: Vec<(Sku, u32)>,
+}
+
+/// One broken rule, with the JSON path of the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON path such as `lines[2].quantity`.
+    pub field: String,
+    /// What is wrong, in words a client developer understands.
+    pub detail: String,
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("request body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
+    TooLarge(usize),
+    /// Not JSON at all.
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// JSON, but a field is missing, unknown or of the wrong type.
+    #[error("field `{field}`: {detail}")]
+    Shape {
+        /// Path of the offending field.
+        field: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Well-formed, but breaks one or more business rules.
+    #[error("{} field(s) failed validation", .0.len())]
+    Invalid(Vec<FieldError>),
+}
+
+/// Parses and validates a body in one step.
+pub fn parse_place_order(body: &[u8]) -> Result<PlaceOrderRequest, RequestError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(RequestError::TooLarge(body.len()));
+    }
+    let raw = parse_json_shape::<PlaceOrderBody>(body)?;
+    validate(raw)
+}
+
+/// Deserializes JSON, telling syntax errors apart from shape errors and naming the
+/// field of the latter.
+pub fn parse_json_shape<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        RequestError::Shape {
+            field: if path == "." {
+                String::from("(body)")
+            } else {
+                path
+            },
+            detail: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn is_identifier(raw: &str, max: usize) -> bool {
+    (1..=max).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Applies the rules that need no catalog: sizes, ranges, formats, duplicates.
+pub fn validate(raw: PlaceOrderBody) -> Result<PlaceOrderRequest, RequestError> {
+    let mut errors = Vec::new();
+    let mut fail = |field: String, detail: &str| {
+        errors.push(FieldError {
+            field,
+            detail: detail.to_owned(),
+        })
+    };
+    if !is_identifier(&raw.customer_id, 64) {
+        fail(
+            "customerId".into(),
+            "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+        );
+    }
+    let currency = Currency::parse(&raw.currency);
+    if currency.is_none() {
+        fail("currency".into(), "must be one of EUR, USD, GBP");
+    }
+    if !is_identifier(&raw.payment_token, 128) {
+        fail(
+            "paymentToken".into(),
+            "must be 1-128 characters of letters, digits, '-', '_' or '.'",
+        );
+    }
+    if raw.lines.is_empty() || raw.lines.len() > MAX_LINES {
+        fail(
+            "lines".into(),
+            &format!("must have between 1 and {MAX_LINES} lines"),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    let mut lines = Vec::with_capacity(raw.lines.len());
+    for (i, line) in raw.lines.iter().enumerate() {
+        if !is_identifier(&line.sku, 64) {
+            fail(
+                format!("lines[{i}].sku"),
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            );
+        } else if !seen.insert(line.sku.as_str()) {
+            fail(
+                format!("lines[{i}].sku"),
+                "appears more than once; combine the quantities into one line",
+            );
+        }
+        match u32::try_from(line.quantity) {
+            Ok(q) if (1..=MAX_QUANTITY).contains(&line.quantity) => {
+                lines.push((Sku(line.sku.clone()), q))
+            }
+            _ => fail(
+                format!("lines[{i}].quantity"),
+                &format!("must be between 1 and {MAX_QUANTITY}"),
+            ),
+        }
+    }
+    match currency {
+        Some(currency) if errors.is_empty() => Ok(PlaceOrderRequest {
+            customer_id: CustomerId(raw.customer_id),
+            currency,
+            payment_token: raw.payment_token,
+            lines,
+        }),
+        _ => Err(RequestError::Invalid(errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body(lines: &str) -> Vec<u8> {
+        format!(
+            r#"{{"customerId":"c-1","currency":"EUR","paymentToken":"tok_approve","lines":{lines}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn accepts_a_valid_order() {
+        let req = parse_place_order(&body(r#"[{"sku":"SKU-1","quantity":2}]"#)).unwrap();
+        assert_eq!(req.lines, vec![(Sku("SKU-1".into()), 2)]);
+        assert_eq!(req.currency, Currency::EUR);
+    }
+
+    #[test]
+    fn names_the_field_of_a_wrong_type() {
+        let err = parse_place_order(&body(r#"[{"sku":"SKU-1","quantity":"two"}]"#)).unwrap_err();
+        assert!(
+            matches!(&err, RequestError::Shape { field, .. } if field == "lines[0].quantity"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn names_an_unknown_field() {
+        let err = parse_place_order(
+            br#"{"customerId":"c","currency":"EUR","paymentToken":"t","lines":[],"price":1}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, RequestError::Shape { detail, .. } if detail.contains("price")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_negative_huge_and_zero_quantities_by_field() {
+        for q in ["-1", "0", "1001", "99999999999999999999"] {
+            let err = parse_place_order(&body(&format!(r#"[{{"sku":"A","quantity":{q}}}]"#)))
+                .unwrap_err();
+            let field = match err {
+                RequestError::Invalid(errors) => errors[0].field.clone(),
+                RequestError::Shape { field, .. } => field,
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(field, "lines[0].quantity", "quantity {q}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_currency_duplicates_and_empty_lines() {
+        let err = parse_place_order(
+            br#"{"customerId":"c","currency":"XXX","paymentToken":"t","lines":[]}"#,
+        )
+        .unwrap_err();
+        let RequestError::Invalid(errors) = err else {
+            panic!("expected validation errors")
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["currency", "lines"]);
+
+        let err = parse_place_order(&body(
+            r#"[{"sku":"A","quantity":1},{"sku":"A","quantity":2}]"#,
+        ))
+        .unwrap_err();
+        assert!(matches!(err, RequestError::Invalid(e) if e[0].field == "lines[1].sku"));
+    }
+
+    #[test]
+    fn rejects_oversized_and_malformed_bodies() {
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            parse_place_order(&big),
+            Err(RequestError::TooLarge(MAX_BODY_BYTES + 1))
+        );
+        assert!(matches!(
+            parse_place_order(b"{\"customerId\":"),
+            Err(RequestError::MalformedJson(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_place_order(&bytes);
+        }
+
+        #[test]
+        fn accepted_quantities_are_exactly_the_valid_range(q in any::<i64>()) {
+            let parsed = parse_place_order(&body(&format!(r#"[{{"sku":"A","quantity":{q}}}]"#)));
+            prop_assert_eq!(parsed.is_ok(), (1..=MAX_QUANTITY).contains(&q));
+        }
+    }
+}

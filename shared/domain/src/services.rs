@@ -1,0 +1,119 @@
+//! Placing and cancelling orders: the orders API's rules.
+
+use crate::order::{Order, OrderId, OrderLine, OrderStatus, StatusChange};
+use crate::ports::{CancelOutcome, Catalog, OrderQueue, OrderStore, PortError};
+use crate::request::{FieldError, PlaceOrderRequest};
+use serde_json::{Value, json};
+
+/// Why an order could not be placed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceOrderError {
+    /// Some lines name SKUs the catalog does not sell in the requested currency.
+    #[error("unknown SKUs")]
+    UnknownSkus(Vec<FieldError>),
+    /// The total does not fit in the amount type.
+    #[error("order total is too large")]
+    TotalOverflow,
+    /// A dependency failed; nothing was accepted.
+    #[error(transparent)]
+    Unavailable(#[from] PortError),
+}
+
+/// The ports placing an order needs.
+pub struct OrderService<'a> {
+    /// Prices.
+    pub catalog: &'a dyn Catalog,
+    /// Order records.
+    pub orders: &'a dyn OrderStore,
+    /// Intake queue.
+    pub queue: &'a dyn OrderQueue,
+}
+
+impl OrderService<'_> {
+    /// Prices the request from the catalog, stores the order as pending and hands it
+    /// to intake. If intake cannot take it, the stored order is cancelled so that no
+    /// order the caller was not told about stays pending.
+    pub async fn place(
+        &self,
+        request: PlaceOrderRequest,
+        correlation_id: &str,
+    ) -> Result<Order, PlaceOrderError> {
+        let skus: Vec<_> = request.lines.iter().map(|(sku, _)| sku.clone()).collect();
+        let prices = self.catalog.prices(&skus).await?;
+        let mut unknown = Vec::new();
+        let mut lines = Vec::with_capacity(request.lines.len());
+        for (i, (sku, quantity)) in request.lines.into_iter().enumerate() {
+            match prices.get(&sku).and_then(|p| p.get(&request.currency)) {
+                Some(&unit_price) => lines.push(OrderLine {
+                    sku,
+                    quantity,
+                    unit_price,
+                }),
+                None => unknown.push(FieldError {
+                    field: format!("lines[{i}].sku"),
+                    detail: format!("{sku} is not sold in {}", request.currency.code()),
+                }),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(PlaceOrderError::UnknownSkus(unknown));
+        }
+        let total = lines
+            .iter()
+            .try_fold(0u64, |acc, l| {
+                l.unit_price
+                    .checked_mul(u64::from(l.quantity))
+                    .and_then(|v| acc.checked_add(v))
+            })
+            .ok_or(PlaceOrderError::TotalOverflow)?;
+        let now = crate::now_rfc3339();
+        let order = Order {
+            order_id: OrderId::generate(),
+            customer_id: request.customer_id,
+            lines,
+            currency: request.currency,
+            total,
+            status: OrderStatus::Pending,
+            history: vec![StatusChange {
+                status: OrderStatus::Pending,
+                at: now.clone(),
+                reason: None,
+            }],
+            payment_token: request.payment_token,
+            correlation_id: correlation_id.to_owned(),
+            created_at: now,
+        };
+        self.orders.insert(&order).await?;
+        if let Err(e) = self.queue.enqueue(&order).await {
+            // Best effort: if this fails too the order stays pending and the caller
+            // still gets an error, so it retries with its idempotency key.
+            let _ = self
+                .orders
+                .cancel(&order.order_id, "intake-unavailable", &crate::now_rfc3339())
+                .await;
+            return Err(e.into());
+        }
+        Ok(order)
+    }
+
+    /// Shopper cancellation, allowed only before the charge starts.
+    pub async fn cancel(&self, order_id: &OrderId) -> Result<CancelOutcome, PortError> {
+        self.orders
+            .cancel(order_id, "cancelled-by-customer", &crate::now_rfc3339())
+            .await
+    }
+}
+
+/// The saga execution input for an order: everything the state machine needs so it
+/// never reads the order back.
+pub fn saga_input(order: &Order) -> Value {
+    json!({
+        "orderId": order.order_id,
+        "customerId": order.customer_id,
+        "lines": order.lines,
+        "total": order.total,
+        "currency": order.currency,
+        "paymentToken": order.payment_token,
+        "correlationId": order.correlation_id,
+    })
+}

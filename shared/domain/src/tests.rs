@@ -1,0 +1,318 @@
+//! Behaviour of the domain services over in-memory ports.
+
+use crate::commands::error_names;
+use crate::fakes::*;
+use crate::order::*;
+use crate::payment::{LedgerStatus, PaymentService, SandboxProvider};
+use crate::ports::{CancelOutcome, ReleaseOutcome, ReserveOutcome, StockStore};
+use crate::request::parse_place_order;
+use crate::services::{OrderService, PlaceOrderError};
+use crate::stock::InventoryService;
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn catalog() -> FakeCatalog {
+    FakeCatalog(HashMap::from([
+        (Sku("MUG".into()), HashMap::from([(Currency::EUR, 1250)])),
+        (
+            Sku("TEE".into()),
+            HashMap::from([(Currency::EUR, 1999), (Currency::USD, 2199)]),
+        ),
+    ]))
+}
+
+fn request(lines: &str) -> crate::request::PlaceOrderRequest {
+    parse_place_order(
+        format!(
+            r#"{{"customerId":"c-1","currency":"EUR","paymentToken":"tok_ok","lines":{lines}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn line(sku: &str, quantity: u32) -> OrderLine {
+    OrderLine {
+        sku: Sku(sku.into()),
+        quantity,
+        unit_price: 100,
+    }
+}
+
+#[tokio::test]
+async fn placing_prices_from_the_catalog_and_enqueues() {
+    // GIVEN a catalog and a working queue
+    let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
+    let service = OrderService {
+        catalog: &catalog,
+        orders: &orders,
+        queue: &queue,
+    };
+    // WHEN an order for two mugs and one tee is placed
+    let order = service
+        .place(
+            request(r#"[{"sku":"MUG","quantity":2},{"sku":"TEE","quantity":1}]"#),
+            "corr-1",
+        )
+        .await
+        .unwrap();
+    // THEN the total comes from catalog prices and the order is pending and queued
+    assert_eq!(order.total, 2 * 1250 + 1999);
+    assert_eq!(order.status, OrderStatus::Pending);
+    assert_eq!(
+        queue.sent.lock().unwrap().as_slice(),
+        [order.order_id.clone()]
+    );
+}
+
+#[tokio::test]
+async fn unknown_skus_are_named_and_nothing_is_stored() {
+    let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
+    let service = OrderService {
+        catalog: &catalog,
+        orders: &orders,
+        queue: &queue,
+    };
+    let err = service
+        .place(
+            request(r#"[{"sku":"MUG","quantity":1},{"sku":"NOPE","quantity":1}]"#),
+            "c",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlaceOrderError::UnknownSkus(ref e) if e[0].field == "lines[1].sku"));
+    assert!(orders.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_intake_outage_cancels_the_stored_order_and_fails_the_call() {
+    let (catalog, orders) = (catalog(), FakeOrders::default());
+    let queue = FakeQueue {
+        down: true,
+        ..FakeQueue::default()
+    };
+    let service = OrderService {
+        catalog: &catalog,
+        orders: &orders,
+        queue: &queue,
+    };
+    let err = service
+        .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlaceOrderError::Unavailable(_)));
+    let stored: Vec<_> = orders
+        .0
+        .lock()
+        .unwrap()
+        .values()
+        .map(|o| o.status)
+        .collect();
+    assert_eq!(stored, [OrderStatus::Cancelled]);
+}
+
+#[tokio::test]
+async fn cancellation_is_refused_once_payment_started() {
+    let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
+    let service = OrderService {
+        catalog: &catalog,
+        orders: &orders,
+        queue: &queue,
+    };
+    let order = service
+        .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
+        .await
+        .unwrap();
+    orders
+        .0
+        .lock()
+        .unwrap()
+        .get_mut(&order.order_id)
+        .unwrap()
+        .status = OrderStatus::PaymentPending;
+    assert_eq!(
+        service.cancel(&order.order_id).await.unwrap(),
+        CancelOutcome::NotCancellable(OrderStatus::PaymentPending)
+    );
+}
+
+#[tokio::test]
+async fn reserve_is_all_or_nothing_and_idempotent() {
+    // GIVEN one mug and five tees
+    let (stock, events) = (
+        FakeStock::with(&[("MUG", 1), ("TEE", 5)]),
+        FakeEvents::default(),
+    );
+    let inventory = InventoryService {
+        stock: &stock,
+        events: &events,
+    };
+    let order = OrderId::generate();
+    // WHEN an order wants two mugs and one tee
+    let err = inventory
+        .reserve(&order, "c", &[line("MUG", 2), line("TEE", 1)])
+        .await
+        .unwrap_err();
+    // THEN nothing is held and the failure is named OutOfStock
+    assert_eq!(err.error, error_names::OUT_OF_STOCK);
+    assert_eq!(
+        stock
+            .level(&Sku("TEE".into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .available,
+        5
+    );
+
+    let ok = OrderId::generate();
+    let lines = [line("MUG", 1), line("TEE", 2)];
+    assert_eq!(
+        inventory.reserve(&ok, "c", &lines).await.unwrap(),
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        inventory.reserve(&ok, "c", &lines).await.unwrap(),
+        ReserveOutcome::AlreadyReserved
+    );
+    let tee = stock.level(&Sku("TEE".into())).await.unwrap().unwrap();
+    assert_eq!((tee.available, tee.reserved), (3, 2));
+    assert_eq!(events.detail_types(), ["StockReserved"]);
+}
+
+#[tokio::test]
+async fn release_leaves_a_tombstone_that_refuses_a_late_reserve() {
+    let (stock, events) = (FakeStock::with(&[("MUG", 3)]), FakeEvents::default());
+    let inventory = InventoryService {
+        stock: &stock,
+        events: &events,
+    };
+    let order = OrderId::generate();
+    assert_eq!(
+        inventory
+            .release(&order, "c", &[line("MUG", 1)])
+            .await
+            .unwrap(),
+        ReleaseOutcome::NothingHeld
+    );
+    let late = inventory
+        .reserve(&order, "c", &[line("MUG", 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(late.error, error_names::ORDER_CANCELLED);
+    assert_eq!(
+        stock
+            .level(&Sku("MUG".into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .available,
+        3
+    );
+}
+
+fn payments<'a>(
+    ledger: &'a FakeLedger,
+    provider: &'a SandboxProvider,
+    events: &'a FakeEvents,
+) -> PaymentService<'a> {
+    PaymentService {
+        ledger,
+        provider,
+        events,
+    }
+}
+
+#[tokio::test]
+async fn a_charge_captures_once_however_often_it_is_delivered() {
+    let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
+    let provider = SandboxProvider::new(Duration::from_millis(10));
+    let service = payments(&ledger, &provider, &events);
+    let order = OrderId::generate();
+    let first = service
+        .charge(&order, "c", 500, Currency::EUR, "tok_visa")
+        .await
+        .unwrap();
+    let again = service
+        .charge(&order, "c", 500, Currency::EUR, "tok_visa")
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(provider.net_captured(&order), 500);
+    assert_eq!(events.detail_types(), ["PaymentCaptured"]);
+}
+
+#[tokio::test]
+async fn declines_and_transient_failures_have_their_names() {
+    let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
+    let provider = SandboxProvider::new(Duration::from_millis(10));
+    let service = payments(&ledger, &provider, &events);
+    let declined = OrderId::generate();
+    let err = service
+        .charge(&declined, "c", 1, Currency::EUR, "tok_decline")
+        .await
+        .unwrap_err();
+    assert_eq!(err.error, error_names::PAYMENT_DECLINED);
+
+    let flaky = OrderId::generate();
+    for _ in 0..2 {
+        let err = service
+            .charge(&flaky, "c", 1, Currency::EUR, "tok_flaky")
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+    }
+    service
+        .charge(&flaky, "c", 1, Currency::EUR, "tok_flaky")
+        .await
+        .unwrap();
+
+    let slow = OrderId::generate();
+    let err = service
+        .charge(&slow, "c", 1, Currency::EUR, "tok_timeout")
+        .await
+        .unwrap_err();
+    assert_eq!(err.error, error_names::PAYMENT_TIMEOUT);
+}
+
+#[tokio::test]
+async fn refund_then_late_charge_is_refused_and_nets_zero() {
+    let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
+    let provider = SandboxProvider::new(Duration::from_millis(10));
+    let service = payments(&ledger, &provider, &events);
+    let order = OrderId::generate();
+    service
+        .charge(&order, "c", 700, Currency::EUR, "tok_visa")
+        .await
+        .unwrap();
+    assert_eq!(
+        service.refund(&order, "c").await.unwrap(),
+        LedgerStatus::Refunded
+    );
+    assert_eq!(
+        service.refund(&order, "c").await.unwrap(),
+        LedgerStatus::Refunded
+    );
+    let late = service
+        .charge(&order, "c", 700, Currency::EUR, "tok_visa")
+        .await
+        .unwrap_err();
+    assert_eq!(late.error, error_names::ORDER_CANCELLED);
+    assert_eq!(provider.net_captured(&order), 0);
+
+    let never_charged = OrderId::generate();
+    assert_eq!(
+        service.refund(&never_charged, "c").await.unwrap(),
+        LedgerStatus::Voided
+    );
+    let late = service
+        .charge(&never_charged, "c", 1, Currency::EUR, "tok_visa")
+        .await
+        .unwrap_err();
+    assert_eq!(late.error, error_names::ORDER_CANCELLED);
+    assert_eq!(provider.attempts(&never_charged), 0);
+    assert_eq!(
+        events.detail_types(),
+        ["PaymentCaptured", "PaymentRefunded"]
+    );
+}
