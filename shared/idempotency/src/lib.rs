@@ -1,1 +1,322 @@
-//! placeholder
+//! Idempotent execution of a unit of work, keyed by a caller-chosen key.
+//!
+//! The first call with a key takes a lock record (with its own expiry, so a crashed
+//! worker never blocks the key forever), runs the work and stores its result. A later
+//! call with the same key and the same payload gets the stored result; with a
+//! different payload it is refused, since the key was reused for another request.
+//! Failures release the key so the caller can retry.
+#![warn(missing_docs)]
+
+use async_trait::async_trait;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// State of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// Work is running (or its worker died; see `lock_expires_at`).
+    InProgress,
+    /// Work finished; `response` holds its result.
+    Completed,
+}
+
+/// What the store keeps per key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Scoped key.
+    pub key: String,
+    /// SHA-256 of the request payload, hex.
+    pub payload_hash: String,
+    /// Where the work stands.
+    pub status: RecordStatus,
+    /// Epoch seconds after which the record is ignored (and removed by TTL).
+    pub expires_at: u64,
+    /// Epoch seconds after which an in-progress lock may be taken over.
+    pub lock_expires_at: u64,
+    /// Stored result of completed work.
+    pub response: Option<Value>,
+}
+
+/// Outcome of trying to take a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    /// The key is ours: run the work.
+    Acquired,
+    /// A live record exists for the key.
+    Existing(Record),
+}
+
+/// Store failure, kept as a source.
+pub type StoreError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Persistence for records. Implementations must make `begin` atomic: take the key
+/// only if it is absent, expired, or an in-progress lock that expired.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Writes `record` as in progress unless a live record exists.
+    async fn begin(&self, record: &Record, now: u64) -> Result<Begin, StoreError>;
+    /// Marks the key completed with its response.
+    async fn complete(&self, key: &str, response: &Value) -> Result<(), StoreError>;
+    /// Removes the key after failed work so the caller can retry.
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Why idempotent execution did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError<E> {
+    /// The key was used before with a different payload.
+    #[error("idempotency key was already used with a different request")]
+    PayloadMismatch,
+    /// Another call with this key is still running.
+    #[error("a request with this idempotency key is still in progress")]
+    InProgress,
+    /// The record store failed.
+    #[error("idempotency store failed")]
+    Store(#[source] StoreError),
+    /// The stored response could not be read back.
+    #[error("stored response is unreadable")]
+    Corrupt(#[source] serde_json::Error),
+    /// The work itself failed; the key was released.
+    #[error(transparent)]
+    Work(E),
+}
+
+/// Whether the result was computed now or replayed from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<T> {
+    /// Computed by this call.
+    Fresh(T),
+    /// Returned from an earlier call with the same key and payload.
+    Replayed(T),
+}
+
+impl<T> Outcome<T> {
+    /// The result either way.
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Fresh(t) | Self::Replayed(t) => t,
+        }
+    }
+}
+
+/// SHA-256 of a payload, hex encoded.
+pub fn payload_hash(payload: &[u8]) -> String {
+    hex::encode(Sha256::digest(payload))
+}
+
+fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Runs work at most once per key within the expiry window.
+pub struct Idempotency<S> {
+    store: S,
+    expiry: Duration,
+    lock_timeout: Duration,
+}
+
+impl<S: IdempotencyStore> Idempotency<S> {
+    /// Keys live for `expiry`; an in-progress lock can be taken over after `lock_timeout`
+    /// (set it above the function timeout).
+    pub fn new(store: S, expiry: Duration, lock_timeout: Duration) -> Self {
+        Self {
+            store,
+            expiry,
+            lock_timeout,
+        }
+    }
+
+    /// Runs `work` unless `key` already has a result for the same payload.
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        key: &str,
+        payload: &[u8],
+        work: F,
+    ) -> Result<Outcome<T>, IdempotencyError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let now = epoch_seconds();
+        let record = Record {
+            key: key.to_owned(),
+            payload_hash: payload_hash(payload),
+            status: RecordStatus::InProgress,
+            expires_at: now + self.expiry.as_secs(),
+            lock_expires_at: now + self.lock_timeout.as_secs(),
+            response: None,
+        };
+        match self
+            .store
+            .begin(&record, now)
+            .await
+            .map_err(IdempotencyError::Store)?
+        {
+            Begin::Existing(existing) if existing.payload_hash != record.payload_hash => {
+                return Err(IdempotencyError::PayloadMismatch);
+            }
+            Begin::Existing(existing) => {
+                return match (existing.status, existing.response) {
+                    (RecordStatus::Completed, Some(response)) => serde_json::from_value(response)
+                        .map(Outcome::Replayed)
+                        .map_err(IdempotencyError::Corrupt),
+                    _ => Err(IdempotencyError::InProgress),
+                };
+            }
+            Begin::Acquired => {}
+        }
+        match work().await {
+            Ok(result) => {
+                let stored = serde_json::to_value(&result).map_err(IdempotencyError::Corrupt)?;
+                self.store
+                    .complete(key, &stored)
+                    .await
+                    .map_err(IdempotencyError::Store)?;
+                Ok(Outcome::Fresh(result))
+            }
+            Err(e) => {
+                if let Err(release) = self.store.release(key).await {
+                    tracing::warn!(error = %release, "could not release idempotency key; it frees itself when the lock expires");
+                }
+                Err(IdempotencyError::Work(e))
+            }
+        }
+    }
+}
+
+/// A store in memory, for tests and single-process tools.
+#[derive(Default)]
+pub struct InMemoryStore(Mutex<HashMap<String, Record>>);
+
+#[async_trait]
+impl IdempotencyStore for InMemoryStore {
+    async fn begin(&self, record: &Record, now: u64) -> Result<Begin, StoreError> {
+        let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = records.get(&record.key) {
+            let live = existing.expires_at > now
+                && (existing.status == RecordStatus::Completed || existing.lock_expires_at > now);
+            if live {
+                return Ok(Begin::Existing(existing.clone()));
+            }
+        }
+        records.insert(record.key.clone(), record.clone());
+        Ok(Begin::Acquired)
+    }
+    async fn complete(&self, key: &str, response: &Value) -> Result<(), StoreError> {
+        let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = records.get_mut(key) {
+            r.status = RecordStatus::Completed;
+            r.response = Some(response.clone());
+        }
+        Ok(())
+    }
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn idem() -> Idempotency<InMemoryStore> {
+        Idempotency::new(
+            InMemoryStore::default(),
+            Duration::from_secs(86_400),
+            Duration::from_secs(30),
+        )
+    }
+
+    #[tokio::test]
+    async fn same_key_same_payload_runs_once_and_replays() {
+        let idem = idem();
+        let runs = AtomicU32::new(0);
+        let work = || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(41 + runs.load(Ordering::SeqCst))
+        };
+        assert_eq!(
+            idem.run("k", b"body", work).await.unwrap(),
+            Outcome::Fresh(42)
+        );
+        assert_eq!(
+            idem.run("k", b"body", work).await.unwrap(),
+            Outcome::Replayed(42)
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn same_key_other_payload_is_refused() {
+        let idem = idem();
+        idem.run("k", b"a", || async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+        let err = idem
+            .run("k", b"b", || async { Ok::<_, String>(2) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IdempotencyError::PayloadMismatch));
+    }
+
+    #[tokio::test]
+    async fn failed_work_releases_the_key() {
+        let idem = idem();
+        let err = idem
+            .run("k", b"a", || async { Err::<u8, _>("down") })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IdempotencyError::Work("down")));
+        assert_eq!(
+            idem.run("k", b"a", || async { Ok::<_, &str>(7) })
+                .await
+                .unwrap(),
+            Outcome::Fresh(7)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_in_progress_key_is_refused_until_its_lock_expires() {
+        let store = InMemoryStore::default();
+        let stuck = Record {
+            key: "k".into(),
+            payload_hash: payload_hash(b"a"),
+            status: RecordStatus::InProgress,
+            expires_at: u64::MAX,
+            lock_expires_at: epoch_seconds() + 60,
+            response: None,
+        };
+        store.begin(&stuck, 0).await.unwrap();
+        let idem = Idempotency::new(store, Duration::from_secs(60), Duration::from_secs(30));
+        let err = idem
+            .run("k", b"a", || async { Ok::<_, String>(1) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IdempotencyError::InProgress));
+
+        let expired = Record {
+            lock_expires_at: 1,
+            ..stuck
+        };
+        let store = InMemoryStore::default();
+        store.begin(&expired, 0).await.unwrap();
+        let idem = Idempotency::new(store, Duration::from_secs(60), Duration::from_secs(30));
+        assert_eq!(
+            idem.run("k", b"a", || async { Ok::<_, String>(1) })
+                .await
+                .unwrap(),
+            Outcome::Fresh(1)
+        );
+    }
+}
