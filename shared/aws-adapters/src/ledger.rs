@@ -1,0 +1,78 @@
+//! The payments ledger in DynamoDB: one item per order, moved between statuses only
+//! by conditional writes so a compensation and a late charge cannot both win.
+
+use crate::port_error;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use shop_domain::OrderId;
+use shop_domain::payment::{LedgerRecord, LedgerStatus};
+use shop_domain::ports::{PaymentLedger, PortError};
+
+/// Ledger table adapter, keyed by `orderId`.
+#[derive(Clone)]
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLedger {
+    /// Adapter over the given table.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentLedger for DynamoLedger {
+    async fn get(&self, order_id: &OrderId) -> Result<Option<LedgerRecord>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("orderId", AttributeValue::S(order_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("ledger.get", e))?;
+        out.item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(|e| port_error("ledger.get", e))
+    }
+
+    async fn transition(
+        &self,
+        order_id: &OrderId,
+        from: Option<LedgerStatus>,
+        to: &LedgerRecord,
+    ) -> Result<bool, PortError> {
+        debug_assert_eq!(&to.order_id, order_id);
+        let item = serde_dynamo::to_item(to).map_err(|e| port_error("ledger.transition", e))?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = match from {
+            None => put.condition_expression("attribute_not_exists(orderId)"),
+            Some(status) => put
+                .condition_expression("#s = :from")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":from", AttributeValue::S(status.as_str().into())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(port_error("ledger.transition", e)),
+        }
+    }
+}

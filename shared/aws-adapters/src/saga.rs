@@ -1,0 +1,105 @@
+//! Step Functions: starting saga executions and answering task tokens.
+
+use crate::port_error;
+use async_trait::async_trait;
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::error::SdkError;
+use serde_json::Value;
+use shop_domain::OrderId;
+use shop_domain::ports::{PortError, SagaStarter, StartOutcome, TaskCallbacks};
+
+/// Starts one execution per order, named after it.
+#[derive(Clone)]
+pub struct SfnSagaStarter {
+    client: Client,
+    state_machine_arn: String,
+}
+
+impl SfnSagaStarter {
+    /// Starter for the given state machine.
+    pub fn new(client: Client, state_machine_arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            state_machine_arn: state_machine_arn.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl SagaStarter for SfnSagaStarter {
+    async fn start(&self, order_id: &OrderId, input: &Value) -> Result<StartOutcome, PortError> {
+        let result = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(order_id.as_str())
+            .input(input.to_string())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(StartOutcome::Started),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_already_exists()) =>
+            {
+                Ok(StartOutcome::AlreadyExists)
+            }
+            Err(e) => Err(port_error("saga.start", e)),
+        }
+    }
+}
+
+/// Answers task tokens. A token that is no longer waiting (timed out, or its
+/// execution ended) is reported as `false`, not as an error: retrying cannot help.
+#[derive(Clone)]
+pub struct SfnTaskCallbacks {
+    client: Client,
+}
+
+impl SfnTaskCallbacks {
+    /// Callbacks over the given client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn token_is_dead<E: aws_sdk_sfn::error::ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|code| matches!(code, "TaskTimedOut" | "InvalidToken" | "TaskDoesNotExist"))
+}
+
+#[async_trait]
+impl TaskCallbacks for SfnTaskCallbacks {
+    async fn succeed(&self, task_token: &str, output: &Value) -> Result<bool, PortError> {
+        match self
+            .client
+            .send_task_success()
+            .task_token(task_token)
+            .output(output.to_string())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if token_is_dead(&e) => Ok(false),
+            Err(e) => Err(port_error("saga.send_task_success", e)),
+        }
+    }
+
+    async fn fail(&self, task_token: &str, error: &str, cause: &str) -> Result<bool, PortError> {
+        let cause: String = cause.chars().take(32_000).collect();
+        match self
+            .client
+            .send_task_failure()
+            .task_token(task_token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if token_is_dead(&e) => Ok(false),
+            Err(e) => Err(port_error("saga.send_task_failure", e)),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Stock and reservations in one DynamoDB table: `SKU#<sku>` items hold levels,
+//! `RES#<orderId>` items hold an order's reservation or its tombstone. Reserving and
+//! releasing are single transactions, so an order holds every line or none.
+
+use crate::port_error;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+use shop_domain::ports::{PortError, ReleaseOutcome, ReserveOutcome, StockLevel, StockStore};
+use shop_domain::{OrderId, OrderLine, Sku};
+use std::collections::HashMap;
+
+const RESERVED: &str = "RESERVED";
+const RELEASED: &str = "RELEASED";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reservation {
+    pk: String,
+    order_id: OrderId,
+    status: String,
+    lines: Vec<OrderLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LevelItem {
+    #[serde(default)]
+    available: u64,
+    #[serde(default)]
+    reserved: u64,
+}
+
+/// Inventory table adapter.
+#[derive(Clone)]
+pub struct DynamoStockStore {
+    client: Client,
+    table: String,
+}
+
+fn sku_key(sku: &Sku) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".to_string(), AttributeValue::S(format!("SKU#{sku}")))])
+}
+
+fn reservation_key(order_id: &OrderId) -> HashMap<String, AttributeValue> {
+    HashMap::from([(
+        "pk".to_string(),
+        AttributeValue::S(format!("RES#{order_id}")),
+    )])
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Which transaction items failed their condition, by index; `None` if the
+/// transaction was cancelled for another reason (conflict, throttling).
+fn failed_conditions(e: &SdkError<TransactWriteItemsError>) -> Option<Vec<usize>> {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+            let failed: Vec<usize> = t
+                .cancellation_reasons()
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                .map(|(i, _)| i)
+                .collect();
+            (!failed.is_empty()).then_some(failed)
+        }
+        _ => None,
+    }
+}
+
+impl DynamoStockStore {
+    /// Adapter over the given table.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn reservation(&self, order_id: &OrderId) -> Result<Option<Reservation>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(reservation_key(order_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("stock.reservation", e))?;
+        out.item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(|e| port_error("stock.reservation", e))
+    }
+
+    fn move_units(
+        &self,
+        sku: &Sku,
+        quantity: u32,
+        reserve: bool,
+    ) -> Result<TransactWriteItem, PortError> {
+        let (expr, cond) = if reserve {
+            (
+                "SET available = available - :q, reserved = reserved + :q",
+                "available >= :q",
+            )
+        } else {
+            (
+                "SET available = available + :q, reserved = reserved - :q",
+                "reserved >= :q",
+            )
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(sku_key(sku)))
+            .update_expression(expr)
+            .condition_expression(cond)
+            .expression_attribute_values(":q", n(u64::from(quantity)))
+            .build()
+            .map_err(|e| port_error("stock.transaction", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn put_reservation(
+        &self,
+        reservation: &Reservation,
+        condition: &str,
+    ) -> Result<TransactWriteItem, PortError> {
+        let item =
+            serde_dynamo::to_item(reservation).map_err(|e| port_error("stock.transaction", e))?;
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        if condition.contains(":reserved") {
+            put = put
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":reserved", AttributeValue::S(RESERVED.into()));
+        }
+        let put = put
+            .build()
+            .map_err(|e| port_error("stock.transaction", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+#[async_trait]
+impl StockStore for DynamoStockStore {
+    async fn reserve(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReserveOutcome, PortError> {
+        let reservation = Reservation {
+            pk: format!("RES#{order_id}"),
+            order_id: order_id.clone(),
+            status: RESERVED.into(),
+            lines: lines.to_vec(),
+        };
+        let mut items = vec![
+            self.put_reservation(&reservation, "attribute_not_exists(pk)")
+                .await?,
+        ];
+        for line in lines {
+            items.push(self.move_units(&line.sku, line.quantity, true)?);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let Err(e) = result else {
+            return Ok(ReserveOutcome::Reserved);
+        };
+        match failed_conditions(&e) {
+            Some(failed) if failed.contains(&0) => match self.reservation(order_id).await? {
+                Some(r) if r.status == RESERVED => Ok(ReserveOutcome::AlreadyReserved),
+                Some(_) => Ok(ReserveOutcome::Tombstoned),
+                None => Err(PortError::new(
+                    "stock.reserve",
+                    "reservation vanished; retry",
+                )),
+            },
+            Some(failed) => Ok(ReserveOutcome::OutOfStock(
+                failed
+                    .into_iter()
+                    .filter_map(|i| lines.get(i - 1).map(|l| l.sku.clone()))
+                    .collect(),
+            )),
+            None => Err(port_error("stock.reserve", e)),
+        }
+    }
+
+    async fn release(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReleaseOutcome, PortError> {
+        for _ in 0..3 {
+            let Some(held) = self.reservation(order_id).await? else {
+                let tombstone = Reservation {
+                    pk: format!("RES#{order_id}"),
+                    order_id: order_id.clone(),
+                    status: RELEASED.into(),
+                    lines: lines.to_vec(),
+                };
+                let put = self
+                    .put_reservation(&tombstone, "attribute_not_exists(pk)")
+                    .await?;
+                let result = self
+                    .client
+                    .transact_write_items()
+                    .transact_items(put)
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => return Ok(ReleaseOutcome::NothingHeld),
+                    Err(e) if failed_conditions(&e).is_some() => continue,
+                    Err(e) => return Err(port_error("stock.release", e)),
+                }
+            };
+            if held.status != RESERVED {
+                return Ok(ReleaseOutcome::AlreadyReleased);
+            }
+            let released = Reservation {
+                status: RELEASED.into(),
+                ..held
+            };
+            let mut items = vec![self.put_reservation(&released, "#s = :reserved").await?];
+            for line in &released.lines {
+                items.push(self.move_units(&line.sku, line.quantity, false)?);
+            }
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(ReleaseOutcome::Released),
+                Err(e) if failed_conditions(&e).is_some_and(|f| f.contains(&0)) => continue,
+                Err(e) => return Err(port_error("stock.release", e)),
+            }
+        }
+        Err(PortError::new(
+            "stock.release",
+            "reservation kept changing; retry",
+        ))
+    }
+
+    async fn restock(&self, sku: &Sku, quantity: u32) -> Result<StockLevel, PortError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(sku_key(sku)))
+            .update_expression("SET available = if_not_exists(available, :zero) + :q, reserved = if_not_exists(reserved, :zero)")
+            .expression_attribute_values(":q", n(u64::from(quantity)))
+            .expression_attribute_values(":zero", n(0))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| port_error("stock.restock", e))?;
+        let level: LevelItem = serde_dynamo::from_item(out.attributes.unwrap_or_default())
+            .map_err(|e| port_error("stock.restock", e))?;
+        Ok(StockLevel {
+            available: level.available,
+            reserved: level.reserved,
+        })
+    }
+
+    async fn level(&self, sku: &Sku) -> Result<Option<StockLevel>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(sku_key(sku)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("stock.level", e))?;
+        out.item
+            .map(|item| {
+                serde_dynamo::from_item::<_, LevelItem>(item).map(|l| StockLevel {
+                    available: l.available,
+                    reserved: l.reserved,
+                })
+            })
+            .transpose()
+            .map_err(|e| port_error("stock.level", e))
+    }
+}
