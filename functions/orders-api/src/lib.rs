@@ -1,1 +1,512 @@
-//! placeholder
+//! The orders HTTP API (API Gateway HTTP API, payload v2): `POST /v1/orders`,
+//! `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`. Every failure becomes an
+//! `application/problem+json` answer; no panic reaches the caller.
+#![warn(missing_docs)]
+
+pub mod problem;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use futures::FutureExt;
+use http::{HeaderMap, HeaderValue};
+use idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Outcome};
+use problem::Problem;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shop_aws::ConfigError;
+use shop_domain::ports::{CancelOutcome, Catalog, OrderQueue, OrderStore};
+use shop_domain::request::{self, MAX_BODY_BYTES, RequestError};
+use shop_domain::services::{OrderService, PlaceOrderError};
+use shop_domain::{Order, OrderId};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+/// After this long an in-progress key is considered abandoned (above the function
+/// timeout, so a live request is never overtaken).
+pub const IDEMPOTENCY_LOCK: Duration = Duration::from_secs(30);
+
+/// An HTTP answer before it is shaped into the API Gateway response. Stored as the
+/// result of an idempotent request and replayed verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: Value,
+    /// `Location` header, for created resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// True for problem details.
+    #[serde(default)]
+    pub problem: bool,
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            body,
+            location: None,
+            problem: false,
+        }
+    }
+}
+
+impl From<Problem> for Reply {
+    fn from(p: Problem) -> Self {
+        Self {
+            status: p.status,
+            body: serde_json::to_value(&p).unwrap_or_else(|_| json!({ "status": p.status })),
+            location: None,
+            problem: true,
+        }
+    }
+}
+
+/// The API with its ports; built once per process.
+pub struct OrdersApi {
+    catalog: Arc<dyn Catalog>,
+    orders: Arc<dyn OrderStore>,
+    queue: Arc<dyn OrderQueue>,
+    idempotency: Idempotency<Arc<dyn IdempotencyStore>>,
+}
+
+impl OrdersApi {
+    /// Wires the API to its ports.
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        orders: Arc<dyn OrderStore>,
+        queue: Arc<dyn OrderQueue>,
+        idempotency_store: Arc<dyn IdempotencyStore>,
+    ) -> Self {
+        Self {
+            catalog,
+            orders,
+            queue,
+            idempotency: Idempotency::new(idempotency_store, IDEMPOTENCY_EXPIRY, IDEMPOTENCY_LOCK),
+        }
+    }
+
+    /// Builds the AWS adapters from the function's environment.
+    pub fn from_env(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        Ok(Self::new(
+            Arc::new(shop_aws::catalog::DynamoCatalog::new(
+                dynamo.clone(),
+                shop_aws::required(env, "CATALOG_TABLE")?,
+            )),
+            Arc::new(shop_aws::orders::DynamoOrderStore::new(
+                dynamo.clone(),
+                shop_aws::required(env, "ORDERS_TABLE")?,
+            )),
+            Arc::new(shop_aws::queue::SqsOrderQueue::new(
+                sqs,
+                shop_aws::required(env, "ORDERS_QUEUE_URL")?,
+            )),
+            Arc::new(shop_aws::idempotency_store::DynamoIdempotencyStore::new(
+                dynamo,
+                shop_aws::required(env, "IDEMPOTENCY_TABLE")?,
+            )),
+        ))
+    }
+
+    /// Answers one request. Never fails and never panics outward: a panic inside
+    /// becomes a 500 problem.
+    pub async fn handle(&self, request: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let correlation_id = observability::correlation_id_or_new(
+            header(&request.headers, observability::CORRELATION_HEADER)
+                .or(request.request_context.request_id.as_deref()),
+        );
+        let span = tracing::info_span!("request", correlation_id = %correlation_id, route = request.route_key.as_deref().unwrap_or(""));
+        let outcome = AssertUnwindSafe(self.route(&request, &correlation_id).instrument(span))
+            .catch_unwind()
+            .await;
+        let (reply, replayed) = outcome.unwrap_or_else(|_| {
+            tracing::error!(correlation_id = %correlation_id, "handler panicked");
+            (internal_error(), false)
+        });
+        to_response(reply, replayed, &correlation_id)
+    }
+
+    async fn route(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+        correlation_id: &str,
+    ) -> (Reply, bool) {
+        let method = request.request_context.http.method.as_str();
+        let path = request
+            .raw_path
+            .as_deref()
+            .or(request.request_context.http.path.as_deref())
+            .unwrap_or("");
+        let id = request.path_parameters.get("id").map(String::as_str);
+        match (method, route_of(path)) {
+            ("POST", Some(Route::Orders)) => self.place(request, correlation_id).await,
+            ("GET", Some(Route::Order(raw))) => (self.get(id.unwrap_or(raw)).await, false),
+            ("POST", Some(Route::Cancel(raw))) => (self.cancel(id.unwrap_or(raw)).await, false),
+            (_, Some(_)) => (
+                Problem::new(
+                    "method-not-allowed",
+                    "Method not allowed",
+                    405,
+                    format!("{method} is not supported on {path}"),
+                )
+                .into(),
+                false,
+            ),
+            (_, None) => (
+                Problem::new(
+                    "route-not-found",
+                    "Not found",
+                    404,
+                    format!("no route for {path}"),
+                )
+                .into(),
+                false,
+            ),
+        }
+    }
+
+    async fn place(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+        correlation_id: &str,
+    ) -> (Reply, bool) {
+        let body = match request_body(request) {
+            Ok(body) => body,
+            Err(reply) => return (reply, false),
+        };
+        let Some(key) = header(&request.headers, "idempotency-key") else {
+            return (self.place_once(&body, correlation_id).await, false);
+        };
+        if !(1..=255).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            let p = Problem::new(
+                "idempotency-key-invalid",
+                "Invalid Idempotency-Key",
+                400,
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            );
+            return (p.into(), false);
+        }
+        let scoped = format!("POST /v1/orders#{key}");
+        let fingerprint = canonical_payload(&body);
+        let result = self
+            .idempotency
+            .run(&scoped, &fingerprint, || async {
+                let reply = self.place_once(&body, correlation_id).await;
+                if reply.status >= 500 {
+                    Err(reply)
+                } else {
+                    Ok(reply)
+                }
+            })
+            .await;
+        match result {
+            Ok(Outcome::Fresh(reply)) => (reply, false),
+            Ok(Outcome::Replayed(reply)) => (reply, true),
+            Err(IdempotencyError::Work(reply)) => (reply, false),
+            Err(IdempotencyError::PayloadMismatch) => (
+                Problem::new(
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused",
+                    422,
+                    "this Idempotency-Key was used with a different request body",
+                )
+                .into(),
+                false,
+            ),
+            Err(IdempotencyError::InProgress) => (
+                Problem::new(
+                    "idempotency-key-in-progress",
+                    "Request in progress",
+                    409,
+                    "a request with this Idempotency-Key is still being processed; retry shortly",
+                )
+                .into(),
+                false,
+            ),
+            Err(e @ (IdempotencyError::Store(_) | IdempotencyError::Corrupt(_))) => {
+                tracing::error!(error = %e, "idempotency store failed");
+                (unavailable(), false)
+            }
+        }
+    }
+
+    async fn place_once(&self, body: &[u8], correlation_id: &str) -> Reply {
+        let parsed = match request::parse_place_order(body) {
+            Ok(p) => p,
+            Err(e) => return request_problem(e).into(),
+        };
+        let service = OrderService {
+            catalog: self.catalog.as_ref(),
+            orders: self.orders.as_ref(),
+            queue: self.queue.as_ref(),
+        };
+        match service.place(parsed, correlation_id).await {
+            Ok(order) => {
+                tracing::info!(order_id = %order.order_id, total = order.total, "order accepted");
+                observability::emit_metric(
+                    "OrdersPlaced",
+                    observability::Unit::Count,
+                    1.0,
+                    &[("Service", "orders")],
+                );
+                let location = format!("/v1/orders/{}", order.order_id);
+                Reply {
+                    location: Some(location.clone()),
+                    ..Reply::json(
+                        202,
+                        json!({
+                            "orderId": order.order_id,
+                            "status": order.status,
+                            "total": order.total,
+                            "currency": order.currency,
+                            "links": { "self": location },
+                        }),
+                    )
+                }
+            }
+            Err(PlaceOrderError::UnknownSkus(errors)) => Problem::new(
+                "validation-failed",
+                "Validation failed",
+                422,
+                "some lines name SKUs the catalog does not sell in this currency",
+            )
+            .with_errors(errors)
+            .into(),
+            Err(PlaceOrderError::TotalOverflow) => Problem::new(
+                "validation-failed",
+                "Validation failed",
+                422,
+                "the order total is too large",
+            )
+            .into(),
+            Err(PlaceOrderError::Unavailable(e)) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "placing order failed");
+                unavailable()
+            }
+        }
+    }
+
+    async fn get(&self, raw_id: &str) -> Reply {
+        let Some(order_id) = OrderId::parse(raw_id) else {
+            return not_found(raw_id);
+        };
+        match self.orders.get(&order_id).await {
+            Ok(Some(order)) => Reply::json(200, view(&order)),
+            Ok(None) => not_found(raw_id),
+            Err(e) => {
+                tracing::error!(error = %e, "reading order failed");
+                unavailable()
+            }
+        }
+    }
+
+    async fn cancel(&self, raw_id: &str) -> Reply {
+        let Some(order_id) = OrderId::parse(raw_id) else {
+            return not_found(raw_id);
+        };
+        let service = OrderService {
+            catalog: self.catalog.as_ref(),
+            orders: self.orders.as_ref(),
+            queue: self.queue.as_ref(),
+        };
+        match service.cancel(&order_id).await {
+            Ok(CancelOutcome::Cancelled(order)) => Reply::json(200, view(&order)),
+            Ok(CancelOutcome::NotFound) => not_found(raw_id),
+            Ok(CancelOutcome::NotCancellable(status)) => Problem::new(
+                "order-not-cancellable",
+                "Order can no longer be cancelled",
+                409,
+                format!(
+                    "order is {}; it can be cancelled only before payment starts",
+                    status.as_str()
+                ),
+            )
+            .into(),
+            Err(e) => {
+                tracing::error!(error = %e, "cancelling order failed");
+                unavailable()
+            }
+        }
+    }
+}
+
+enum Route<'a> {
+    Orders,
+    Order(&'a str),
+    Cancel(&'a str),
+}
+
+/// Matches a path, with or without a stage prefix (`/dev/v1/orders`).
+fn route_of(path: &str) -> Option<Route<'_>> {
+    let start = path.find("/v1/orders")?;
+    let rest = path[start + "/v1/orders".len()..].trim_end_matches('/');
+    let segments: Vec<&str> = rest.split('/').skip(1).collect();
+    match segments.as_slice() {
+        [] => Some(Route::Orders),
+        [id] if !id.is_empty() => Some(Route::Order(id)),
+        [id, "cancel"] if !id.is_empty() => Some(Route::Cancel(id)),
+        _ => None,
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn request_body(request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Reply> {
+    let content_type = header(&request.headers, "content-type").unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media != "application/json" && !media.ends_with("+json") {
+        return Err(Problem::new(
+            "unsupported-media-type",
+            "Unsupported media type",
+            415,
+            "send the order as application/json",
+        )
+        .into());
+    }
+    let raw = request.body.as_deref().unwrap_or("");
+    // Base64 inflates by 4/3; refuse before decoding anything huge.
+    if raw.len() > MAX_BODY_BYTES * 4 / 3 + 4 {
+        return Err(request_problem(RequestError::TooLarge(raw.len())).into());
+    }
+    let body = if request.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .map_err(|e| {
+                Reply::from(request_problem(RequestError::MalformedJson(format!(
+                    "body is not valid base64: {e}"
+                ))))
+            })?
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return Err(request_problem(RequestError::TooLarge(body.len())).into());
+    }
+    Ok(body)
+}
+
+/// The bytes the idempotency hash covers: canonical JSON when the body parses, so
+/// key order and whitespace do not make an identical request look different.
+fn canonical_payload(body: &[u8]) -> Vec<u8> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_vec(&v).ok())
+        .unwrap_or_else(|| body.to_vec())
+}
+
+fn request_problem(e: RequestError) -> Problem {
+    let detail = e.to_string();
+    match e {
+        RequestError::TooLarge(_) => {
+            Problem::new("payload-too-large", "Payload too large", 413, detail)
+        }
+        RequestError::MalformedJson(_) => {
+            Problem::new("malformed-json", "Malformed JSON", 400, detail)
+        }
+        RequestError::Shape { field, detail: why } => {
+            Problem::new("invalid-request", "Invalid request", 400, detail)
+                .with_errors(vec![request::FieldError { field, detail: why }])
+        }
+        RequestError::Invalid(errors) => {
+            Problem::new("validation-failed", "Validation failed", 422, detail).with_errors(errors)
+        }
+    }
+}
+
+fn not_found(raw_id: &str) -> Reply {
+    let shown: String = raw_id.chars().take(100).collect();
+    Problem::new(
+        "order-not-found",
+        "Order not found",
+        404,
+        format!("no order {shown}"),
+    )
+    .into()
+}
+
+fn unavailable() -> Reply {
+    Problem::new(
+        "service-unavailable",
+        "Service unavailable",
+        503,
+        "a dependency is briefly unavailable; retry with the same Idempotency-Key",
+    )
+    .into()
+}
+
+fn internal_error() -> Reply {
+    Problem::new(
+        "internal-error",
+        "Internal error",
+        500,
+        "unexpected error; it has been logged",
+    )
+    .into()
+}
+
+/// The order as shoppers see it: everything but the payment token.
+pub fn view(order: &Order) -> Value {
+    json!({
+        "orderId": order.order_id,
+        "customerId": order.customer_id,
+        "status": order.status,
+        "lines": order.lines,
+        "total": order.total,
+        "currency": order.currency,
+        "history": order.history,
+        "cancelReason": order.cancel_reason(),
+        "createdAt": order.created_at,
+    })
+}
+
+fn to_response(reply: Reply, replayed: bool, correlation_id: &str) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    let content_type = if reply.problem {
+        "application/problem+json"
+    } else {
+        "application/json"
+    };
+    headers.insert("content-type", HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(correlation_id) {
+        headers.insert(observability::CORRELATION_HEADER, v);
+    }
+    if let Some(v) = reply
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        headers.insert("location", v);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if reply.status == 503 {
+        headers.insert("retry-after", HeaderValue::from_static("1"));
+    }
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = i64::from(reply.status);
+    response.headers = headers;
+    response.body = Some(Body::Text(reply.body.to_string()));
+    response
+}
+
+#[cfg(test)]
+mod tests;

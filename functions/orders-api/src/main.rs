@@ -1,1 +1,16 @@
-fn main() {}
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    observability::init_logging();
+    let sdk = shop_aws::load_sdk_config().await;
+    let api = orders_api::OrdersApi::from_env(&sdk, &|name| std::env::var(name).ok())?;
+    let api = &api;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            Ok::<_, std::convert::Infallible>(api.handle(event.payload).await)
+        },
+    ))
+    .await
+}

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod orders;
 pub mod queue;
 pub mod saga;
+pub mod shipments;
 pub mod stock;
 
 use shop_domain::ports::PortError;

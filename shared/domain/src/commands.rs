@@ -124,6 +124,35 @@ impl TaskFailure {
     }
 }
 
+/// Answers the saga for a command: success with the output, or failure with the
+/// error name its `Catch` matches. Commands without a token (operator commands) only
+/// log. A token that is no longer waiting is logged and dropped, since the saga
+/// already moved on (timed out and compensated). Only a failure to deliver the
+/// answer is an error, so the message is redelivered.
+pub async fn answer_task(
+    callbacks: &dyn crate::ports::TaskCallbacks,
+    task_token: Option<&str>,
+    outcome: Result<serde_json::Value, TaskFailure>,
+) -> Result<(), crate::ports::PortError> {
+    let Some(token) = task_token else {
+        match &outcome {
+            Ok(_) => tracing::info!("operator command done"),
+            Err(failure) => {
+                tracing::warn!(error = failure.error, cause = %failure.cause, "operator command failed")
+            }
+        }
+        return Ok(());
+    };
+    let delivered = match &outcome {
+        Ok(output) => callbacks.succeed(token, output).await?,
+        Err(failure) => callbacks.fail(token, failure.error, &failure.cause).await?,
+    };
+    if !delivered {
+        tracing::warn!("task token no longer waiting; the saga already moved on");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,3 +187,10 @@ pub trait TaskCallbacks: Send + Sync {
     /// SendTaskFailure with a named error. A dead token is reported as `Ok(false)`.
     async fn fail(&self, task_token: &str, error: &str, cause: &str) -> Result<bool, PortError>;
 }
+
+/// Shipments created for confirmed orders.
+#[async_trait]
+pub trait ShipmentStore: Send + Sync {
+    /// Creates the order's shipment once; returns false if it already existed.
+    async fn create(&self, order_id: &OrderId, lines: &[OrderLine]) -> Result<bool, PortError>;
+}

@@ -82,7 +82,7 @@ pub enum IdempotencyError<E> {
     #[error("stored response is unreadable")]
     Corrupt(#[source] serde_json::Error),
     /// The work itself failed; the key was released.
-    #[error(transparent)]
+    #[error("the idempotent work failed")]
     Work(E),
 }
 
@@ -190,6 +190,19 @@ impl<S: IdempotencyStore> Idempotency<S> {
                 Err(IdempotencyError::Work(e))
             }
         }
+    }
+}
+
+#[async_trait]
+impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
+    async fn begin(&self, record: &Record, now: u64) -> Result<Begin, StoreError> {
+        (**self).begin(record, now).await
+    }
+    async fn complete(&self, key: &str, response: &Value) -> Result<(), StoreError> {
+        (**self).complete(key, response).await
+    }
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        (**self).release(key).await
     }
 }
 

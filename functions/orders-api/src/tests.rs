@@ -1,0 +1,248 @@
+use super::*;
+use async_trait::async_trait;
+use shop_domain::fakes::{FakeCatalog, FakeOrders, FakeQueue};
+use shop_domain::ports::{PortError, PriceList};
+use shop_domain::{Currency, OrderStatus, Sku};
+use std::collections::HashMap;
+
+fn catalog() -> FakeCatalog {
+    FakeCatalog(HashMap::from([(
+        Sku("MUG".into()),
+        HashMap::from([(Currency::EUR, 1250)]),
+    )]))
+}
+
+fn api_with(catalog: Arc<dyn Catalog>) -> (OrdersApi, Arc<FakeOrders>) {
+    let orders = Arc::new(FakeOrders::default());
+    let api = OrdersApi::new(
+        catalog,
+        orders.clone(),
+        Arc::new(FakeQueue::default()),
+        Arc::new(idempotency::InMemoryStore::default()),
+    );
+    (api, orders)
+}
+
+fn request(
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> ApiGatewayV2httpRequest {
+    let mut r = ApiGatewayV2httpRequest::default();
+    r.raw_path = Some(path.into());
+    r.request_context.http.method = method.parse().unwrap();
+    r.body = body.map(Into::into);
+    r.headers
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    for (k, v) in headers {
+        r.headers.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    r
+}
+
+fn body_of(r: &ApiGatewayV2httpResponse) -> Value {
+    match &r.body {
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap(),
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+const ORDER: &str = r#"{"customerId":"c-1","currency":"EUR","paymentToken":"tok_ok","lines":[{"sku":"MUG","quantity":2}]}"#;
+
+fn problem_type(r: &ApiGatewayV2httpResponse) -> String {
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    body_of(r)["type"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(problem::TYPE_BASE)
+        .to_owned()
+}
+
+#[tokio::test]
+async fn places_an_order_priced_by_the_catalog() {
+    let (api, _) = api_with(Arc::new(catalog()));
+    let r = api
+        .handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+        .await;
+    assert_eq!(r.status_code, 202);
+    let body = body_of(&r);
+    assert_eq!(body["total"], 2500);
+    assert_eq!(
+        r.headers["location"],
+        format!("/v1/orders/{}", body["orderId"].as_str().unwrap())
+    );
+
+    let got = api
+        .handle(request(
+            "GET",
+            r.headers["location"].to_str().unwrap(),
+            None,
+            &[],
+        ))
+        .await;
+    assert_eq!(got.status_code, 200);
+    assert_eq!(body_of(&got)["status"], "PENDING");
+    assert!(body_of(&got).get("paymentToken").is_none());
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_with_a_stable_type_and_the_field() {
+    let (api, orders) = api_with(Arc::new(catalog()));
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(70_000));
+    let unknown_sku = ORDER.replace("MUG", "NOPE");
+    let negative = ORDER.replace("\"quantity\":2", "\"quantity\":-3");
+    let bad_currency = ORDER.replace("EUR", "DOGE");
+    let extra_field = ORDER.replace("\"lines\"", "\"extra\":true,\"lines\"");
+    let cases: Vec<(Option<&str>, u16, &str, Option<&str>)> = vec![
+        (Some("{not json"), 400, "malformed-json", None),
+        (
+            Some(r#"{"customerId":1}"#),
+            400,
+            "invalid-request",
+            Some("customerId"),
+        ),
+        (Some(&huge), 413, "payload-too-large", None),
+        (
+            Some(&unknown_sku),
+            422,
+            "validation-failed",
+            Some("lines[0].sku"),
+        ),
+        (
+            Some(&negative),
+            422,
+            "validation-failed",
+            Some("lines[0].quantity"),
+        ),
+        (
+            Some(&bad_currency),
+            422,
+            "validation-failed",
+            Some("currency"),
+        ),
+        (Some(&extra_field), 400, "invalid-request", None),
+    ];
+    for (body, status, slug, field) in cases {
+        let r = api.handle(request("POST", "/v1/orders", body, &[])).await;
+        assert_eq!(r.status_code, i64::from(status), "{body:?}");
+        assert_eq!(problem_type(&r), slug);
+        if let Some(field) = field {
+            assert_eq!(body_of(&r)["errors"][0]["field"], field);
+        }
+    }
+    assert!(
+        orders.0.lock().unwrap().is_empty(),
+        "nothing stored for bad input"
+    );
+}
+
+#[tokio::test]
+async fn wrong_media_type_and_unknown_routes_are_problems() {
+    let (api, _) = api_with(Arc::new(catalog()));
+    let mut r = request("POST", "/v1/orders", Some(ORDER), &[]);
+    r.headers
+        .insert("content-type", HeaderValue::from_static("text/plain"));
+    assert_eq!(problem_type(&api.handle(r).await), "unsupported-media-type");
+    assert_eq!(
+        problem_type(&api.handle(request("GET", "/v2/things", None, &[])).await),
+        "route-not-found"
+    );
+    assert_eq!(
+        problem_type(&api.handle(request("DELETE", "/v1/orders", None, &[])).await),
+        "method-not-allowed"
+    );
+    assert_eq!(
+        problem_type(
+            &api.handle(request("GET", "/v1/orders/ord-missing", None, &[]))
+                .await
+        ),
+        "order-not-found"
+    );
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_first_answer_and_refuses_another_body() {
+    let (api, orders) = api_with(Arc::new(catalog()));
+    let key = [("idempotency-key", "k-1")];
+    let first = api
+        .handle(request("POST", "/v1/orders", Some(ORDER), &key))
+        .await;
+    let reordered = r#"{"lines":[{"quantity":2,"sku":"MUG"}],"currency":"EUR","customerId":"c-1","paymentToken":"tok_ok"}"#;
+    let again = api
+        .handle(request("POST", "/v1/orders", Some(reordered), &key))
+        .await;
+    assert_eq!(body_of(&first), body_of(&again));
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(orders.0.lock().unwrap().len(), 1);
+
+    let other = api
+        .handle(request(
+            "POST",
+            "/v1/orders",
+            Some(&ORDER.replace("2}", "3}")),
+            &key,
+        ))
+        .await;
+    assert_eq!(other.status_code, 422);
+    assert_eq!(problem_type(&other), "idempotency-key-reused");
+}
+
+#[tokio::test]
+async fn cancel_before_payment_succeeds_and_after_is_a_conflict() {
+    let (api, orders) = api_with(Arc::new(catalog()));
+    let placed = body_of(
+        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+            .await,
+    );
+    let id = placed["orderId"].as_str().unwrap().to_owned();
+    let cancelled = api
+        .handle(request(
+            "POST",
+            &format!("/v1/orders/{id}/cancel"),
+            None,
+            &[],
+        ))
+        .await;
+    assert_eq!(cancelled.status_code, 200);
+    assert_eq!(body_of(&cancelled)["cancelReason"], "cancelled-by-customer");
+
+    let second = body_of(
+        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+            .await,
+    );
+    let id = OrderId::parse(second["orderId"].as_str().unwrap()).unwrap();
+    orders.0.lock().unwrap().get_mut(&id).unwrap().status = OrderStatus::PaymentPending;
+    let late = api
+        .handle(request(
+            "POST",
+            &format!("/v1/orders/{id}/cancel"),
+            None,
+            &[],
+        ))
+        .await;
+    assert_eq!(late.status_code, 409);
+    assert_eq!(problem_type(&late), "order-not-cancellable");
+}
+
+struct PanickingCatalog;
+
+#[async_trait]
+impl Catalog for PanickingCatalog {
+    async fn prices(&self, _: &[Sku]) -> Result<HashMap<Sku, PriceList>, PortError> {
+        panic!("catalog bug")
+    }
+}
+
+#[tokio::test]
+async fn a_panic_becomes_a_500_problem() {
+    let (api, _) = api_with(Arc::new(PanickingCatalog));
+    let r = api
+        .handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+        .await;
+    assert_eq!(r.status_code, 500);
+    assert_eq!(problem_type(&r), "internal-error");
+}
