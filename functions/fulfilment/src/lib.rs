@@ -1,1 +1,170 @@
-//! placeholder
+//! Consumes order outcome events (EventBridge → SQS): creates one shipment per
+//! confirmed order and counts outcomes as metrics. It shows the fan-out: the saga
+//! publishes once, and any number of services subscribe by rule.
+#![warn(missing_docs)]
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use serde::Deserialize;
+use serde_json::Value;
+use shop_aws::ConfigError;
+use shop_domain::ports::{PortError, ShipmentStore};
+use shop_domain::{OrderId, OrderLine};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Why a message was not processed (it is redelivered, then dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum OutcomeError {
+    /// The body is not an order outcome event.
+    #[error("message is not an order outcome event: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A detail type this consumer does not subscribe to.
+    #[error("unexpected detail type {0}")]
+    Unexpected(String),
+    /// The shipments table failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Confirmed {
+    order_id: OrderId,
+    correlation_id: String,
+    lines: Vec<OrderLine>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cancelled {
+    order_id: OrderId,
+    correlation_id: String,
+    reason: String,
+}
+
+/// The fulfilment function with its port.
+pub struct Fulfilment {
+    shipments: Arc<dyn ShipmentStore>,
+}
+
+impl Fulfilment {
+    /// Wires the function to its port.
+    pub fn new(shipments: Arc<dyn ShipmentStore>) -> Self {
+        Self { shipments }
+    }
+
+    /// Builds the AWS adapter from the function's environment.
+    pub fn from_env(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self::new(Arc::new(
+            shop_aws::shipments::DynamoShipmentStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                shop_aws::required(env, "SHIPMENTS_TABLE")?,
+            ),
+        )))
+    }
+
+    /// Processes a batch, reporting only the failed records.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        sqs_batch::process_batch(event, |message| self.consume(message)).await
+    }
+
+    async fn consume(&self, message: SqsMessage) -> Result<(), OutcomeError> {
+        let event: EventBridgeEvent<Value> =
+            serde_json::from_str(message.body.as_deref().unwrap_or(""))?;
+        match event.detail_type.as_str() {
+            "OrderConfirmed" => {
+                let detail: Confirmed = serde_json::from_value(event.detail)?;
+                let span = tracing::info_span!("event", correlation_id = %detail.correlation_id, order_id = %detail.order_id);
+                async {
+                    if self
+                        .shipments
+                        .create(&detail.order_id, &detail.lines)
+                        .await?
+                    {
+                        tracing::info!("shipment created");
+                        observability::emit_metric(
+                            "OrdersConfirmed",
+                            observability::Unit::Count,
+                            1.0,
+                            &[("Service", "orders")],
+                        );
+                    } else {
+                        tracing::info!("shipment existed; duplicate event ignored");
+                    }
+                    Ok(())
+                }
+                .instrument(span)
+                .await
+            }
+            "OrderCancelled" => {
+                let detail: Cancelled = serde_json::from_value(event.detail)?;
+                tracing::info!(correlation_id = %detail.correlation_id, order_id = %detail.order_id, reason = %detail.reason, "order cancelled");
+                observability::emit_metric(
+                    "OrdersCancelled",
+                    observability::Unit::Count,
+                    1.0,
+                    &[("Service", "orders"), ("Reason", &detail.reason)],
+                );
+                Ok(())
+            }
+            other => Err(OutcomeError::Unexpected(other.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct FakeShipments(Mutex<HashSet<OrderId>>);
+
+    #[async_trait]
+    impl ShipmentStore for FakeShipments {
+        async fn create(&self, order_id: &OrderId, _: &[OrderLine]) -> Result<bool, PortError> {
+            Ok(self.0.lock().unwrap().insert(order_id.clone()))
+        }
+    }
+
+    fn message(id: &str, detail_type: &str, detail: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.body = Some(format!(
+            r#"{{"version":"0","id":"e-{id}","detail-type":"{detail_type}","source":"shop.orders","account":"123456789012","time":"2026-11-22T10:00:00Z","region":"us-east-1","resources":[],"detail":{detail}}}"#
+        ));
+        m
+    }
+
+    #[tokio::test]
+    async fn ships_each_confirmed_order_once_and_rejects_foreign_events() {
+        let shipments = Arc::new(FakeShipments::default());
+        let fulfilment = Fulfilment::new(shipments.clone());
+        let confirmed = r#"{"orderId":"ord-1","correlationId":"c","lines":[{"sku":"A","quantity":1,"unitPrice":5}]}"#;
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            message("1", "OrderConfirmed", confirmed),
+            message("2", "OrderConfirmed", confirmed),
+            message(
+                "3",
+                "OrderCancelled",
+                r#"{"orderId":"ord-2","correlationId":"c","reason":"OutOfStock"}"#,
+            ),
+            message("4", "StockReserved", "{}"),
+        ];
+        let response = fulfilment.handle(event).await;
+        assert_eq!(shipments.0.lock().unwrap().len(), 1);
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["4"]);
+    }
+}

@@ -1,1 +1,14 @@
-fn main() {}
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    observability::init_logging();
+    let sdk = shop_aws::load_sdk_config().await;
+    let function = fulfilment::Fulfilment::from_env(&sdk, &|name| std::env::var(name).ok())?;
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, std::convert::Infallible>(function.handle(event.payload).await)
+    }))
+    .await
+}

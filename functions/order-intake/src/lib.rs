@@ -1,1 +1,144 @@
-//! placeholder
+//! Order intake: turns each accepted order on the intake queue into one saga
+//! execution named after the order, so a redelivered message never starts a second.
+#![warn(missing_docs)]
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use shop_aws::ConfigError;
+use shop_domain::Order;
+use shop_domain::events::DomainEvent;
+use shop_domain::ports::{EventPublisher, PortError, SagaStarter, StartOutcome};
+use shop_domain::services::saga_input;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Why a message was not processed (it is redelivered, then dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The body is not an order.
+    #[error("message is not an order: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// Step Functions or EventBridge failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// The intake function with its ports.
+pub struct Intake {
+    saga: Arc<dyn SagaStarter>,
+    events: Arc<dyn EventPublisher>,
+}
+
+impl Intake {
+    /// Wires the function to its ports.
+    pub fn new(saga: Arc<dyn SagaStarter>, events: Arc<dyn EventPublisher>) -> Self {
+        Self { saga, events }
+    }
+
+    /// Builds the AWS adapters from the function's environment.
+    pub fn from_env(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            Arc::new(shop_aws::saga::SfnSagaStarter::new(
+                aws_sdk_sfn::Client::new(sdk),
+                shop_aws::required(env, "STATE_MACHINE_ARN")?,
+            )),
+            Arc::new(shop_aws::events::EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                shop_aws::required(env, "EVENT_BUS_NAME")?,
+            )),
+        ))
+    }
+
+    /// Processes a batch, reporting only the failed records.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        sqs_batch::process_batch(event, |message| self.start_saga(message)).await
+    }
+
+    async fn start_saga(&self, message: SqsMessage) -> Result<(), IntakeError> {
+        let order: Order = serde_json::from_str(message.body.as_deref().unwrap_or(""))?;
+        let span = tracing::info_span!("order", correlation_id = %order.correlation_id, order_id = %order.order_id);
+        async {
+            let outcome = self
+                .saga
+                .start(&order.order_id, &saga_input(&order))
+                .await?;
+            // Published on redelivery too: if an earlier attempt started the saga and
+            // died before publishing, this is the only chance. Consumers dedupe by id.
+            self.events
+                .publish(&[DomainEvent::order_placed(&order)])
+                .await?;
+            match outcome {
+                StartOutcome::Started => tracing::info!("saga started"),
+                StartOutcome::AlreadyExists => {
+                    tracing::info!("saga already running; redelivery ignored")
+                }
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use serde_json::Value;
+    use shop_domain::OrderId;
+    use shop_domain::fakes::FakeEvents;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct FakeSaga(Mutex<HashSet<OrderId>>);
+
+    #[async_trait]
+    impl SagaStarter for FakeSaga {
+        async fn start(&self, order_id: &OrderId, _: &Value) -> Result<StartOutcome, PortError> {
+            Ok(if self.0.lock().unwrap().insert(order_id.clone()) {
+                StartOutcome::Started
+            } else {
+                StartOutcome::AlreadyExists
+            })
+        }
+    }
+
+    fn message(id: &str, body: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.body = Some(body.into());
+        m
+    }
+
+    #[tokio::test]
+    async fn starts_one_saga_per_order_and_fails_only_malformed_records() {
+        // GIVEN an order delivered twice and a foreign message in the same batch
+        let order = serde_json::json!({
+            "orderId": "ord-1", "customerId": "c", "currency": "EUR", "total": 100,
+            "lines": [{"sku": "A", "quantity": 1, "unitPrice": 100}], "status": "PENDING",
+            "history": [], "paymentToken": "tok", "correlationId": "corr", "createdAt": "2026-01-01T00:00:00Z"
+        })
+        .to_string();
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            message("m1", &order),
+            message("m2", "not json"),
+            message("m3", &order),
+        ];
+        let saga = Arc::new(FakeSaga::default());
+        let intake = Intake::new(saga.clone(), Arc::new(FakeEvents::default()));
+        // WHEN the batch is handled
+        let response = intake.handle(event).await;
+        // THEN one saga runs and only the foreign message comes back
+        assert_eq!(saga.0.lock().unwrap().len(), 1);
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["m2"]);
+    }
+}

@@ -1,1 +1,201 @@
-//! placeholder
+//! Payment commands from the saga: Charge and Refund through a payment provider,
+//! recorded in the ledger, answered with a result or a named failure.
+#![warn(missing_docs)]
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use serde_json::json;
+use shop_aws::ConfigError;
+use shop_domain::commands::{Envelope, PaymentCommand, answer_task, error_names};
+use shop_domain::payment::{PaymentService, SandboxProvider};
+use shop_domain::ports::{
+    EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Provider deadline when `PAYMENT_PROVIDER_TIMEOUT_MS` is not set.
+pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a message was not processed (it is redelivered, then dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The body is not a payment command.
+    #[error("message is not a payment command: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// Answering the saga failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// The payments function with its ports.
+pub struct Payments {
+    ledger: Arc<dyn PaymentLedger>,
+    provider: Arc<dyn PaymentProvider>,
+    events: Arc<dyn EventPublisher>,
+    callbacks: Arc<dyn TaskCallbacks>,
+}
+
+/// The sandbox provider configured from the environment. A real provider plugs in
+/// by implementing [`PaymentProvider`] and being passed to [`Payments::new`].
+pub fn sandbox_from_env(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SandboxProvider, ConfigError> {
+    let deadline = match env("PAYMENT_PROVIDER_TIMEOUT_MS") {
+        None => DEFAULT_PROVIDER_TIMEOUT,
+        Some(raw) => raw.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+            ConfigError("PAYMENT_PROVIDER_TIMEOUT_MS (not a number of milliseconds)".into())
+        })?,
+    };
+    Ok(SandboxProvider::new(deadline))
+}
+
+impl Payments {
+    /// Wires the function to its ports.
+    pub fn new(
+        ledger: Arc<dyn PaymentLedger>,
+        provider: Arc<dyn PaymentProvider>,
+        events: Arc<dyn EventPublisher>,
+        callbacks: Arc<dyn TaskCallbacks>,
+    ) -> Self {
+        Self {
+            ledger,
+            provider,
+            events,
+            callbacks,
+        }
+    }
+
+    /// Builds the AWS adapters and the sandbox provider from the environment.
+    pub fn from_env(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_env_with_provider(sdk, env, Arc::new(sandbox_from_env(env)?))
+    }
+
+    /// Builds the AWS adapters from the environment around a given provider.
+    pub fn from_env_with_provider(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        provider: Arc<dyn PaymentProvider>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            Arc::new(shop_aws::ledger::DynamoLedger::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                shop_aws::required(env, "PAYMENTS_TABLE")?,
+            )),
+            provider,
+            Arc::new(shop_aws::events::EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                shop_aws::required(env, "EVENT_BUS_NAME")?,
+            )),
+            Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
+                aws_sdk_sfn::Client::new(sdk),
+            )),
+        ))
+    }
+
+    /// Processes a batch, reporting only the failed records.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        sqs_batch::process_batch(event, |message| self.execute(message)).await
+    }
+
+    async fn execute(&self, message: SqsMessage) -> Result<(), CommandError> {
+        let envelope: Envelope<PaymentCommand> =
+            serde_json::from_str(message.body.as_deref().unwrap_or(""))?;
+        let correlation_id = envelope.correlation_id.clone().unwrap_or_default();
+        let service = PaymentService {
+            ledger: self.ledger.as_ref(),
+            provider: self.provider.as_ref(),
+            events: self.events.as_ref(),
+        };
+        let order_id = match &envelope.command {
+            PaymentCommand::Charge { order_id, .. } | PaymentCommand::Refund { order_id, .. } => {
+                order_id.clone()
+            }
+        };
+        let span =
+            tracing::info_span!("command", correlation_id = %correlation_id, order_id = %order_id);
+        async {
+            let outcome = match &envelope.command {
+                PaymentCommand::Charge {
+                    order_id,
+                    amount,
+                    currency,
+                    payment_token,
+                } => service
+                    .charge(order_id, &correlation_id, *amount, *currency, payment_token)
+                    .await
+                    .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
+                PaymentCommand::Refund { order_id, reason } => {
+                    tracing::info!(reason = reason.as_deref().unwrap_or(""), "refunding");
+                    service
+                        .refund(order_id, &correlation_id)
+                        .await
+                        .map(|status| json!({ "ledgerStatus": status }))
+                }
+            };
+            if let Err(failure) = &outcome {
+                tracing::info!(error = failure.error, cause = %failure.cause, "command failed");
+                if failure.error == error_names::PAYMENT_DECLINED {
+                    observability::emit_metric(
+                        "PaymentDeclines",
+                        observability::Unit::Count,
+                        1.0,
+                        &[("Service", "payments")],
+                    );
+                }
+            }
+            answer_task(
+                self.callbacks.as_ref(),
+                envelope.task_token.as_deref(),
+                outcome,
+            )
+            .await?;
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_domain::fakes::{FakeCallbacks, FakeEvents, FakeLedger};
+
+    #[tokio::test]
+    async fn charge_answers_with_the_capture_and_decline_by_name() {
+        let callbacks = Arc::new(FakeCallbacks::default());
+        let payments = Payments::new(
+            Arc::new(FakeLedger::default()),
+            Arc::new(SandboxProvider::new(Duration::from_millis(5))),
+            Arc::new(FakeEvents::default()),
+            callbacks.clone(),
+        );
+        let mut event = SqsEvent::default();
+        for (i, token) in ["tok_visa", "tok_decline"].iter().enumerate() {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(format!(
+                r#"{{"command":"Charge","taskToken":"t{i}","orderId":"ord-{i}","amount":100,"currency":"EUR","paymentToken":"{token}"}}"#
+            ));
+            event.records.push(m);
+        }
+        let response = payments.handle(event).await;
+        assert!(response.batch_item_failures.is_empty());
+        let ok = callbacks.succeeded.lock().unwrap();
+        assert_eq!(ok[0].0, "t0");
+        assert!(
+            ok[0].1["chargeId"]
+                .as_str()
+                .unwrap()
+                .starts_with("ch_sandbox_")
+        );
+        assert_eq!(
+            callbacks.failed.lock().unwrap().as_slice(),
+            [("t1".to_string(), "PaymentDeclined".to_string())]
+        );
+    }
+}

@@ -126,7 +126,7 @@ impl TaskFailure {
 
 /// Answers the saga for a command: success with the output, or failure with the
 /// error name its `Catch` matches. Commands without a token (operator commands) only
-/// log. A token that is no longer waiting is logged and dropped, since the saga
+/// log, and a transient failure of theirs is returned for redelivery. A token that is no longer waiting is logged and dropped, since the saga
 /// already moved on (timed out and compensated). Only a failure to deliver the
 /// answer is an error, so the message is redelivered.
 pub async fn answer_task(
