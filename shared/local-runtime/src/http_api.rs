@@ -1,0 +1,185 @@
+//! API Gateway HTTP API (payload v2) in front of functions: matches the template's
+//! routes, builds the request event and maps the answer back.
+
+use crate::invoke::{InvokeError, Invoker};
+use crate::provision::Stack;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::collections::HashMap;
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn problem(status: u16, slug: &str, detail: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/problem+json".into())],
+            body: serde_json::json!({
+                "type": format!("https://order-saga.example/problems/{slug}"),
+                "title": slug, "status": status, "detail": detail,
+            })
+            .to_string(),
+        }
+    }
+}
+
+fn match_route<'a>(pattern: &str, path: &'a str) -> Option<HashMap<String, String>> {
+    let pattern: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let segments: Vec<&'a str> = path.trim_matches('/').split('/').collect();
+    if pattern.len() != segments.len() {
+        return None;
+    }
+    let mut params = HashMap::new();
+    for (p, s) in pattern.iter().zip(&segments) {
+        match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) if !s.is_empty() => {
+                params.insert(name.to_owned(), (*s).to_owned());
+            }
+            Some(_) => return None,
+            None if p == s => {}
+            None => return None,
+        }
+    }
+    Some(params)
+}
+
+/// Serves one request: 404 when no route matches, 502 when the function fails (as
+/// API Gateway does), otherwise the function's answer.
+pub async fn serve(
+    stack: &Stack,
+    invoker: &dyn Invoker,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    body: Option<String>,
+) -> Result<HttpResponse, InvokeError> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let Some((route, params)) = stack
+        .routes
+        .iter()
+        .filter(|r| r.method == method || r.method == "ANY")
+        .find_map(|r| match_route(&r.path, path).map(|p| (r, p)))
+    else {
+        let known_path = stack
+            .routes
+            .iter()
+            .any(|r| match_route(&r.path, path).is_some());
+        return Ok(if known_path {
+            HttpResponse::problem(405, "method-not-allowed", "method not allowed")
+        } else {
+            HttpResponse::problem(404, "route-not-found", "no route")
+        });
+    };
+    let function = stack
+        .functions
+        .get(&route.function)
+        .ok_or_else(|| InvokeError::Unknown(route.function.clone()))?;
+
+    let mut request = ApiGatewayV2httpRequest::default();
+    request.version = Some("2.0".into());
+    request.route_key = Some(format!("{} {}", route.method, route.path));
+    request.raw_path = Some(path.to_owned());
+    request.raw_query_string = Some(query.to_owned());
+    let mut header_map = HeaderMap::new();
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            header_map.append(name, value);
+        }
+    }
+    request.headers = header_map;
+    request.path_parameters = params;
+    request.body = body;
+    request.is_base64_encoded = false;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let ctx = &mut request.request_context;
+    ctx.route_key = request.route_key.clone();
+    ctx.account_id = Some(crate::ACCOUNT_ID.into());
+    ctx.stage = Some("$default".into());
+    ctx.request_id = Some(uuid::Uuid::new_v4().to_string());
+    ctx.apiid = Some("local".into());
+    ctx.domain_name = Some("127.0.0.1".into());
+    ctx.time_epoch = now;
+    ctx.http.method = method.parse::<Method>().unwrap_or(Method::GET);
+    ctx.http.path = Some(path.to_owned());
+    ctx.http.protocol = Some("HTTP/1.1".into());
+    ctx.http.source_ip = Some("127.0.0.1".into());
+
+    let event = serde_json::to_value(&request).map_err(|e| InvokeError::Payload {
+        function: function.logical_id.clone(),
+        message: e.to_string(),
+    })?;
+    let answer = match invoker.invoke(function, event).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::error!(error = %e, "function failed");
+            return Ok(HttpResponse::problem(
+                502,
+                "bad-gateway",
+                "the function failed",
+            ));
+        }
+    };
+    let response: ApiGatewayV2httpResponse =
+        serde_json::from_value(answer).map_err(|e| InvokeError::Payload {
+            function: function.logical_id.clone(),
+            message: e.to_string(),
+        })?;
+    let body = match response.body {
+        Some(Body::Text(t)) => t,
+        Some(Body::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    };
+    Ok(HttpResponse {
+        status: u16::try_from(response.status_code).unwrap_or(500),
+        headers: response
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::match_route;
+
+    #[test]
+    fn matches_parameters_and_literal_segments() {
+        let p = match_route("/v1/orders/{id}/cancel", "/v1/orders/ord-1/cancel").unwrap();
+        assert_eq!(p["id"], "ord-1");
+        assert!(match_route("/v1/orders/{id}", "/v1/orders/").is_none());
+        assert!(match_route("/v1/orders", "/v1/orders/x").is_none());
+    }
+}

@@ -1,0 +1,104 @@
+//! Invoking a function with a JSON event, the way Lambda does: in process, or
+//! through a Lambda invoke URL.
+
+use crate::provision::FunctionSpec;
+use async_trait::async_trait;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+/// An invocation failed as Lambda would report it (the function errored or crashed).
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No handler is registered for the function.
+    #[error("no handler registered for function {0}")]
+    Unknown(String),
+    /// The event did not deserialize or the answer did not serialize.
+    #[error("function {function}: payload error: {message}")]
+    Payload {
+        /// Logical id.
+        function: String,
+        /// Cause.
+        message: String,
+    },
+    /// The function panicked or returned an error.
+    #[error("function {function} failed: {message}")]
+    Failed {
+        /// Logical id.
+        function: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// Runs a function on an event.
+#[async_trait]
+pub trait Invoker: Send + Sync {
+    /// Invokes `function` with `event` and returns its answer.
+    async fn invoke(&self, function: &FunctionSpec, event: Value) -> Result<Value, InvokeError>;
+}
+
+/// A type-erased in-process handler.
+pub type FunctionHandler =
+    Arc<dyn Fn(Value) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
+
+/// Functions linked into this process, by logical id.
+#[derive(Default, Clone)]
+pub struct InProcess {
+    handlers: HashMap<String, FunctionHandler>,
+}
+
+impl InProcess {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers the handler of a function: it receives the typed event and returns
+    /// the typed answer, exactly as under `lambda_runtime`.
+    pub fn register<E, R, F, Fut>(&mut self, logical_id: &str, handler: F)
+    where
+        E: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(E) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: FunctionHandler = Arc::new(move |event: Value| {
+            let handler = handler.clone();
+            async move {
+                let event: E = serde_json::from_value(event).map_err(|e| format!("event: {e}"))?;
+                let answer = handler(event).await;
+                serde_json::to_value(answer).map_err(|e| format!("answer: {e}"))
+            }
+            .boxed()
+        });
+        self.handlers.insert(logical_id.to_owned(), erased);
+    }
+}
+
+#[async_trait]
+impl Invoker for InProcess {
+    async fn invoke(&self, function: &FunctionSpec, event: Value) -> Result<Value, InvokeError> {
+        let handler = self
+            .handlers
+            .get(&function.logical_id)
+            .ok_or_else(|| InvokeError::Unknown(function.logical_id.clone()))?;
+        match AssertUnwindSafe(handler(event)).catch_unwind().await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(message)) => Err(InvokeError::Payload {
+                function: function.logical_id.clone(),
+                message,
+            }),
+            Err(_) => Err(InvokeError::Failed {
+                function: function.logical_id.clone(),
+                message: "handler panicked".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,703 @@
+//! Creating the template's resources in the emulator, under a name prefix so several
+//! stacks (one per test) can share one emulator.
+
+use crate::ACCOUNT_ID;
+use crate::template::{Names, Template, TemplateError, resolve};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_eventbridge::types::{DeadLetterConfig, RuleState, Target};
+use aws_sdk_sfn::types::StateMachineType;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+
+/// Resource types the local runtime has nothing to do for: they only matter on AWS.
+const CLOUD_ONLY: &[&str] = &[
+    "AWS::CloudWatch::Alarm",
+    "AWS::Logs::LogGroup",
+    "AWS::SQS::QueuePolicy",
+    "AWS::Lambda::Permission",
+    "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::Stage",
+    "AWS::ApiGatewayV2::Authorizer",
+    "AWS::ApiGatewayV2::Integration",
+];
+
+/// A queue as created.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    /// Physical name.
+    pub name: String,
+    /// URL to call the SQS API with.
+    pub url: String,
+    /// ARN.
+    pub arn: String,
+    /// Logical id of its dead-letter queue, if it has a redrive policy.
+    pub dead_letter: Option<String>,
+    /// Receives before a message moves to the dead-letter queue.
+    pub max_receive_count: Option<u32>,
+}
+
+/// An SQS event source of a function, as Lambda's event source mapping would run it.
+#[derive(Debug, Clone)]
+pub struct SqsSource {
+    /// Logical id of the queue.
+    pub queue: String,
+    /// Most records per invocation.
+    pub batch_size: i32,
+    /// How long to gather a batch, in seconds.
+    pub window_seconds: u64,
+    /// Whether the function reports partial batch failures.
+    pub report_failures: bool,
+}
+
+/// A function as declared.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// Logical id, e.g. `InventoryFunction`.
+    pub logical_id: String,
+    /// Physical name used in logs and invoke URLs.
+    pub name: String,
+    /// Environment variables with every intrinsic resolved.
+    pub env: BTreeMap<String, String>,
+    /// SQS event sources.
+    pub sqs_sources: Vec<SqsSource>,
+}
+
+/// An HTTP route to a function.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// HTTP method.
+    pub method: String,
+    /// Path pattern with `{param}` segments.
+    pub path: String,
+    /// Logical id of the function.
+    pub function: String,
+}
+
+/// A stack as created in the emulator.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Name prefix of every resource.
+    pub prefix: String,
+    /// Region the resources live in.
+    pub region: String,
+    /// Logical id to table name.
+    pub tables: BTreeMap<String, String>,
+    /// Logical id to queue.
+    pub queues: BTreeMap<String, QueueInfo>,
+    /// Logical id to event bus name.
+    pub buses: BTreeMap<String, String>,
+    /// Logical id to state machine ARN.
+    pub state_machines: BTreeMap<String, String>,
+    /// Logical id to function.
+    pub functions: BTreeMap<String, FunctionSpec>,
+    /// HTTP routes.
+    pub routes: Vec<Route>,
+}
+
+impl Stack {
+    /// The queue with this logical id.
+    pub fn queue(&self, logical_id: &str) -> Option<&QueueInfo> {
+        self.queues.get(logical_id)
+    }
+
+    /// The logical id of the queue with this ARN.
+    pub fn queue_by_arn(&self, arn: &str) -> Option<&str> {
+        self.queues
+            .iter()
+            .find(|(_, q)| q.arn == arn)
+            .map(|(k, _)| k.as_str())
+    }
+}
+
+/// SDK clients the provisioning uses.
+pub struct Clients {
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge.
+    pub events: aws_sdk_eventbridge::Client,
+    /// Step Functions.
+    pub sfn: aws_sdk_sfn::Client,
+}
+
+impl Clients {
+    /// Clients from one SDK configuration.
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+        }
+    }
+}
+
+/// Provisioning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The template asks for something the local runtime cannot do.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The emulator refused a call.
+    #[error("creating {resource} failed: {message}")]
+    Emulator {
+        /// Logical id.
+        resource: String,
+        /// The SDK error, rendered.
+        message: String,
+    },
+}
+
+fn emulator<E: std::error::Error>(resource: &str) -> impl FnOnce(E) -> ProvisionError + '_ {
+    move |e| ProvisionError::Emulator {
+        resource: resource.to_owned(),
+        message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
+    }
+}
+
+fn unsupported(resource: &str, reason: impl Into<String>) -> ProvisionError {
+    ProvisionError::Template(TemplateError::Unsupported {
+        resource: resource.to_owned(),
+        reason: reason.into(),
+    })
+}
+
+struct LocalNames<'a> {
+    prefix: &'a str,
+    region: &'a str,
+    template: &'a Template,
+    parameters: BTreeMap<String, Value>,
+    queues: BTreeMap<String, QueueInfo>,
+}
+
+impl LocalNames<'_> {
+    fn physical(&self, logical_id: &str) -> String {
+        format!("{}-{logical_id}", self.prefix)
+    }
+
+    fn arn(&self, service: &str, rest: &str) -> String {
+        format!("arn:aws:{service}:{}:{ACCOUNT_ID}:{rest}", self.region)
+    }
+}
+
+impl Names for LocalNames<'_> {
+    fn reference(&self, id: &str) -> Option<Value> {
+        match id {
+            "AWS::StackName" => return Some(json!(self.prefix)),
+            "AWS::Region" => return Some(json!(self.region)),
+            "AWS::AccountId" => return Some(json!(ACCOUNT_ID)),
+            "AWS::Partition" => return Some(json!("aws")),
+            _ => {}
+        }
+        if let Some(p) = self.parameters.get(id) {
+            return Some(p.clone());
+        }
+        Some(match self.template.kind_of(id)? {
+            "AWS::SQS::Queue" => json!(self.queues.get(id)?.url),
+            "AWS::Serverless::StateMachine" => {
+                json!(self.arn("states", &format!("stateMachine:{}", self.physical(id))))
+            }
+            "AWS::Events::EventBus" => self.attribute(id, "Name")?,
+            "AWS::DynamoDB::Table" | "AWS::Serverless::Function" | "AWS::Events::Rule" => {
+                json!(self.physical(id))
+            }
+            _ => json!(id),
+        })
+    }
+
+    fn attribute(&self, id: &str, attribute: &str) -> Option<Value> {
+        let kind = self.template.kind_of(id)?;
+        Some(match (kind, attribute) {
+            ("AWS::SQS::Queue", "Arn") => json!(self.queues.get(id)?.arn),
+            ("AWS::SQS::Queue", "QueueName") => json!(self.queues.get(id)?.name),
+            ("AWS::SQS::Queue", "QueueUrl") => json!(self.queues.get(id)?.url),
+            ("AWS::DynamoDB::Table", "Arn") => {
+                json!(self.arn("dynamodb", &format!("table/{}", self.physical(id))))
+            }
+            ("AWS::Events::EventBus", "Name") => {
+                let name = self.template.resources[id].pointer("/Properties/Name")?;
+                resolve(name, self, self.template).ok()?
+            }
+            ("AWS::Events::EventBus", "Arn") => {
+                let name = self.attribute(id, "Name")?;
+                json!(self.arn("events", &format!("event-bus/{}", name.as_str()?)))
+            }
+            ("AWS::Events::Rule", "Arn") => {
+                json!(self.arn("events", &format!("rule/{}", self.physical(id))))
+            }
+            ("AWS::Serverless::Function", "Arn") => {
+                json!(self.arn("lambda", &format!("function:{}", self.physical(id))))
+            }
+            ("AWS::Serverless::StateMachine", "Name") => json!(self.physical(id)),
+            ("AWS::Logs::LogGroup", "Arn") => {
+                json!(self.arn("logs", &format!("log-group:{}", self.physical(id))))
+            }
+            _ => return None,
+        })
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Creates every resource of `template` under `prefix` and describes the result.
+pub async fn provision(
+    template: &Template,
+    prefix: &str,
+    parameter_overrides: &BTreeMap<String, String>,
+    clients: &Clients,
+    region: &str,
+) -> Result<Stack, ProvisionError> {
+    let mut parameters: BTreeMap<String, Value> = template.parameters.clone();
+    for (k, v) in parameter_overrides {
+        parameters.insert(k.clone(), json!(v));
+    }
+    let mut names = LocalNames {
+        prefix,
+        region,
+        template,
+        parameters,
+        queues: BTreeMap::new(),
+    };
+    let mut active: Vec<(&String, &Value)> = Vec::new();
+    for (id, resource) in &template.resources {
+        if let Some(condition) = resource.get("Condition") {
+            let expr = json!({ "Fn::If": [condition, true, false] });
+            if resolve(&expr, &names, template).map_err(|e| unsupported(id, e))? != json!(true) {
+                continue;
+            }
+        }
+        active.push((id, resource));
+    }
+    let kind = |r: &Value| {
+        r.get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let props = |id: &str, r: &Value, names: &LocalNames| {
+        resolve(r.get("Properties").unwrap_or(&json!({})), names, template)
+            .map_err(|e| unsupported(id, e))
+    };
+
+    let mut stack = Stack {
+        prefix: prefix.to_owned(),
+        region: region.to_owned(),
+        tables: BTreeMap::new(),
+        queues: BTreeMap::new(),
+        buses: BTreeMap::new(),
+        state_machines: BTreeMap::new(),
+        functions: BTreeMap::new(),
+        routes: Vec::new(),
+    };
+
+    for (id, r) in &active {
+        let k = kind(r);
+        if !CLOUD_ONLY.contains(&k.as_str())
+            && !matches!(
+                k.as_str(),
+                "AWS::DynamoDB::Table"
+                    | "AWS::SQS::Queue"
+                    | "AWS::Events::EventBus"
+                    | "AWS::Events::Rule"
+                    | "AWS::Serverless::StateMachine"
+                    | "AWS::Serverless::Function"
+                    | "AWS::ApiGatewayV2::Route"
+            )
+        {
+            return Err(unsupported(
+                id,
+                format!("type {k} is not supported by the local runtime"),
+            ));
+        }
+    }
+
+    // Queues without a redrive policy first, so dead-letter ARNs exist when needed.
+    let mut queues: Vec<_> = active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::SQS::Queue")
+        .collect();
+    queues.sort_by_key(|(_, r)| r.pointer("/Properties/RedrivePolicy").is_some());
+    for (id, r) in queues {
+        let p = props(id, r, &names)?;
+        let fifo = p.get("FifoQueue").and_then(Value::as_bool).unwrap_or(false);
+        let name = format!("{}{}", names.physical(id), if fifo { ".fifo" } else { "" });
+        let mut attributes = HashMap::new();
+        for key in [
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "ReceiveMessageWaitTimeSeconds",
+            "MaximumMessageSize",
+            "FifoQueue",
+            "ContentBasedDeduplication",
+        ] {
+            if let Some(v) = p.get(key).and_then(text) {
+                attributes.insert(QueueAttributeName::from(key), v);
+            }
+        }
+        let mut dead_letter = None;
+        let mut max_receive_count = None;
+        if let Some(policy) = p.get("RedrivePolicy") {
+            let dlq_arn = policy
+                .get("deadLetterTargetArn")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            dead_letter = names
+                .queues
+                .iter()
+                .find(|(_, q)| q.arn == dlq_arn)
+                .map(|(k, _)| k.clone());
+            if dead_letter.is_none() {
+                return Err(unsupported(
+                    id,
+                    "redrive policy must target a queue of this template",
+                ));
+            }
+            max_receive_count = policy
+                .get("maxReceiveCount")
+                .and_then(|v| text(v)?.parse().ok());
+            attributes.insert(QueueAttributeName::RedrivePolicy, policy.to_string());
+        }
+        let out = clients
+            .sqs
+            .create_queue()
+            .queue_name(&name)
+            .set_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(emulator(id))?;
+        let info = QueueInfo {
+            arn: format!("arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}"),
+            url: out.queue_url.unwrap_or_default(),
+            name,
+            dead_letter,
+            max_receive_count,
+        };
+        names.queues.insert((*id).clone(), info);
+    }
+    stack.queues = names.queues.clone();
+
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::DynamoDB::Table")
+    {
+        let p = props(id, r, &names)?;
+        if p.get("GlobalSecondaryIndexes").is_some() || p.get("LocalSecondaryIndexes").is_some() {
+            return Err(unsupported(
+                id,
+                "secondary indexes are not supported locally yet",
+            ));
+        }
+        let name = names.physical(id);
+        let mut create = clients
+            .dynamodb
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest);
+        for key in p
+            .get("KeySchema")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let element = KeySchemaElement::builder()
+                .attribute_name(key["AttributeName"].as_str().unwrap_or_default())
+                .key_type(KeyType::from(key["KeyType"].as_str().unwrap_or_default()))
+                .build()
+                .map_err(emulator(id))?;
+            create = create.key_schema(element);
+        }
+        for attribute in p
+            .get("AttributeDefinitions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let definition = AttributeDefinition::builder()
+                .attribute_name(attribute["AttributeName"].as_str().unwrap_or_default())
+                .attribute_type(ScalarAttributeType::from(
+                    attribute["AttributeType"].as_str().unwrap_or_default(),
+                ))
+                .build()
+                .map_err(emulator(id))?;
+            create = create.attribute_definitions(definition);
+        }
+        create.send().await.map_err(emulator(id))?;
+        if let Some(ttl) = p.get("TimeToLiveSpecification") {
+            let spec = TimeToLiveSpecification::builder()
+                .attribute_name(ttl["AttributeName"].as_str().unwrap_or_default())
+                .enabled(ttl["Enabled"].as_bool().unwrap_or(true))
+                .build()
+                .map_err(emulator(id))?;
+            clients
+                .dynamodb
+                .update_time_to_live()
+                .table_name(&name)
+                .time_to_live_specification(spec)
+                .send()
+                .await
+                .map_err(emulator(id))?;
+        }
+        stack.tables.insert((*id).clone(), name);
+    }
+
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::Events::EventBus")
+    {
+        let p = props(id, r, &names)?;
+        let name = p
+            .get("Name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| names.physical(id));
+        clients
+            .events
+            .create_event_bus()
+            .name(&name)
+            .send()
+            .await
+            .map_err(emulator(id))?;
+        stack.buses.insert((*id).clone(), name);
+    }
+
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::Events::Rule")
+    {
+        let p = props(id, r, &names)?;
+        let rule = names.physical(id);
+        let bus = p
+            .get("EventBusName")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned();
+        clients
+            .events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(&bus)
+            .event_pattern(
+                p.get("EventPattern")
+                    .cloned()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+            .state(RuleState::Enabled)
+            .send()
+            .await
+            .map_err(emulator(id))?;
+        for target in p
+            .get("Targets")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let arn = target["Arn"].as_str().unwrap_or_default();
+            if !arn.starts_with("arn:aws:sqs:") {
+                return Err(unsupported(
+                    id,
+                    "rule targets must be SQS queues locally (the emulator cannot deliver to others)",
+                ));
+            }
+            let mut t = Target::builder()
+                .id(target["Id"].as_str().unwrap_or("target"))
+                .arn(arn);
+            if let Some(dlq) = target
+                .pointer("/DeadLetterConfig/Arn")
+                .and_then(Value::as_str)
+            {
+                t = t.dead_letter_config(DeadLetterConfig::builder().arn(dlq).build());
+            }
+            clients
+                .events
+                .put_targets()
+                .rule(&rule)
+                .event_bus_name(&bus)
+                .targets(t.build().map_err(emulator(id))?)
+                .send()
+                .await
+                .map_err(emulator(id))?;
+        }
+    }
+
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::Serverless::StateMachine")
+    {
+        let p = props(id, r, &names)?;
+        let uri = p
+            .get("DefinitionUri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unsupported(id, "needs a DefinitionUri file"))?;
+        let mut definition = std::fs::read_to_string(template.dir.join(uri))
+            .map_err(|e| unsupported(id, format!("cannot read {uri}: {e}")))?;
+        if let Some(Value::Object(subs)) = p.get("DefinitionSubstitutions") {
+            for (key, value) in subs {
+                definition =
+                    definition.replace(&format!("${{{key}}}"), &text(value).unwrap_or_default());
+            }
+        }
+        if let Some(at) = definition.find("${") {
+            let name: String = definition[at..].chars().take_while(|c| *c != '}').collect();
+            return Err(unsupported(
+                id,
+                format!("definition uses {name}}} but DefinitionSubstitutions does not define it"),
+            ));
+        }
+        let machine_type = match p.get("Type").and_then(Value::as_str) {
+            Some("EXPRESS") => StateMachineType::Express,
+            _ => StateMachineType::Standard,
+        };
+        let out = clients
+            .sfn
+            .create_state_machine()
+            .name(names.physical(id))
+            .definition(definition)
+            .role_arn(format!("arn:aws:iam::{ACCOUNT_ID}:role/{prefix}-saga"))
+            .r#type(machine_type)
+            .send()
+            .await
+            .map_err(emulator(id))?;
+        stack
+            .state_machines
+            .insert((*id).clone(), out.state_machine_arn);
+    }
+
+    let globals = &template.function_globals;
+    let global_env = resolve(
+        globals
+            .pointer("/Environment/Variables")
+            .unwrap_or(&json!({})),
+        &names,
+        template,
+    )
+    .map_err(|e| unsupported("Globals", e))?;
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::Serverless::Function")
+    {
+        let p = props(id, r, &names)?;
+        let mut env = BTreeMap::new();
+        for source in [
+            &global_env,
+            p.pointer("/Environment/Variables").unwrap_or(&json!({})),
+        ] {
+            if let Value::Object(vars) = source {
+                for (k, v) in vars {
+                    env.insert(k.clone(), text(v).unwrap_or_default());
+                }
+            }
+        }
+        let mut sqs_sources = Vec::new();
+        if let Some(Value::Object(events)) = p.get("Events") {
+            for (event_id, event) in events {
+                let ep = &event["Properties"];
+                match event["Type"].as_str() {
+                    Some("SQS") => {
+                        let arn = ep["Queue"].as_str().unwrap_or_default();
+                        let queue = stack.queue_by_arn(arn).ok_or_else(|| {
+                            unsupported(
+                                id,
+                                format!("event {event_id}: queue {arn} is not in the template"),
+                            )
+                        })?;
+                        sqs_sources.push(SqsSource {
+                            queue: queue.to_owned(),
+                            batch_size: ep["BatchSize"].as_i64().unwrap_or(10).clamp(1, 10) as i32,
+                            window_seconds: ep["MaximumBatchingWindowInSeconds"]
+                                .as_u64()
+                                .unwrap_or(0),
+                            report_failures: ep["FunctionResponseTypes"]
+                                .as_array()
+                                .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures")),
+                        });
+                    }
+                    Some("HttpApi") => stack.routes.push(Route {
+                        method: ep["Method"].as_str().unwrap_or("ANY").to_uppercase(),
+                        path: ep["Path"].as_str().unwrap_or("/").to_owned(),
+                        function: (*id).clone(),
+                    }),
+                    other => {
+                        return Err(unsupported(
+                            id,
+                            format!("event {event_id} of type {other:?} is not supported locally"),
+                        ));
+                    }
+                }
+            }
+        }
+        stack.functions.insert(
+            (*id).clone(),
+            FunctionSpec {
+                logical_id: (*id).clone(),
+                name: names.physical(id),
+                env,
+                sqs_sources,
+            },
+        );
+    }
+
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::ApiGatewayV2::Route")
+    {
+        let p = props(id, r, &names)?;
+        let route_key = p
+            .get("RouteKey")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let (method, path) = route_key.split_once(' ').ok_or_else(|| {
+            unsupported(id, format!("route key {route_key:?} is not METHOD /path"))
+        })?;
+        let integration = p
+            .get("Target")
+            .and_then(Value::as_str)
+            .and_then(|t| t.strip_prefix("integrations/"))
+            .ok_or_else(|| unsupported(id, "Target must be integrations/<Integration>"))?;
+        let function_arn = template
+            .resources
+            .get(integration)
+            .and_then(|i| i.pointer("/Properties/IntegrationUri"))
+            .map(|uri| resolve(uri, &names, template))
+            .transpose()
+            .map_err(|e| unsupported(id, e))?
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                unsupported(
+                    id,
+                    format!("integration {integration} has no IntegrationUri"),
+                )
+            })?;
+        let function = stack
+            .functions
+            .values()
+            .find(|f| function_arn.ends_with(&format!(":function:{}", f.name)))
+            .ok_or_else(|| {
+                unsupported(
+                    id,
+                    format!(
+                        "integration {integration} does not target a function of this template"
+                    ),
+                )
+            })?;
+        stack.routes.push(Route {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            function: function.logical_id.clone(),
+        });
+    }
+    Ok(stack)
+}
