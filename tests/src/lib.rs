@@ -1,1 +1,460 @@
-//! placeholder
+//! Test harness: one fresh stack per test in the shared moto server, created from
+//! `template.yaml` by the local runtime, with every function linked in process and
+//! fed by the same SQS pollers `shop local` uses.
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_eventbridge::types::Target;
+use local_runtime::http_api::{HttpResponse, serve};
+use local_runtime::provision::{Clients, FunctionSpec, Stack, provision};
+use local_runtime::{InProcess, InvokeError, Invoker, Template};
+use serde_json::{Value, json};
+use shop_aws::catalog::{CatalogItem, DynamoCatalog};
+use shop_aws::ledger::DynamoLedger;
+use shop_aws::stock::DynamoStockStore;
+use shop_domain::payment::{LedgerRecord, SandboxProvider};
+use shop_domain::ports::{PaymentLedger, PaymentProvider, StockLevel, StockStore};
+use shop_domain::{Currency, OrderId, Sku};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// The emulator endpoint. Tests that need it fail (never skip) without it.
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the suite with scripts/test.sh, which starts moto server")
+    })
+}
+
+/// Catalog and stock every test stack starts with.
+pub const SEED: &[(&str, u64, u64)] = &[("MUG", 1250, 100), ("TEE", 1999, 50), ("CAP", 900, 0), ("RARE", 50_000, 1)];
+
+/// Ways to wrap ports so a test can inject slowness or faults, always through the
+/// ports and never through a branch in a handler.
+#[derive(Default, Clone)]
+pub struct Faults {
+    /// Wraps the payment provider.
+    pub provider: Option<Arc<dyn Fn(Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> + Send + Sync>>,
+    /// Delay before every stock reservation.
+    pub reserve_delay: Option<Duration>,
+}
+
+/// Records the body of every SQS record each function receives, for contract checks.
+#[derive(Default)]
+pub struct Recording {
+    inner: InProcess,
+    bodies: Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait]
+impl Invoker for Recording {
+    async fn invoke(&self, function: &FunctionSpec, event: Value) -> Result<Value, InvokeError> {
+        if let Some(records) = event.get("Records").and_then(Value::as_array) {
+            let mut bodies = self.bodies.lock().unwrap();
+            for r in records {
+                bodies.push((function.logical_id.clone(), r["body"].as_str().unwrap_or("").to_owned()));
+            }
+        }
+        self.inner.invoke(function, event).await
+    }
+}
+
+/// A running stack.
+pub struct App {
+    /// What was created.
+    pub stack: Arc<Stack>,
+    /// SDK configuration pointing at the emulator.
+    pub sdk: aws_config::SdkConfig,
+    /// The sandbox payment provider the payments function uses.
+    pub sandbox: Arc<SandboxProvider>,
+    /// Every SQS body delivered to a function.
+    pub recording: Arc<Recording>,
+    tap_queue: String,
+    shutdown: watch::Sender<bool>,
+}
+
+struct SlowStock {
+    inner: DynamoStockStore,
+    delay: Duration,
+}
+
+#[async_trait]
+impl StockStore for SlowStock {
+    async fn reserve(&self, o: &OrderId, l: &[shop_domain::OrderLine]) -> Result<shop_domain::ports::ReserveOutcome, shop_domain::ports::PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.reserve(o, l).await
+    }
+    async fn release(&self, o: &OrderId, l: &[shop_domain::OrderLine]) -> Result<shop_domain::ports::ReleaseOutcome, shop_domain::ports::PortError> {
+        self.inner.release(o, l).await
+    }
+    async fn restock(&self, s: &Sku, q: u32) -> Result<StockLevel, shop_domain::ports::PortError> {
+        self.inner.restock(s, q).await
+    }
+    async fn level(&self, s: &Sku) -> Result<Option<StockLevel>, shop_domain::ports::PortError> {
+        self.inner.level(s).await
+    }
+}
+
+fn lookup(env: &BTreeMap<String, String>) -> impl Fn(&str) -> Option<String> + '_ {
+    move |k| env.get(k).cloned()
+}
+
+impl App {
+    /// A fresh stack with no faults.
+    pub async fn start() -> App {
+        Self::start_with(Faults::default()).await
+    }
+
+    /// A fresh stack whose ports are wrapped as `faults` says.
+    pub async fn start_with(faults: Faults) -> App {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,local_runtime=info").try_init();
+        let endpoint = endpoint();
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await;
+        let template = Template::load(&repo_root().join("template.yaml")).expect("template loads");
+        let prefix = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let clients = Clients::new(&sdk);
+        let stack = provision(&template, &prefix, &BTreeMap::new(), &clients, "us-east-1")
+            .await
+            .expect("stack provisions");
+        let stack = Arc::new(stack);
+
+        let sandbox = Arc::new(SandboxProvider::new(Duration::from_millis(200)));
+        let mut functions = InProcess::new();
+        let spec = |id: &str| stack.functions.get(id).unwrap_or_else(|| panic!("template has no {id}")).env.clone();
+
+        let env = spec("OrdersApiFunction");
+        let api = Arc::new(orders_api::OrdersApi::from_env(&sdk, &lookup(&env)).unwrap());
+        functions.register("OrdersApiFunction", move |request: ApiGatewayV2httpRequest| {
+            let api = api.clone();
+            async move { api.handle(request).await }
+        });
+        let env = spec("OrderIntakeFunction");
+        let intake = Arc::new(order_intake::Intake::from_env(&sdk, &lookup(&env)).unwrap());
+        functions.register("OrderIntakeFunction", move |e: SqsEvent| {
+            let f = intake.clone();
+            async move { f.handle(e).await }
+        });
+        let env = spec("InventoryFunction");
+        let inventory = match faults.reserve_delay {
+            None => inventory::Inventory::from_env(&sdk, &lookup(&env)).unwrap(),
+            Some(delay) => {
+                inventory::Inventory::new(
+                    Arc::new(SlowStock {
+                        inner: DynamoStockStore::new(aws_sdk_dynamodb::Client::new(&sdk), env["INVENTORY_TABLE"].clone()),
+                        delay,
+                    }),
+                    Arc::new(shop_aws::events::EventBridgePublisher::new(
+                        aws_sdk_eventbridge::Client::new(&sdk),
+                        env["EVENT_BUS_NAME"].clone(),
+                    )),
+                    Arc::new(shop_aws::saga::SfnTaskCallbacks::new(aws_sdk_sfn::Client::new(&sdk))),
+                )
+            }
+        };
+        let inventory = Arc::new(inventory);
+        functions.register("InventoryFunction", move |e: SqsEvent| {
+            let f = inventory.clone();
+            async move { f.handle(e).await }
+        });
+        let env = spec("PaymentsFunction");
+        let provider: Arc<dyn PaymentProvider> = match &faults.provider {
+            Some(wrap) => wrap(sandbox.clone()),
+            None => sandbox.clone(),
+        };
+        let payments = Arc::new(payments::Payments::from_env_with_provider(&sdk, &lookup(&env), provider).unwrap());
+        functions.register("PaymentsFunction", move |e: SqsEvent| {
+            let f = payments.clone();
+            async move { f.handle(e).await }
+        });
+        let env = spec("FulfilmentFunction");
+        let fulfilment = Arc::new(fulfilment::Fulfilment::from_env(&sdk, &lookup(&env)).unwrap());
+        functions.register("FulfilmentFunction", move |e: SqsEvent| {
+            let f = fulfilment.clone();
+            async move { f.handle(e).await }
+        });
+
+        let recording = Arc::new(Recording {
+            inner: functions,
+            bodies: Mutex::default(),
+        });
+        let tap_queue = tap_every_event(&sdk, &stack).await;
+        seed(&sdk, &stack).await;
+        let (shutdown, rx) = watch::channel(false);
+        local_runtime::sqs_poller::spawn_all(stack.clone(), aws_sdk_sqs::Client::new(&sdk), recording.clone(), rx);
+        App {
+            stack,
+            sdk,
+            sandbox,
+            recording,
+            tap_queue,
+            shutdown,
+        }
+    }
+
+    /// Sends an HTTP request through the template's routes.
+    pub async fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> HttpResponse {
+        let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        serve(&self.stack, self.recording.as_ref(), method, path, &headers, body.map(str::to_owned))
+            .await
+            .expect("http invoke")
+    }
+
+    /// Places an order for `lines` paid with `token`; returns the order id.
+    pub async fn place(&self, lines: &[(&str, u32)], token: &str, idempotency_key: Option<&str>) -> (HttpResponse, Value) {
+        let body = json!({
+            "customerId": "cust-42",
+            "currency": "EUR",
+            "paymentToken": token,
+            "lines": lines.iter().map(|(s, q)| json!({"sku": s, "quantity": q})).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(k) = idempotency_key {
+            headers.push(("idempotency-key", k));
+        }
+        let r = self.http("POST", "/v1/orders", &headers, Some(&body)).await;
+        let json: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        (r, json)
+    }
+
+    /// Polls `GET /v1/orders/{id}` until the order is terminal.
+    pub async fn wait_terminal(&self, order_id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self.http("GET", &format!("/v1/orders/{order_id}"), &[], None).await;
+            let order: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
+                return order;
+            }
+            assert!(Instant::now() < deadline, "order {order_id} not terminal in {within:?}: {order}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The saga execution of an order: status and error.
+    pub async fn execution(&self, order_id: &str) -> (String, Option<String>) {
+        let arn = self.execution_arn(order_id);
+        let out = aws_sdk_sfn::Client::new(&self.sdk)
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .expect("execution exists");
+        (out.status.as_str().to_owned(), out.error)
+    }
+
+    /// Waits until the order's execution leaves RUNNING.
+    pub async fn wait_execution(&self, order_id: &str, within: Duration) -> (String, Option<String>) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, error) = self.execution(order_id).await;
+            if status != "RUNNING" {
+                return (status, error);
+            }
+            assert!(Instant::now() < deadline, "execution for {order_id} still running after {within:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn execution_arn(&self, order_id: &str) -> String {
+        let sm = &self.stack.state_machines["OrderSaga"];
+        format!("{}:{order_id}", sm.replace(":stateMachine:", ":execution:"))
+    }
+
+    /// Executions of the saga, by name.
+    pub async fn execution_names(&self) -> Vec<String> {
+        let out = aws_sdk_sfn::Client::new(&self.sdk)
+            .list_executions()
+            .state_machine_arn(&self.stack.state_machines["OrderSaga"])
+            .send()
+            .await
+            .expect("list executions");
+        out.executions.into_iter().map(|e| e.name).collect()
+    }
+
+    /// Stock of a SKU.
+    pub async fn stock(&self, sku: &str) -> StockLevel {
+        self.stock_store().level(&Sku(sku.into())).await.unwrap().unwrap_or_default()
+    }
+
+    /// The inventory adapter of this stack.
+    pub fn stock_store(&self) -> DynamoStockStore {
+        DynamoStockStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), self.stack.tables["InventoryTable"].clone())
+    }
+
+    /// The order's ledger record.
+    pub async fn ledger(&self, order_id: &str) -> Option<LedgerRecord> {
+        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&self.sdk), self.stack.tables["PaymentsTable"].clone())
+            .get(&OrderId::parse(order_id).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Whether fulfilment created a shipment for the order.
+    pub async fn shipment_exists(&self, order_id: &str) -> bool {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+            .get_item()
+            .table_name(&self.stack.tables["ShipmentsTable"])
+            .key("orderId", aws_sdk_dynamodb::types::AttributeValue::S(order_id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .is_some()
+    }
+
+    /// Sends a raw message to a queue of the stack.
+    pub async fn send(&self, queue: &str, body: &str) {
+        aws_sdk_sqs::Client::new(&self.sdk)
+            .send_message()
+            .queue_url(&self.stack.queues[queue].url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Receives what is waiting on a queue without processing it (DLQs, work queue).
+    pub async fn drain(&self, queue: &str) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let url = self
+            .stack
+            .queues
+            .get(queue)
+            .map(|q| q.url.clone())
+            .unwrap_or_else(|| queue.to_owned());
+        let mut out = Vec::new();
+        loop {
+            let r = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+            let messages = r.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                out.push(serde_json::from_str(m.body.as_deref().unwrap_or("")).unwrap_or(Value::Null));
+                sqs.delete_message().queue_url(&url).receipt_handle(m.receipt_handle.unwrap_or_default()).send().await.unwrap();
+            }
+        }
+    }
+
+    /// Every event published on the bus so far (EventBridge envelopes).
+    pub async fn events(&self) -> Vec<Value> {
+        self.drain(&self.tap_queue.clone()).await
+    }
+
+    /// Events for one order: (detail type, detail).
+    pub fn for_order<'a>(events: &'a [Value], order_id: &str) -> Vec<(&'a str, &'a Value)> {
+        events
+            .iter()
+            .filter(|e| e["detail"]["orderId"] == order_id)
+            .map(|e| (e["detail-type"].as_str().unwrap_or(""), &e["detail"]))
+            .collect()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// A test-only rule that copies every `shop.*` event to a queue, so tests can see and
+/// schema-check everything the system emits.
+async fn tap_every_event(sdk: &aws_config::SdkConfig, stack: &Stack) -> String {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let name = format!("{}-tap", stack.prefix);
+    let url = sqs.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();
+    let bus = stack.buses.values().next().expect("a bus").clone();
+    events
+        .put_rule()
+        .name(&name)
+        .event_bus_name(&bus)
+        .event_pattern(json!({"source": [{"prefix": "shop."}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(&name)
+        .event_bus_name(&bus)
+        .targets(Target::builder().id("tap").arn(format!("arn:aws:sqs:us-east-1:{}:{name}", local_runtime::ACCOUNT_ID)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    url
+}
+
+async fn seed(sdk: &aws_config::SdkConfig, stack: &Stack) {
+    let catalog = DynamoCatalog::new(aws_sdk_dynamodb::Client::new(sdk), stack.tables["CatalogTable"].clone());
+    let stock = DynamoStockStore::new(aws_sdk_dynamodb::Client::new(sdk), stack.tables["InventoryTable"].clone());
+    for (sku, price, units) in SEED {
+        catalog
+            .put(&CatalogItem {
+                sku: Sku((*sku).into()),
+                name: sku.to_lowercase(),
+                prices: HashMap::from([(Currency::EUR, *price), (Currency::USD, price + price / 10)]),
+            })
+            .await
+            .unwrap();
+        stock.restock(&Sku((*sku).into()), *units as u32).await.unwrap();
+    }
+}
+
+/// Validates every event against its versioned schema; returns the failures.
+pub fn schema_violations(events: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut validators: HashMap<String, jsonschema::Validator> = HashMap::new();
+    for event in events {
+        let detail_type = event["detail-type"].as_str().unwrap_or("?").to_owned();
+        let validator = validators.entry(detail_type.clone()).or_insert_with(|| {
+            let path = repo_root().join(format!("schemas/events/{detail_type}.v1.json"));
+            let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no schema {}", path.display()))).unwrap();
+            jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
+        });
+        for error in validator.iter_errors(&event["detail"]) {
+            problems.push(format!("{detail_type} {}: {error} at {}", event["detail"]["orderId"], error.instance_path()));
+        }
+    }
+    problems
+}
+
+impl App {
+    /// Bodies of the SQS records a function has received so far.
+    pub fn recording_bodies(&self, function: &str) -> Vec<String> {
+        self.recording
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(f, _)| f == function)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// Waits until a function has received a record containing `needle`, then a
+    /// moment for it to finish.
+    pub async fn wait_consumed(&self, function: &str, needle: &str) {
+        for _ in 0..100 {
+            if self.recording_bodies(function).iter().any(|b| b.contains(needle)) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{function} never received a record containing {needle}");
+    }
+}

@@ -1,0 +1,259 @@
+//! The saga end to end on moto: the real `order-saga.asl.json` executes, commands
+//! travel through the template's queues to the real handlers, and each scenario
+//! checks order status, stock, ledger, sandbox provider and emitted events.
+
+use async_trait::async_trait;
+use e2e::{App, Faults, schema_violations};
+use serde_json::Value;
+use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
+use shop_domain::ports::PaymentProvider;
+use shop_domain::OrderId;
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn types<'a>(events: &'a [Value], order_id: &str) -> Vec<&'a str> {
+    let mut t: Vec<_> = App::for_order(events, order_id).into_iter().map(|(t, _)| t).collect();
+    t.sort_unstable();
+    t
+}
+
+fn order_id(placed: &Value) -> String {
+    placed["orderId"].as_str().expect("order id in 202 body").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn happy_path_confirms_charges_once_and_ships() {
+    // GIVEN a fresh stack with 100 mugs and 50 tees
+    let app = App::start().await;
+    // WHEN a shopper orders 2 mugs and 1 tee
+    let (response, placed) = app.place(&[("MUG", 2), ("TEE", 1)], "tok_visa", None).await;
+    assert_eq!(response.status, 202, "{}", response.body);
+    let id = order_id(&placed);
+    let order = app.wait_terminal(&id, WAIT).await;
+    // THEN the order is confirmed with catalog prices and a full history
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["total"], 2 * 1250 + 1999);
+    let history: Vec<_> = order["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    assert_eq!(history, ["PENDING", "RESERVED", "PAYMENT_PENDING", "CONFIRMED"]);
+    // AND stock is held once, the card captured once, the execution succeeded
+    let mug = app.stock("MUG").await;
+    assert_eq!((mug.available, mug.reserved), (98, 2));
+    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Captured);
+    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 4499);
+    assert_eq!(app.execution(&id).await.0, "SUCCEEDED");
+    // AND fulfilment received OrderConfirmed through the rule and shipped
+    let mut shipped = false;
+    for _ in 0..50 {
+        shipped = app.shipment_exists(&id).await;
+        if shipped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(shipped, "fulfilment created a shipment");
+    let events = app.events().await;
+    assert_eq!(types(&events, &id), ["OrderConfirmed", "OrderPlaced", "PaymentCaptured", "StockReserved"]);
+    assert_eq!(schema_violations(&events), Vec::<String>::new());
+    let correlation = placed_correlation(&app, &id).await;
+    assert!(
+        App::for_order(&events, &id).iter().all(|(_, d)| d["correlationId"] == correlation.as_str()),
+        "one correlation id from API to events"
+    );
+}
+
+async fn placed_correlation(app: &App, id: &str) -> String {
+    let r = app.http("GET", &format!("/v1/orders/{id}"), &[], None).await;
+    let events = app.recording_bodies("OrderIntakeFunction");
+    let body = events.iter().find(|b| b.contains(id)).expect("intake saw the order");
+    let order: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(r.status, 200);
+    order["correlationId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn out_of_stock_cancels_without_holding_or_charging() {
+    let app = App::start().await;
+    let (_, placed) = app.place(&[("MUG", 1), ("CAP", 1)], "tok_visa", None).await;
+    let id = order_id(&placed);
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(order["status"], "CANCELLED");
+    assert_eq!(order["cancelReason"], "OutOfStock");
+    let mug = app.stock("MUG").await;
+    assert_eq!((mug.available, mug.reserved), (100, 0), "all or nothing: the mug was not held");
+    assert!(app.ledger(&id).await.is_none());
+    let events = app.events().await;
+    assert_eq!(types(&events, &id), ["OrderCancelled", "OrderPlaced"]);
+    assert_eq!(App::for_order(&events, &id)[1].1["reason"], "OutOfStock");
+    assert_eq!(schema_violations(&events), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn declined_card_releases_stock_and_cancels() {
+    let app = App::start().await;
+    let (_, placed) = app.place(&[("TEE", 3)], "tok_decline", None).await;
+    let id = order_id(&placed);
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(order["cancelReason"], "PaymentDeclined");
+    let tee = app.stock("TEE").await;
+    assert_eq!((tee.available, tee.reserved), (50, 0));
+    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Declined);
+    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
+    let events = app.events().await;
+    assert_eq!(
+        types(&events, &id),
+        ["OrderCancelled", "OrderPlaced", "PaymentDeclined", "StockReleased", "StockReserved"]
+    );
+    assert_eq!(schema_violations(&events), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transient_payment_failures_are_retried_to_success() {
+    let app = App::start().await;
+    let (_, placed) = app.place(&[("MUG", 1)], "tok_flaky", None).await;
+    let id = order_id(&placed);
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(order["status"], "CONFIRMED");
+    let oid = OrderId::parse(&id).unwrap();
+    assert_eq!(app.sandbox.attempts(&oid), 3, "two transient failures, then success");
+    assert_eq!(app.sandbox.net_captured(&oid), 1250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payment_timeout_compensates_and_late_commands_are_refused() {
+    let app = App::start().await;
+    let (_, placed) = app.place(&[("RARE", 1)], "tok_timeout", None).await;
+    let id = order_id(&placed);
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(order["cancelReason"], "PaymentTimeout");
+    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
+    let rare = app.stock("RARE").await;
+    assert_eq!((rare.available, rare.reserved), (1, 0));
+
+    // WHEN the original Charge and Reserve are replayed late (e.g. from a DLQ)
+    let attempts = app.sandbox.attempts(&OrderId::parse(&id).unwrap());
+    app.send(
+        "PaymentsQueue",
+        &format!(r#"{{"command":"Charge","taskToken":"dead-token","correlationId":"late","orderId":"{id}","amount":50000,"currency":"EUR","paymentToken":"tok_visa"}}"#),
+    )
+    .await;
+    app.send(
+        "InventoryQueue",
+        &format!(r#"{{"command":"Reserve","taskToken":"dead-token","correlationId":"late","orderId":"{id}","lines":[{{"sku":"RARE","quantity":1,"unitPrice":50000}}]}}"#),
+    )
+    .await;
+    app.wait_consumed("PaymentsFunction", "late").await;
+    app.wait_consumed("InventoryFunction", "late").await;
+    // THEN both are refused by the tombstones: no charge, no stock held
+    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
+    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
+    assert_eq!(app.sandbox.attempts(&OrderId::parse(&id).unwrap()), attempts, "the provider was not called");
+    let rare = app.stock("RARE").await;
+    assert_eq!((rare.available, rare.reserved), (1, 0));
+    assert!(app.drain("PaymentsDLQ").await.is_empty(), "a refused late command is handled, not dead-lettered");
+}
+
+struct RefundsAlwaysFail(Arc<dyn PaymentProvider>);
+
+#[async_trait]
+impl PaymentProvider for RefundsAlwaysFail {
+    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        self.0.charge(request).await
+    }
+    async fn refund(&self, _: &str) -> Result<bool, ProviderError> {
+        Err(ProviderError::Transient("refund endpoint down".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compensation_that_keeps_failing_goes_to_the_work_queue_and_fails_the_run() {
+    let app = App::start_with(Faults {
+        provider: Some(Arc::new(|inner| Arc::new(RefundsAlwaysFail(inner)) as Arc<dyn PaymentProvider>)),
+        ..Faults::default()
+    })
+    .await;
+    let (_, placed) = app.place(&[("MUG", 1)], "tok_unavailable", None).await;
+    let id = order_id(&placed);
+    let (status, error) = app.wait_execution(&id, WAIT).await;
+    assert_eq!((status.as_str(), error.as_deref()), ("FAILED", Some("CompensationFailed")));
+    let cases = app.drain("CompensationQueue").await;
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0]["orderId"], id.as_str());
+    assert_eq!(cases[0]["failure"]["Error"], "PaymentProviderUnavailable");
+    let order: Value = serde_json::from_str(&app.http("GET", &format!("/v1/orders/{id}"), &[], None).await.body).unwrap();
+    assert_eq!(order["status"], "PAYMENT_PENDING", "left for a human, not marked cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_request_with_the_same_key_places_one_order() {
+    let app = App::start().await;
+    let (first, a) = app.place(&[("MUG", 1)], "tok_visa", Some("retry-1")).await;
+    let (second, b) = app.place(&[("MUG", 1)], "tok_visa", Some("retry-1")).await;
+    assert_eq!((first.status, second.status), (202, 202));
+    assert_eq!(a, b);
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+    let (other, problem) = app.place(&[("MUG", 2)], "tok_visa", Some("retry-1")).await;
+    assert_eq!(other.status, 422);
+    assert_eq!(problem["type"], "https://order-saga.example/problems/idempotency-key-reused");
+    let id = order_id(&a);
+    assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CONFIRMED");
+    assert_eq!(app.execution_names().await, [id.clone()]);
+    assert_eq!(app.stock("MUG").await.reserved, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_delivered_twice_starts_one_saga_and_charges_once() {
+    let app = App::start().await;
+    let (_, placed) = app.place(&[("TEE", 2)], "tok_visa", None).await;
+    let id = order_id(&placed);
+    app.wait_consumed("OrderIntakeFunction", &id).await;
+    // WHEN the same intake message arrives again (SQS at-least-once delivery)
+    let original = app
+        .recording_bodies("OrderIntakeFunction")
+        .into_iter()
+        .find(|b| b.contains(&id))
+        .unwrap();
+    app.send("OrdersQueue", &original).await;
+    let order = app.wait_terminal(&id, WAIT).await;
+    // THEN there is still one execution, one reservation and one capture
+    assert_eq!(order["status"], "CONFIRMED");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.recording_bodies("OrderIntakeFunction").iter().filter(|b| b.contains(&id)).count(), 2);
+    assert_eq!(app.execution_names().await, [id.clone()]);
+    let tee = app.stock("TEE").await;
+    assert_eq!((tee.available, tee.reserved), (48, 2));
+    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 2 * 1999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shopper_cancels_before_payment_and_the_saga_compensates() {
+    // GIVEN reservations that take a second, so the cancel lands while PENDING
+    let app = App::start_with(Faults {
+        reserve_delay: Some(Duration::from_secs(1)),
+        ..Faults::default()
+    })
+    .await;
+    let (_, placed) = app.place(&[("MUG", 5)], "tok_visa", None).await;
+    let id = order_id(&placed);
+    let cancel = app.http("POST", &format!("/v1/orders/{id}/cancel"), &[], None).await;
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(order["cancelReason"], "cancelled-by-customer");
+    app.wait_execution(&id, WAIT).await;
+    let mug = app.stock("MUG").await;
+    assert_eq!((mug.available, mug.reserved), (100, 0), "the late reservation was released");
+    assert!(app.ledger(&id).await.is_none(), "no charge was attempted");
+    let cancelled: Vec<_> = App::for_order(&app.events().await, &id)
+        .into_iter()
+        .filter(|(t, _)| *t == "OrderCancelled")
+        .map(|(_, d)| d["reason"].clone())
+        .collect();
+    assert_eq!(cancelled, ["CancelledByCustomer"]);
+    // AND cancelling a confirmed order is a conflict
+    let (_, done) = app.place(&[("TEE", 1)], "tok_visa", None).await;
+    let done = order_id(&done);
+    app.wait_terminal(&done, WAIT).await;
+    let late = app.http("POST", &format!("/v1/orders/{done}/cancel"), &[], None).await;
+    assert_eq!(late.status, 409);
+}
