@@ -24,7 +24,10 @@ use tokio::sync::watch;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default()
 }
 
 /// The emulator endpoint. Tests that need it fail (never skip) without it.
@@ -35,14 +38,20 @@ pub fn endpoint() -> String {
 }
 
 /// Catalog and stock every test stack starts with.
-pub const SEED: &[(&str, u64, u64)] = &[("MUG", 1250, 100), ("TEE", 1999, 50), ("CAP", 900, 0), ("RARE", 50_000, 1)];
+pub const SEED: &[(&str, u64, u64)] = &[
+    ("MUG", 1250, 100),
+    ("TEE", 1999, 50),
+    ("CAP", 900, 0),
+    ("RARE", 50_000, 1),
+];
 
 /// Ways to wrap ports so a test can inject slowness or faults, always through the
 /// ports and never through a branch in a handler.
 #[derive(Default, Clone)]
 pub struct Faults {
     /// Wraps the payment provider.
-    pub provider: Option<Arc<dyn Fn(Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> + Send + Sync>>,
+    pub provider:
+        Option<Arc<dyn Fn(Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> + Send + Sync>>,
     /// Delay before every stock reservation.
     pub reserve_delay: Option<Duration>,
 }
@@ -60,7 +69,10 @@ impl Invoker for Recording {
         if let Some(records) = event.get("Records").and_then(Value::as_array) {
             let mut bodies = self.bodies.lock().unwrap();
             for r in records {
-                bodies.push((function.logical_id.clone(), r["body"].as_str().unwrap_or("").to_owned()));
+                bodies.push((
+                    function.logical_id.clone(),
+                    r["body"].as_str().unwrap_or("").to_owned(),
+                ));
             }
         }
         self.inner.invoke(function, event).await
@@ -88,11 +100,19 @@ struct SlowStock {
 
 #[async_trait]
 impl StockStore for SlowStock {
-    async fn reserve(&self, o: &OrderId, l: &[shop_domain::OrderLine]) -> Result<shop_domain::ports::ReserveOutcome, shop_domain::ports::PortError> {
+    async fn reserve(
+        &self,
+        o: &OrderId,
+        l: &[shop_domain::OrderLine],
+    ) -> Result<shop_domain::ports::ReserveOutcome, shop_domain::ports::PortError> {
         tokio::time::sleep(self.delay).await;
         self.inner.reserve(o, l).await
     }
-    async fn release(&self, o: &OrderId, l: &[shop_domain::OrderLine]) -> Result<shop_domain::ports::ReleaseOutcome, shop_domain::ports::PortError> {
+    async fn release(
+        &self,
+        o: &OrderId,
+        l: &[shop_domain::OrderLine],
+    ) -> Result<shop_domain::ports::ReleaseOutcome, shop_domain::ports::PortError> {
         self.inner.release(o, l).await
     }
     async fn restock(&self, s: &Sku, q: u32) -> Result<StockLevel, shop_domain::ports::PortError> {
@@ -115,7 +135,10 @@ impl App {
 
     /// A fresh stack whose ports are wrapped as `faults` says.
     pub async fn start_with(faults: Faults) -> App {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,local_runtime=info").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn,local_runtime=info")
+            .try_init();
         let endpoint = endpoint();
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&endpoint)
@@ -132,14 +155,24 @@ impl App {
 
         let sandbox = Arc::new(SandboxProvider::new(Duration::from_millis(200)));
         let mut functions = InProcess::new();
-        let spec = |id: &str| stack.functions.get(id).unwrap_or_else(|| panic!("template has no {id}")).env.clone();
+        let spec = |id: &str| {
+            stack
+                .functions
+                .get(id)
+                .unwrap_or_else(|| panic!("template has no {id}"))
+                .env
+                .clone()
+        };
 
         let env = spec("OrdersApiFunction");
         let api = Arc::new(orders_api::OrdersApi::from_env(&sdk, &lookup(&env)).unwrap());
-        functions.register("OrdersApiFunction", move |request: ApiGatewayV2httpRequest| {
-            let api = api.clone();
-            async move { api.handle(request).await }
-        });
+        functions.register(
+            "OrdersApiFunction",
+            move |request: ApiGatewayV2httpRequest| {
+                let api = api.clone();
+                async move { api.handle(request).await }
+            },
+        );
         let env = spec("OrderIntakeFunction");
         let intake = Arc::new(order_intake::Intake::from_env(&sdk, &lookup(&env)).unwrap());
         functions.register("OrderIntakeFunction", move |e: SqsEvent| {
@@ -149,19 +182,22 @@ impl App {
         let env = spec("InventoryFunction");
         let inventory = match faults.reserve_delay {
             None => inventory::Inventory::from_env(&sdk, &lookup(&env)).unwrap(),
-            Some(delay) => {
-                inventory::Inventory::new(
-                    Arc::new(SlowStock {
-                        inner: DynamoStockStore::new(aws_sdk_dynamodb::Client::new(&sdk), env["INVENTORY_TABLE"].clone()),
-                        delay,
-                    }),
-                    Arc::new(shop_aws::events::EventBridgePublisher::new(
-                        aws_sdk_eventbridge::Client::new(&sdk),
-                        env["EVENT_BUS_NAME"].clone(),
-                    )),
-                    Arc::new(shop_aws::saga::SfnTaskCallbacks::new(aws_sdk_sfn::Client::new(&sdk))),
-                )
-            }
+            Some(delay) => inventory::Inventory::new(
+                Arc::new(SlowStock {
+                    inner: DynamoStockStore::new(
+                        aws_sdk_dynamodb::Client::new(&sdk),
+                        env["INVENTORY_TABLE"].clone(),
+                    ),
+                    delay,
+                }),
+                Arc::new(shop_aws::events::EventBridgePublisher::new(
+                    aws_sdk_eventbridge::Client::new(&sdk),
+                    env["EVENT_BUS_NAME"].clone(),
+                )),
+                Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
+                    aws_sdk_sfn::Client::new(&sdk),
+                )),
+            ),
         };
         let inventory = Arc::new(inventory);
         functions.register("InventoryFunction", move |e: SqsEvent| {
@@ -173,7 +209,9 @@ impl App {
             Some(wrap) => wrap(sandbox.clone()),
             None => sandbox.clone(),
         };
-        let payments = Arc::new(payments::Payments::from_env_with_provider(&sdk, &lookup(&env), provider).unwrap());
+        let payments = Arc::new(
+            payments::Payments::from_env_with_provider(&sdk, &lookup(&env), provider).unwrap(),
+        );
         functions.register("PaymentsFunction", move |e: SqsEvent| {
             let f = payments.clone();
             async move { f.handle(e).await }
@@ -192,7 +230,12 @@ impl App {
         let tap_queue = tap_every_event(&sdk, &stack).await;
         seed(&sdk, &stack).await;
         let (shutdown, rx) = watch::channel(false);
-        local_runtime::sqs_poller::spawn_all(stack.clone(), aws_sdk_sqs::Client::new(&sdk), recording.clone(), rx);
+        local_runtime::sqs_poller::spawn_all(
+            stack.clone(),
+            aws_sdk_sqs::Client::new(&sdk),
+            recording.clone(),
+            rx,
+        );
         App {
             stack,
             sdk,
@@ -204,15 +247,36 @@ impl App {
     }
 
     /// Sends an HTTP request through the template's routes.
-    pub async fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> HttpResponse {
-        let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        serve(&self.stack, self.recording.as_ref(), method, path, &headers, body.map(str::to_owned))
-            .await
-            .expect("http invoke")
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        serve(
+            &self.stack,
+            self.recording.as_ref(),
+            method,
+            path,
+            &headers,
+            body.map(str::to_owned),
+        )
+        .await
+        .expect("http invoke")
     }
 
     /// Places an order for `lines` paid with `token`; returns the order id.
-    pub async fn place(&self, lines: &[(&str, u32)], token: &str, idempotency_key: Option<&str>) -> (HttpResponse, Value) {
+    pub async fn place(
+        &self,
+        lines: &[(&str, u32)],
+        token: &str,
+        idempotency_key: Option<&str>,
+    ) -> (HttpResponse, Value) {
         let body = json!({
             "customerId": "cust-42",
             "currency": "EUR",
@@ -233,37 +297,64 @@ impl App {
     pub async fn wait_terminal(&self, order_id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
-            let r = self.http("GET", &format!("/v1/orders/{order_id}"), &[], None).await;
+            let r = self
+                .http("GET", &format!("/v1/orders/{order_id}"), &[], None)
+                .await;
             let order: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
             if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
                 return order;
             }
-            assert!(Instant::now() < deadline, "order {order_id} not terminal in {within:?}: {order}");
+            assert!(
+                Instant::now() < deadline,
+                "order {order_id} not terminal in {within:?}: {order}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     /// The saga execution of an order: status and error.
     pub async fn execution(&self, order_id: &str) -> (String, Option<String>) {
+        self.try_execution(order_id)
+            .await
+            .expect("execution exists")
+    }
+
+    async fn try_execution(&self, order_id: &str) -> Option<(String, Option<String>)> {
         let arn = self.execution_arn(order_id);
-        let out = aws_sdk_sfn::Client::new(&self.sdk)
+        match aws_sdk_sfn::Client::new(&self.sdk)
             .describe_execution()
             .execution_arn(arn)
             .send()
             .await
-            .expect("execution exists");
-        (out.status.as_str().to_owned(), out.error)
+        {
+            Ok(out) => Some((out.status.as_str().to_owned(), out.error)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_does_not_exist()) =>
+            {
+                None
+            }
+            Err(e) => panic!("describe execution: {e:?}"),
+        }
     }
 
     /// Waits until the order's execution leaves RUNNING.
-    pub async fn wait_execution(&self, order_id: &str, within: Duration) -> (String, Option<String>) {
+    pub async fn wait_execution(
+        &self,
+        order_id: &str,
+        within: Duration,
+    ) -> (String, Option<String>) {
         let deadline = Instant::now() + within;
         loop {
-            let (status, error) = self.execution(order_id).await;
-            if status != "RUNNING" {
+            if let Some((status, error)) = self.try_execution(order_id).await
+                && status != "RUNNING"
+            {
                 return (status, error);
             }
-            assert!(Instant::now() < deadline, "execution for {order_id} still running after {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "execution for {order_id} still running after {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -286,20 +377,30 @@ impl App {
 
     /// Stock of a SKU.
     pub async fn stock(&self, sku: &str) -> StockLevel {
-        self.stock_store().level(&Sku(sku.into())).await.unwrap().unwrap_or_default()
+        self.stock_store()
+            .level(&Sku(sku.into()))
+            .await
+            .unwrap()
+            .unwrap_or_default()
     }
 
     /// The inventory adapter of this stack.
     pub fn stock_store(&self) -> DynamoStockStore {
-        DynamoStockStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), self.stack.tables["InventoryTable"].clone())
+        DynamoStockStore::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            self.stack.tables["InventoryTable"].clone(),
+        )
     }
 
     /// The order's ledger record.
     pub async fn ledger(&self, order_id: &str) -> Option<LedgerRecord> {
-        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&self.sdk), self.stack.tables["PaymentsTable"].clone())
-            .get(&OrderId::parse(order_id).unwrap())
-            .await
-            .unwrap()
+        DynamoLedger::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            self.stack.tables["PaymentsTable"].clone(),
+        )
+        .get(&OrderId::parse(order_id).unwrap())
+        .await
+        .unwrap()
     }
 
     /// Whether fulfilment created a shipment for the order.
@@ -307,7 +408,10 @@ impl App {
         aws_sdk_dynamodb::Client::new(&self.sdk)
             .get_item()
             .table_name(&self.stack.tables["ShipmentsTable"])
-            .key("orderId", aws_sdk_dynamodb::types::AttributeValue::S(order_id.into()))
+            .key(
+                "orderId",
+                aws_sdk_dynamodb::types::AttributeValue::S(order_id.into()),
+            )
             .consistent_read(true)
             .send()
             .await
@@ -338,14 +442,28 @@ impl App {
             .unwrap_or_else(|| queue.to_owned());
         let mut out = Vec::new();
         loop {
-            let r = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+            let r = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
             let messages = r.messages.unwrap_or_default();
             if messages.is_empty() {
                 return out;
             }
             for m in messages {
-                out.push(serde_json::from_str(m.body.as_deref().unwrap_or("")).unwrap_or(Value::Null));
-                sqs.delete_message().queue_url(&url).receipt_handle(m.receipt_handle.unwrap_or_default()).send().await.unwrap();
+                out.push(
+                    serde_json::from_str(m.body.as_deref().unwrap_or("")).unwrap_or(Value::Null),
+                );
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(m.receipt_handle.unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -377,7 +495,14 @@ async fn tap_every_event(sdk: &aws_config::SdkConfig, stack: &Stack) -> String {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let events = aws_sdk_eventbridge::Client::new(sdk);
     let name = format!("{}-tap", stack.prefix);
-    let url = sqs.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     let bus = stack.buses.values().next().expect("a bus").clone();
     events
         .put_rule()
@@ -391,7 +516,16 @@ async fn tap_every_event(sdk: &aws_config::SdkConfig, stack: &Stack) -> String {
         .put_targets()
         .rule(&name)
         .event_bus_name(&bus)
-        .targets(Target::builder().id("tap").arn(format!("arn:aws:sqs:us-east-1:{}:{name}", local_runtime::ACCOUNT_ID)).build().unwrap())
+        .targets(
+            Target::builder()
+                .id("tap")
+                .arn(format!(
+                    "arn:aws:sqs:us-east-1:{}:{name}",
+                    local_runtime::ACCOUNT_ID
+                ))
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -399,18 +533,30 @@ async fn tap_every_event(sdk: &aws_config::SdkConfig, stack: &Stack) -> String {
 }
 
 async fn seed(sdk: &aws_config::SdkConfig, stack: &Stack) {
-    let catalog = DynamoCatalog::new(aws_sdk_dynamodb::Client::new(sdk), stack.tables["CatalogTable"].clone());
-    let stock = DynamoStockStore::new(aws_sdk_dynamodb::Client::new(sdk), stack.tables["InventoryTable"].clone());
+    let catalog = DynamoCatalog::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        stack.tables["CatalogTable"].clone(),
+    );
+    let stock = DynamoStockStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        stack.tables["InventoryTable"].clone(),
+    );
     for (sku, price, units) in SEED {
         catalog
             .put(&CatalogItem {
                 sku: Sku((*sku).into()),
                 name: sku.to_lowercase(),
-                prices: HashMap::from([(Currency::EUR, *price), (Currency::USD, price + price / 10)]),
+                prices: HashMap::from([
+                    (Currency::EUR, *price),
+                    (Currency::USD, price + price / 10),
+                ]),
             })
             .await
             .unwrap();
-        stock.restock(&Sku((*sku).into()), *units as u32).await.unwrap();
+        stock
+            .restock(&Sku((*sku).into()), *units as u32)
+            .await
+            .unwrap();
     }
 }
 
@@ -422,11 +568,22 @@ pub fn schema_violations(events: &[Value]) -> Vec<String> {
         let detail_type = event["detail-type"].as_str().unwrap_or("?").to_owned();
         let validator = validators.entry(detail_type.clone()).or_insert_with(|| {
             let path = repo_root().join(format!("schemas/events/{detail_type}.v1.json"));
-            let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no schema {}", path.display()))).unwrap();
-            jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
+            let schema: Value = serde_json::from_str(
+                &std::fs::read_to_string(&path)
+                    .unwrap_or_else(|_| panic!("no schema {}", path.display())),
+            )
+            .unwrap();
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(&schema)
+                .unwrap()
         });
         for error in validator.iter_errors(&event["detail"]) {
-            problems.push(format!("{detail_type} {}: {error} at {}", event["detail"]["orderId"], error.instance_path()));
+            problems.push(format!(
+                "{detail_type} {}: {error} at {}",
+                event["detail"]["orderId"],
+                error.instance_path()
+            ));
         }
     }
     problems
@@ -449,7 +606,11 @@ impl App {
     /// moment for it to finish.
     pub async fn wait_consumed(&self, function: &str, needle: &str) {
         for _ in 0..100 {
-            if self.recording_bodies(function).iter().any(|b| b.contains(needle)) {
+            if self
+                .recording_bodies(function)
+                .iter()
+                .any(|b| b.contains(needle))
+            {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 return;
             }

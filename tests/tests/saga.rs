@@ -5,22 +5,28 @@
 use async_trait::async_trait;
 use e2e::{App, Faults, schema_violations};
 use serde_json::Value;
+use shop_domain::OrderId;
 use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
 use shop_domain::ports::PaymentProvider;
-use shop_domain::OrderId;
 use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn types<'a>(events: &'a [Value], order_id: &str) -> Vec<&'a str> {
-    let mut t: Vec<_> = App::for_order(events, order_id).into_iter().map(|(t, _)| t).collect();
+    let mut t: Vec<_> = App::for_order(events, order_id)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     t.sort_unstable();
     t
 }
 
 fn order_id(placed: &Value) -> String {
-    placed["orderId"].as_str().expect("order id in 202 body").to_owned()
+    placed["orderId"]
+        .as_str()
+        .expect("order id in 202 body")
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -35,13 +41,27 @@ async fn happy_path_confirms_charges_once_and_ships() {
     // THEN the order is confirmed with catalog prices and a full history
     assert_eq!(order["status"], "CONFIRMED");
     assert_eq!(order["total"], 2 * 1250 + 1999);
-    let history: Vec<_> = order["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
-    assert_eq!(history, ["PENDING", "RESERVED", "PAYMENT_PENDING", "CONFIRMED"]);
+    let history: Vec<_> = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        ["PENDING", "RESERVED", "PAYMENT_PENDING", "CONFIRMED"]
+    );
     // AND stock is held once, the card captured once, the execution succeeded
     let mug = app.stock("MUG").await;
     assert_eq!((mug.available, mug.reserved), (98, 2));
-    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Captured);
-    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 4499);
+    assert_eq!(
+        app.ledger(&id).await.unwrap().status,
+        LedgerStatus::Captured
+    );
+    assert_eq!(
+        app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
+        4499
+    );
     assert_eq!(app.execution(&id).await.0, "SUCCEEDED");
     // AND fulfilment received OrderConfirmed through the rule and shipped
     let mut shipped = false;
@@ -54,19 +74,34 @@ async fn happy_path_confirms_charges_once_and_ships() {
     }
     assert!(shipped, "fulfilment created a shipment");
     let events = app.events().await;
-    assert_eq!(types(&events, &id), ["OrderConfirmed", "OrderPlaced", "PaymentCaptured", "StockReserved"]);
+    assert_eq!(
+        types(&events, &id),
+        [
+            "OrderConfirmed",
+            "OrderPlaced",
+            "PaymentCaptured",
+            "StockReserved"
+        ]
+    );
     assert_eq!(schema_violations(&events), Vec::<String>::new());
     let correlation = placed_correlation(&app, &id).await;
     assert!(
-        App::for_order(&events, &id).iter().all(|(_, d)| d["correlationId"] == correlation.as_str()),
+        App::for_order(&events, &id)
+            .iter()
+            .all(|(_, d)| d["correlationId"] == correlation.as_str()),
         "one correlation id from API to events"
     );
 }
 
 async fn placed_correlation(app: &App, id: &str) -> String {
-    let r = app.http("GET", &format!("/v1/orders/{id}"), &[], None).await;
+    let r = app
+        .http("GET", &format!("/v1/orders/{id}"), &[], None)
+        .await;
     let events = app.recording_bodies("OrderIntakeFunction");
-    let body = events.iter().find(|b| b.contains(id)).expect("intake saw the order");
+    let body = events
+        .iter()
+        .find(|b| b.contains(id))
+        .expect("intake saw the order");
     let order: Value = serde_json::from_str(body).unwrap();
     assert_eq!(r.status, 200);
     order["correlationId"].as_str().unwrap().to_owned()
@@ -81,7 +116,11 @@ async fn out_of_stock_cancels_without_holding_or_charging() {
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(order["cancelReason"], "OutOfStock");
     let mug = app.stock("MUG").await;
-    assert_eq!((mug.available, mug.reserved), (100, 0), "all or nothing: the mug was not held");
+    assert_eq!(
+        (mug.available, mug.reserved),
+        (100, 0),
+        "all or nothing: the mug was not held"
+    );
     assert!(app.ledger(&id).await.is_none());
     let events = app.events().await;
     assert_eq!(types(&events, &id), ["OrderCancelled", "OrderPlaced"]);
@@ -98,12 +137,21 @@ async fn declined_card_releases_stock_and_cancels() {
     assert_eq!(order["cancelReason"], "PaymentDeclined");
     let tee = app.stock("TEE").await;
     assert_eq!((tee.available, tee.reserved), (50, 0));
-    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Declined);
+    assert_eq!(
+        app.ledger(&id).await.unwrap().status,
+        LedgerStatus::Declined
+    );
     assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
     let events = app.events().await;
     assert_eq!(
         types(&events, &id),
-        ["OrderCancelled", "OrderPlaced", "PaymentDeclined", "StockReleased", "StockReserved"]
+        [
+            "OrderCancelled",
+            "OrderPlaced",
+            "PaymentDeclined",
+            "StockReleased",
+            "StockReserved"
+        ]
     );
     assert_eq!(schema_violations(&events), Vec::<String>::new());
 }
@@ -116,7 +164,11 @@ async fn transient_payment_failures_are_retried_to_success() {
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["status"], "CONFIRMED");
     let oid = OrderId::parse(&id).unwrap();
-    assert_eq!(app.sandbox.attempts(&oid), 3, "two transient failures, then success");
+    assert_eq!(
+        app.sandbox.attempts(&oid),
+        3,
+        "two transient failures, then success"
+    );
     assert_eq!(app.sandbox.net_captured(&oid), 1250);
 }
 
@@ -148,10 +200,17 @@ async fn payment_timeout_compensates_and_late_commands_are_refused() {
     // THEN both are refused by the tombstones: no charge, no stock held
     assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
     assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
-    assert_eq!(app.sandbox.attempts(&OrderId::parse(&id).unwrap()), attempts, "the provider was not called");
+    assert_eq!(
+        app.sandbox.attempts(&OrderId::parse(&id).unwrap()),
+        attempts,
+        "the provider was not called"
+    );
     let rare = app.stock("RARE").await;
     assert_eq!((rare.available, rare.reserved), (1, 0));
-    assert!(app.drain("PaymentsDLQ").await.is_empty(), "a refused late command is handled, not dead-lettered");
+    assert!(
+        app.drain("PaymentsDLQ").await.is_empty(),
+        "a refused late command is handled, not dead-lettered"
+    );
 }
 
 struct RefundsAlwaysFail(Arc<dyn PaymentProvider>);
@@ -169,20 +228,33 @@ impl PaymentProvider for RefundsAlwaysFail {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_compensation_that_keeps_failing_goes_to_the_work_queue_and_fails_the_run() {
     let app = App::start_with(Faults {
-        provider: Some(Arc::new(|inner| Arc::new(RefundsAlwaysFail(inner)) as Arc<dyn PaymentProvider>)),
+        provider: Some(Arc::new(|inner| {
+            Arc::new(RefundsAlwaysFail(inner)) as Arc<dyn PaymentProvider>
+        })),
         ..Faults::default()
     })
     .await;
     let (_, placed) = app.place(&[("MUG", 1)], "tok_unavailable", None).await;
     let id = order_id(&placed);
     let (status, error) = app.wait_execution(&id, WAIT).await;
-    assert_eq!((status.as_str(), error.as_deref()), ("FAILED", Some("CompensationFailed")));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("CompensationFailed"))
+    );
     let cases = app.drain("CompensationQueue").await;
     assert_eq!(cases.len(), 1);
     assert_eq!(cases[0]["orderId"], id.as_str());
     assert_eq!(cases[0]["failure"]["Error"], "PaymentProviderUnavailable");
-    let order: Value = serde_json::from_str(&app.http("GET", &format!("/v1/orders/{id}"), &[], None).await.body).unwrap();
-    assert_eq!(order["status"], "PAYMENT_PENDING", "left for a human, not marked cancelled");
+    let order: Value = serde_json::from_str(
+        &app.http("GET", &format!("/v1/orders/{id}"), &[], None)
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        order["status"], "PAYMENT_PENDING",
+        "left for a human, not marked cancelled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -195,7 +267,10 @@ async fn a_retried_request_with_the_same_key_places_one_order() {
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
     let (other, problem) = app.place(&[("MUG", 2)], "tok_visa", Some("retry-1")).await;
     assert_eq!(other.status, 422);
-    assert_eq!(problem["type"], "https://order-saga.example/problems/idempotency-key-reused");
+    assert_eq!(
+        problem["type"],
+        "https://order-saga.example/problems/idempotency-key-reused"
+    );
     let id = order_id(&a);
     assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CONFIRMED");
     assert_eq!(app.execution_names().await, [id.clone()]);
@@ -219,11 +294,20 @@ async fn a_message_delivered_twice_starts_one_saga_and_charges_once() {
     // THEN there is still one execution, one reservation and one capture
     assert_eq!(order["status"], "CONFIRMED");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(app.recording_bodies("OrderIntakeFunction").iter().filter(|b| b.contains(&id)).count(), 2);
+    assert_eq!(
+        app.recording_bodies("OrderIntakeFunction")
+            .iter()
+            .filter(|b| b.contains(&id))
+            .count(),
+        2
+    );
     assert_eq!(app.execution_names().await, [id.clone()]);
     let tee = app.stock("TEE").await;
     assert_eq!((tee.available, tee.reserved), (48, 2));
-    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 2 * 1999);
+    assert_eq!(
+        app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
+        2 * 1999
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -236,13 +320,19 @@ async fn a_shopper_cancels_before_payment_and_the_saga_compensates() {
     .await;
     let (_, placed) = app.place(&[("MUG", 5)], "tok_visa", None).await;
     let id = order_id(&placed);
-    let cancel = app.http("POST", &format!("/v1/orders/{id}/cancel"), &[], None).await;
+    let cancel = app
+        .http("POST", &format!("/v1/orders/{id}/cancel"), &[], None)
+        .await;
     assert_eq!(cancel.status, 200, "{}", cancel.body);
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["cancelReason"], "cancelled-by-customer");
     app.wait_execution(&id, WAIT).await;
     let mug = app.stock("MUG").await;
-    assert_eq!((mug.available, mug.reserved), (100, 0), "the late reservation was released");
+    assert_eq!(
+        (mug.available, mug.reserved),
+        (100, 0),
+        "the late reservation was released"
+    );
     assert!(app.ledger(&id).await.is_none(), "no charge was attempted");
     let cancelled: Vec<_> = App::for_order(&app.events().await, &id)
         .into_iter()
@@ -254,6 +344,8 @@ async fn a_shopper_cancels_before_payment_and_the_saga_compensates() {
     let (_, done) = app.place(&[("TEE", 1)], "tok_visa", None).await;
     let done = order_id(&done);
     app.wait_terminal(&done, WAIT).await;
-    let late = app.http("POST", &format!("/v1/orders/{done}/cancel"), &[], None).await;
+    let late = app
+        .http("POST", &format!("/v1/orders/{done}/cancel"), &[], None)
+        .await;
     assert_eq!(late.status, 409);
 }

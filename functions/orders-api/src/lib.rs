@@ -235,7 +235,7 @@ impl OrdersApi {
                 false,
             ),
             Err(e @ (IdempotencyError::Store(_) | IdempotencyError::Corrupt(_))) => {
-                tracing::error!(error = %e, "idempotency store failed");
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "idempotency store failed");
                 (unavailable(), false)
             }
         }

@@ -80,10 +80,12 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .item("expiresAt", n(record.expires_at))
             .item("lockExpiresAt", n(record.lock_expires_at))
             .condition_expression(
-                "attribute_not_exists(#k) OR expiresAt < :now OR (#s = :in_progress AND lockExpiresAt < :now)",
+                "attribute_not_exists(#k) OR #e < :now OR (#s = :in_progress AND #l < :now)",
             )
             .expression_attribute_names("#k", "key")
             .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#e", "expiresAt")
+            .expression_attribute_names("#l", "lockExpiresAt")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
@@ -120,8 +122,9 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .update_item()
             .table_name(&self.table)
             .key("key", s(key))
-            .update_expression("SET #s = :completed, response = :response")
+            .update_expression("SET #s = :completed, #r = :response")
             .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#r", "response")
             .expression_attribute_values(":completed", s(COMPLETED))
             .expression_attribute_values(":response", s(&response.to_string()))
             .send()
