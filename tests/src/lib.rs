@@ -45,6 +45,10 @@ pub const SEED: &[(&str, u64, u64)] = &[
     ("RARE", 50_000, 1),
 ];
 
+/// Wraps the sandbox provider in a fault-injecting provider.
+pub type ProviderWrapper =
+    Arc<dyn Fn(Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> + Send + Sync>;
+
 /// Ways to wrap ports so a test can inject slowness or faults, always through the
 /// ports and never through a branch in a handler.
 #[derive(Default, Clone)]

@@ -1,0 +1,405 @@
+//! Adapter contract tests against moto server over HTTP (started by
+//! `scripts/with-moto.sh`). Tables and queues come from `template.yaml`, so the
+//! adapters are checked against the key schemas they will meet on AWS.
+
+use idempotency::{Begin, IdempotencyStore, Record, RecordStatus};
+use local_runtime::Template;
+use local_runtime::provision::{Clients, Stack, provision};
+use serde_json::json;
+use shop_aws::catalog::{CatalogItem, DynamoCatalog};
+use shop_aws::events::EventBridgePublisher;
+use shop_aws::idempotency_store::DynamoIdempotencyStore;
+use shop_aws::ledger::DynamoLedger;
+use shop_aws::orders::DynamoOrderStore;
+use shop_aws::queue::SqsOrderQueue;
+use shop_aws::saga::{SfnSagaStarter, SfnTaskCallbacks};
+use shop_aws::stock::DynamoStockStore;
+use shop_domain::events::DomainEvent;
+use shop_domain::payment::{LedgerRecord, LedgerStatus};
+use shop_domain::ports::*;
+use shop_domain::{
+    Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+async fn stack() -> (aws_config::SdkConfig, Stack) {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run through scripts/with-moto.sh or scripts/test.sh");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+    let template = Template::load(&root).unwrap();
+    let prefix = format!("ad{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let stack = provision(
+        &template,
+        &prefix,
+        &BTreeMap::new(),
+        &Clients::new(&sdk),
+        "us-east-1",
+    )
+    .await
+    .unwrap();
+    (sdk, stack)
+}
+
+fn line(sku: &str, quantity: u32) -> OrderLine {
+    OrderLine {
+        sku: Sku(sku.into()),
+        quantity,
+        unit_price: 100,
+    }
+}
+
+#[tokio::test]
+async fn stock_reservations_are_all_or_nothing_idempotent_and_tombstoned() {
+    let (sdk, stack) = stack().await;
+    let stock = DynamoStockStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["InventoryTable"],
+    );
+    stock.restock(&Sku("A".into()), 5).await.unwrap();
+    stock.restock(&Sku("B".into()), 1).await.unwrap();
+
+    let short = OrderId::generate();
+    assert_eq!(
+        stock
+            .reserve(&short, &[line("A", 2), line("B", 2)])
+            .await
+            .unwrap(),
+        ReserveOutcome::OutOfStock(vec![Sku("B".into())])
+    );
+    assert_eq!(
+        stock
+            .level(&Sku("A".into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .available,
+        5
+    );
+
+    let order = OrderId::generate();
+    let lines = [line("A", 2), line("B", 1)];
+    assert_eq!(
+        stock.reserve(&order, &lines).await.unwrap(),
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        stock.reserve(&order, &lines).await.unwrap(),
+        ReserveOutcome::AlreadyReserved
+    );
+    let a = stock.level(&Sku("A".into())).await.unwrap().unwrap();
+    assert_eq!((a.available, a.reserved), (3, 2));
+    assert_eq!(
+        stock.release(&order, &lines).await.unwrap(),
+        ReleaseOutcome::Released
+    );
+    assert_eq!(
+        stock.release(&order, &lines).await.unwrap(),
+        ReleaseOutcome::AlreadyReleased
+    );
+    assert_eq!(
+        stock.reserve(&order, &lines).await.unwrap(),
+        ReserveOutcome::Tombstoned
+    );
+    let a = stock.level(&Sku("A".into())).await.unwrap().unwrap();
+    assert_eq!((a.available, a.reserved), (5, 0));
+
+    let never = OrderId::generate();
+    assert_eq!(
+        stock.release(&never, &lines).await.unwrap(),
+        ReleaseOutcome::NothingHeld
+    );
+    assert_eq!(
+        stock.reserve(&never, &lines).await.unwrap(),
+        ReserveOutcome::Tombstoned
+    );
+}
+
+#[tokio::test]
+async fn concurrent_reservations_never_drive_stock_negative() {
+    let (sdk, stack) = stack().await;
+    let stock = DynamoStockStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["InventoryTable"],
+    );
+    stock.restock(&Sku("HOT".into()), 7).await.unwrap();
+    let attempts = (0..20).map(|_| {
+        let stock = stock.clone();
+        async move { stock.reserve(&OrderId::generate(), &[line("HOT", 1)]).await }
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let reserved = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(ReserveOutcome::Reserved)))
+        .count();
+    let hot = stock.level(&Sku("HOT".into())).await.unwrap().unwrap();
+    assert_eq!(hot.available + hot.reserved, 7, "conserved");
+    assert_eq!(hot.reserved as usize, reserved);
+    assert!(reserved <= 7);
+}
+
+#[tokio::test]
+async fn ledger_transitions_are_conditional() {
+    let (sdk, stack) = stack().await;
+    let ledger = DynamoLedger::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["PaymentsTable"],
+    );
+    let order = OrderId::generate();
+    let record = |status| LedgerRecord {
+        order_id: order.clone(),
+        status,
+        amount: 100,
+        currency: Some(Currency::EUR),
+        charge_id: None,
+        updated_at: "2026-01-01T00:00:00Z".into(),
+    };
+    assert!(
+        ledger
+            .transition(&order, None, &record(LedgerStatus::Charging))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ledger
+            .transition(&order, None, &record(LedgerStatus::Voided))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ledger
+            .transition(
+                &order,
+                Some(LedgerStatus::Captured),
+                &record(LedgerStatus::Refunded)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        ledger
+            .transition(
+                &order,
+                Some(LedgerStatus::Charging),
+                &record(LedgerStatus::Captured)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ledger.get(&order).await.unwrap().unwrap().status,
+        LedgerStatus::Captured
+    );
+}
+
+#[tokio::test]
+async fn idempotency_records_lock_complete_and_release() {
+    let (sdk, stack) = stack().await;
+    let store = DynamoIdempotencyStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["IdempotencyTable"],
+    );
+    let record = Record {
+        key: "POST /v1/orders#k".into(),
+        payload_hash: "abc".into(),
+        status: RecordStatus::InProgress,
+        expires_at: 2_000_000_000,
+        lock_expires_at: 2_000_000_000,
+        response: None,
+    };
+    assert_eq!(store.begin(&record, 1_000).await.unwrap(), Begin::Acquired);
+    assert!(
+        matches!(store.begin(&record, 1_000).await.unwrap(), Begin::Existing(r) if r.status == RecordStatus::InProgress)
+    );
+    // A lock whose time has passed can be taken over.
+    assert_eq!(
+        store.begin(&record, 2_000_000_001).await.unwrap(),
+        Begin::Acquired
+    );
+    store
+        .complete(&record.key, &json!({"status": 202}))
+        .await
+        .unwrap();
+    match store.begin(&record, 1_000).await.unwrap() {
+        Begin::Existing(r) => {
+            assert_eq!(r.status, RecordStatus::Completed);
+            assert_eq!(r.response, Some(json!({"status": 202})));
+            assert_eq!(r.payload_hash, "abc");
+        }
+        other => panic!("expected the completed record, got {other:?}"),
+    }
+    store.release(&record.key).await.unwrap();
+    assert_eq!(store.begin(&record, 1_000).await.unwrap(), Begin::Acquired);
+}
+
+fn order() -> Order {
+    Order {
+        order_id: OrderId::generate(),
+        customer_id: CustomerId("c".into()),
+        lines: vec![line("A", 1)],
+        currency: Currency::EUR,
+        total: 100,
+        status: OrderStatus::Pending,
+        history: vec![StatusChange {
+            status: OrderStatus::Pending,
+            at: "2026-01-01T00:00:00Z".into(),
+            reason: None,
+        }],
+        payment_token: "tok".into(),
+        correlation_id: "corr".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn orders_round_trip_and_cancel_only_while_cancellable() {
+    let (sdk, stack) = stack().await;
+    let orders = DynamoOrderStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["OrdersTable"],
+    );
+    let o = order();
+    orders.insert(&o).await.unwrap();
+    assert!(
+        orders.insert(&o).await.is_err(),
+        "ids are never overwritten"
+    );
+    assert_eq!(orders.get(&o.order_id).await.unwrap().unwrap(), o);
+    match orders
+        .cancel(&o.order_id, "cancelled-by-customer", "2026-01-01T00:00:01Z")
+        .await
+        .unwrap()
+    {
+        CancelOutcome::Cancelled(c) => {
+            assert_eq!(c.status, OrderStatus::Cancelled);
+            assert_eq!(c.cancel_reason(), Some("cancelled-by-customer"));
+            assert_eq!(c.history.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        orders.cancel(&o.order_id, "again", "t").await.unwrap(),
+        CancelOutcome::NotCancellable(OrderStatus::Cancelled)
+    );
+    assert_eq!(
+        orders.cancel(&OrderId::generate(), "x", "t").await.unwrap(),
+        CancelOutcome::NotFound
+    );
+}
+
+#[tokio::test]
+async fn catalog_prices_known_skus_only() {
+    let (sdk, stack) = stack().await;
+    let catalog = DynamoCatalog::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["CatalogTable"],
+    );
+    for (sku, price) in [("A", 100), ("B", 250)] {
+        catalog
+            .put(&CatalogItem {
+                sku: Sku(sku.into()),
+                name: sku.into(),
+                prices: HashMap::from([(Currency::EUR, price)]),
+            })
+            .await
+            .unwrap();
+    }
+    let prices = catalog
+        .prices(&[Sku("A".into()), Sku("B".into()), Sku("NOPE".into())])
+        .await
+        .unwrap();
+    assert_eq!(prices.len(), 2);
+    assert_eq!(prices[&Sku("B".into())][&Currency::EUR], 250);
+}
+
+#[tokio::test]
+async fn publishing_checks_every_entry_and_chunks_large_batches() {
+    let (sdk, stack) = stack().await;
+    let bus = stack.buses.values().next().unwrap().clone();
+    let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus);
+    let events: Vec<_> = (0..12)
+        .map(|i| DomainEvent::payment_declined(&OrderId::generate(), "c", &format!("r{i}")))
+        .collect();
+    publisher.publish(&events).await.unwrap();
+
+    let missing = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), "no-such-bus");
+    assert!(
+        missing.publish(&events[..1]).await.is_err(),
+        "a rejected entry is an error, not silence"
+    );
+}
+
+#[tokio::test]
+async fn queue_carries_the_order_and_its_correlation_id() {
+    let (sdk, stack) = stack().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = stack.queues["OrdersQueue"].url.clone();
+    let o = order();
+    SqsOrderQueue::new(sqs.clone(), &url)
+        .enqueue(&o)
+        .await
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages.unwrap()[0];
+    let body: Order = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body, o);
+    let attributes = message.message_attributes.as_ref().unwrap();
+    assert_eq!(
+        attributes["correlationId"].string_value.as_deref(),
+        Some("corr")
+    );
+}
+
+#[tokio::test]
+async fn saga_starts_once_per_order_and_dead_tokens_are_not_errors() {
+    let (sdk, stack) = stack().await;
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let starter = SfnSagaStarter::new(sfn.clone(), &stack.state_machines["OrderSaga"]);
+    let o = order();
+    let input = shop_domain::services::saga_input(&o);
+    assert_eq!(
+        starter.start(&o.order_id, &input).await.unwrap(),
+        StartOutcome::Started
+    );
+    // Same name and input while running is idempotent on AWS (and moto): no error,
+    // no second execution. A different input under the same name is refused.
+    starter.start(&o.order_id, &input).await.unwrap();
+    let other_input = json!({ "orderId": o.order_id, "different": true });
+    assert_eq!(
+        starter.start(&o.order_id, &other_input).await.unwrap(),
+        StartOutcome::AlreadyExists
+    );
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&stack.state_machines["OrderSaga"])
+        .send()
+        .await
+        .unwrap()
+        .executions;
+    assert_eq!(executions.len(), 1);
+    let callbacks = SfnTaskCallbacks::new(sfn);
+    assert!(
+        !callbacks
+            .succeed("not-a-live-token", &json!({}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !callbacks
+            .fail("not-a-live-token", "OutOfStock", "late")
+            .await
+            .unwrap()
+    );
+}
