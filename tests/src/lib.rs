@@ -54,8 +54,7 @@ pub type ProviderWrapper =
 #[derive(Default, Clone)]
 pub struct Faults {
     /// Wraps the payment provider.
-    pub provider:
-        Option<Arc<dyn Fn(Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> + Send + Sync>>,
+    pub provider: Option<ProviderWrapper>,
     /// Delay before every stock reservation.
     pub reserve_delay: Option<Duration>,
 }

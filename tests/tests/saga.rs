@@ -273,7 +273,7 @@ async fn a_retried_request_with_the_same_key_places_one_order() {
     );
     let id = order_id(&a);
     assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CONFIRMED");
-    assert_eq!(app.execution_names().await, [id.clone()]);
+    assert_eq!(app.execution_names().await, vec![id.clone()]);
     assert_eq!(app.stock("MUG").await.reserved, 1);
 }
 
@@ -301,7 +301,7 @@ async fn a_message_delivered_twice_starts_one_saga_and_charges_once() {
             .count(),
         2
     );
-    assert_eq!(app.execution_names().await, [id.clone()]);
+    assert_eq!(app.execution_names().await, vec![id.clone()]);
     let tee = app.stock("TEE").await;
     assert_eq!((tee.available, tee.reserved), (48, 2));
     assert_eq!(

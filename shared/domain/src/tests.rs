@@ -59,10 +59,7 @@ async fn placing_prices_from_the_catalog_and_enqueues() {
     // THEN the total comes from catalog prices and the order is pending and queued
     assert_eq!(order.total, 2 * 1250 + 1999);
     assert_eq!(order.status, OrderStatus::Pending);
-    assert_eq!(
-        queue.sent.lock().unwrap().as_slice(),
-        [order.order_id.clone()]
-    );
+    assert_eq!(*queue.sent.lock().unwrap(), vec![order.order_id.clone()]);
 }
 
 #[tokio::test]
