@@ -622,3 +622,21 @@ impl App {
         panic!("{function} never received a record containing {needle}");
     }
 }
+
+/// Validates command bodies (as delivered to the inventory and payments functions)
+/// against `schemas/commands`; returns the failures.
+pub fn command_violations(schema_name: &str, bodies: &[String]) -> Vec<String> {
+    let path = repo_root().join(format!("schemas/commands/{schema_name}.v1.json"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    bodies
+        .iter()
+        .flat_map(|b| {
+            let body: Value = serde_json::from_str(b).unwrap_or(Value::Null);
+            validator
+                .iter_errors(&body)
+                .map(|e| format!("{schema_name}: {e} in {b}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

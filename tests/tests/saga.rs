@@ -3,7 +3,7 @@
 //! checks order status, stock, ledger, sandbox provider and emitted events.
 
 use async_trait::async_trait;
-use e2e::{App, Faults, schema_violations};
+use e2e::{App, Faults, command_violations, schema_violations};
 use serde_json::Value;
 use shop_domain::OrderId;
 use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
@@ -84,6 +84,17 @@ async fn happy_path_confirms_charges_once_and_ships() {
         ]
     );
     assert_eq!(schema_violations(&events), Vec::<String>::new());
+    assert_eq!(
+        command_violations(
+            "InventoryCommand",
+            &app.recording_bodies("InventoryFunction")
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        command_violations("PaymentCommand", &app.recording_bodies("PaymentsFunction")),
+        Vec::<String>::new()
+    );
     let correlation = placed_correlation(&app, &id).await;
     assert!(
         App::for_order(&events, &id)
