@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every check and test of the project, as CI runs it. Installs its own tools
+# (scripts/bootstrap.sh) and starts and stops its own moto server.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bash scripts/bootstrap.sh
+export PATH="$root/.venv/bin:$PATH"
+export AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "state machine definition (asl-validator)"
+asl="$(npx --no-install asl-validator --json-path statemachine/order-saga.asl.json 2>&1)"
+echo "$asl"
+grep -q "is valid" <<<"$asl"
+
+step "SAM template (sam validate, sam validate --lint)"
+sam validate
+sam validate --lint
+
+step "unit, adapter (moto), contract and end-to-end saga tests"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+scripts/with-moto.sh cargo test --workspace --no-fail-fast -- --test-threads 8 2>&1 | tee "$log"
+status="${PIPESTATUS[0]}"
+set -e
+passed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')"
+failed="$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')"
+[ "$status" -eq 0 ] || { echo "tests: $passed passed, $failed failed"; exit "$status"; }
+
+step "release build of every function for Lambda (cargo lambda build --release --arm64)"
+cargo lambda build --release --arm64
+
+echo
+echo "tests: $passed passed, $failed failed"
