@@ -48,11 +48,21 @@ impl Inventory {
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::from_env_wrapping_stock(sdk, env, |stock| stock)
+    }
+
+    /// Builds the AWS adapters from the environment, letting a test or the local
+    /// runtime wrap the stock store (to inject latency or faults through the port).
+    pub fn from_env_wrapping_stock(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        wrap: impl FnOnce(Arc<dyn StockStore>) -> Arc<dyn StockStore>,
+    ) -> Result<Self, ConfigError> {
         Ok(Self::new(
-            Arc::new(shop_aws::stock::DynamoStockStore::new(
+            wrap(Arc::new(shop_aws::stock::DynamoStockStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 shop_aws::required(env, "INVENTORY_TABLE")?,
-            )),
+            ))),
             Arc::new(shop_aws::events::EventBridgePublisher::new(
                 aws_sdk_eventbridge::Client::new(sdk),
                 shop_aws::required(env, "EVENT_BUS_NAME")?,

@@ -58,8 +58,11 @@ pub struct SqsSource {
 pub struct FunctionSpec {
     /// Logical id, e.g. `InventoryFunction`.
     pub logical_id: String,
-    /// Physical name used in logs and invoke URLs.
+    /// Physical name used in logs.
     pub name: String,
+    /// Name of the binary that implements it (`Metadata.BuildProperties.Binary`), as
+    /// `cargo lambda watch` serves it.
+    pub binary: Option<String>,
     /// Environment variables with every intrinsic resolved.
     pub env: BTreeMap<String, String>,
     /// SQS event sources.
@@ -644,6 +647,10 @@ pub async fn provision(
             FunctionSpec {
                 logical_id: (*id).clone(),
                 name: names.physical(id),
+                binary: r
+                    .pointer("/Metadata/BuildProperties/Binary")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 env,
                 sqs_sources,
             },

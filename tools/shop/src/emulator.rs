@@ -1,0 +1,178 @@
+//! The AWS-API emulator `shop local` runs: moto server from the project's venv,
+//! started as a child process on a free loopback port and stopped with it.
+
+use crate::remote::LoopbackClient;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The emulator could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// Creating the venv or installing moto failed.
+    #[error("setting up moto server failed: {0}")]
+    Setup(String),
+    /// The server did not come up.
+    #[error("moto server did not start: {0}")]
+    Start(String),
+}
+
+/// A running (or attached) emulator.
+pub struct Emulator {
+    /// Base URL for `AWS_ENDPOINT_URL`.
+    pub endpoint: String,
+    /// Where the emulator writes its log, when we started it.
+    pub log: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+fn moto_requirement(root: &Path) -> String {
+    std::fs::read_to_string(root.join("scripts/requirements.txt"))
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("moto")).map(str::to_owned))
+        .unwrap_or_else(|| "moto[server]".into())
+}
+
+async fn run(command: &mut Command, what: &str) -> Result<(), EmulatorError> {
+    let status = command
+        .status()
+        .await
+        .map_err(|e| EmulatorError::Setup(format!("{what}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(EmulatorError::Setup(format!("{what} exited with {status}")))
+    }
+}
+
+/// Creates `.venv` with moto server if it is missing, showing pip's progress.
+pub async fn ensure_installed(root: &Path) -> Result<PathBuf, EmulatorError> {
+    let venv = root.join(".venv");
+    let server = venv.join("bin/moto_server");
+    if server.exists() {
+        return Ok(server);
+    }
+    let requirement = moto_requirement(root);
+    eprintln!(
+        "shop: installing {requirement} into {} (first run only, about 30 s)",
+        venv.display()
+    );
+    run(
+        Command::new("python3").arg("-m").arg("venv").arg(&venv),
+        "python3 -m venv",
+    )
+    .await?;
+    run(
+        Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--disable-pip-version-check",
+                "--progress-bar",
+                "on",
+            ])
+            .arg(&requirement),
+        "pip install",
+    )
+    .await?;
+    Ok(server)
+}
+
+fn free_port() -> Result<u16, EmulatorError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| EmulatorError::Start(e.to_string()))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| EmulatorError::Start(e.to_string()))
+}
+
+/// Switches on state machine execution. moto requires this before any state machine
+/// is created; it is global and survives resets, so sending it twice is harmless.
+pub async fn enable_step_functions(endpoint: &str) -> Result<(), EmulatorError> {
+    let body = br#"{"stepfunctions":{"execute_state_machine":true}}"#.to_vec();
+    let (status, _, text) = LoopbackClient::default()
+        .send("POST", &format!("{endpoint}/moto-api/config"), body)
+        .await
+        .map_err(EmulatorError::Start)?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(EmulatorError::Start(format!(
+            "enabling Step Functions execution answered {status}: {}",
+            String::from_utf8_lossy(&text)
+        )))
+    }
+}
+
+impl Emulator {
+    /// Starts moto server on a free loopback port, writing its log under `state_dir`.
+    pub async fn start(root: &Path, state_dir: &Path) -> Result<Self, EmulatorError> {
+        let server = ensure_installed(root).await?;
+        let port = free_port()?;
+        std::fs::create_dir_all(state_dir).map_err(|e| EmulatorError::Start(e.to_string()))?;
+        let log = state_dir.join("moto.log");
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| EmulatorError::Start(e.to_string()))?;
+        let err_file = log_file
+            .try_clone()
+            .map_err(|e| EmulatorError::Start(e.to_string()))?;
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Step Functions service integrations call back to this port.
+            .env("MOTO_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| EmulatorError::Start(e.to_string()))?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let emulator = Self {
+            endpoint: endpoint.clone(),
+            log: Some(log),
+            child: Some(child),
+        };
+        let client = LoopbackClient::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _, _)) = client
+                .send("GET", &format!("{endpoint}/moto-api/"), Vec::new())
+                .await
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(EmulatorError::Start(format!(
+                    "no answer on {endpoint} within 30 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        enable_step_functions(&endpoint).await?;
+        Ok(emulator)
+    }
+
+    /// Uses an emulator that is already running.
+    pub async fn attach(endpoint: &str) -> Result<Self, EmulatorError> {
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        if let Err(e) = enable_step_functions(&endpoint).await {
+            eprintln!(
+                "shop: {e} (fine if the emulator is not moto and already executes state machines)"
+            );
+        }
+        Ok(Self {
+            endpoint,
+            log: None,
+            child: None,
+        })
+    }
+
+    /// Stops the emulator if we started it.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+            let _ = child.wait().await;
+        }
+    }
+}

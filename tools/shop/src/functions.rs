@@ -1,0 +1,120 @@
+//! Every function of the template linked into this process, built from the same
+//! environment variables Lambda would give it, with optional port wrappers so tests
+//! inject faults through the ports rather than through branches in handlers.
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::event::sqs::SqsEvent;
+use local_runtime::InProcess;
+use local_runtime::provision::Stack;
+use shop_aws::ConfigError;
+use shop_domain::payment::SandboxProvider;
+use shop_domain::ports::{PaymentProvider, StockStore};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Wraps the payment provider the payments function uses.
+pub type ProviderWrapper =
+    Arc<dyn Fn(Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> + Send + Sync>;
+/// Wraps the stock store the inventory function uses.
+pub type StockWrapper = Arc<dyn Fn(Arc<dyn StockStore>) -> Arc<dyn StockStore> + Send + Sync>;
+
+/// Port wrappers applied when linking.
+#[derive(Default, Clone)]
+pub struct PortWrappers {
+    /// Around the payment provider.
+    pub provider: Option<ProviderWrapper>,
+    /// Around the stock store.
+    pub stock: Option<StockWrapper>,
+}
+
+/// The linked functions and the sandbox provider behind payments, whose state the
+/// tests read to check captures.
+pub struct Linked {
+    /// Handlers by logical id.
+    pub functions: InProcess,
+    /// The payment provider's sandbox.
+    pub sandbox: Arc<SandboxProvider>,
+}
+
+fn env_of(stack: &Stack, logical_id: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    stack
+        .functions
+        .get(logical_id)
+        .map(|f| f.env.clone())
+        .ok_or_else(|| ConfigError(format!("template has no function {logical_id}")))
+}
+
+/// Builds every function from its template environment.
+pub fn link(
+    sdk: &aws_config::SdkConfig,
+    stack: &Stack,
+    wrappers: &PortWrappers,
+) -> Result<Linked, ConfigError> {
+    let mut functions = InProcess::new();
+
+    let env = env_of(stack, "OrdersApiFunction")?;
+    let api = Arc::new(orders_api::OrdersApi::from_env(sdk, &|k| {
+        env.get(k).cloned()
+    })?);
+    functions.register(
+        "OrdersApiFunction",
+        move |request: ApiGatewayV2httpRequest| {
+            let api = api.clone();
+            async move { api.handle(request).await }
+        },
+    );
+
+    let env = env_of(stack, "OrderIntakeFunction")?;
+    let intake = Arc::new(order_intake::Intake::from_env(sdk, &|k| {
+        env.get(k).cloned()
+    })?);
+    functions.register("OrderIntakeFunction", move |event: SqsEvent| {
+        let intake = intake.clone();
+        async move { intake.handle(event).await }
+    });
+
+    let env = env_of(stack, "InventoryFunction")?;
+    let inventory = Arc::new(inventory::Inventory::from_env_wrapping_stock(
+        sdk,
+        &|k| env.get(k).cloned(),
+        |stock| match &wrappers.stock {
+            Some(wrap) => wrap(stock),
+            None => stock,
+        },
+    )?);
+    functions.register("InventoryFunction", move |event: SqsEvent| {
+        let inventory = inventory.clone();
+        async move { inventory.handle(event).await }
+    });
+
+    let env = env_of(stack, "PaymentsFunction")?;
+    let sandbox = Arc::new(match env.get("PAYMENT_PROVIDER_TIMEOUT_MS") {
+        Some(_) => payments::sandbox_from_env(&|k| env.get(k).cloned())?,
+        None => SandboxProvider::new(Duration::from_millis(200)),
+    });
+    let provider: Arc<dyn PaymentProvider> = match &wrappers.provider {
+        Some(wrap) => wrap(sandbox.clone()),
+        None => sandbox.clone(),
+    };
+    let payments = Arc::new(payments::Payments::from_env_with_provider(
+        sdk,
+        &|k| env.get(k).cloned(),
+        provider,
+    )?);
+    functions.register("PaymentsFunction", move |event: SqsEvent| {
+        let payments = payments.clone();
+        async move { payments.handle(event).await }
+    });
+
+    let env = env_of(stack, "FulfilmentFunction")?;
+    let fulfilment = Arc::new(fulfilment::Fulfilment::from_env(sdk, &|k| {
+        env.get(k).cloned()
+    })?);
+    functions.register("FulfilmentFunction", move |event: SqsEvent| {
+        let fulfilment = fulfilment.clone();
+        async move { fulfilment.handle(event).await }
+    });
+
+    Ok(Linked { functions, sandbox })
+}

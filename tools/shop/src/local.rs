@@ -1,0 +1,272 @@
+//! `shop local`: the whole app on one machine. Starts (or attaches to) the emulator,
+//! creates what `template.yaml` declares, seeds demo data, runs every SQS event
+//! source and serves the HTTP API, invoking functions in process or through a
+//! Lambda invoke URL (`cargo lambda watch`).
+
+use crate::emulator::{Emulator, EmulatorError};
+use crate::functions::{PortWrappers, link};
+use crate::remote::RemoteInvoker;
+use crate::seed::{Seed, SeedError};
+use local_runtime::http_api::{HttpResponse, serve};
+use local_runtime::provision::{Clients, ProvisionError, Stack, provision};
+use local_runtime::{Invoker, Template, TemplateError};
+use shop_aws::catalog::DynamoCatalog;
+use shop_aws::stock::DynamoStockStore;
+use shop_domain::payment::SandboxProvider;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What `shop local` was asked to do.
+#[derive(Clone, Default)]
+pub struct LocalOptions {
+    /// Folder holding `template.yaml`.
+    pub root: PathBuf,
+    /// Use this emulator instead of starting moto.
+    pub endpoint: Option<String>,
+    /// Port of the HTTP API; 0 picks a free one.
+    pub port: u16,
+    /// Invoke functions through this Lambda invoke URL instead of in process.
+    pub invoke_url: Option<String>,
+    /// Seed file; `local/seed.json` when absent.
+    pub seed: Option<PathBuf>,
+    /// Prefix of every resource name.
+    pub stack_name: String,
+    /// Port wrappers for in-process functions (fault injection in tests).
+    pub wrappers: PortWrappers,
+}
+
+/// `shop local` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// Emulator setup failed.
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    /// The template cannot run locally.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Creating resources failed.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// The seed could not be applied.
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+    /// A function's configuration is incomplete.
+    #[error(transparent)]
+    Config(#[from] shop_aws::ConfigError),
+    /// The HTTP port could not be bound.
+    #[error("cannot listen on 127.0.0.1:{0}: {1}")]
+    Listen(u16, #[source] std::io::Error),
+    /// The functions' env file could not be written.
+    #[error("cannot write {0}: {1}")]
+    EnvFile(String, #[source] std::io::Error),
+}
+
+/// A running local app.
+pub struct LocalApp {
+    /// The resources created.
+    pub stack: Arc<Stack>,
+    /// SDK configuration pointing at the emulator.
+    pub sdk: aws_config::SdkConfig,
+    /// Base URL of the HTTP API.
+    pub api_url: String,
+    /// Emulator endpoint.
+    pub endpoint: String,
+    /// Emulator log, when `shop local` started it.
+    pub emulator_log: Option<PathBuf>,
+    /// Env file with every function's variables, for `cargo lambda watch --env-file`.
+    pub env_file: PathBuf,
+    /// The sandbox provider of in-process payments (absent with an invoke URL).
+    pub sandbox: Option<Arc<SandboxProvider>>,
+    /// How functions are invoked.
+    pub invoker: Arc<dyn Invoker>,
+    /// Time from start to ready.
+    pub startup: Duration,
+    emulator: Emulator,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// SDK configuration for the emulator: fixed test credentials, so no credential
+/// provider probes the network.
+pub async fn emulator_sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "shop-local",
+        ))
+        .load()
+        .await
+}
+
+fn write_env_file(path: &PathBuf, endpoint: &str, stack: &Stack) -> Result<(), LocalError> {
+    let mut vars = BTreeMap::new();
+    for function in stack.functions.values() {
+        vars.extend(function.env.clone());
+    }
+    vars.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
+    vars.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
+    vars.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
+    vars.insert("AWS_REGION".into(), "us-east-1".into());
+    let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LocalError::EnvFile(path.display().to_string(), e))?;
+    }
+    std::fs::write(path, text).map_err(|e| LocalError::EnvFile(path.display().to_string(), e))
+}
+
+impl LocalApp {
+    /// Starts everything and returns once the API answers.
+    pub async fn start(options: LocalOptions) -> Result<Self, LocalError> {
+        let started = Instant::now();
+        let state_dir = options.root.join(".shop");
+        let emulator = match &options.endpoint {
+            Some(endpoint) => Emulator::attach(endpoint).await?,
+            None => Emulator::start(&options.root, &state_dir).await?,
+        };
+        let sdk = emulator_sdk(&emulator.endpoint).await;
+        let template = Template::load(&options.root.join("template.yaml"))?;
+        let stack = Arc::new(
+            provision(
+                &template,
+                &options.stack_name,
+                &BTreeMap::new(),
+                &Clients::new(&sdk),
+                "us-east-1",
+            )
+            .await?,
+        );
+        let seed_path = options
+            .seed
+            .clone()
+            .unwrap_or_else(|| options.root.join("local/seed.json"));
+        Seed::load(&seed_path)?
+            .apply(
+                &DynamoCatalog::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    stack.tables["CatalogTable"].clone(),
+                ),
+                &DynamoStockStore::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    stack.tables["InventoryTable"].clone(),
+                ),
+            )
+            .await?;
+        let env_file = state_dir.join("functions.env");
+        write_env_file(&env_file, &emulator.endpoint, &stack)?;
+
+        let (invoker, sandbox): (Arc<dyn Invoker>, _) = match &options.invoke_url {
+            Some(url) => (Arc::new(RemoteInvoker::new(url)), None),
+            None => {
+                let linked = link(&sdk, &stack, &options.wrappers)?;
+                (Arc::new(linked.functions), Some(linked.sandbox))
+            }
+        };
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = local_runtime::sqs_poller::spawn_all(
+            stack.clone(),
+            aws_sdk_sqs::Client::new(&sdk),
+            invoker.clone(),
+            rx.clone(),
+        );
+        let listener = TcpListener::bind(("127.0.0.1", options.port))
+            .await
+            .map_err(|e| LocalError::Listen(options.port, e))?;
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(options.port);
+        tasks.push(tokio::spawn(crate::server::run(
+            listener,
+            stack.clone(),
+            invoker.clone(),
+            rx,
+        )));
+        Ok(Self {
+            stack,
+            sdk,
+            api_url: format!("http://127.0.0.1:{port}"),
+            endpoint: emulator.endpoint.clone(),
+            emulator_log: emulator.log.clone(),
+            env_file,
+            sandbox,
+            invoker,
+            startup: started.elapsed(),
+            emulator,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Sends a request through the template's routes, as the HTTP server does.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Option<HttpResponse> {
+        let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        serve(
+            &self.stack,
+            self.invoker.as_ref(),
+            method,
+            path,
+            &headers,
+            body.map(str::to_owned),
+        )
+        .await
+        .ok()
+    }
+
+    /// Where everything is, for the console.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "shop local is ready in {:.1} s\n  API             {}/v1/orders\n  emulator        {}{}\n",
+            self.startup.as_secs_f64(),
+            self.api_url,
+            self.endpoint,
+            self.emulator_log
+                .as_ref()
+                .map(|l| format!(" (moto server, log {})", l.display()))
+                .unwrap_or_default(),
+        );
+        for arn in self.stack.state_machines.values() {
+            out.push_str(&format!("  state machine   {arn}\n"));
+        }
+        for (id, q) in &self.stack.queues {
+            out.push_str(&format!("  queue           {id:<20} {}\n", q.url));
+        }
+        for (id, t) in &self.stack.tables {
+            out.push_str(&format!("  table           {id:<20} {t}\n"));
+        }
+        out.push_str(&format!(
+            "  functions env   {} (cargo lambda watch --env-file)\n  invoking        {}\n",
+            self.env_file.display(),
+            if self.sandbox.is_some() {
+                "in process"
+            } else {
+                "through the Lambda invoke URL"
+            }
+        ));
+        out
+    }
+
+    /// Stops pollers, the server and the emulator.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
+        self.emulator.stop().await;
+    }
+}

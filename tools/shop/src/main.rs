@@ -1,0 +1,167 @@
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use shop::local::{LocalApp, LocalOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Developer and operator tool for the order saga suite.
+#[derive(Parser)]
+#[command(name = "shop", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole app on this machine: emulator, resources, HTTP API, every function.
+    Local {
+        /// Port of the HTTP API on 127.0.0.1.
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Use an AWS-API emulator that is already running instead of starting moto.
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// Invoke functions through this Lambda invoke URL (e.g. `cargo lambda watch`'s
+        /// http://127.0.0.1:9000) instead of in process.
+        #[arg(long, value_name = "URL")]
+        invoke_url: Option<String>,
+        /// Catalog and stock to start with (default: local/seed.json).
+        #[arg(long, value_name = "FILE")]
+        seed: Option<PathBuf>,
+        /// Prefix of every resource name.
+        #[arg(long, default_value = "shop")]
+        stack_name: String,
+        /// Folder with template.yaml (default: current directory).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Place three demo orders (confirmed, out of stock, declined), print how each
+        /// ended, and exit.
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn demo(app: &LocalApp) -> bool {
+    let cases = [
+        ("MUG", 1, "tok_visa", "CONFIRMED"),
+        ("CAP", 1, "tok_visa", "CANCELLED"),
+        ("TEE", 1, "tok_decline", "CANCELLED"),
+    ];
+    let mut all_as_expected = true;
+    println!("\ndemo orders:");
+    for (sku, quantity, token, expected) in cases {
+        let body = format!(
+            r#"{{"customerId":"demo","currency":"EUR","paymentToken":"{token}","lines":[{{"sku":"{sku}","quantity":{quantity}}}]}}"#
+        );
+        let Some(placed) = app.request("POST", "/v1/orders", Some(&body)).await else {
+            println!("  {sku} x{quantity} with {token}: the API did not answer");
+            all_as_expected = false;
+            continue;
+        };
+        let id = serde_json::from_str::<Value>(&placed.body)
+            .ok()
+            .and_then(|v| v["orderId"].as_str().map(str::to_owned));
+        let Some(id) = id else {
+            println!(
+                "  {sku} x{quantity} with {token}: {} {}",
+                placed.status, placed.body
+            );
+            all_as_expected = false;
+            continue;
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut order = Value::Null;
+        while Instant::now() < deadline {
+            if let Some(r) = app.request("GET", &format!("/v1/orders/{id}"), None).await {
+                order = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let status = order["status"].as_str().unwrap_or("UNKNOWN");
+        let reason = order["cancelReason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        all_as_expected &= status == expected;
+        println!("  {id}  {sku} x{quantity} paid with {token:<12} -> {status}{reason}");
+    }
+    all_as_expected
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .try_init();
+    match cli.command {
+        Command::Local {
+            port,
+            endpoint,
+            invoke_url,
+            seed,
+            stack_name,
+            root,
+            demo: run_demo,
+        } => {
+            let options = LocalOptions {
+                root,
+                endpoint,
+                port,
+                invoke_url,
+                seed,
+                stack_name,
+                wrappers: Default::default(),
+            };
+            let app = match LocalApp::start(options).await {
+                Ok(app) => app,
+                Err(e) => {
+                    eprintln!("shop local: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!("{}", app.describe());
+            let code = if run_demo {
+                if demo(&app).await {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            } else {
+                println!("Press Ctrl-C to stop.");
+                wait_for_stop().await;
+                ExitCode::SUCCESS
+            };
+            app.stop().await;
+            code
+        }
+    }
+}
