@@ -3,19 +3,20 @@
 //! fed by the same SQS pollers `shop local` uses.
 
 use async_trait::async_trait;
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_eventbridge::types::Target;
 use local_runtime::http_api::{HttpResponse, serve};
 use local_runtime::provision::{Clients, FunctionSpec, Stack, provision};
 use local_runtime::{InProcess, InvokeError, Invoker, Template};
 use serde_json::{Value, json};
-use shop_aws::catalog::{CatalogItem, DynamoCatalog};
+use shop::seed::Seed;
+use shop_aws::catalog::DynamoCatalog;
 use shop_aws::ledger::DynamoLedger;
 use shop_aws::stock::DynamoStockStore;
 use shop_domain::payment::{LedgerRecord, SandboxProvider};
-use shop_domain::ports::{PaymentLedger, PaymentProvider, StockLevel, StockStore};
-use shop_domain::{Currency, OrderId, Sku};
+use shop_domain::ports::{
+    PaymentLedger, PortError, ReleaseOutcome, ReserveOutcome, StockLevel, StockStore,
+};
+use shop_domain::{OrderId, OrderLine, Sku};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -37,26 +38,12 @@ pub fn endpoint() -> String {
     })
 }
 
-/// Catalog and stock every test stack starts with.
-pub const SEED: &[(&str, u64, u64)] = &[
-    ("MUG", 1250, 100),
-    ("TEE", 1999, 50),
-    ("CAP", 900, 0),
-    ("RARE", 50_000, 1),
-];
+/// Port wrappers for fault injection, as `shop local` accepts them.
+pub use shop::functions::PortWrappers as Faults;
 
-/// Wraps the sandbox provider in a fault-injecting provider.
-pub type ProviderWrapper =
-    Arc<dyn Fn(Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> + Send + Sync>;
-
-/// Ways to wrap ports so a test can inject slowness or faults, always through the
-/// ports and never through a branch in a handler.
-#[derive(Default, Clone)]
-pub struct Faults {
-    /// Wraps the payment provider.
-    pub provider: Option<ProviderWrapper>,
-    /// Delay before every stock reservation.
-    pub reserve_delay: Option<Duration>,
+/// Delays every reservation, so a test can act while an order is still `PENDING`.
+pub fn slow_reservations(delay: Duration) -> shop::functions::StockWrapper {
+    Arc::new(move |inner| Arc::new(SlowStock { inner, delay }) as Arc<dyn StockStore>)
 }
 
 /// Records the body of every SQS record each function receives, for contract checks.
@@ -97,37 +84,25 @@ pub struct App {
 }
 
 struct SlowStock {
-    inner: DynamoStockStore,
+    inner: Arc<dyn StockStore>,
     delay: Duration,
 }
 
 #[async_trait]
 impl StockStore for SlowStock {
-    async fn reserve(
-        &self,
-        o: &OrderId,
-        l: &[shop_domain::OrderLine],
-    ) -> Result<shop_domain::ports::ReserveOutcome, shop_domain::ports::PortError> {
+    async fn reserve(&self, o: &OrderId, l: &[OrderLine]) -> Result<ReserveOutcome, PortError> {
         tokio::time::sleep(self.delay).await;
         self.inner.reserve(o, l).await
     }
-    async fn release(
-        &self,
-        o: &OrderId,
-        l: &[shop_domain::OrderLine],
-    ) -> Result<shop_domain::ports::ReleaseOutcome, shop_domain::ports::PortError> {
+    async fn release(&self, o: &OrderId, l: &[OrderLine]) -> Result<ReleaseOutcome, PortError> {
         self.inner.release(o, l).await
     }
-    async fn restock(&self, s: &Sku, q: u32) -> Result<StockLevel, shop_domain::ports::PortError> {
+    async fn restock(&self, s: &Sku, q: u32) -> Result<StockLevel, PortError> {
         self.inner.restock(s, q).await
     }
-    async fn level(&self, s: &Sku) -> Result<Option<StockLevel>, shop_domain::ports::PortError> {
+    async fn level(&self, s: &Sku) -> Result<Option<StockLevel>, PortError> {
         self.inner.level(s).await
     }
-}
-
-fn lookup(env: &BTreeMap<String, String>) -> impl Fn(&str) -> Option<String> + '_ {
-    move |k| env.get(k).cloned()
 }
 
 impl App {
@@ -151,81 +126,17 @@ impl App {
         let template = Template::load(&repo_root().join("template.yaml")).expect("template loads");
         let prefix = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let clients = Clients::new(&sdk);
-        let stack = provision(&template, &prefix, &BTreeMap::new(), &clients, "us-east-1")
+        // A short provider deadline keeps the timeout scenario quick.
+        let parameters =
+            BTreeMap::from([("PaymentProviderTimeoutMs".to_owned(), "200".to_owned())]);
+        let stack = provision(&template, &prefix, &parameters, &clients, "us-east-1")
             .await
             .expect("stack provisions");
         let stack = Arc::new(stack);
 
-        let sandbox = Arc::new(SandboxProvider::new(Duration::from_millis(200)));
-        let mut functions = InProcess::new();
-        let spec = |id: &str| {
-            stack
-                .functions
-                .get(id)
-                .unwrap_or_else(|| panic!("template has no {id}"))
-                .env
-                .clone()
-        };
-
-        let env = spec("OrdersApiFunction");
-        let api = Arc::new(orders_api::OrdersApi::from_env(&sdk, &lookup(&env)).unwrap());
-        functions.register(
-            "OrdersApiFunction",
-            move |request: ApiGatewayV2httpRequest| {
-                let api = api.clone();
-                async move { api.handle(request).await }
-            },
-        );
-        let env = spec("OrderIntakeFunction");
-        let intake = Arc::new(order_intake::Intake::from_env(&sdk, &lookup(&env)).unwrap());
-        functions.register("OrderIntakeFunction", move |e: SqsEvent| {
-            let f = intake.clone();
-            async move { f.handle(e).await }
-        });
-        let env = spec("InventoryFunction");
-        let inventory = match faults.reserve_delay {
-            None => inventory::Inventory::from_env(&sdk, &lookup(&env)).unwrap(),
-            Some(delay) => inventory::Inventory::new(
-                Arc::new(SlowStock {
-                    inner: DynamoStockStore::new(
-                        aws_sdk_dynamodb::Client::new(&sdk),
-                        env["INVENTORY_TABLE"].clone(),
-                    ),
-                    delay,
-                }),
-                Arc::new(shop_aws::events::EventBridgePublisher::new(
-                    aws_sdk_eventbridge::Client::new(&sdk),
-                    env["EVENT_BUS_NAME"].clone(),
-                )),
-                Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
-                    aws_sdk_sfn::Client::new(&sdk),
-                )),
-            ),
-        };
-        let inventory = Arc::new(inventory);
-        functions.register("InventoryFunction", move |e: SqsEvent| {
-            let f = inventory.clone();
-            async move { f.handle(e).await }
-        });
-        let env = spec("PaymentsFunction");
-        let provider: Arc<dyn PaymentProvider> = match &faults.provider {
-            Some(wrap) => wrap(sandbox.clone()),
-            None => sandbox.clone(),
-        };
-        let payments = Arc::new(
-            payments::Payments::from_env_with_provider(&sdk, &lookup(&env), provider).unwrap(),
-        );
-        functions.register("PaymentsFunction", move |e: SqsEvent| {
-            let f = payments.clone();
-            async move { f.handle(e).await }
-        });
-        let env = spec("FulfilmentFunction");
-        let fulfilment = Arc::new(fulfilment::Fulfilment::from_env(&sdk, &lookup(&env)).unwrap());
-        functions.register("FulfilmentFunction", move |e: SqsEvent| {
-            let f = fulfilment.clone();
-            async move { f.handle(e).await }
-        });
-
+        let linked = shop::functions::link(&sdk, &stack, &faults).expect("functions link");
+        let sandbox = linked.sandbox;
+        let functions = linked.functions;
         let recording = Arc::new(Recording {
             inner: functions,
             bodies: Mutex::default(),
@@ -536,31 +447,20 @@ async fn tap_every_event(sdk: &aws_config::SdkConfig, stack: &Stack) -> String {
 }
 
 async fn seed(sdk: &aws_config::SdkConfig, stack: &Stack) {
-    let catalog = DynamoCatalog::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        stack.tables["CatalogTable"].clone(),
-    );
-    let stock = DynamoStockStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        stack.tables["InventoryTable"].clone(),
-    );
-    for (sku, price, units) in SEED {
-        catalog
-            .put(&CatalogItem {
-                sku: Sku((*sku).into()),
-                name: sku.to_lowercase(),
-                prices: HashMap::from([
-                    (Currency::EUR, *price),
-                    (Currency::USD, price + price / 10),
-                ]),
-            })
-            .await
-            .unwrap();
-        stock
-            .restock(&Sku((*sku).into()), *units as u32)
-            .await
-            .unwrap();
-    }
+    Seed::load(&repo_root().join("local/seed.json"))
+        .expect("seed file")
+        .apply(
+            &DynamoCatalog::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                stack.tables["CatalogTable"].clone(),
+            ),
+            &DynamoStockStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                stack.tables["InventoryTable"].clone(),
+            ),
+        )
+        .await
+        .expect("seed applies");
 }
 
 /// Validates every event against its versioned schema; returns the failures.

@@ -3,7 +3,7 @@
 //! checks order status, stock, ledger, sandbox provider and emitted events.
 
 use async_trait::async_trait;
-use e2e::{App, Faults, command_violations, schema_violations};
+use e2e::{App, Faults, command_violations, schema_violations, slow_reservations};
 use serde_json::Value;
 use shop_domain::OrderId;
 use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
@@ -325,7 +325,7 @@ async fn a_message_delivered_twice_starts_one_saga_and_charges_once() {
 async fn a_shopper_cancels_before_payment_and_the_saga_compensates() {
     // GIVEN reservations that take a second, so the cancel lands while PENDING
     let app = App::start_with(Faults {
-        reserve_delay: Some(Duration::from_secs(1)),
+        stock: Some(slow_reservations(Duration::from_secs(1))),
         ..Faults::default()
     })
     .await;

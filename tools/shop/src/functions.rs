@@ -11,7 +11,6 @@ use shop_domain::payment::SandboxProvider;
 use shop_domain::ports::{PaymentProvider, StockStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Wraps the payment provider the payments function uses.
 pub type ProviderWrapper =
@@ -89,10 +88,7 @@ pub fn link(
     });
 
     let env = env_of(stack, "PaymentsFunction")?;
-    let sandbox = Arc::new(match env.get("PAYMENT_PROVIDER_TIMEOUT_MS") {
-        Some(_) => payments::sandbox_from_env(&|k| env.get(k).cloned())?,
-        None => SandboxProvider::new(Duration::from_millis(200)),
-    });
+    let sandbox = Arc::new(payments::sandbox_from_env(&|k| env.get(k).cloned())?);
     let provider: Arc<dyn PaymentProvider> = match &wrappers.provider {
         Some(wrap) => wrap(sandbox.clone()),
         None => sandbox.clone(),
