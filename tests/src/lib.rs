@@ -126,9 +126,12 @@ impl App {
         let template = Template::load(&repo_root().join("template.yaml")).expect("template loads");
         let prefix = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let clients = Clients::new(&sdk);
-        // A short provider deadline keeps the timeout scenario quick.
-        let parameters =
-            BTreeMap::from([("PaymentProviderTimeoutMs".to_owned(), "200".to_owned())]);
+        // A short provider deadline and visibility timeout keep the timeout and
+        // poison-message scenarios quick.
+        let parameters = BTreeMap::from([
+            ("PaymentProviderTimeoutMs".to_owned(), "200".to_owned()),
+            ("QueueVisibilityTimeout".to_owned(), "2".to_owned()),
+        ]);
         let stack = provision(&template, &prefix, &parameters, &clients, "us-east-1")
             .await
             .expect("stack provisions");

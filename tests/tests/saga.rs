@@ -360,3 +360,66 @@ async fn a_shopper_cancels_before_payment_and_the_saga_compensates() {
         .await;
     assert_eq!(late.status, 409);
 }
+
+struct PoisonReserve(Arc<dyn shop_domain::ports::StockStore>);
+
+#[async_trait]
+impl shop_domain::ports::StockStore for PoisonReserve {
+    async fn reserve(
+        &self,
+        _: &OrderId,
+        _: &[shop_domain::OrderLine],
+    ) -> Result<shop_domain::ports::ReserveOutcome, shop_domain::ports::PortError> {
+        panic!("poison: this command crashes the handler every time")
+    }
+    async fn release(
+        &self,
+        o: &OrderId,
+        l: &[shop_domain::OrderLine],
+    ) -> Result<shop_domain::ports::ReleaseOutcome, shop_domain::ports::PortError> {
+        self.0.release(o, l).await
+    }
+    async fn restock(
+        &self,
+        s: &shop_domain::Sku,
+        q: u32,
+    ) -> Result<shop_domain::ports::StockLevel, shop_domain::ports::PortError> {
+        self.0.restock(s, q).await
+    }
+    async fn level(
+        &self,
+        s: &shop_domain::Sku,
+    ) -> Result<Option<shop_domain::ports::StockLevel>, shop_domain::ports::PortError> {
+        self.0.level(s).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_command_is_dead_lettered_and_the_saga_compensates_on_timeout() {
+    // GIVEN an inventory handler that crashes on every Reserve
+    let app = App::start_with(Faults {
+        stock: Some(Arc::new(|inner| {
+            Arc::new(PoisonReserve(inner)) as Arc<dyn shop_domain::ports::StockStore>
+        })),
+        ..Faults::default()
+    })
+    .await;
+    let (_, placed) = app.place(&[("MUG", 1)], "tok_visa", None).await;
+    let id = order_id(&placed);
+    // THEN after maxReceiveCount deliveries the command sits in the DLQ, unanswered
+    let order = app.wait_terminal(&id, Duration::from_secs(90)).await;
+    let dead = app.drain("InventoryDLQ").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["command"], "Reserve");
+    assert_eq!(dead[0]["orderId"], id.as_str());
+    // AND the saga's wait timed out and compensated
+    assert_eq!(order["cancelReason"], "States.Timeout");
+    let mug = app.stock("MUG").await;
+    assert_eq!((mug.available, mug.reserved), (100, 0));
+    let deliveries = app
+        .recording_bodies("InventoryFunction")
+        .iter()
+        .filter(|b| b.contains("\"Reserve\"") && b.contains(&id))
+        .count();
+    assert_eq!(deliveries, 5, "maxReceiveCount deliveries, then the DLQ");
+}
