@@ -107,11 +107,11 @@ pub async fn enable_step_functions(endpoint: &str) -> Result<(), EmulatorError> 
 
 impl Emulator {
     /// Starts moto server on a free loopback port, writing its log under `state_dir`.
-    pub async fn start(root: &Path, state_dir: &Path) -> Result<Self, EmulatorError> {
+    pub async fn start(root: &Path, state_dir: &Path, name: &str) -> Result<Self, EmulatorError> {
         let server = ensure_installed(root).await?;
         let port = free_port()?;
         std::fs::create_dir_all(state_dir).map_err(|e| EmulatorError::Start(e.to_string()))?;
-        let log = state_dir.join("moto.log");
+        let log = state_dir.join(format!("{name}-moto.log"));
         let log_file =
             std::fs::File::create(&log).map_err(|e| EmulatorError::Start(e.to_string()))?;
         let err_file = log_file

@@ -132,7 +132,7 @@ impl LocalApp {
         let state_dir = options.root.join(".shop");
         let emulator = match &options.endpoint {
             Some(endpoint) => Emulator::attach(endpoint).await?,
-            None => Emulator::start(&options.root, &state_dir).await?,
+            None => Emulator::start(&options.root, &state_dir, &options.stack_name).await?,
         };
         let sdk = emulator_sdk(&emulator.endpoint).await;
         let template = Template::load(&options.root.join("template.yaml"))?;
@@ -162,7 +162,7 @@ impl LocalApp {
                 ),
             )
             .await?;
-        let env_file = state_dir.join("functions.env");
+        let env_file = state_dir.join(format!("{}.env", options.stack_name));
         write_env_file(&env_file, &emulator.endpoint, &stack)?;
 
         let (invoker, sandbox): (Arc<dyn Invoker>, _) = match &options.invoke_url {

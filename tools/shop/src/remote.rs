@@ -22,17 +22,32 @@ impl Default for LoopbackClient {
 }
 
 impl LoopbackClient {
-    /// Sends a request and returns status, headers and body.
+    /// Sends a JSON request and returns status, headers and body.
     pub async fn send(
         &self,
         method: &str,
         url: &str,
         body: Vec<u8>,
     ) -> Result<(u16, http::HeaderMap, Vec<u8>), String> {
-        let request = http::Request::builder()
+        self.send_with_headers(method, url, body, &[]).await
+    }
+
+    /// Sends a JSON request with extra headers.
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        url: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, http::HeaderMap, Vec<u8>), String> {
+        let mut request = http::Request::builder()
             .method(method)
             .uri(url)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         let response = self

@@ -1,0 +1,273 @@
+//! Black-box tests of `shop local`: the binary runs as a process with its own moto
+//! server, and the test talks to it only over HTTP, like a shopper, then reads the
+//! emulator to check stock. A second test runs the functions under
+//! `cargo lambda watch` and points `shop local --invoke-url` at it.
+
+use serde_json::{Value, json};
+use shop::remote::LoopbackClient;
+use shop_aws::stock::DynamoStockStore;
+use shop_domain::Sku;
+use shop_domain::ports::StockStore;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running {
+    child: Child,
+    api: String,
+    emulator: String,
+}
+
+/// Starts `shop local` and waits for its ready banner.
+async fn shop_local(stack: &str, extra: &[&str]) -> Running {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args([
+            "local",
+            "--port",
+            &port.to_string(),
+            "--stack-name",
+            stack,
+            "--root",
+        ])
+        .arg(root())
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("shop starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut emulator = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .expect("shop local became ready in time")
+            .unwrap()
+            .expect("shop local exited before it was ready");
+        if let Some(rest) = line.trim().strip_prefix("emulator") {
+            emulator = rest.split_whitespace().next().unwrap().to_owned();
+        }
+        if line.contains("Press Ctrl-C to stop") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Running {
+        child,
+        api: format!("http://127.0.0.1:{port}"),
+        emulator,
+    }
+}
+
+async fn call(
+    method: &str,
+    url: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Value) {
+    let client = LoopbackClient::default();
+    let (status, h, b) = client
+        .send_with_headers(
+            method,
+            url,
+            body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            headers,
+        )
+        .await
+        .unwrap();
+    (status, h, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+async fn wait_terminal(api: &str, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, _, order) = call("GET", &format!("{api}/v1/orders/{id}"), None, &[]).await;
+        if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
+            return order;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {id} not terminal: {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn order(sku: &str, quantity: u32, token: &str) -> Value {
+    json!({"customerId": "bb", "currency": "EUR", "paymentToken": token, "lines": [{"sku": sku, "quantity": quantity}]})
+}
+
+async fn stop(mut running: Running) {
+    let pid = running.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), running.child.wait())
+        .await
+        .expect("shop local stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "clean exit, got {status}");
+    let refused = LoopbackClient::default()
+        .send(
+            "GET",
+            &format!("{}/moto-api/", running.emulator),
+            Vec::new(),
+        )
+        .await;
+    assert!(refused.is_err(), "the emulator stopped with shop local");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_uses_the_local_app_over_http() {
+    let app = shop_local(&format!("bb{}", std::process::id()), &[]).await;
+    let api = &app.api;
+
+    // Place an order with an idempotency key, then retry it.
+    let (status, _, placed) = call(
+        "POST",
+        &format!("{api}/v1/orders"),
+        Some(order("MUG", 2, "tok_visa")),
+        &[("idempotency-key", "bb-1")],
+    )
+    .await;
+    assert_eq!(status, 202, "{placed}");
+    let (status, headers, again) = call(
+        "POST",
+        &format!("{api}/v1/orders"),
+        Some(order("MUG", 2, "tok_visa")),
+        &[("idempotency-key", "bb-1")],
+    )
+    .await;
+    assert_eq!((status, &again), (202, &placed));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    let id = placed["orderId"].as_str().unwrap().to_owned();
+
+    // Poll it to its end; a confirmed order cannot be cancelled.
+    let confirmed = wait_terminal(api, &id, Duration::from_secs(60)).await;
+    assert_eq!(confirmed["status"], "CONFIRMED");
+    let (status, headers, problem) =
+        call("POST", &format!("{api}/v1/orders/{id}/cancel"), None, &[]).await;
+    assert_eq!(status, 409);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(
+        problem["type"],
+        "https://order-saga.example/problems/order-not-cancellable"
+    );
+
+    // Out of stock and bad input, as a shopper sees them.
+    let (_, _, sold_out) = call(
+        "POST",
+        &format!("{api}/v1/orders"),
+        Some(order("CAP", 1, "tok_visa")),
+        &[],
+    )
+    .await;
+    let cancelled = wait_terminal(
+        api,
+        sold_out["orderId"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(cancelled["cancelReason"], "OutOfStock");
+    let (status, _, problem) = call(
+        "POST",
+        &format!("{api}/v1/orders"),
+        Some(order("MUG", 0, "tok_visa")),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["errors"][0]["field"], "lines[0].quantity");
+
+    // The stock in the emulator shows exactly one reservation of two mugs.
+    let sdk = shop::local::emulator_sdk(&app.emulator).await;
+    let stock = DynamoStockStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        format!("bb{}-InventoryTable", std::process::id()),
+    );
+    let mug = stock.level(&Sku("MUG".into())).await.unwrap().unwrap();
+    assert_eq!((mug.available, mug.reserved), (98, 2));
+
+    stop(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_under_cargo_lambda_watch_run_inside_the_local_wiring() {
+    let invoke_port = free_port();
+    let stack = format!("wt{}", std::process::id());
+    let app = shop_local(
+        &stack,
+        &["--invoke-url", &format!("http://127.0.0.1:{invoke_port}")],
+    )
+    .await;
+    let mut watch = Command::new("cargo")
+        .args([
+            "lambda",
+            "watch",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &invoke_port.to_string(),
+            "--env-file",
+        ])
+        .arg(root().join(format!(".shop/{stack}.env")))
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cargo lambda watch starts (cargo-lambda comes from scripts/bootstrap.sh)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", invoke_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "cargo lambda watch did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The first invocation of each function compiles it; allow for that.
+    let (status, _, placed) = call(
+        "POST",
+        &format!("{}/v1/orders", app.api),
+        Some(order("TEE", 1, "tok_visa")),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{placed}");
+    let done = wait_terminal(
+        &app.api,
+        placed["orderId"].as_str().unwrap(),
+        Duration::from_secs(600),
+    )
+    .await;
+    assert_eq!(done["status"], "CONFIRMED");
+
+    let pgid = watch.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), watch.wait()).await;
+    stop(app).await;
+}
