@@ -63,10 +63,7 @@ impl Inventory {
                 aws_sdk_dynamodb::Client::new(sdk),
                 shop_aws::required(env, "INVENTORY_TABLE")?,
             ))),
-            Arc::new(shop_aws::events::EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                shop_aws::required(env, "EVENT_BUS_NAME")?,
-            )),
+            Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
             Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
                 aws_sdk_sfn::Client::new(sdk),
             )),

@@ -44,10 +44,7 @@ impl Intake {
                 aws_sdk_sfn::Client::new(sdk),
                 shop_aws::required(env, "STATE_MACHINE_ARN")?,
             )),
-            Arc::new(shop_aws::events::EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                shop_aws::required(env, "EVENT_BUS_NAME")?,
-            )),
+            Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
         ))
     }
 

@@ -86,10 +86,7 @@ impl Payments {
                 shop_aws::required(env, "PAYMENTS_TABLE")?,
             )),
             provider,
-            Arc::new(shop_aws::events::EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                shop_aws::required(env, "EVENT_BUS_NAME")?,
-            )),
+            Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
             Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
                 aws_sdk_sfn::Client::new(sdk),
             )),

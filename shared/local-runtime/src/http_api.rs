@@ -134,10 +134,11 @@ pub async fn serve(
         function: function.logical_id.clone(),
         message: e.to_string(),
     })?;
+    let started = std::time::Instant::now();
     let answer = match invoker.invoke(function, event).await {
         Ok(answer) => answer,
         Err(e) => {
-            tracing::error!(error = %e, "function failed");
+            tracing::error!(function = %function.name, error = %e, "invocation failed");
             return Ok(HttpResponse::problem(
                 502,
                 "bad-gateway",
@@ -155,8 +156,28 @@ pub async fn serve(
         Some(Body::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
         _ => String::new(),
     };
+    let status = u16::try_from(response.status_code).unwrap_or(500);
+    let header = |name: &str| {
+        response
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let location = header("location");
+    tracing::info!(
+        function = %function.name,
+        route = %format!("{} {}", route.method, route.path),
+        status,
+        outcome = if status < 500 { "ok" } else { "failed" },
+        duration_ms = started.elapsed().as_millis() as u64,
+        order_id = %location.rsplit('/').next().unwrap_or(""),
+        correlation_id = %header("x-correlation-id"),
+        "invocation"
+    );
     Ok(HttpResponse {
-        status: u16::try_from(response.status_code).unwrap_or(500),
+        status,
         headers: response
             .headers
             .iter()

@@ -708,3 +708,40 @@ pub async fn provision(
     }
     Ok(stack)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_what_it_cannot_run_and_names_the_resource() {
+        let dir = std::env::temp_dir().join(format!("unsupported-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("template.yaml");
+        std::fs::write(
+            &path,
+            "Resources:\n  Stream:\n    Type: AWS::Kinesis::Stream\n    Properties: {}\n",
+        )
+        .unwrap();
+        let template = Template::load(&path).unwrap();
+        // No call reaches this endpoint: the template is refused before anything is created.
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let err = provision(
+            &template,
+            "t",
+            &BTreeMap::new(),
+            &Clients::new(&sdk),
+            "us-east-1",
+        )
+        .await
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("Stream") && message.contains("AWS::Kinesis::Stream"),
+            "{message}"
+        );
+    }
+}
