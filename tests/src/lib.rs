@@ -130,7 +130,7 @@ impl App {
         // poison-message scenarios quick.
         let parameters = BTreeMap::from([
             ("PaymentProviderTimeoutMs".to_owned(), "200".to_owned()),
-            ("QueueVisibilityTimeout".to_owned(), "2".to_owned()),
+            ("QueueVisibilityTimeout".to_owned(), "4".to_owned()),
         ]);
         let stack = provision(&template, &prefix, &parameters, &clients, "us-east-1")
             .await

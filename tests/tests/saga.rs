@@ -13,12 +13,16 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Detail types published for an order. Publication is at least once (a redelivered
+/// intake message publishes `OrderPlaced` again), so duplicates are folded; captures
+/// and reservations are counted separately, on the ledger, the sandbox and the stock.
 fn types<'a>(events: &'a [Value], order_id: &str) -> Vec<&'a str> {
     let mut t: Vec<_> = App::for_order(events, order_id)
         .into_iter()
         .map(|(t, _)| t)
         .collect();
     t.sort_unstable();
+    t.dedup();
     t
 }
 
@@ -305,12 +309,14 @@ async fn a_message_delivered_twice_starts_one_saga_and_charges_once() {
     // THEN there is still one execution, one reservation and one capture
     assert_eq!(order["status"], "CONFIRMED");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        app.recording_bodies("OrderIntakeFunction")
-            .iter()
-            .filter(|b| b.contains(&id))
-            .count(),
-        2
+    let deliveries = app
+        .recording_bodies("OrderIntakeFunction")
+        .iter()
+        .filter(|b| b.contains(&id))
+        .count();
+    assert!(
+        deliveries >= 2,
+        "the duplicate was delivered ({deliveries} deliveries)"
     );
     assert_eq!(app.execution_names().await, vec![id.clone()]);
     let tee = app.stock("TEE").await;
