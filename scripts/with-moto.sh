@@ -38,5 +38,5 @@ echo "moto server on 127.0.0.1:$port (log: $log)" >&2
 export MOTO_PORT="$port"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_MAX_ATTEMPTS=2
+export AWS_MAX_ATTEMPTS=3
 "$@"
