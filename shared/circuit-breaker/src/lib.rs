@@ -1,0 +1,274 @@
+//! A circuit breaker for calls to a dependency that can fail for a while (a payment
+//! provider). After `failure_threshold` failures within `window` it opens: calls fail
+//! fast for `cool_down`, so a struggling dependency is not hammered and callers retry
+//! later with their own backoff. Then one probe call is let through (half-open): its
+//! success closes the breaker, its failure opens it again.
+//!
+//! The state lives in one process (one Lambda instance); time comes from a [`Clock`]
+//! so tests drive it without sleeping.
+#![warn(missing_docs)]
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Source of the current time.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Instant;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// When the breaker opens and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Failures within `window` that open the breaker.
+    pub failure_threshold: u32,
+    /// How far back failures count.
+    pub window: Duration,
+    /// How long the breaker stays open before a probe.
+    pub cool_down: Duration,
+}
+
+/// The breaker's state, as reported on every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Calls flow.
+    Closed,
+    /// Calls fail fast.
+    Open,
+    /// One probe call is in flight.
+    HalfOpen,
+}
+
+impl State {
+    /// Name for logs and metric dimensions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Inner {
+    Closed { failures: VecDeque<Instant> },
+    Open { until: Instant },
+    HalfOpen,
+}
+
+impl Inner {
+    fn state(&self) -> State {
+        match self {
+            Self::Closed { .. } => State::Closed,
+            Self::Open { .. } => State::Open,
+            Self::HalfOpen => State::HalfOpen,
+        }
+    }
+}
+
+/// Called with (from, to) on every state change.
+pub type Observer = Box<dyn Fn(State, State) + Send + Sync>;
+
+/// The breaker.
+pub struct CircuitBreaker<C: Clock = SystemClock> {
+    config: Config,
+    clock: C,
+    inner: Mutex<Inner>,
+    observer: Observer,
+}
+
+impl<C: Clock> CircuitBreaker<C> {
+    /// A closed breaker; `observer` hears every state change (for logs and metrics).
+    pub fn new(config: Config, clock: C, observer: Observer) -> Self {
+        Self {
+            config,
+            clock,
+            inner: Mutex::new(Inner::Closed {
+                failures: VecDeque::new(),
+            }),
+            observer,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.lock().state()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn change(&self, inner: &mut Inner, next: Inner) {
+        let (from, to) = (inner.state(), next.state());
+        *inner = next;
+        if from != to {
+            (self.observer)(from, to);
+        }
+    }
+
+    /// Whether a call may go out now. In the open state, the first call after the
+    /// cool-down is the probe and is allowed; others fail fast until it reports.
+    pub fn allow(&self) -> bool {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        match &*inner {
+            Inner::Closed { .. } => true,
+            Inner::Open { until } if now >= *until => {
+                self.change(&mut inner, Inner::HalfOpen);
+                true
+            }
+            Inner::Open { .. } | Inner::HalfOpen => false,
+        }
+    }
+
+    /// Reports a call that succeeded.
+    pub fn on_success(&self) {
+        let mut inner = self.lock();
+        if matches!(*inner, Inner::HalfOpen) {
+            self.change(
+                &mut inner,
+                Inner::Closed {
+                    failures: VecDeque::new(),
+                },
+            );
+        }
+    }
+
+    /// Reports a call that failed in a way that says the dependency is unhealthy.
+    pub fn on_failure(&self) {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let open = Inner::Open {
+            until: now + self.config.cool_down,
+        };
+        match &mut *inner {
+            Inner::Closed { failures } => {
+                failures.push_back(now);
+                while failures
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > self.config.window)
+                {
+                    failures.pop_front();
+                }
+                if failures.len() as u32 >= self.config.failure_threshold {
+                    self.change(&mut inner, open);
+                }
+            }
+            Inner::HalfOpen => self.change(&mut inner, open),
+            Inner::Open { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[derive(Clone)]
+    struct FakeClock(Arc<Mutex<Instant>>);
+
+    impl FakeClock {
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn breaker() -> (
+        CircuitBreaker<FakeClock>,
+        FakeClock,
+        Arc<Mutex<Vec<(State, State)>>>,
+    ) {
+        let clock = FakeClock(Arc::new(Mutex::new(Instant::now())));
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let seen = changes.clone();
+        let config = Config {
+            failure_threshold: 3,
+            window: Duration::from_secs(10),
+            cool_down: Duration::from_secs(30),
+        };
+        let b = CircuitBreaker::new(
+            config,
+            clock.clone(),
+            Box::new(move |f, t| seen.lock().unwrap().push((f, t))),
+        );
+        (b, clock, changes)
+    }
+
+    #[test]
+    fn opens_after_repeated_failures_then_probes_and_closes() {
+        let (b, clock, changes) = breaker();
+        // GIVEN three failures within the window
+        for _ in 0..3 {
+            assert!(b.allow());
+            b.on_failure();
+        }
+        // THEN calls fail fast during the cool-down
+        assert_eq!(b.state(), State::Open);
+        assert!(!b.allow());
+        clock.advance(Duration::from_secs(29));
+        assert!(!b.allow());
+        // WHEN the cool-down is over, one probe goes out and others still wait
+        clock.advance(Duration::from_secs(1));
+        assert!(b.allow());
+        assert_eq!(b.state(), State::HalfOpen);
+        assert!(!b.allow());
+        // AND its success closes the breaker
+        b.on_success();
+        assert!(b.allow());
+        assert_eq!(
+            *changes.lock().unwrap(),
+            [
+                (State::Closed, State::Open),
+                (State::Open, State::HalfOpen),
+                (State::HalfOpen, State::Closed)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_probe_opens_it_again_for_a_full_cool_down() {
+        let (b, clock, _) = breaker();
+        for _ in 0..3 {
+            b.on_failure();
+        }
+        clock.advance(Duration::from_secs(30));
+        assert!(b.allow());
+        b.on_failure();
+        assert_eq!(b.state(), State::Open);
+        clock.advance(Duration::from_secs(29));
+        assert!(!b.allow());
+        clock.advance(Duration::from_secs(1));
+        assert!(b.allow());
+    }
+
+    #[test]
+    fn failures_spread_wider_than_the_window_do_not_open_it() {
+        let (b, clock, changes) = breaker();
+        for _ in 0..5 {
+            b.on_failure();
+            clock.advance(Duration::from_secs(6));
+        }
+        assert_eq!(b.state(), State::Closed);
+        assert!(changes.lock().unwrap().is_empty());
+    }
+}
