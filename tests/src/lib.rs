@@ -8,6 +8,7 @@ use local_runtime::http_api::{HttpResponse, serve};
 use local_runtime::provision::{Clients, FunctionSpec, Stack, provision};
 use local_runtime::{InProcess, InvokeError, Invoker, Template};
 use serde_json::{Value, json};
+use shop::emulator::Emulator;
 use shop::seed::Seed;
 use shop_aws::catalog::DynamoCatalog;
 use shop_aws::ledger::DynamoLedger;
@@ -29,13 +30,6 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(Path::to_owned)
         .unwrap_or_default()
-}
-
-/// The emulator endpoint. Tests that need it fail (never skip) without it.
-pub fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!("AWS_ENDPOINT_URL is not set: run the suite with scripts/test.sh, which starts moto server")
-    })
 }
 
 /// Port wrappers for fault injection, as `shop local` accepts them.
@@ -81,6 +75,7 @@ pub struct App {
     pub recording: Arc<Recording>,
     tap_queue: String,
     shutdown: watch::Sender<bool>,
+    _emulator: Emulator,
 }
 
 struct SlowStock {
@@ -115,16 +110,24 @@ impl App {
     pub async fn start_with(faults: Faults) -> App {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
-            .with_env_filter("warn,local_runtime=info")
+            .with_env_filter(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,local_runtime=info".into()),
+            )
             .try_init();
-        let endpoint = endpoint();
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .load()
-            .await;
-        let template = Template::load(&repo_root().join("template.yaml")).expect("template loads");
+        // One moto server per test: moto shares state between threads without
+        // locking everywhere, and concurrent sagas of unrelated tests in one server
+        // occasionally fail inside the emulator. A private server per stack removes
+        // that interference (about a second to start).
         let prefix = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let emulator = Emulator::start(
+            &repo_root(),
+            &std::env::temp_dir().join("order-saga-e2e"),
+            &prefix,
+        )
+        .await
+        .expect("moto server starts (scripts/bootstrap.sh installs it)");
+        let sdk = shop::local::emulator_sdk(&emulator.endpoint).await;
+        let template = Template::load(&repo_root().join("template.yaml")).expect("template loads");
         let clients = Clients::new(&sdk);
         // A short provider deadline and visibility timeout keep the timeout and
         // poison-message scenarios quick.
@@ -160,6 +163,7 @@ impl App {
             recording,
             tap_queue,
             shutdown,
+            _emulator: emulator,
         }
     }
 

@@ -177,7 +177,7 @@ async fn transient_payment_failures_are_retried_to_success() {
     let (_, placed) = app.place(&[("MUG", 1)], "tok_flaky", None).await;
     let id = order_id(&placed);
     let order = app.wait_terminal(&id, WAIT).await;
-    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
     let oid = OrderId::parse(&id).unwrap();
     assert_eq!(
         app.sandbox.attempts(&oid),

@@ -2,6 +2,8 @@
 //! recorded in the ledger, answered with a result or a named failure.
 #![warn(missing_docs)]
 
+pub mod breaker;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
 use shop_aws::ConfigError;
@@ -74,12 +76,17 @@ impl Payments {
         Self::from_env_with_provider(sdk, env, Arc::new(sandbox_from_env(env)?))
     }
 
-    /// Builds the AWS adapters from the environment around a given provider.
+    /// Builds the AWS adapters from the environment around a given provider, which
+    /// is guarded by a circuit breaker configured from the environment too.
     pub fn from_env_with_provider(
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
         provider: Arc<dyn PaymentProvider>,
     ) -> Result<Self, ConfigError> {
+        let provider: Arc<dyn PaymentProvider> = Arc::new(breaker::GuardedProvider::new(
+            provider,
+            breaker::config_from_env(env)?,
+        ));
         Ok(Self::new(
             Arc::new(shop_aws::ledger::DynamoLedger::new(
                 aws_sdk_dynamodb::Client::new(sdk),

@@ -193,11 +193,9 @@ mod tests {
         }
     }
 
-    fn breaker() -> (
-        CircuitBreaker<FakeClock>,
-        FakeClock,
-        Arc<Mutex<Vec<(State, State)>>>,
-    ) {
+    type Changes = Arc<Mutex<Vec<(State, State)>>>;
+
+    fn breaker() -> (CircuitBreaker<FakeClock>, FakeClock, Changes) {
         let clock = FakeClock(Arc::new(Mutex::new(Instant::now())));
         let changes = Arc::new(Mutex::new(Vec::new()));
         let seen = changes.clone();

@@ -1,0 +1,197 @@
+//! The payment provider behind a circuit breaker: after repeated transient failures
+//! the function stops calling the provider for a cool-down and fails fast with a
+//! transient error, which the saga retries with backoff; then one probe decides.
+
+use async_trait::async_trait;
+use circuit_breaker::{CircuitBreaker, Clock, Config, State, SystemClock};
+use shop_aws::ConfigError;
+use shop_domain::payment::{ChargeRequest, ProviderError};
+use shop_domain::ports::PaymentProvider;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Breaker settings from `PAYMENT_BREAKER_FAILURES` (default 5),
+/// `PAYMENT_BREAKER_WINDOW_SECONDS` (30) and `PAYMENT_BREAKER_COOL_DOWN_SECONDS` (20).
+pub fn config_from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let number = |name: &str, default: u64| match env(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError(format!("{name} (not a positive whole number)"))),
+    };
+    Ok(Config {
+        failure_threshold: u32::try_from(number("PAYMENT_BREAKER_FAILURES", 5)?)
+            .unwrap_or(u32::MAX),
+        window: Duration::from_secs(number("PAYMENT_BREAKER_WINDOW_SECONDS", 30)?),
+        cool_down: Duration::from_secs(number("PAYMENT_BREAKER_COOL_DOWN_SECONDS", 20)?),
+    })
+}
+
+fn report(from: State, to: State) {
+    tracing::warn!(
+        from = from.as_str(),
+        to = to.as_str(),
+        "payment provider circuit changed state"
+    );
+    observability::emit_metric(
+        "PaymentCircuitStateChanges",
+        observability::Unit::Count,
+        1.0,
+        &[("Service", "payments"), ("State", to.as_str())],
+    );
+}
+
+/// A provider guarded by a breaker. Only transient failures and timeouts count
+/// against the provider; a decline is a healthy answer.
+pub struct GuardedProvider<C: Clock = SystemClock> {
+    inner: Arc<dyn PaymentProvider>,
+    breaker: CircuitBreaker<C>,
+}
+
+impl GuardedProvider<SystemClock> {
+    /// Guards `inner` with a breaker configured by `config`.
+    pub fn new(inner: Arc<dyn PaymentProvider>, config: Config) -> Self {
+        Self::with_clock(inner, config, SystemClock)
+    }
+}
+
+impl<C: Clock> GuardedProvider<C> {
+    /// Guards `inner` with a breaker on the given clock.
+    pub fn with_clock(inner: Arc<dyn PaymentProvider>, config: Config, clock: C) -> Self {
+        Self {
+            inner,
+            breaker: CircuitBreaker::new(config, clock, Box::new(report)),
+        }
+    }
+
+    /// The breaker's state.
+    pub fn state(&self) -> State {
+        self.breaker.state()
+    }
+
+    fn observe<T>(&self, result: &Result<T, ProviderError>) {
+        match result {
+            Err(ProviderError::Transient(_) | ProviderError::Timeout(_)) => {
+                self.breaker.on_failure()
+            }
+            _ => self.breaker.on_success(),
+        }
+    }
+
+    fn open() -> ProviderError {
+        ProviderError::Transient(
+            "circuit open: provider calls paused after repeated failures".into(),
+        )
+    }
+}
+
+#[async_trait]
+impl<C: Clock> PaymentProvider for GuardedProvider<C> {
+    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        if !self.breaker.allow() {
+            return Err(Self::open());
+        }
+        let result = self.inner.charge(request).await;
+        self.observe(&result);
+        result
+    }
+
+    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
+        if !self.breaker.allow() {
+            return Err(Self::open());
+        }
+        let result = self.inner.refund(charge_key).await;
+        self.observe(&result);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_domain::Currency;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    #[derive(Clone)]
+    struct FakeClock(Arc<Mutex<Instant>>);
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// Fails transiently while `down` is set; counts calls.
+    struct Flaky {
+        down: Mutex<bool>,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl PaymentProvider for Flaky {
+        async fn charge(&self, _: &ChargeRequest) -> Result<String, ProviderError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if *self.down.lock().unwrap() {
+                Err(ProviderError::Transient("503".into()))
+            } else {
+                Ok("ch_1".into())
+            }
+        }
+        async fn refund(&self, _: &str) -> Result<bool, ProviderError> {
+            Ok(true)
+        }
+    }
+
+    fn request() -> ChargeRequest {
+        ChargeRequest {
+            idempotency_key: "charge-ord-1".into(),
+            amount: 100,
+            currency: Currency::EUR,
+            payment_token: "tok".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn stops_calling_a_failing_provider_then_probes_and_recovers() {
+        let flaky = Arc::new(Flaky {
+            down: Mutex::new(true),
+            calls: AtomicU32::new(0),
+        });
+        let clock = FakeClock(Arc::new(Mutex::new(Instant::now())));
+        let config = Config {
+            failure_threshold: 3,
+            window: Duration::from_secs(30),
+            cool_down: Duration::from_secs(20),
+        };
+        let guarded = GuardedProvider::with_clock(flaky.clone(), config, clock.clone());
+        for _ in 0..3 {
+            assert!(guarded.charge(&request()).await.is_err());
+        }
+        // Open: fails fast without calling the provider.
+        let err = guarded.charge(&request()).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Transient(ref m) if m.contains("circuit open")));
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+        // After the cool-down a probe goes through and closes the breaker.
+        *flaky.down.lock().unwrap() = false;
+        *clock.0.lock().unwrap() += Duration::from_secs(20);
+        assert_eq!(guarded.charge(&request()).await.unwrap(), "ch_1");
+        assert_eq!(guarded.state(), State::Closed);
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn configuration_is_read_and_validated() {
+        let env = |k: &str| (k == "PAYMENT_BREAKER_FAILURES").then(|| "7".to_string());
+        assert_eq!(config_from_env(&env).unwrap().failure_threshold, 7);
+        let bad = |k: &str| (k == "PAYMENT_BREAKER_COOL_DOWN_SECONDS").then(|| "soon".to_string());
+        assert!(
+            config_from_env(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("PAYMENT_BREAKER_COOL_DOWN_SECONDS")
+        );
+    }
+}
