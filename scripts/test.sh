@@ -29,7 +29,9 @@ step "unit, adapter (moto), contract and end-to-end saga tests"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-scripts/with-moto.sh cargo test --workspace --no-fail-fast -- --test-threads 8 2>&1 | tee "$log"
+# In a session of its own, so the processes the tests start and stop (moto servers,
+# shop local, cargo lambda watch) can never signal this script's process group.
+setsid --wait scripts/with-moto.sh cargo test --workspace --no-fail-fast -- --test-threads 8 2>&1 | tee "$log"
 status="${PIPESTATUS[0]}"
 set -e
 passed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')"

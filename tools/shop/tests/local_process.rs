@@ -263,11 +263,26 @@ async fn functions_under_cargo_lambda_watch_run_inside_the_local_wiring() {
     .await;
     assert_eq!(done["status"], "CONFIRMED");
 
+    // cargo lambda watch runs the functions as its children, in the process group
+    // created for it above: stop that whole group, and never our own.
     let pgid = watch.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &format!("-{pgid}")])
-        .status()
-        .unwrap();
+    let group_of = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let fields = stat.rsplit(')').next()?.to_owned();
+                fields.split_whitespace().nth(2).map(str::to_owned)
+            })
+    };
+    let own_group = group_of(pgid).as_deref() == Some(pgid.to_string().as_str());
+    if own_group && group_of(std::process::id()) != Some(pgid.to_string()) {
+        std::process::Command::new("kill")
+            .args(["-TERM", &format!("-{pgid}")])
+            .status()
+            .unwrap();
+    } else {
+        watch.start_kill().unwrap();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(10), watch.wait()).await;
     stop(app).await;
 }
