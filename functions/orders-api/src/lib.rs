@@ -246,12 +246,7 @@ impl OrdersApi {
             Ok(p) => p,
             Err(e) => return request_problem(e).into(),
         };
-        let service = OrderService {
-            catalog: self.catalog.as_ref(),
-            orders: self.orders.as_ref(),
-            queue: self.queue.as_ref(),
-        };
-        match service.place(parsed, correlation_id).await {
+        match self.service().place(parsed, correlation_id).await {
             Ok(order) => {
                 tracing::info!(order_id = %order.order_id, total = order.total, "order accepted");
                 observability::emit_metric(
@@ -297,6 +292,14 @@ impl OrdersApi {
         }
     }
 
+    fn service(&self) -> OrderService<'_> {
+        OrderService {
+            catalog: self.catalog.as_ref(),
+            orders: self.orders.as_ref(),
+            queue: self.queue.as_ref(),
+        }
+    }
+
     async fn get(&self, raw_id: &str) -> Reply {
         let Some(order_id) = OrderId::parse(raw_id) else {
             return not_found(raw_id);
@@ -315,12 +318,7 @@ impl OrdersApi {
         let Some(order_id) = OrderId::parse(raw_id) else {
             return not_found(raw_id);
         };
-        let service = OrderService {
-            catalog: self.catalog.as_ref(),
-            orders: self.orders.as_ref(),
-            queue: self.queue.as_ref(),
-        };
-        match service.cancel(&order_id).await {
+        match self.service().cancel(&order_id).await {
             Ok(CancelOutcome::Cancelled(order)) => Reply::json(200, view(&order)),
             Ok(CancelOutcome::NotFound) => not_found(raw_id),
             Ok(CancelOutcome::NotCancellable(status)) => Problem::new(
