@@ -35,7 +35,7 @@ setsid --wait scripts/with-moto.sh cargo test --workspace --no-fail-fast -- --te
 status="${PIPESTATUS[0]}"
 set -e
 passed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')"
-failed="$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')"
+failed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{s+=$6} END {print s+0}')"
 [ "$status" -eq 0 ] || { echo "tests: $passed passed, $failed failed"; exit "$status"; }
 
 step "release build of every function for Lambda (cargo lambda build --release --arm64)"

@@ -214,7 +214,8 @@ impl App {
         (r, json)
     }
 
-    /// Polls `GET /v1/orders/{id}` until the order is terminal.
+    /// Polls `GET /v1/orders/{id}` until the order is terminal, then waits for its saga to
+    /// finish, so the events its last states publish are there to be read.
     pub async fn wait_terminal(&self, order_id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
@@ -223,6 +224,8 @@ impl App {
                 .await;
             let order: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
             if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
+                self.wait_execution(order_id, deadline.saturating_duration_since(Instant::now()))
+                    .await;
                 return order;
             }
             assert!(
@@ -234,12 +237,6 @@ impl App {
     }
 
     /// The saga execution of an order: status and error.
-    pub async fn execution(&self, order_id: &str) -> (String, Option<String>) {
-        self.try_execution(order_id)
-            .await
-            .expect("execution exists")
-    }
-
     async fn try_execution(&self, order_id: &str) -> Option<(String, Option<String>)> {
         let arn = self.execution_arn(order_id);
         match aws_sdk_sfn::Client::new(&self.sdk)

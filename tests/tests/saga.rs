@@ -66,7 +66,7 @@ async fn happy_path_confirms_charges_once_and_ships() {
         app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
         4499
     );
-    assert_eq!(app.execution(&id).await.0, "SUCCEEDED");
+    assert_eq!(app.wait_execution(&id, WAIT).await.0, "SUCCEEDED");
     // AND fulfilment received OrderConfirmed through the rule and shipped
     let mut shipped = false;
     for _ in 0..50 {
