@@ -16,13 +16,18 @@ use std::collections::HashMap;
 const RESERVED: &str = "RESERVED";
 const RELEASED: &str = "RELEASED";
 
-#[derive(Debug, Serialize, Deserialize)]
+/// An order's reservation item: `RESERVED` while it holds stock, `RELEASED` as a
+/// tombstone once released (a late `Reserve` for the order is then refused).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Reservation {
+pub struct Reservation {
     pk: String,
-    order_id: OrderId,
-    status: String,
-    lines: Vec<OrderLine>,
+    /// The order.
+    pub order_id: OrderId,
+    /// `RESERVED` or `RELEASED`.
+    pub status: String,
+    /// The lines held or released.
+    pub lines: Vec<OrderLine>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,7 +87,12 @@ impl DynamoStockStore {
         }
     }
 
-    async fn reservation(&self, order_id: &OrderId) -> Result<Option<Reservation>, PortError> {
+    /// The order's reservation or tombstone, read consistently; operators compare it
+    /// with the order and the ledger.
+    pub async fn reservation(
+        &self,
+        order_id: &OrderId,
+    ) -> Result<Option<Reservation>, PortError> {
         let out = self
             .client
             .get_item()

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Resource types the local runtime has nothing to do for: they only matter on AWS.
 const CLOUD_ONLY: &[&str] = &[
-    "AWS::CloudWatch::Alarm",
     "AWS::Logs::LogGroup",
     "AWS::SQS::QueuePolicy",
     "AWS::Lambda::Permission",
@@ -97,6 +96,8 @@ pub struct Stack {
     pub state_machines: BTreeMap<String, String>,
     /// Logical id to function.
     pub functions: BTreeMap<String, FunctionSpec>,
+    /// The template's outputs, resolved; the same keys the deployed stack has.
+    pub outputs: BTreeMap<String, String>,
     /// HTTP routes.
     pub routes: Vec<Route>,
 }
@@ -126,6 +127,8 @@ pub struct Clients {
     pub events: aws_sdk_eventbridge::Client,
     /// Step Functions.
     pub sfn: aws_sdk_sfn::Client,
+    /// CloudWatch, for the alarms operators look at.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Clients {
@@ -136,6 +139,7 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(sdk),
             events: aws_sdk_eventbridge::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
         }
     }
 }
@@ -303,6 +307,7 @@ pub async fn provision(
         state_machines: BTreeMap::new(),
         functions: BTreeMap::new(),
         routes: Vec::new(),
+        outputs: BTreeMap::new(),
     };
 
     for (id, r) in &active {
@@ -311,6 +316,7 @@ pub async fn provision(
             && !matches!(
                 k.as_str(),
                 "AWS::DynamoDB::Table"
+                    | "AWS::CloudWatch::Alarm"
                     | "AWS::SQS::Queue"
                     | "AWS::Events::EventBus"
                     | "AWS::Events::Rule"
@@ -706,7 +712,70 @@ pub async fn provision(
             function: function.logical_id.clone(),
         });
     }
+
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::CloudWatch::Alarm")
+    {
+        create_alarm(id, &props(id, r, &names)?, &names.physical(id), clients).await?;
+    }
+
+    for (key, expression) in &template.outputs {
+        if let Some(value) = resolve(expression, &names, template)
+            .ok()
+            .as_ref()
+            .and_then(text)
+        {
+            stack.outputs.insert(key.clone(), value);
+        }
+    }
     Ok(stack)
+}
+
+/// Creates a metric alarm as declared, so `shop dlq list` finds the same alarm locally as
+/// on AWS (the emulator never evaluates it; its state stays `INSUFFICIENT_DATA`).
+async fn create_alarm(
+    id: &str,
+    p: &Value,
+    name: &str,
+    clients: &Clients,
+) -> Result<(), ProvisionError> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+    let number = |key: &str| p.get(key).and_then(text).and_then(|v| v.parse::<f64>().ok());
+    let string = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_owned);
+    let dimensions = p
+        .get("Dimensions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            Dimension::builder()
+                .set_name(d["Name"].as_str().map(str::to_owned))
+                .set_value(text(&d["Value"]))
+                .build()
+        })
+        .collect();
+    clients
+        .cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .set_alarm_description(string("AlarmDescription"))
+        .set_namespace(string("Namespace"))
+        .set_metric_name(string("MetricName"))
+        .set_dimensions(Some(dimensions))
+        .set_statistic(string("Statistic").map(|s| Statistic::from(s.as_str())))
+        .set_period(number("Period").map(|v| v as i32))
+        .set_evaluation_periods(number("EvaluationPeriods").map(|v| v as i32))
+        .set_threshold(number("Threshold"))
+        .set_comparison_operator(
+            string("ComparisonOperator").map(|s| ComparisonOperator::from(s.as_str())),
+        )
+        .set_treat_missing_data(string("TreatMissingData"))
+        .send()
+        .await
+        .map_err(emulator(id))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub struct Template {
     pub conditions: Map<String, Value>,
     /// `Globals.Function`, merged into every `AWS::Serverless::Function`.
     pub function_globals: Value,
+    /// Output name to its `Value` expression; operator tools find resources through these.
+    pub outputs: BTreeMap<String, Value>,
 }
 
 fn to_json(value: serde_norway::Value) -> Value {
@@ -117,6 +119,13 @@ impl Template {
             Value::Object(m) => m,
             _ => Map::new(),
         };
+        let outputs = match take(&mut doc, "Outputs") {
+            Value::Object(m) => m
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.get("Value")?.clone())))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let function_globals = doc
             .pointer("/Globals/Function")
             .cloned()
@@ -127,6 +136,7 @@ impl Template {
             parameters,
             conditions,
             function_globals,
+            outputs,
         })
     }
 

@@ -5,6 +5,7 @@
 pub mod emulator;
 pub mod functions;
 pub mod local;
+pub mod ops;
 pub mod remote;
 pub mod seed;
 pub mod server;

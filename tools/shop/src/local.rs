@@ -5,6 +5,7 @@
 
 use crate::emulator::{Emulator, EmulatorError};
 use crate::functions::{PortWrappers, link};
+use crate::ops::stack::{LocalStackFile, StackOutputs};
 use crate::remote::RemoteInvoker;
 use crate::seed::{Seed, SeedError};
 use local_runtime::http_api::{HttpResponse, serve};
@@ -64,6 +65,9 @@ pub enum LocalError {
     /// The functions' env file could not be written.
     #[error("cannot write {0}: {1}")]
     EnvFile(String, #[source] std::io::Error),
+    /// The stack file for operator commands could not be written.
+    #[error(transparent)]
+    StackFile(#[from] crate::ops::OpsError),
 }
 
 /// A running local app.
@@ -80,6 +84,8 @@ pub struct LocalApp {
     pub emulator_log: Option<PathBuf>,
     /// Env file with every function's variables, for `cargo lambda watch --env-file`.
     pub env_file: PathBuf,
+    /// Where operator commands (`shop dlq … --local`) find the emulator and resources.
+    pub stack_file: PathBuf,
     /// The sandbox provider of in-process payments (absent with an invoke URL).
     pub sandbox: Option<Arc<SandboxProvider>>,
     /// How functions are invoked.
@@ -192,10 +198,21 @@ impl LocalApp {
             invoker.clone(),
             rx,
         )));
+        let api_url = format!("http://127.0.0.1:{port}");
+        let mut outputs = stack.outputs.clone();
+        outputs.insert("ApiUrl".into(), api_url.clone());
+        let stack_file = LocalStackFile::path(&state_dir, &options.stack_name);
+        LocalStackFile {
+            endpoint: emulator.endpoint.clone(),
+            region: stack.region.clone(),
+            outputs: StackOutputs(outputs),
+        }
+        .write(&stack_file)?;
         Ok(Self {
             stack,
             sdk,
-            api_url: format!("http://127.0.0.1:{port}"),
+            api_url,
+            stack_file,
             endpoint: emulator.endpoint.clone(),
             emulator_log: emulator.log.clone(),
             env_file,
@@ -250,8 +267,9 @@ impl LocalApp {
             out.push_str(&format!("  table           {id:<20} {t}\n"));
         }
         out.push_str(&format!(
-            "  functions env   {} (cargo lambda watch --env-file)\n  invoking        {}\n",
+            "  functions env   {} (cargo lambda watch --env-file)\n  operator tools  shop dlq list --local, shop saga list --local ({})\n  invoking        {}\n",
             self.env_file.display(),
+            self.stack_file.display(),
             if self.sandbox.is_some() {
                 "in process"
             } else {

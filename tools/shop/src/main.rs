@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod ops_cli;
+
 /// Developer and operator tool for the order saga suite.
 #[derive(Parser)]
 #[command(name = "shop", version)]
@@ -41,9 +43,31 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Dead-letter queues: list, peek, replay, purge (on AWS with --stack, locally with --local).
+    Dlq {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
+        #[command(subcommand)]
+        command: ops_cli::DlqCommand,
+    },
+    /// Saga executions: list, show, redrive, compensations (--stack or --local).
+    Saga {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
+        #[command(subcommand)]
+        command: ops_cli::SagaCommand,
+    },
 }
 
-async fn wait_for_stop() {
+fn finish(result: Result<ExitCode, shop::ops::OpsError>, what: &str) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("shop {what}: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_stop() {
     #[cfg(unix)]
     {
         let mut term =
@@ -163,5 +187,7 @@ async fn main() -> ExitCode {
             app.stop().await;
             code
         }
+        Command::Dlq { stack, command } => finish(ops_cli::dlq(stack, command).await, "dlq"),
+        Command::Saga { stack, command } => finish(ops_cli::saga(stack, command).await, "saga"),
     }
 }
