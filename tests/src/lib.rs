@@ -214,6 +214,15 @@ impl App {
         (r, json)
     }
 
+    /// Operator commands against this stack, keeping their audit log and journal in `dir`.
+    pub fn ops(&self, dir: &Path) -> shop::ops::stack::Ops {
+        shop::ops::stack::Ops::new(
+            &self.sdk,
+            shop::ops::stack::StackOutputs(self.stack.outputs.clone()),
+            shop::ops::audit::OpsFiles::in_dir(dir),
+        )
+    }
+
     /// Polls `GET /v1/orders/{id}` until the order is terminal, then waits for its saga to
     /// finish, so the events its last states publish are there to be read.
     pub async fn wait_terminal(&self, order_id: &str, within: Duration) -> Value {

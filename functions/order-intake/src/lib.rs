@@ -39,11 +39,21 @@ impl Intake {
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::from_env_wrapping_saga(sdk, env, |saga| saga)
+    }
+
+    /// Like [`Intake::from_env`], with the saga starter wrapped (fault injection in the
+    /// local runner and the end-to-end tests, through the port).
+    pub fn from_env_wrapping_saga(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        wrap: impl FnOnce(Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter>,
+    ) -> Result<Self, ConfigError> {
         Ok(Self::new(
-            Arc::new(shop_aws::saga::SfnSagaStarter::new(
+            wrap(Arc::new(shop_aws::saga::SfnSagaStarter::new(
                 aws_sdk_sfn::Client::new(sdk),
                 shop_aws::required(env, "STATE_MACHINE_ARN")?,
-            )),
+            ))),
             Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
         ))
     }

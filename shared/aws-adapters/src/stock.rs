@@ -89,10 +89,7 @@ impl DynamoStockStore {
 
     /// The order's reservation or tombstone, read consistently; operators compare it
     /// with the order and the ledger.
-    pub async fn reservation(
-        &self,
-        order_id: &OrderId,
-    ) -> Result<Option<Reservation>, PortError> {
+    pub async fn reservation(&self, order_id: &OrderId) -> Result<Option<Reservation>, PortError> {
         let out = self
             .client
             .get_item()

@@ -741,7 +741,11 @@ async fn create_alarm(
     clients: &Clients,
 ) -> Result<(), ProvisionError> {
     use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
-    let number = |key: &str| p.get(key).and_then(text).and_then(|v| v.parse::<f64>().ok());
+    let number = |key: &str| {
+        p.get(key)
+            .and_then(text)
+            .and_then(|v| v.parse::<f64>().ok())
+    };
     let string = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_owned);
     let dimensions = p
         .get("Dimensions")

@@ -8,7 +8,7 @@ use local_runtime::InProcess;
 use local_runtime::provision::Stack;
 use shop_aws::ConfigError;
 use shop_domain::payment::SandboxProvider;
-use shop_domain::ports::{PaymentProvider, StockStore};
+use shop_domain::ports::{PaymentProvider, SagaStarter, StockStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -18,6 +18,9 @@ pub type ProviderWrapper =
 /// Wraps the stock store the inventory function uses.
 pub type StockWrapper = Arc<dyn Fn(Arc<dyn StockStore>) -> Arc<dyn StockStore> + Send + Sync>;
 
+/// Wraps the saga starter the order intake function uses.
+pub type SagaWrapper = Arc<dyn Fn(Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter> + Send + Sync>;
+
 /// Port wrappers applied when linking.
 #[derive(Default, Clone)]
 pub struct PortWrappers {
@@ -25,6 +28,8 @@ pub struct PortWrappers {
     pub provider: Option<ProviderWrapper>,
     /// Around the stock store.
     pub stock: Option<StockWrapper>,
+    /// Around the saga starter.
+    pub saga: Option<SagaWrapper>,
 }
 
 /// The linked functions and the sandbox provider behind payments, whose state the
@@ -65,9 +70,14 @@ pub fn link(
     );
 
     let env = env_of(stack, "OrderIntakeFunction")?;
-    let intake = Arc::new(order_intake::Intake::from_env(sdk, &|k| {
-        env.get(k).cloned()
-    })?);
+    let intake = Arc::new(order_intake::Intake::from_env_wrapping_saga(
+        sdk,
+        &|k| env.get(k).cloned(),
+        |saga| match &wrappers.saga {
+            Some(wrap) => wrap(saga),
+            None => saga,
+        },
+    )?);
     functions.register("OrderIntakeFunction", move |event: SqsEvent| {
         let intake = intake.clone();
         async move { intake.handle(event).await }

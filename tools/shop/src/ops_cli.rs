@@ -18,12 +18,12 @@ macro_rules! say_inline {
 }
 use indicatif::{ProgressBar, ProgressStyle};
 use shop::local::emulator_sdk;
+use shop::ops::OpsError;
 use shop::ops::audit::{AuditRecord, OpsFiles};
 use shop::ops::dlq::{self, DeadLetter, ReplayOptions};
 use shop::ops::filter::Filter;
 use shop::ops::saga::{self, RedrivePlan};
 use shop::ops::stack::{LocalStackFile, Ops, StackOutputs};
-use shop::ops::OpsError;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -198,20 +198,32 @@ fn parse_rate(rate: &str) -> Result<f64, OpsError> {
         .parse::<f64>()
         .ok()
         .filter(|r| *r > 0.0 && r.is_finite())
-        .ok_or_else(|| OpsError::Refused(format!("--rate {rate:?}: write a positive number per second, e.g. 5/s")))
+        .ok_or_else(|| {
+            OpsError::Refused(format!(
+                "--rate {rate:?}: write a positive number per second, e.g. 5/s"
+            ))
+        })
 }
 
 fn parse_since(since: &str) -> Result<time::OffsetDateTime, OpsError> {
-    if let Ok(t) = time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339) {
+    if let Ok(t) =
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+    {
         return Ok(t);
     }
-    let ago = humantime::parse_duration(since)
-        .map_err(|e| OpsError::Refused(format!("--since {since:?}: {e} (write 30m, 2h, 7d or an RFC 3339 time)")))?;
+    let ago = humantime::parse_duration(since).map_err(|e| {
+        OpsError::Refused(format!(
+            "--since {since:?}: {e} (write 30m, 2h, 7d or an RFC 3339 time)"
+        ))
+    })?;
     Ok(time::OffsetDateTime::now_utc() - ago)
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    say!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    say!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 fn age(seconds: Option<u64>) -> String {
@@ -237,10 +249,14 @@ fn print_letter(letter: &DeadLetter) {
             .map(|g| format!("  group {g}"))
             .unwrap_or_default()
     );
+    say!("   reason: {}", letter.reason);
     if let Some(f) = &letter.delivery_failure {
         say!(
             "   delivery failed: {} {} (rule {}, target {})",
-            f.code, f.message, f.rule_arn, f.target_arn
+            f.code,
+            f.message,
+            f.rule_arn,
+            f.target_arn
         );
     }
     let attributes: Vec<String> = letter
@@ -253,7 +269,10 @@ fn print_letter(letter: &DeadLetter) {
     }
     match &letter.json {
         Some(json) => {
-            for line in serde_json::to_string_pretty(json).unwrap_or_default().lines() {
+            for line in serde_json::to_string_pretty(json)
+                .unwrap_or_default()
+                .lines()
+            {
                 say!("   {line}");
             }
         }
@@ -295,7 +314,11 @@ pub async fn dlq(args: StackArgs, command: DlqCommand) -> Result<ExitCode, OpsEr
             }
             say!(
                 "{:<18} {:>6} {:>9} {:>7}  {:<20} SOURCE",
-                "DLQ", "DEPTH", "IN FLIGHT", "OLDEST", "ALARM"
+                "DLQ",
+                "DEPTH",
+                "IN FLIGHT",
+                "OLDEST",
+                "ALARM"
             );
             for q in all {
                 let alarm = q
@@ -371,7 +394,9 @@ pub async fn dlq(args: StackArgs, command: DlqCommand) -> Result<ExitCode, OpsEr
                 } else {
                     say!(
                         "moved {} to {} ({} finished from an earlier run)",
-                        summary.moved, summary.destination, summary.resumed
+                        summary.moved,
+                        summary.destination,
+                        summary.resumed
                     );
                 }
                 say!("skipped by filter: {}", summary.skipped_by_filter);
@@ -439,7 +464,10 @@ pub async fn saga(args: StackArgs, command: SagaCommand) -> Result<ExitCode, Ops
             }
             say!(
                 "{:<48} {:<10} {:<22} {:<28} STARTED",
-                "EXECUTION", "STATUS", "STATE", "ERROR"
+                "EXECUTION",
+                "STATUS",
+                "STATE",
+                "ERROR"
             );
             for r in runs {
                 say!(

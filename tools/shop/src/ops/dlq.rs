@@ -113,6 +113,9 @@ pub struct DeadLetter {
     pub group_id: Option<String>,
     /// For EventBridge target DLQs: why delivery failed.
     pub delivery_failure: Option<DeliveryFailure>,
+    /// Why the message is here, as far as SQS and EventBridge record it (`peek` fills
+    /// it in; the consumer's own error is in its logs under the message's order id).
+    pub reason: String,
     #[serde(skip)]
     receipt_handle: String,
 }
@@ -156,6 +159,7 @@ impl DeadLetter {
             group_id: get(MessageSystemAttributeName::MessageGroupId).cloned(),
             attributes,
             delivery_failure,
+            reason: String::new(),
             receipt_handle: m.receipt_handle.unwrap_or_default(),
         }
     }
@@ -163,7 +167,10 @@ impl DeadLetter {
     /// Attributes a filter can match: message attributes plus the receive count.
     fn filterable(&self) -> BTreeMap<String, String> {
         let mut all = self.attributes.clone();
-        all.insert("ApproximateReceiveCount".into(), self.receive_count.to_string());
+        all.insert(
+            "ApproximateReceiveCount".into(),
+            self.receive_count.to_string(),
+        );
         if let Some(g) = &self.group_id {
             all.insert("MessageGroupId".into(), g.clone());
         }
@@ -449,6 +456,12 @@ pub async fn peek(
     filter: Option<&Filter>,
 ) -> Result<Vec<DeadLetter>, OpsError> {
     let queue = ops.queue(queue)?;
+    let from = sources(ops, &queue)
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut browser = Browser::new(ops, &queue);
     let mut out = Vec::new();
     let result = async {
@@ -465,6 +478,16 @@ pub async fn peek(
     browser.release().await?;
     result?;
     out.truncate(max);
+    for letter in &mut out {
+        letter.reason = match &letter.delivery_failure {
+            Some(f) => format!("EventBridge could not deliver it: {} {}", f.code, f.message),
+            None if from.is_empty() => "sent here directly".into(),
+            None => format!(
+                "its consumer failed it {} time(s) at {from} (redrive policy)",
+                letter.receive_count
+            ),
+        };
+    }
     Ok(out)
 }
 
@@ -530,8 +553,7 @@ async fn destination(
     let sources = sources(ops, dlq).await?;
     match sources.as_slice() {
         [Source::Queue { url, .. }] => Ok(Destination::Queue(
-            ops.queue(url)
-                .unwrap_or_else(|_| StackQueue::from_url(url)),
+            ops.queue(url).unwrap_or_else(|_| StackQueue::from_url(url)),
         )),
         [Source::RuleTarget { bus, .. }] => Ok(Destination::Bus(bus.clone())),
         [] => Err(OpsError::Refused(format!(
@@ -609,11 +631,11 @@ async fn send_back(
                 .source(text("source")?)
                 .detail_type(text("detail-type")?)
                 .detail(event["detail"].to_string())
-                .set_resources(
-                    event["resources"]
-                        .as_array()
-                        .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
-                )
+                .set_resources(event["resources"].as_array().map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                }))
                 .build();
             let out = ops
                 .events

@@ -64,7 +64,9 @@ impl FromStr for Filter {
             None => {
                 let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
                 if segments.iter().any(String::is_empty) {
-                    return Err(bad("empty segment in the path (two dots, or a leading or trailing dot)"));
+                    return Err(bad(
+                        "empty segment in the path (two dots, or a leading or trailing dot)",
+                    ));
                 }
                 Target::Body(segments)
             }
@@ -129,8 +131,13 @@ mod tests {
 
     #[test]
     fn body_paths_select_by_value_presence_and_substring() {
-        let body = json!({"detail": {"orderId": "ord-1", "total": 4499}, "lines": [{"sku": "MUG"}]});
-        let m = |e: &str| e.parse::<Filter>().unwrap().matches(Some(&body), &attrs(&[]));
+        let body =
+            json!({"detail": {"orderId": "ord-1", "total": 4499}, "lines": [{"sku": "MUG"}]});
+        let m = |e: &str| {
+            e.parse::<Filter>()
+                .unwrap()
+                .matches(Some(&body), &attrs(&[]))
+        };
         assert!(m("detail.orderId=ord-1"));
         assert!(!m("detail.orderId=ord-2"));
         assert!(m("detail.orderId!=ord-2"));
@@ -159,7 +166,9 @@ mod tests {
 
     #[test]
     fn malformed_expressions_are_refused_with_the_reason() {
-        for bad in ["", "=x", "a..b=1", ".a", "a.=1", "attr.=x", "attr.", "a b=1"] {
+        for bad in [
+            "", "=x", "a..b=1", ".a", "a.=1", "attr.=x", "attr.", "a b=1",
+        ] {
             let err = bad.parse::<Filter>().unwrap_err();
             assert!(
                 matches!(&err, OpsError::Filter { expr, .. } if expr == bad),

@@ -29,13 +29,12 @@ const ESCALATE: &str = "EscalateCompensation";
 
 /// RFC 3339 with milliseconds, so timeline columns line up.
 fn stamp(t: &DateTime) -> String {
-    let format = time::format_description::parse(
+    let format = time::format_description::parse_borrowed::<2>(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z",
     );
-    let at = t
-        .to_millis()
-        .ok()
-        .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok());
+    let at = t.to_millis().ok().and_then(|ms| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    });
     match (at, format) {
         (Some(at), Ok(format)) => at.format(&format).unwrap_or_default(),
         _ => t.fmt(DateTimeFormat::DateTime).unwrap_or_default(),
@@ -344,7 +343,10 @@ pub fn check_invariants(
             }
         }
         ref other if !running => {
-            out.push(format!("{} and no saga is running for it", wire_name(other)));
+            out.push(format!(
+                "{} and no saga is running for it",
+                wire_name(other)
+            ));
         }
         _ => {}
     }
@@ -352,7 +354,10 @@ pub fn check_invariants(
 }
 
 fn execution_arn(machine: &str, name: &str) -> String {
-    format!("{}:{name}", machine.replacen(":stateMachine:", ":execution:", 1))
+    format!(
+        "{}:{name}",
+        machine.replacen(":stateMachine:", ":execution:", 1)
+    )
 }
 
 /// `shop saga show`: every run of the order with its timeline, and the order's data.
@@ -379,14 +384,17 @@ pub async fn show(ops: &Ops, order_id: &str) -> Result<SagaReport, OpsError> {
             .reservation(&id)
             .await
             .map_err(port)?;
-    let ledger =
-        DynamoLedger::new(ops.dynamodb.clone(), ops.outputs.get("PaymentsTableName")?)
-            .get(&id)
-            .await
-            .map_err(port)?;
+    let ledger = DynamoLedger::new(ops.dynamodb.clone(), ops.outputs.get("PaymentsTableName")?)
+        .get(&id)
+        .await
+        .map_err(port)?;
     let running = runs.iter().any(|(e, _)| e.status == "RUNNING");
-    let violations =
-        check_invariants(order.as_ref(), reservation.as_ref(), ledger.as_ref(), running);
+    let violations = check_invariants(
+        order.as_ref(),
+        reservation.as_ref(),
+        ledger.as_ref(),
+        running,
+    );
     Ok(SagaReport {
         order_id: order_id.to_owned(),
         runs,
@@ -702,7 +710,12 @@ mod tests {
         let state = json!({"orderId": "ord-x", "failure": {"Error": "PaymentDeclined"}, "compensationFailure": {"Error": "X"}});
         let r = report(
             vec![(
-                run("FAILED", Some("CompensationFailed"), Some("ReleaseStock"), json!({})),
+                run(
+                    "FAILED",
+                    Some("CompensationFailed"),
+                    Some("ReleaseStock"),
+                    json!({}),
+                ),
                 vec![step("ReleaseStock", json!({})), step(ESCALATE, state)],
             )],
             Some(OrderStatus::PaymentPending),
@@ -712,7 +725,10 @@ mod tests {
         };
         assert_eq!(name, "ord-x-redrive-1");
         assert_eq!(input["resume"], "compensate");
-        assert_eq!(input["failure"]["Error"], "PaymentDeclined", "the original reason is kept");
+        assert_eq!(
+            input["failure"]["Error"], "PaymentDeclined",
+            "the original reason is kept"
+        );
         assert!(input.get("compensationFailure").is_none());
     }
 
@@ -721,7 +737,12 @@ mod tests {
         let state = json!({"orderId": "ord-x", "payment": {"chargeId": "ch"}});
         let r = report(
             vec![(
-                run("FAILED", Some("CompensationFailed"), Some("PublishOrderConfirmed"), json!({})),
+                run(
+                    "FAILED",
+                    Some("CompensationFailed"),
+                    Some("PublishOrderConfirmed"),
+                    json!({}),
+                ),
                 vec![step(ESCALATE, state)],
             )],
             Some(OrderStatus::Confirmed),
@@ -743,7 +764,10 @@ mod tests {
         ];
         for (status, resume) in cases {
             let r = report(
-                vec![(run("ABORTED", None, Some("ChargePayment"), original.clone()), vec![])],
+                vec![(
+                    run("ABORTED", None, Some("ChargePayment"), original.clone()),
+                    vec![],
+                )],
                 Some(status),
             );
             let RedrivePlan::Native { fallback, .. } = plan(&r) else {
@@ -771,7 +795,10 @@ mod tests {
             let r = report(vec![(run(status, None, None, json!({})), vec![])], None);
             assert!(matches!(plan(&r), RedrivePlan::Nothing { .. }));
         }
-        assert!(matches!(plan(&report(vec![], None)), RedrivePlan::Nothing { .. }));
+        assert!(matches!(
+            plan(&report(vec![], None)),
+            RedrivePlan::Nothing { .. }
+        ));
     }
 
     #[test]
@@ -780,8 +807,14 @@ mod tests {
         let v = check_invariants(r.order.as_ref(), None, None, false);
         assert_eq!(v.len(), 2, "{v:?}");
         let r = report(vec![], Some(OrderStatus::Reserved));
-        assert_eq!(check_invariants(r.order.as_ref(), None, None, true), Vec::<String>::new());
-        assert_eq!(check_invariants(r.order.as_ref(), None, None, false).len(), 1);
+        assert_eq!(
+            check_invariants(r.order.as_ref(), None, None, true),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            check_invariants(r.order.as_ref(), None, None, false).len(),
+            1
+        );
         assert_eq!(check_invariants(None, None, None, false).len(), 1);
     }
 }
