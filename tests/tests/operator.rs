@@ -189,6 +189,10 @@ async fn poison_orders_are_peeked_then_replayed_after_the_fix_and_complete() {
     .await
     .unwrap();
     assert_eq!(rest.moved, 2, "{rest:?}");
+    assert!(
+        rest.move_task.is_none() && rest.move_task_refused.is_some(),
+        "moto has no StartMessageMoveTask, so the manual path ran: {rest:?}"
+    );
     assert!(rest.failed.is_empty());
     // THEN every order completes and the DLQ is empty
     for id in &ids {

@@ -87,6 +87,9 @@ pub enum DlqCommand {
         /// Show what would move; move nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Move message by message even where SQS's own move task would do.
+        #[arg(long)]
+        manual: bool,
     },
     /// Delete every message of a queue (asks first, unless --yes).
     Purge {
@@ -363,8 +366,10 @@ pub async fn dlq(args: StackArgs, command: DlqCommand) -> Result<ExitCode, OpsEr
             max,
             rate,
             dry_run,
+            manual,
         } => {
             let options = ReplayOptions {
+                manual,
                 to,
                 filter: parse_filter(filter.as_deref())?,
                 max,
@@ -385,13 +390,22 @@ pub async fn dlq(args: StackArgs, command: DlqCommand) -> Result<ExitCode, OpsEr
             if args.json {
                 print_json(&summary);
             } else {
-                if dry_run {
+                if let Some(handle) = &summary.move_task {
+                    say!(
+                        "SQS move task {handle} is moving {} message(s) to {}",
+                        summary.moved,
+                        summary.destination
+                    );
+                } else if dry_run {
                     say!(
                         "dry run: {} message(s) would move to {}",
                         summary.would_move.len(),
                         summary.destination
                     );
                 } else {
+                    if let Some(why) = &summary.move_task_refused {
+                        say!("SQS move task not available ({why}); moved message by message");
+                    }
                     say!(
                         "moved {} to {} ({} finished from an earlier run)",
                         summary.moved,

@@ -206,7 +206,54 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let mug = stock.level(&Sku("MUG".into())).await.unwrap().unwrap();
     assert_eq!((mug.available, mug.reserved), (98, 2));
 
+    // The operator commands find the same app through the stack file shop local wrote.
+    let stack = format!("bb{}", std::process::id());
+    let (code, out, _) = operator(&stack, &["dlq", "list"]).await;
+    assert_eq!(code, 0);
+    for dlq in [
+        "OrdersDLQ",
+        "InventoryDLQ",
+        "PaymentsDLQ",
+        "FulfilmentDLQ",
+        "EventTargetDLQ",
+    ] {
+        assert!(out.contains(dlq), "{out}");
+    }
+    let (code, out, _) = operator(&stack, &["saga", "show", &id]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ChargePayment") && out.contains("invariants: hold"),
+        "{out}"
+    );
+    let (code, _, err) = operator(&stack, &["dlq", "peek", "NoSuchDLQ"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown queue \"NoSuchDLQ\""), "{err}");
+    let (code, _, err) =
+        operator(&stack, &["dlq", "peek", "OrdersDLQ", "--filter", "a..b=1"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid filter"), "{err}");
+    let (code, out, _) = operator(&stack, &["dlq", "purge", "OrdersDLQ"]).await;
+    assert_eq!(code, 1, "no --yes and no terminal: nothing purged");
+    assert!(out.contains("nothing purged"), "{out}");
+
     stop(app).await;
+}
+
+/// Runs `shop <args> --local` against the stack `shop local` started.
+async fn operator(stack: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(args)
+        .args(["--local", "--local-stack", stack, "--state-dir"])
+        .arg(root().join(".shop"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

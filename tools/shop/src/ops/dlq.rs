@@ -504,6 +504,8 @@ pub struct ReplayOptions {
     pub rate: Option<f64>,
     /// Decide everything, move nothing.
     pub dry_run: bool,
+    /// Move message by message even where SQS's own move task would do.
+    pub manual: bool,
 }
 
 /// How a replay ended.
@@ -524,6 +526,11 @@ pub struct ReplaySummary {
     pub would_move: Vec<String>,
     /// Whether the run was stopped before the DLQ was drained.
     pub interrupted: bool,
+    /// When SQS's own move task does the work: its handle (it runs on after `replay`
+    /// returns; `moved` is then the DLQ's depth when it started).
+    pub move_task: Option<String>,
+    /// Why SQS's move task was not used, when it was tried and refused.
+    pub move_task_refused: Option<String>,
 }
 
 /// Where a replay sends messages.
@@ -657,6 +664,30 @@ async fn send_back(
     }
 }
 
+/// Starts SQS's own redrive of a standard DLQ to its source queue, which keeps every
+/// attribute and runs server-side. Emulators without it answer with an error, and the
+/// caller moves the messages itself.
+async fn start_move_task(
+    ops: &Ops,
+    dlq: &StackQueue,
+    source: &StackQueue,
+    rate: Option<f64>,
+) -> Result<String, String> {
+    let dlq_arn = ops.queue_arn(dlq).await.map_err(|e| e.to_string())?;
+    let source_arn = ops.queue_arn(source).await.map_err(|e| e.to_string())?;
+    let out = ops
+        .sqs
+        .start_message_move_task()
+        .source_arn(dlq_arn)
+        .destination_arn(source_arn)
+        .set_max_number_of_messages_per_second(rate.map(|r| r.ceil() as i32))
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())?;
+    out.task_handle
+        .ok_or_else(|| "the move task started without a handle".to_owned())
+}
+
 /// `shop dlq replay`: moves dead letters back to their source (or `--to`), at most
 /// `max`, at most `rate` per second, until the DLQ has no more or `stop` is set. Every
 /// run appends an audit record.
@@ -681,6 +712,27 @@ pub async fn replay(
         ..ReplaySummary::default()
     };
     let (depth, _) = queue_counts(ops, &dlq).await?;
+    if let Destination::Queue(source) = &destination
+        && !options.manual
+        && !options.dry_run
+        && options.filter.is_none()
+        && options.max.is_none()
+        && !source.is_fifo()
+        && !dlq.is_fifo()
+    {
+        match start_move_task(ops, &dlq, source, options.rate).await {
+            Ok(handle) => {
+                summary.move_task = Some(handle);
+                summary.moved = usize::try_from(depth).unwrap_or(usize::MAX);
+                let mut record = AuditRecord::new("dlq replay (SQS move task)", &dlq.key);
+                record.destination = Some(summary.destination.clone());
+                record.count = summary.moved;
+                record.append(&ops.files)?;
+                return Ok(summary);
+            }
+            Err(why) => summary.move_task_refused = Some(why),
+        }
+    }
     progress.set_length(options.max.map_or(depth, |m| depth.min(m as u64)));
     let mut journal = Journal::open(&ops.files);
     let mut browser = Browser::new(ops, &dlq);
