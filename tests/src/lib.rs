@@ -108,6 +108,11 @@ impl App {
 
     /// A fresh stack whose ports are wrapped as `faults` says.
     pub async fn start_with(faults: Faults) -> App {
+        Self::start_configured(faults, &[]).await
+    }
+
+    /// A stack with faults and template parameters besides the test defaults.
+    pub async fn start_configured(faults: Faults, parameters: &[(&str, &str)]) -> App {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
@@ -131,10 +136,14 @@ impl App {
         let clients = Clients::new(&sdk);
         // A short provider deadline and visibility timeout keep the timeout and
         // poison-message scenarios quick.
-        let parameters = BTreeMap::from([
+        let mut overrides = BTreeMap::from([
             ("PaymentProviderTimeoutMs".to_owned(), "200".to_owned()),
             ("QueueVisibilityTimeout".to_owned(), "4".to_owned()),
         ]);
+        for (k, v) in parameters {
+            overrides.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let parameters = overrides;
         let stack = provision(&template, &prefix, &parameters, &clients, "us-east-1")
             .await
             .expect("stack provisions");

@@ -103,6 +103,7 @@ fn every_event_the_code_emits_matches_its_schema() {
         payment_token: "tok".into(),
         correlation_id: "corr".into(),
         created_at: "2026-11-22T10:00:00Z".into(),
+        express: false,
     };
     let events: Vec<Value> = [
         DomainEvent::order_placed(&order),

@@ -111,6 +111,7 @@ impl OrdersApi {
             Arc::new(shop_aws::queue::SqsOrderQueue::new(
                 sqs,
                 shop_aws::required(env, "ORDERS_QUEUE_URL")?,
+                shop_aws::required(env, "EXPRESS_ORDERS_QUEUE_URL")?,
             )),
             Arc::new(shop_aws::idempotency_store::DynamoIdempotencyStore::new(
                 dynamo,

@@ -7,7 +7,7 @@ pub mod breaker;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
 use shop_aws::ConfigError;
-use shop_domain::commands::{Envelope, PaymentCommand, answer_task, error_names};
+use shop_domain::commands::{Envelope, PaymentCommand, answer_task, error_names, with_heartbeats};
 use shop_domain::payment::{PaymentService, SandboxProvider};
 use shop_domain::ports::{
     EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
@@ -83,6 +83,17 @@ impl Payments {
         env: &dyn Fn(&str) -> Option<String>,
         provider: Arc<dyn PaymentProvider>,
     ) -> Result<Self, ConfigError> {
+        Self::from_env_wrapping(sdk, env, provider, |callbacks| callbacks)
+    }
+
+    /// Like [`Payments::from_env_with_provider`], with the task callbacks wrapped (fault
+    /// injection through the port: a worker whose heartbeats never arrive).
+    pub fn from_env_wrapping(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        provider: Arc<dyn PaymentProvider>,
+        wrap_callbacks: impl FnOnce(Arc<dyn TaskCallbacks>) -> Arc<dyn TaskCallbacks>,
+    ) -> Result<Self, ConfigError> {
         let provider: Arc<dyn PaymentProvider> = Arc::new(breaker::GuardedProvider::new(
             provider,
             breaker::config_from_env(env)?,
@@ -94,9 +105,9 @@ impl Payments {
             )),
             provider,
             Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
-            Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
+            wrap_callbacks(Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
                 aws_sdk_sfn::Client::new(sdk),
-            )),
+            ))),
         ))
     }
 
@@ -122,7 +133,8 @@ impl Payments {
         let span =
             tracing::info_span!("command", correlation_id = %correlation_id, order_id = %order_id);
         async {
-            let outcome = match &envelope.command {
+            let work = async {
+                match &envelope.command {
                 PaymentCommand::Charge {
                     order_id,
                     amount,
@@ -139,7 +151,15 @@ impl Payments {
                         .await
                         .map(|status| json!({ "ledgerStatus": status }))
                 }
+                }
             };
+            let outcome = with_heartbeats(
+                self.callbacks.as_ref(),
+                envelope.task_token.as_deref(),
+                envelope.heartbeat_seconds,
+                work,
+            )
+            .await;
             if let Err(failure) = &outcome {
                 tracing::info!(error = failure.error, cause = %failure.cause, "command failed");
                 if failure.error == error_names::PAYMENT_DECLINED {

@@ -11,19 +11,26 @@ use shop_domain::ports::{OrderQueue, PortError};
 /// parsing the body.
 pub const CORRELATION_ATTRIBUTE: &str = "correlationId";
 
-/// Sends accepted orders to the intake queue.
+/// Sends accepted orders to an intake queue: express orders to the priority lane, whose
+/// consumer has its own concurrency, so a backlog of standard orders never delays them.
 #[derive(Clone)]
 pub struct SqsOrderQueue {
     client: Client,
     queue_url: String,
+    express_queue_url: String,
 }
 
 impl SqsOrderQueue {
-    /// Sender for the given queue URL.
-    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+    /// Sender for the standard and the express intake queue.
+    pub fn new(
+        client: Client,
+        queue_url: impl Into<String>,
+        express_queue_url: impl Into<String>,
+    ) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
+            express_queue_url: express_queue_url.into(),
         }
     }
 }
@@ -39,7 +46,11 @@ impl OrderQueue for SqsOrderQueue {
             .map_err(|e| port_error("queue.enqueue", e))?;
         self.client
             .send_message()
-            .queue_url(&self.queue_url)
+            .queue_url(if order.express {
+                &self.express_queue_url
+            } else {
+                &self.queue_url
+            })
             .message_body(body)
             .message_attributes(CORRELATION_ATTRIBUTE, correlation)
             .send()

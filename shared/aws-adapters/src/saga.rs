@@ -86,6 +86,20 @@ impl TaskCallbacks for SfnTaskCallbacks {
         }
     }
 
+    async fn heartbeat(&self, task_token: &str) -> Result<bool, PortError> {
+        match self
+            .client
+            .send_task_heartbeat()
+            .task_token(task_token)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if token_is_dead(&e) => Ok(false),
+            Err(e) => Err(port_error("saga.send_task_heartbeat", e)),
+        }
+    }
+
     async fn fail(&self, task_token: &str, error: &str, cause: &str) -> Result<bool, PortError> {
         let cause: String = cause.chars().take(32_000).collect();
         match self

@@ -253,6 +253,7 @@ fn order() -> Order {
         payment_token: "tok".into(),
         correlation_id: "corr".into(),
         created_at: "2026-01-01T00:00:00Z".into(),
+        express: false,
     }
 }
 
@@ -334,13 +335,45 @@ async fn publishing_checks_every_entry_and_chunks_large_batches() {
     );
 }
 
+async fn receive_one(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<Order> {
+    let received = sqs
+        .receive_message()
+        .queue_url(url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let message = received.messages?.into_iter().next()?;
+    Some(serde_json::from_str(message.body.as_deref().unwrap()).unwrap())
+}
+
+#[tokio::test]
+async fn express_orders_take_the_priority_lane() {
+    let (sdk, stack) = stack().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let standard = stack.queues["OrdersQueue"].url.clone();
+    let express = stack.queues["ExpressOrdersQueue"].url.clone();
+    let queue = SqsOrderQueue::new(sqs.clone(), &standard, &express);
+    let fast = Order {
+        express: true,
+        ..order()
+    };
+    queue.enqueue(&fast).await.unwrap();
+    assert_eq!(receive_one(&sqs, &express).await, Some(fast));
+    assert_eq!(receive_one(&sqs, &standard).await, None);
+    let slow = order();
+    queue.enqueue(&slow).await.unwrap();
+    assert_eq!(receive_one(&sqs, &standard).await, Some(slow));
+    assert_eq!(receive_one(&sqs, &express).await, None);
+}
+
 #[tokio::test]
 async fn queue_carries_the_order_and_its_correlation_id() {
     let (sdk, stack) = stack().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let url = stack.queues["OrdersQueue"].url.clone();
     let o = order();
-    SqsOrderQueue::new(sqs.clone(), &url)
+    SqsOrderQueue::new(sqs.clone(), &url, &stack.queues["ExpressOrdersQueue"].url)
         .enqueue(&o)
         .await
         .unwrap();

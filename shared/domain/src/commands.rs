@@ -34,6 +34,11 @@ pub struct Envelope<C> {
     /// Correlation id of the order, for logs.
     #[serde(default)]
     pub correlation_id: Option<String>,
+    /// The task's `HeartbeatSeconds`: the worker must send a heartbeat more often than
+    /// this while it works, or Step Functions fails the task with
+    /// `States.HeartbeatTimeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_seconds: Option<u32>,
     /// The command itself.
     #[serde(flatten)]
     pub command: C,
@@ -121,6 +126,36 @@ impl TaskFailure {
                 | error_names::PAYMENT_UNAVAILABLE
                 | error_names::PAYMENT_TIMEOUT
         )
+    }
+}
+
+/// Runs `work` while sending a heartbeat every third of `heartbeat_seconds`, so a slow
+/// but healthy step (a payment provider taking its time) is never timed out, while a
+/// worker that died stops beating and is noticed after `HeartbeatSeconds` instead of the
+/// step's whole timeout. A failed or refused heartbeat is logged, never fatal: the
+/// work's own outcome is what the saga gets.
+pub async fn with_heartbeats<T>(
+    callbacks: &dyn crate::ports::TaskCallbacks,
+    task_token: Option<&str>,
+    heartbeat_seconds: Option<u32>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let (Some(token), Some(seconds)) = (task_token, heartbeat_seconds.filter(|s| *s > 0)) else {
+        return work.await;
+    };
+    let every = std::time::Duration::from_millis(u64::from(seconds) * 1000 / 3)
+        .max(std::time::Duration::from_millis(200));
+    let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = beats.tick() => match callbacks.heartbeat(token).await {
+                Ok(true) => tracing::debug!("heartbeat sent"),
+                Ok(false) => tracing::warn!("heartbeat refused: the task already timed out or was answered"),
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            },
+        }
     }
 }
 

@@ -237,6 +237,8 @@ pub struct FakeCallbacks {
     pub succeeded: Mutex<Vec<(String, Value)>>,
     /// Failures: token and error name.
     pub failed: Mutex<Vec<(String, String)>>,
+    /// Heartbeats, by token.
+    pub heartbeats: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -247,6 +249,10 @@ impl TaskCallbacks for FakeCallbacks {
     }
     async fn fail(&self, task_token: &str, error: &str, _cause: &str) -> Result<bool, PortError> {
         lock(&self.failed).push((task_token.to_owned(), error.to_owned()));
+        Ok(true)
+    }
+    async fn heartbeat(&self, task_token: &str) -> Result<bool, PortError> {
+        lock(&self.heartbeats).push(task_token.to_owned());
         Ok(true)
     }
 }

@@ -190,6 +190,9 @@ pub struct Order {
     pub correlation_id: String,
     /// When the order was accepted, RFC 3339.
     pub created_at: String,
+    /// Express orders go through the priority intake lane.
+    #[serde(default)]
+    pub express: bool,
 }
 
 impl Order {

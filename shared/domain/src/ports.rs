@@ -186,6 +186,8 @@ pub trait TaskCallbacks: Send + Sync {
     async fn succeed(&self, task_token: &str, output: &Value) -> Result<bool, PortError>;
     /// SendTaskFailure with a named error. A dead token is reported as `Ok(false)`.
     async fn fail(&self, task_token: &str, error: &str, cause: &str) -> Result<bool, PortError>;
+    /// SendTaskHeartbeat: the worker is alive. A dead token is reported as `Ok(false)`.
+    async fn heartbeat(&self, task_token: &str) -> Result<bool, PortError>;
 }
 
 /// Shipments created for confirmed orders.

@@ -24,6 +24,9 @@ pub struct PlaceOrderBody {
     pub payment_token: String,
     /// Requested lines.
     pub lines: Vec<RequestedLineBody>,
+    /// Express delivery: the order takes the priority lane (its own intake queue).
+    #[serde(default)]
+    pub express: bool,
 }
 
 /// One requested line as sent by the client. Quantity is signed here so a negative
@@ -48,6 +51,8 @@ pub struct PlaceOrderRequest {
     pub payment_token: String,
     /// Lines with distinct SKUs.
     pub lines: Vec<(Sku, u32)>,
+    /// Whether the order takes the priority lane.
+    pub express: bool,
 }
 
 /// One broken rule, with the JSON path of the field it concerns.
@@ -176,6 +181,7 @@ pub fn validate(raw: PlaceOrderBody) -> Result<PlaceOrderRequest, RequestError> 
             currency,
             payment_token: raw.payment_token,
             lines,
+            express: raw.express,
         }),
         _ => Err(RequestError::Invalid(errors)),
     }

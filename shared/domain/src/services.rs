@@ -82,6 +82,7 @@ impl OrderService<'_> {
             payment_token: request.payment_token,
             correlation_id: correlation_id.to_owned(),
             created_at: now,
+            express: request.express,
         };
         self.orders.insert(&order).await?;
         if let Err(e) = self.queue.enqueue(&order).await {

@@ -24,6 +24,10 @@ const CLOUD_ONLY: &[&str] = &[
     "AWS::ApiGatewayV2::Integration",
 ];
 
+/// Concurrent invocations per SQS event source without `ScalingConfig`: the smallest
+/// `MaximumConcurrency` AWS accepts, so local runs stay light on the emulator.
+pub const DEFAULT_CONCURRENCY: usize = 2;
+
 /// A queue as created.
 #[derive(Debug, Clone)]
 pub struct QueueInfo {
@@ -50,6 +54,8 @@ pub struct SqsSource {
     pub window_seconds: u64,
     /// Whether the function reports partial batch failures.
     pub report_failures: bool,
+    /// Most concurrent invocations (`ScalingConfig.MaximumConcurrency`).
+    pub max_concurrency: usize,
 }
 
 /// A function as declared.
@@ -632,6 +638,11 @@ pub async fn provision(
                             report_failures: ep["FunctionResponseTypes"]
                                 .as_array()
                                 .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures")),
+                            max_concurrency: ep
+                                .pointer("/ScalingConfig/MaximumConcurrency")
+                                .and_then(text)
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(DEFAULT_CONCURRENCY),
                         });
                     }
                     Some("HttpApi") => stack.routes.push(Route {

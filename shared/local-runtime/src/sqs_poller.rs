@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Starts one poller per SQS event source of every function. They stop when
-/// `shutdown` turns true.
+/// Starts `MaximumConcurrency` pollers per SQS event source of every function (each
+/// invokes one batch at a time, so that is the source's concurrency, as on AWS). They
+/// stop when `shutdown` turns true.
 pub fn spawn_all(
     stack: Arc<Stack>,
     sqs: aws_sdk_sqs::Client,
@@ -36,12 +37,16 @@ pub fn spawn_all(
                 queue,
                 region: stack.region.clone(),
             };
+            for _ in 1..source.max_concurrency.max(1) {
+                handles.push(tokio::spawn(poller.clone().run(shutdown.clone())));
+            }
             handles.push(tokio::spawn(poller.run(shutdown.clone())));
         }
     }
     handles
 }
 
+#[derive(Clone)]
 struct Poller {
     sqs: aws_sdk_sqs::Client,
     invoker: Arc<dyn Invoker>,

@@ -8,7 +8,7 @@ use local_runtime::InProcess;
 use local_runtime::provision::Stack;
 use shop_aws::ConfigError;
 use shop_domain::payment::SandboxProvider;
-use shop_domain::ports::{PaymentProvider, SagaStarter, StockStore};
+use shop_domain::ports::{PaymentProvider, SagaStarter, StockStore, TaskCallbacks};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -21,6 +21,10 @@ pub type StockWrapper = Arc<dyn Fn(Arc<dyn StockStore>) -> Arc<dyn StockStore> +
 /// Wraps the saga starter the order intake function uses.
 pub type SagaWrapper = Arc<dyn Fn(Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter> + Send + Sync>;
 
+/// Wraps the task callbacks the payments function answers (and beats) with.
+pub type CallbacksWrapper =
+    Arc<dyn Fn(Arc<dyn TaskCallbacks>) -> Arc<dyn TaskCallbacks> + Send + Sync>;
+
 /// Port wrappers applied when linking.
 #[derive(Default, Clone)]
 pub struct PortWrappers {
@@ -30,6 +34,8 @@ pub struct PortWrappers {
     pub stock: Option<StockWrapper>,
     /// Around the saga starter.
     pub saga: Option<SagaWrapper>,
+    /// Around the payments function's task callbacks.
+    pub payment_callbacks: Option<CallbacksWrapper>,
 }
 
 /// The linked functions and the sandbox provider behind payments, whose state the
@@ -103,10 +109,14 @@ pub fn link(
         Some(wrap) => wrap(sandbox.clone()),
         None => sandbox.clone(),
     };
-    let payments = Arc::new(payments::Payments::from_env_with_provider(
+    let payments = Arc::new(payments::Payments::from_env_wrapping(
         sdk,
         &|k| env.get(k).cloned(),
         provider,
+        |callbacks| match &wrappers.payment_callbacks {
+            Some(wrap) => wrap(callbacks),
+            None => callbacks,
+        },
     )?);
     functions.register("PaymentsFunction", move |event: SqsEvent| {
         let payments = payments.clone();

@@ -698,6 +698,7 @@ mod tests {
                 payment_token: String::new(),
                 correlation_id: String::new(),
                 created_at: String::new(),
+                express: false,
             }),
             reservation: None,
             ledger: None,
