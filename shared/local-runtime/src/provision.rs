@@ -210,6 +210,13 @@ impl Names for LocalNames<'_> {
         if let Some(p) = self.parameters.get(id) {
             return Some(p.clone());
         }
+        // SAM's `!Ref Function.Alias` (the AutoPublishAlias): locally there are no
+        // versions, so the alias is the function itself.
+        if let Some(function) = id.strip_suffix(".Alias")
+            && self.template.kind_of(function) == Some("AWS::Serverless::Function")
+        {
+            return self.attribute(function, "Arn");
+        }
         Some(match self.template.kind_of(id)? {
             "AWS::SQS::Queue" => json!(self.queues.get(id)?.url),
             "AWS::Serverless::StateMachine" => {
