@@ -33,16 +33,29 @@ async fn express_orders_have_their_own_lane_and_consumer_concurrency() {
     // An express order is accepted, marked and confirmed.
     let body = r#"{"customerId":"c","currency":"EUR","paymentToken":"tok_visa","express":true,"lines":[{"sku":"MUG","quantity":1}]}"#;
     let r = app
-        .http("POST", "/v1/orders", &[("content-type", "application/json")], Some(body))
+        .http(
+            "POST",
+            "/v1/orders",
+            &[("content-type", "application/json")],
+            Some(body),
+        )
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
     let id = order_id(&serde_json::from_str(&r.body).unwrap());
     let order = app.wait_terminal(&id, WAIT).await;
-    assert_eq!((order["status"].as_str(), order["express"].as_bool()), (Some("CONFIRMED"), Some(true)));
+    assert_eq!(
+        (order["status"].as_str(), order["express"].as_bool()),
+        (Some("CONFIRMED"), Some(true))
+    );
     // A wrongly typed express flag is refused with the field named.
     let bad = body.replace("\"express\":true", "\"express\":\"yes\"");
     let r = app
-        .http("POST", "/v1/orders", &[("content-type", "application/json")], Some(&bad))
+        .http(
+            "POST",
+            "/v1/orders",
+            &[("content-type", "application/json")],
+            Some(&bad),
+        )
         .await;
     assert!(matches!(r.status, 400 | 422), "{} {}", r.status, r.body);
     assert!(r.body.contains("express"), "{}", r.body);
@@ -58,7 +71,11 @@ struct SlowFirstCharge {
 #[async_trait]
 impl PaymentProvider for SlowFirstCharge {
     async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
-        let first = self.seen.lock().unwrap().insert(request.idempotency_key.clone());
+        let first = self
+            .seen
+            .lock()
+            .unwrap()
+            .insert(request.idempotency_key.clone());
         if first {
             tokio::time::sleep(self.delay).await;
         }
@@ -132,9 +149,18 @@ async fn a_slow_charge_that_sends_heartbeats_is_not_timed_out() {
     let id = order_id(&placed);
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["status"], "CONFIRMED", "{order}");
-    assert!(beats.load(Ordering::SeqCst) >= 3, "a beat every ~6.7 s over 30 s");
-    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Captured);
-    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 1250);
+    assert!(
+        beats.load(Ordering::SeqCst) >= 3,
+        "a beat every ~6.7 s over 30 s"
+    );
+    assert_eq!(
+        app.ledger(&id).await.unwrap().status,
+        LedgerStatus::Captured
+    );
+    assert_eq!(
+        app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
+        1250
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -145,13 +171,24 @@ async fn a_worker_whose_heartbeats_stop_is_timed_out_early_and_compensated() {
     let id = order_id(&placed);
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["status"], "CANCELLED", "{order}");
-    assert_eq!(order["cancelReason"], "States.HeartbeatTimeout");
+    // AWS documents States.HeartbeatTimeout or States.Timeout for a missed heartbeat;
+    // the emulator reports States.Timeout. The timing tells the two timeouts apart.
     assert!(
-        started.elapsed() < Duration::from_secs(55),
+        matches!(
+            order["cancelReason"].as_str(),
+            Some("States.HeartbeatTimeout" | "States.Timeout")
+        ),
+        "{order}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
         "noticed after HeartbeatSeconds (20 s), not the step's 60 s timeout: {:?}",
         started.elapsed()
     );
-    assert!(beats.load(Ordering::SeqCst) >= 1, "the worker tried to beat");
+    assert!(
+        beats.load(Ordering::SeqCst) >= 1,
+        "the worker tried to beat"
+    );
     // The charge that finished late is refused by the tombstone; nothing stays charged.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let ledger = app.ledger(&id).await.unwrap().status;

@@ -473,6 +473,7 @@ pub fn view(order: &Order) -> Value {
         "history": order.history,
         "cancelReason": order.cancel_reason(),
         "createdAt": order.created_at,
+        "express": order.express,
     })
 }
 

@@ -135,22 +135,22 @@ impl Payments {
         async {
             let work = async {
                 match &envelope.command {
-                PaymentCommand::Charge {
-                    order_id,
-                    amount,
-                    currency,
-                    payment_token,
-                } => service
-                    .charge(order_id, &correlation_id, *amount, *currency, payment_token)
-                    .await
-                    .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
-                PaymentCommand::Refund { order_id, reason } => {
-                    tracing::info!(reason = reason.as_deref().unwrap_or(""), "refunding");
-                    service
-                        .refund(order_id, &correlation_id)
+                    PaymentCommand::Charge {
+                        order_id,
+                        amount,
+                        currency,
+                        payment_token,
+                    } => service
+                        .charge(order_id, &correlation_id, *amount, *currency, payment_token)
                         .await
-                        .map(|status| json!({ "ledgerStatus": status }))
-                }
+                        .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
+                    PaymentCommand::Refund { order_id, reason } => {
+                        tracing::info!(reason = reason.as_deref().unwrap_or(""), "refunding");
+                        service
+                            .refund(order_id, &correlation_id)
+                            .await
+                            .map(|status| json!({ "ledgerStatus": status }))
+                    }
                 }
             };
             let outcome = with_heartbeats(

@@ -208,4 +208,38 @@ mod tests {
         let raw = r#"{"command":"Steal","orderId":"ord-1"}"#;
         assert!(serde_json::from_str::<Envelope<InventoryCommand>>(raw).is_err());
     }
+
+    #[tokio::test]
+    async fn slow_work_beats_a_third_of_the_heartbeat_interval_and_quick_work_never() {
+        let callbacks = crate::fakes::FakeCallbacks::default();
+        let slow = with_heartbeats(&callbacks, Some("t"), Some(1), async {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            7
+        })
+        .await;
+        assert_eq!(slow, 7, "the work's own outcome is returned");
+        let beats = callbacks.heartbeats.lock().unwrap().clone();
+        assert!((2..=4).contains(&beats.len()), "{beats:?}");
+        assert!(beats.iter().all(|t| t == "t"));
+        let quiet = crate::fakes::FakeCallbacks::default();
+        with_heartbeats(&quiet, Some("t"), Some(1), async {}).await;
+        with_heartbeats(
+            &quiet,
+            None,
+            Some(1),
+            tokio::time::sleep(std::time::Duration::from_millis(700)),
+        )
+        .await;
+        with_heartbeats(
+            &quiet,
+            Some("t"),
+            None,
+            tokio::time::sleep(std::time::Duration::from_millis(700)),
+        )
+        .await;
+        assert!(
+            quiet.heartbeats.lock().unwrap().is_empty(),
+            "no token or no interval: no beats"
+        );
+    }
 }

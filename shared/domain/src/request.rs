@@ -207,6 +207,20 @@ mod tests {
     }
 
     #[test]
+    fn express_is_an_optional_boolean() {
+        let standard = parse_place_order(&body(r#"[{"sku":"A","quantity":1}]"#)).unwrap();
+        assert!(!standard.express);
+        let raw = br#"{"customerId":"c","currency":"EUR","paymentToken":"t","express":true,"lines":[{"sku":"A","quantity":1}]}"#;
+        assert!(parse_place_order(raw).unwrap().express);
+        let wrong = br#"{"customerId":"c","currency":"EUR","paymentToken":"t","express":"yes","lines":[{"sku":"A","quantity":1}]}"#;
+        let err = parse_place_order(wrong).unwrap_err();
+        assert!(
+            matches!(&err, RequestError::Shape { field, .. } if field == "express"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn names_the_field_of_a_wrong_type() {
         let err = parse_place_order(&body(r#"[{"sku":"SKU-1","quantity":"two"}]"#)).unwrap_err();
         assert!(

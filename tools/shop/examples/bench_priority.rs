@@ -8,7 +8,9 @@
 use shop::local::{LocalApp, LocalOptions};
 use shop_aws::orders::DynamoOrderStore;
 use shop_domain::ports::OrderStore;
-use shop_domain::{Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange};
+use shop_domain::{
+    Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange,
+};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -84,13 +86,25 @@ async fn time_to_saga(app: &LocalApp, express: bool) -> Duration {
         .and_then(|v| v["orderId"].as_str().map(str::to_owned))
         .unwrap_or_else(|| panic!("order placed: {} {}", placed.status, placed.body));
     let machine = &app.stack.state_machines["OrderSaga"];
-    let arn = format!("{}:{id}", machine.replacen(":stateMachine:", ":execution:", 1));
+    let arn = format!(
+        "{}:{id}",
+        machine.replacen(":stateMachine:", ":execution:", 1)
+    );
     let sfn = aws_sdk_sfn::Client::new(&app.sdk);
     loop {
-        if sfn.describe_execution().execution_arn(&arn).send().await.is_ok() {
+        if sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .is_ok()
+        {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "saga of {id} never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "saga of {id} never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -150,12 +164,16 @@ async fn main() {
         restock
             .send_message()
             .queue_url(&app.stack.queues["InventoryQueue"].url)
-            .message_body(format!(r#"{{"command":"Restock","sku":"{sku}","quantity":100000}}"#))
+            .message_body(format!(
+                r#"{{"command":"Restock","sku":"{sku}","quantity":100000}}"#
+            ))
             .send()
             .await
             .expect("restock");
     }
-    println!("| standard orders queued | express: POST → saga started | standard (no lane): POST → saga started | standard / express |");
+    println!(
+        "| standard orders queued | express: POST → saga started | standard (no lane): POST → saga started | standard / express |"
+    );
     println!("|---:|---:|---:|---:|");
     for n in sizes {
         wait_drained(&app).await;
