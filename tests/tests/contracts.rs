@@ -141,3 +141,79 @@ fn every_detail_type_the_saga_and_the_rules_use_has_a_schema() {
         );
     }
 }
+
+/// Safe deployments are wired, not just declared: every function publishes `live` and
+/// shifts traffic with alarms that watch that function's alias and the DLQs of the
+/// queues it consumes; the API reaches the alias, not `$LATEST`.
+#[test]
+fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
+    let template = local_runtime::Template::load(&repo_root().join("template.yaml")).unwrap();
+    let globals = &template.function_globals;
+    assert_eq!(globals["AutoPublishAlias"], "live");
+    assert_eq!(
+        globals["DeploymentPreference"]["Type"],
+        json!({"Ref": "DeploymentStrategy"})
+    );
+    let resource = |id: &str| {
+        template
+            .resources
+            .get(id)
+            .unwrap_or_else(|| panic!("no {id}"))
+    };
+    let dead_letter_of = |queue_arn: &Value| -> String {
+        let queue = queue_arn["Fn::GetAtt"][0].as_str().unwrap();
+        let dlq = &resource(queue)["Properties"]["RedrivePolicy"]["deadLetterTargetArn"];
+        dlq["Fn::GetAtt"][0].as_str().unwrap().to_owned()
+    };
+    let functions = template.of_type("AWS::Serverless::Function");
+    assert_eq!(functions.len(), 5);
+    for (id, function) in functions {
+        let alarms: Vec<&str> = function["Properties"]["DeploymentPreference"]["Alarms"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{id} has no rollback alarms"))
+            .iter()
+            .map(|a| a["Ref"].as_str().unwrap())
+            .collect();
+        let watches = |alarm: &str| -> Vec<String> {
+            let p = &resource(alarm)["Properties"];
+            assert_eq!(resource(alarm)["Type"], "AWS::CloudWatch::Alarm");
+            p["Dimensions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["Value"].to_string())
+                .collect()
+        };
+        let live = json!({"Fn::Sub": format!("${{{id}}}:live")}).to_string();
+        assert!(
+            alarms.iter().any(|a| watches(a).contains(&live)),
+            "{id}: an alarm on its live alias's errors"
+        );
+        for event in function["Properties"]["Events"]
+            .as_object()
+            .map(|e| e.values().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let dlq = dead_letter_of(&event["Properties"]["Queue"]);
+            let by_name = json!({"Fn::GetAtt": [dlq, "QueueName"]}).to_string();
+            assert!(
+                alarms.iter().any(|a| watches(a).contains(&by_name)),
+                "{id}: an alarm on {dlq}, the DLQ of a queue it consumes"
+            );
+        }
+    }
+    let alias = json!({"Ref": "OrdersApiFunction.Alias"});
+    assert_eq!(
+        resource("OrdersApiIntegration")["Properties"]["IntegrationUri"],
+        alias
+    );
+    assert_eq!(
+        resource("OrdersApiInvokePermission")["Properties"]["FunctionName"],
+        alias
+    );
+    assert_eq!(
+        resource("OrdersApiFunction")["Properties"]["ProvisionedConcurrencyConfig"]["Fn::If"][0],
+        "WarmOrdersApi",
+        "provisioned concurrency only when the parameter asks for it"
+    );
+}
