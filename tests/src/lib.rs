@@ -369,6 +369,16 @@ impl App {
 
     /// Receives what is waiting on a queue without processing it (DLQs, work queue).
     pub async fn drain(&self, queue: &str) -> Vec<Value> {
+        self.drain_messages(queue)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body.as_deref().unwrap_or("")).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// Receives and deletes every message waiting on a queue (logical id or URL), with
+    /// system attributes, in the order SQS hands them out.
+    pub async fn drain_messages(&self, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let url = self
             .stack
@@ -382,6 +392,7 @@ impl App {
                 .receive_message()
                 .queue_url(&url)
                 .max_number_of_messages(10)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
                 .wait_time_seconds(1)
                 .send()
                 .await
@@ -391,9 +402,7 @@ impl App {
                 return out;
             }
             for m in messages {
-                out.push(
-                    serde_json::from_str(m.body.as_deref().unwrap_or("")).unwrap_or(Value::Null),
-                );
+                out.push(m.clone());
                 sqs.delete_message()
                     .queue_url(&url)
                     .receipt_handle(m.receipt_handle.unwrap_or_default())

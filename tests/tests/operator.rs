@@ -254,38 +254,17 @@ async fn spare_queues(app: &App, fifo: bool) -> (Ops, PathBuf, String, String) {
 }
 
 async fn receive_all(app: &App, url: &str) -> Vec<(Option<String>, String)> {
-    let sqs = aws_sdk_sqs::Client::new(&app.sdk);
-    let mut out = Vec::new();
-    loop {
-        let r = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(
-                aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
-            )
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = r.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return out;
-        }
-        for m in messages {
+    app.drain_messages(url)
+        .await
+        .into_iter()
+        .map(|m| {
             let group = m.attributes.as_ref().and_then(|a| {
                 a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
                     .cloned()
             });
-            out.push((group, m.body.clone().unwrap_or_default()));
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle.unwrap_or_default())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+            (group, m.body.unwrap_or_default())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -238,23 +238,7 @@ async fn idempotency_records_lock_complete_and_release() {
 }
 
 fn order() -> Order {
-    Order {
-        order_id: OrderId::generate(),
-        customer_id: CustomerId("c".into()),
-        lines: vec![line("A", 1)],
-        currency: Currency::EUR,
-        total: 100,
-        status: OrderStatus::Pending,
-        history: vec![StatusChange {
-            status: OrderStatus::Pending,
-            at: "2026-01-01T00:00:00Z".into(),
-            reason: None,
-        }],
-        payment_token: "tok".into(),
-        correlation_id: "corr".into(),
-        created_at: "2026-01-01T00:00:00Z".into(),
-        express: false,
-    }
+    shop_domain::fakes::pending_order("A", 1, 100)
 }
 
 #[tokio::test]

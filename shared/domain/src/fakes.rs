@@ -13,6 +13,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A `PENDING` order of one line, as the API would have stored it, for tests and
+/// benchmarks that need orders without going through the API.
+pub fn pending_order(sku: &str, quantity: u32, unit_price: u64) -> Order {
+    let at = "2026-11-22T00:00:00Z".to_owned();
+    Order {
+        order_id: OrderId::generate(),
+        customer_id: crate::order::CustomerId("c".into()),
+        lines: vec![OrderLine {
+            sku: Sku(sku.into()),
+            quantity,
+            unit_price,
+        }],
+        currency: crate::order::Currency::EUR,
+        total: u64::from(quantity) * unit_price,
+        status: OrderStatus::Pending,
+        history: vec![StatusChange {
+            status: OrderStatus::Pending,
+            at: at.clone(),
+            reason: None,
+        }],
+        payment_token: "tok_visa".into(),
+        correlation_id: "corr".into(),
+        created_at: at,
+        express: false,
+    }
+}
+
 fn down(operation: &'static str) -> PortError {
     PortError::new(operation, "injected outage")
 }

@@ -14,9 +14,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use shop_aws::orders::DynamoOrderStore;
 use shop_domain::ports::OrderStore;
-use shop_domain::{
-    Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange,
-};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,27 +118,7 @@ async fn main() {
     )
     .await
     .expect("stack");
-    let order = Order {
-        order_id: OrderId::generate(),
-        customer_id: CustomerId("bench".into()),
-        lines: vec![OrderLine {
-            sku: Sku("MUG".into()),
-            quantity: 1,
-            unit_price: 1250,
-        }],
-        currency: Currency::EUR,
-        total: 1250,
-        status: OrderStatus::Pending,
-        history: vec![StatusChange {
-            status: OrderStatus::Pending,
-            at: "2026-11-22T00:00:00Z".into(),
-            reason: None,
-        }],
-        payment_token: "tok_visa".into(),
-        correlation_id: "bench".into(),
-        created_at: "2026-11-22T00:00:00Z".into(),
-        express: false,
-    };
+    let order = shop_domain::fakes::pending_order("MUG", 1, 1250);
     DynamoOrderStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         stack.tables["OrdersTable"].clone(),

@@ -39,6 +39,9 @@ pub struct LocalOptions {
     pub stack_name: String,
     /// Port wrappers for in-process functions (fault injection in tests).
     pub wrappers: PortWrappers,
+    /// Template parameter values instead of their defaults, as `sam deploy
+    /// --parameter-overrides` takes them.
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// `shop local` could not start.
@@ -146,7 +149,7 @@ impl LocalApp {
             provision(
                 &template,
                 &options.stack_name,
-                &BTreeMap::new(),
+                &options.parameters,
                 &Clients::new(&sdk),
                 "us-east-1",
             )

@@ -42,6 +42,10 @@ enum Command {
         /// ended, and exit.
         #[arg(long)]
         demo: bool,
+        /// A template parameter instead of its default (repeatable), e.g.
+        /// --parameter StandardIntakeConcurrency=2.
+        #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_parameter)]
+        parameters: Vec<(String, String)>,
     },
     /// Dead-letter queues: list, peek, replay, purge (on AWS with --stack, locally with --local).
     Dlq {
@@ -57,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         command: ops_cli::SagaCommand,
     },
+}
+
+fn parse_parameter(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{raw:?} is not KEY=VALUE"))
 }
 
 fn finish(result: Result<ExitCode, shop::ops::OpsError>, what: &str) -> ExitCode {
@@ -155,6 +166,7 @@ async fn main() -> ExitCode {
             stack_name,
             root,
             demo: run_demo,
+            parameters,
         } => {
             let options = LocalOptions {
                 root,
@@ -164,6 +176,7 @@ async fn main() -> ExitCode {
                 seed,
                 stack_name,
                 wrappers: Default::default(),
+                parameters: parameters.into_iter().collect(),
             };
             let app = match LocalApp::start(options).await {
                 Ok(app) => app,
