@@ -4,7 +4,9 @@
 //! lane). Prints a table; the express column should stay flat as N grows.
 //!
 //! The backlog's sagas are not run: a saga-starter wrapper (the fault-injection port)
-//! answers for backlog orders after 50 ms, about a StartExecution round trip on AWS.
+//! answers for backlog orders after 200 ms (a StartExecution round trip plus the
+//! intake's own work on a cold, throttled day), and the standard lane runs with its
+//! minimum concurrency (`StandardIntakeConcurrency=2`), so a backlog takes a while to drain.
 //! On one machine every saga shares one emulator process, and a few hundred running
 //! sagas slow every API call, which would measure the emulator rather than the lane.
 //! The backlog still costs the intake consumers what it costs on AWS.
@@ -30,7 +32,7 @@ struct BacklogStarter(Arc<dyn SagaStarter>);
 impl SagaStarter for BacklogStarter {
     async fn start(&self, order_id: &OrderId, input: &Value) -> Result<StartOutcome, PortError> {
         if input["customerId"] == BACKLOG_CUSTOMER {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(StartOutcome::Started);
         }
         self.0.start(order_id, input).await
@@ -41,7 +43,7 @@ impl SagaStarter for BacklogStarter {
 /// (SQS message timers), and returns when they have: the backlog is then in the queue,
 /// not already half consumed while it was being sent.
 async fn queue_backlog(app: &LocalApp, n: usize) {
-    const DELAY: Duration = Duration::from_secs(30);
+    const DELAY: Duration = Duration::from_secs(90);
     let sqs = aws_sdk_sqs::Client::new(&app.sdk);
     let url = &app.stack.queues["OrdersQueue"].url;
     let sending = Instant::now();
@@ -170,7 +172,7 @@ async fn main() {
             })),
             ..Default::default()
         },
-        parameters: Default::default(),
+        parameters: [("StandardIntakeConcurrency".to_owned(), "2".to_owned())].into(),
     })
     .await
     .expect("shop local starts");
@@ -187,9 +189,9 @@ async fn main() {
             .expect("restock");
     }
     println!(
-        "| standard orders queued | express: POST → saga started | standard (no lane): POST → saga started | standard / express |"
+        "| standard orders queued | express: POST answered | express: POST → saga started | standard (no lane): POST → saga started | standard / express |"
     );
-    println!("|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|");
     for n in sizes {
         wait_drained(&app).await;
         queue_backlog(&app, n).await;
