@@ -17,9 +17,7 @@ use shop_aws::stock::DynamoStockStore;
 use shop_domain::events::DomainEvent;
 use shop_domain::payment::{LedgerRecord, LedgerStatus};
 use shop_domain::ports::*;
-use shop_domain::{
-    Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange,
-};
+use shop_domain::{Currency, Order, OrderId, OrderLine, OrderStatus, Sku};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
