@@ -47,6 +47,17 @@ pub struct Linked {
     pub sandbox: Arc<SandboxProvider>,
 }
 
+/// Applies an optional port wrapper.
+fn wrapped<T: ?Sized>(
+    wrapper: &Option<Arc<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>>,
+    inner: Arc<T>,
+) -> Arc<T> {
+    match wrapper {
+        Some(wrap) => wrap(inner),
+        None => inner,
+    }
+}
+
 fn env_of(stack: &Stack, logical_id: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     stack
         .functions
@@ -79,10 +90,7 @@ pub fn link(
     let intake = Arc::new(order_intake::Intake::from_env_wrapping_saga(
         sdk,
         &|k| env.get(k).cloned(),
-        |saga| match &wrappers.saga {
-            Some(wrap) => wrap(saga),
-            None => saga,
-        },
+        |saga| wrapped(&wrappers.saga, saga),
     )?);
     functions.register("OrderIntakeFunction", move |event: SqsEvent| {
         let intake = intake.clone();
@@ -93,10 +101,7 @@ pub fn link(
     let inventory = Arc::new(inventory::Inventory::from_env_wrapping_stock(
         sdk,
         &|k| env.get(k).cloned(),
-        |stock| match &wrappers.stock {
-            Some(wrap) => wrap(stock),
-            None => stock,
-        },
+        |stock| wrapped(&wrappers.stock, stock),
     )?);
     functions.register("InventoryFunction", move |event: SqsEvent| {
         let inventory = inventory.clone();
@@ -105,18 +110,15 @@ pub fn link(
 
     let env = env_of(stack, "PaymentsFunction")?;
     let sandbox = Arc::new(payments::sandbox_from_env(&|k| env.get(k).cloned())?);
-    let provider: Arc<dyn PaymentProvider> = match &wrappers.provider {
-        Some(wrap) => wrap(sandbox.clone()),
-        None => sandbox.clone(),
-    };
+    let provider = wrapped(
+        &wrappers.provider,
+        sandbox.clone() as Arc<dyn PaymentProvider>,
+    );
     let payments = Arc::new(payments::Payments::from_env_wrapping(
         sdk,
         &|k| env.get(k).cloned(),
         provider,
-        |callbacks| match &wrappers.payment_callbacks {
-            Some(wrap) => wrap(callbacks),
-            None => callbacks,
-        },
+        |callbacks| wrapped(&wrappers.payment_callbacks, callbacks),
     )?);
     functions.register("PaymentsFunction", move |event: SqsEvent| {
         let payments = payments.clone();

@@ -180,7 +180,7 @@ fn failing_state(steps: &[Step]) -> Option<&Step> {
     let before_escalation = steps
         .iter()
         .position(|s| s.state == ESCALATE)
-        .map_or(steps.len(), |i| i);
+        .unwrap_or(steps.len());
     steps[..before_escalation]
         .iter()
         .rev()
@@ -215,8 +215,14 @@ fn order_of(name: &str) -> String {
         .to_owned()
 }
 
-/// Describes one execution and folds its history; `None` if it does not exist.
-async fn execution(ops: &Ops, arn: &str) -> Result<Option<(Execution, Vec<Step>)>, OpsError> {
+/// Describes one execution and folds its history; `None` if it does not exist. The
+/// history of a succeeded run is read only when `timeline_wanted` (`list` needs
+/// it only to name a failing or current state).
+async fn execution(
+    ops: &Ops,
+    arn: &str,
+    timeline_wanted: bool,
+) -> Result<Option<(Execution, Vec<Step>)>, OpsError> {
     let out = match ops.sfn.describe_execution().execution_arn(arn).send().await {
         Ok(out) => out,
         Err(e)
@@ -227,8 +233,11 @@ async fn execution(ops: &Ops, arn: &str) -> Result<Option<(Execution, Vec<Step>)
         }
         Err(e) => return Err(aws("states:DescribeExecution")(e)),
     };
-    let steps = history(ops, arn).await?;
-    let steps = timeline(&steps);
+    let steps = if timeline_wanted || out.status != ExecutionStatus::Succeeded {
+        timeline(&history(ops, arn).await?)
+    } else {
+        Vec::new()
+    };
     let name = out.name.clone().unwrap_or_default();
     let state = match out.status {
         ExecutionStatus::Succeeded => None,
@@ -285,7 +294,7 @@ pub async fn list(
     arns.sort_by(|a, b| b.cmp(a));
     let mut out = Vec::new();
     for (_, arn) in arns {
-        if let Some((e, _)) = execution(ops, &arn).await? {
+        if let Some((e, _)) = execution(ops, &arn, false).await? {
             out.push(e);
         }
     }
@@ -367,7 +376,7 @@ pub async fn show(ops: &Ops, order_id: &str) -> Result<SagaReport, OpsError> {
     let machine = ops.outputs.get("StateMachineArn")?;
     let mut runs = Vec::new();
     let mut name = order_id.to_owned();
-    while let Some(run) = execution(ops, &execution_arn(machine, &name)).await? {
+    while let Some(run) = execution(ops, &execution_arn(machine, &name), true).await? {
         runs.push(run);
         name = format!("{order_id}-redrive-{}", runs.len());
     }

@@ -151,12 +151,12 @@ impl Ops {
         }
     }
 
-    /// Every queue in the outputs (keys ending in `Url` whose value is a queue URL).
+    /// Every queue in the outputs (keys ending in `QueueUrl` or `DLQUrl`).
     pub fn queues(&self) -> Vec<StackQueue> {
         self.outputs
             .0
             .iter()
-            .filter(|(k, v)| k.ends_with("Url") && v.contains("/") && !k.starts_with("Api"))
+            .filter(|(k, _)| k.ends_with("QueueUrl") || k.ends_with("DLQUrl"))
             .map(|(k, v)| StackQueue {
                 key: k.trim_end_matches("Url").to_owned(),
                 ..StackQueue::from_url(v)
