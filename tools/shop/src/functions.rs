@@ -12,18 +12,21 @@ use shop_domain::ports::{PaymentProvider, SagaStarter, StockStore, TaskCallbacks
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Wraps one port: receives the real adapter and returns what the function will use,
+/// so a test can put a fault injector in front of it.
+pub type PortWrapper<T> = Arc<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>;
+
 /// Wraps the payment provider the payments function uses.
-pub type ProviderWrapper =
-    Arc<dyn Fn(Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> + Send + Sync>;
+pub type ProviderWrapper = PortWrapper<dyn PaymentProvider>;
+
 /// Wraps the stock store the inventory function uses.
-pub type StockWrapper = Arc<dyn Fn(Arc<dyn StockStore>) -> Arc<dyn StockStore> + Send + Sync>;
+pub type StockWrapper = PortWrapper<dyn StockStore>;
 
 /// Wraps the saga starter the order intake function uses.
-pub type SagaWrapper = Arc<dyn Fn(Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter> + Send + Sync>;
+pub type SagaWrapper = PortWrapper<dyn SagaStarter>;
 
 /// Wraps the task callbacks the payments function answers (and beats) with.
-pub type CallbacksWrapper =
-    Arc<dyn Fn(Arc<dyn TaskCallbacks>) -> Arc<dyn TaskCallbacks> + Send + Sync>;
+pub type CallbacksWrapper = PortWrapper<dyn TaskCallbacks>;
 
 /// Port wrappers applied when linking.
 #[derive(Default, Clone)]
@@ -48,10 +51,7 @@ pub struct Linked {
 }
 
 /// Applies an optional port wrapper.
-fn wrapped<T: ?Sized>(
-    wrapper: &Option<Arc<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>>,
-    inner: Arc<T>,
-) -> Arc<T> {
+fn wrapped<T: ?Sized>(wrapper: &Option<PortWrapper<T>>, inner: Arc<T>) -> Arc<T> {
     match wrapper {
         Some(wrap) => wrap(inner),
         None => inner,
