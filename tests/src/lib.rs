@@ -36,7 +36,7 @@ pub fn repo_root() -> PathBuf {
 pub use shop::functions::PortWrappers as Faults;
 
 /// Delays every reservation, so a test can act while an order is still `PENDING`.
-pub fn slow_reservations(delay: Duration) -> shop::functions::StockWrapper {
+pub fn slow_reservations(delay: Duration) -> shop::functions::PortWrapper<dyn StockStore> {
     Arc::new(move |inner| Arc::new(SlowStock { inner, delay }) as Arc<dyn StockStore>)
 }
 

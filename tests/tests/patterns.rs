@@ -127,7 +127,7 @@ async fn slow_payments(deliver: bool) -> (App, Arc<AtomicUsize>) {
                     seen: Mutex::default(),
                 }) as Arc<dyn PaymentProvider>
             })),
-            payment_callbacks: Some(Arc::new(move |inner| {
+            callbacks: Some(Arc::new(move |inner| {
                 Arc::new(Beats {
                     inner,
                     deliver,

@@ -6,7 +6,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
 use shop_aws::ConfigError;
 use shop_domain::commands::{Envelope, InventoryCommand, answer_task};
-use shop_domain::ports::{EventPublisher, PortError, StockStore, TaskCallbacks};
+use shop_domain::ports::{
+    EventPublisher, NoHooks, PortError, PortHooks, StockStore, TaskCallbacks,
+};
 use shop_domain::stock::InventoryService;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -48,25 +50,27 @@ impl Inventory {
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Self::from_env_wrapping_stock(sdk, env, |stock| stock)
+        Self::from_env_with_hooks(sdk, env, &NoHooks)
     }
 
-    /// Builds the AWS adapters from the environment, letting a test or the local
-    /// runtime wrap the stock store (to inject latency or faults through the port).
-    pub fn from_env_wrapping_stock(
+    /// Like [`Inventory::from_env`], with the ports passed through `hooks` (latency
+    /// and fault injection in the local runner and the end-to-end tests).
+    pub fn from_env_with_hooks(
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
-        wrap: impl FnOnce(Arc<dyn StockStore>) -> Arc<dyn StockStore>,
+        hooks: &dyn PortHooks,
     ) -> Result<Self, ConfigError> {
         Ok(Self::new(
-            wrap(Arc::new(shop_aws::stock::DynamoStockStore::new(
+            hooks.stock(Arc::new(shop_aws::stock::DynamoStockStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 shop_aws::required(env, "INVENTORY_TABLE")?,
             ))),
-            Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
-            Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
+            hooks.events(Arc::new(shop_aws::events::EventBridgePublisher::from_env(
+                sdk, env,
+            )?)),
+            hooks.callbacks(Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
                 aws_sdk_sfn::Client::new(sdk),
-            )),
+            ))),
         ))
     }
 

@@ -6,7 +6,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shop_aws::ConfigError;
 use shop_domain::Order;
 use shop_domain::events::DomainEvent;
-use shop_domain::ports::{EventPublisher, PortError, SagaStarter, StartOutcome};
+use shop_domain::ports::{
+    EventPublisher, NoHooks, PortError, PortHooks, SagaStarter, StartOutcome,
+};
 use shop_domain::services::saga_input;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -39,22 +41,24 @@ impl Intake {
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Self::from_env_wrapping_saga(sdk, env, |saga| saga)
+        Self::from_env_with_hooks(sdk, env, &NoHooks)
     }
 
-    /// Like [`Intake::from_env`], with the saga starter wrapped (fault injection in the
-    /// local runner and the end-to-end tests, through the port).
-    pub fn from_env_wrapping_saga(
+    /// Like [`Intake::from_env`], with the ports passed through `hooks` (fault
+    /// injection in the local runner and the end-to-end tests).
+    pub fn from_env_with_hooks(
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
-        wrap: impl FnOnce(Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter>,
+        hooks: &dyn PortHooks,
     ) -> Result<Self, ConfigError> {
         Ok(Self::new(
-            wrap(Arc::new(shop_aws::saga::SfnSagaStarter::new(
+            hooks.saga(Arc::new(shop_aws::saga::SfnSagaStarter::new(
                 aws_sdk_sfn::Client::new(sdk),
                 shop_aws::required(env, "STATE_MACHINE_ARN")?,
             ))),
-            Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
+            hooks.events(Arc::new(shop_aws::events::EventBridgePublisher::from_env(
+                sdk, env,
+            )?)),
         ))
     }
 

@@ -10,7 +10,8 @@ use shop_aws::ConfigError;
 use shop_domain::commands::{Envelope, PaymentCommand, answer_task, error_names, with_heartbeats};
 use shop_domain::payment::{PaymentService, SandboxProvider};
 use shop_domain::ports::{
-    EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
+    EventPublisher, NoHooks, PaymentLedger, PaymentProvider, PortError, PortHooks,
+    TaskCallbacks,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,29 +74,20 @@ impl Payments {
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Self::from_env_with_provider(sdk, env, Arc::new(sandbox_from_env(env)?))
+        Self::from_env_with_provider(sdk, env, Arc::new(sandbox_from_env(env)?), &NoHooks)
     }
 
     /// Builds the AWS adapters from the environment around a given provider, which
-    /// is guarded by a circuit breaker configured from the environment too.
+    /// is guarded by a circuit breaker configured from the environment too. Every
+    /// port passes through `hooks` (fault injection in the local runner and tests).
     pub fn from_env_with_provider(
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
         provider: Arc<dyn PaymentProvider>,
-    ) -> Result<Self, ConfigError> {
-        Self::from_env_wrapping(sdk, env, provider, |callbacks| callbacks)
-    }
-
-    /// Like [`Payments::from_env_with_provider`], with the task callbacks wrapped (fault
-    /// injection through the port: a worker whose heartbeats never arrive).
-    pub fn from_env_wrapping(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-        provider: Arc<dyn PaymentProvider>,
-        wrap_callbacks: impl FnOnce(Arc<dyn TaskCallbacks>) -> Arc<dyn TaskCallbacks>,
+        hooks: &dyn PortHooks,
     ) -> Result<Self, ConfigError> {
         let provider: Arc<dyn PaymentProvider> = Arc::new(breaker::GuardedProvider::new(
-            provider,
+            hooks.provider(provider),
             breaker::config_from_env(env)?,
         ));
         Ok(Self::new(
@@ -104,8 +96,10 @@ impl Payments {
                 shop_aws::required(env, "PAYMENTS_TABLE")?,
             )),
             provider,
-            Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
-            wrap_callbacks(Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
+            hooks.events(Arc::new(shop_aws::events::EventBridgePublisher::from_env(
+                sdk, env,
+            )?)),
+            hooks.callbacks(Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
                 aws_sdk_sfn::Client::new(sdk),
             ))),
         ))

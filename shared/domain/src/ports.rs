@@ -196,3 +196,44 @@ pub trait ShipmentStore: Send + Sync {
     /// Creates the order's shipment once; returns false if it already existed.
     async fn create(&self, order_id: &OrderId, lines: &[OrderLine]) -> Result<bool, PortError>;
 }
+
+/// Wraps ports as a function builds them from its environment. The local runner and
+/// the end-to-end tests inject latency and faults through these hooks, so faults reach
+/// a handler only the way a real failure of the world would: through its ports. Every
+/// method defaults to the port unchanged.
+pub trait PortHooks: Send + Sync {
+    /// Around the order intake's saga starter.
+    fn saga(&self, port: std::sync::Arc<dyn SagaStarter>) -> std::sync::Arc<dyn SagaStarter> {
+        port
+    }
+    /// Around the inventory function's stock store.
+    fn stock(&self, port: std::sync::Arc<dyn StockStore>) -> std::sync::Arc<dyn StockStore> {
+        port
+    }
+    /// Around the payment provider, inside the payments function's circuit breaker.
+    fn provider(
+        &self,
+        port: std::sync::Arc<dyn PaymentProvider>,
+    ) -> std::sync::Arc<dyn PaymentProvider> {
+        port
+    }
+    /// Around the task callbacks of the functions that answer the saga.
+    fn callbacks(
+        &self,
+        port: std::sync::Arc<dyn TaskCallbacks>,
+    ) -> std::sync::Arc<dyn TaskCallbacks> {
+        port
+    }
+    /// Around the event publisher of every function that publishes.
+    fn events(
+        &self,
+        port: std::sync::Arc<dyn EventPublisher>,
+    ) -> std::sync::Arc<dyn EventPublisher> {
+        port
+    }
+}
+
+/// The hooks of a deployed function: every port as built.
+pub struct NoHooks;
+
+impl PortHooks for NoHooks {}

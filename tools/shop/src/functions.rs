@@ -8,7 +8,9 @@ use local_runtime::InProcess;
 use local_runtime::provision::Stack;
 use shop_aws::ConfigError;
 use shop_domain::payment::SandboxProvider;
-use shop_domain::ports::{PaymentProvider, SagaStarter, StockStore, TaskCallbacks};
+use shop_domain::ports::{
+    EventPublisher, PaymentProvider, PortHooks, SagaStarter, StockStore, TaskCallbacks,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -16,29 +18,45 @@ use std::sync::Arc;
 /// so a test can put a fault injector in front of it.
 pub type PortWrapper<T> = Arc<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>;
 
-/// Wraps the payment provider the payments function uses.
-pub type ProviderWrapper = PortWrapper<dyn PaymentProvider>;
-
-/// Wraps the stock store the inventory function uses.
-pub type StockWrapper = PortWrapper<dyn StockStore>;
-
-/// Wraps the saga starter the order intake function uses.
-pub type SagaWrapper = PortWrapper<dyn SagaStarter>;
-
-/// Wraps the task callbacks the payments function answers (and beats) with.
-pub type CallbacksWrapper = PortWrapper<dyn TaskCallbacks>;
-
-/// Port wrappers applied when linking.
+/// Port wrappers applied when linking; unset ones leave the port as built.
 #[derive(Default, Clone)]
 pub struct PortWrappers {
     /// Around the payment provider.
-    pub provider: Option<ProviderWrapper>,
+    pub provider: Option<PortWrapper<dyn PaymentProvider>>,
     /// Around the stock store.
-    pub stock: Option<StockWrapper>,
+    pub stock: Option<PortWrapper<dyn StockStore>>,
     /// Around the saga starter.
-    pub saga: Option<SagaWrapper>,
-    /// Around the payments function's task callbacks.
-    pub payment_callbacks: Option<CallbacksWrapper>,
+    pub saga: Option<PortWrapper<dyn SagaStarter>>,
+    /// Around the task callbacks of inventory and payments (answers and heartbeats).
+    pub callbacks: Option<PortWrapper<dyn TaskCallbacks>>,
+    /// Around the event publisher of every function that publishes.
+    pub events: Option<PortWrapper<dyn EventPublisher>>,
+}
+
+/// Applies an optional port wrapper.
+fn wrapped<T: ?Sized>(wrapper: &Option<PortWrapper<T>>, inner: Arc<T>) -> Arc<T> {
+    match wrapper {
+        Some(wrap) => wrap(inner),
+        None => inner,
+    }
+}
+
+impl PortHooks for PortWrappers {
+    fn saga(&self, port: Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter> {
+        wrapped(&self.saga, port)
+    }
+    fn stock(&self, port: Arc<dyn StockStore>) -> Arc<dyn StockStore> {
+        wrapped(&self.stock, port)
+    }
+    fn provider(&self, port: Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> {
+        wrapped(&self.provider, port)
+    }
+    fn callbacks(&self, port: Arc<dyn TaskCallbacks>) -> Arc<dyn TaskCallbacks> {
+        wrapped(&self.callbacks, port)
+    }
+    fn events(&self, port: Arc<dyn EventPublisher>) -> Arc<dyn EventPublisher> {
+        wrapped(&self.events, port)
+    }
 }
 
 /// The linked functions and the sandbox provider behind payments, whose state the
@@ -48,14 +66,6 @@ pub struct Linked {
     pub functions: InProcess,
     /// The payment provider's sandbox.
     pub sandbox: Arc<SandboxProvider>,
-}
-
-/// Applies an optional port wrapper.
-fn wrapped<T: ?Sized>(wrapper: &Option<PortWrapper<T>>, inner: Arc<T>) -> Arc<T> {
-    match wrapper {
-        Some(wrap) => wrap(inner),
-        None => inner,
-    }
 }
 
 fn env_of(stack: &Stack, logical_id: &str) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -87,10 +97,10 @@ pub fn link(
     );
 
     let env = env_of(stack, "OrderIntakeFunction")?;
-    let intake = Arc::new(order_intake::Intake::from_env_wrapping_saga(
+    let intake = Arc::new(order_intake::Intake::from_env_with_hooks(
         sdk,
         &|k| env.get(k).cloned(),
-        |saga| wrapped(&wrappers.saga, saga),
+        wrappers,
     )?);
     functions.register("OrderIntakeFunction", move |event: SqsEvent| {
         let intake = intake.clone();
@@ -98,10 +108,10 @@ pub fn link(
     });
 
     let env = env_of(stack, "InventoryFunction")?;
-    let inventory = Arc::new(inventory::Inventory::from_env_wrapping_stock(
+    let inventory = Arc::new(inventory::Inventory::from_env_with_hooks(
         sdk,
         &|k| env.get(k).cloned(),
-        |stock| wrapped(&wrappers.stock, stock),
+        wrappers,
     )?);
     functions.register("InventoryFunction", move |event: SqsEvent| {
         let inventory = inventory.clone();
@@ -110,15 +120,11 @@ pub fn link(
 
     let env = env_of(stack, "PaymentsFunction")?;
     let sandbox = Arc::new(payments::sandbox_from_env(&|k| env.get(k).cloned())?);
-    let provider = wrapped(
-        &wrappers.provider,
-        sandbox.clone() as Arc<dyn PaymentProvider>,
-    );
-    let payments = Arc::new(payments::Payments::from_env_wrapping(
+    let payments = Arc::new(payments::Payments::from_env_with_provider(
         sdk,
         &|k| env.get(k).cloned(),
-        provider,
-        |callbacks| wrapped(&wrappers.payment_callbacks, callbacks),
+        sandbox.clone(),
+        wrappers,
     )?);
     functions.register("PaymentsFunction", move |event: SqsEvent| {
         let payments = payments.clone();
