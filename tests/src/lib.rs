@@ -2,11 +2,13 @@
 //! `template.yaml` by the local runtime, with every function linked in process and
 //! fed by the same SQS pollers `shop local` uses.
 
+pub mod chaos;
+
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::Target;
 use local_runtime::http_api::{HttpResponse, serve};
 use local_runtime::provision::{Clients, FunctionSpec, Stack, provision};
-use local_runtime::{InProcess, InvokeError, Invoker, Template};
+use local_runtime::{InvokeError, Invoker, Template};
 use serde_json::{Value, json};
 use shop::emulator::Emulator;
 use shop::seed::Seed;
@@ -41,9 +43,8 @@ pub fn slow_reservations(delay: Duration) -> shop::functions::PortWrapper<dyn St
 }
 
 /// Records the body of every SQS record each function receives, for contract checks.
-#[derive(Default)]
 pub struct Recording {
-    inner: InProcess,
+    inner: Arc<dyn Invoker>,
     bodies: Mutex<Vec<(String, String)>>,
 }
 
@@ -113,6 +114,16 @@ impl App {
 
     /// A stack with faults and template parameters besides the test defaults.
     pub async fn start_configured(faults: Faults, parameters: &[(&str, &str)]) -> App {
+        Self::start_full(faults, parameters, None).await
+    }
+
+    /// A stack with faults in its ports and, with `chaos`, in its event source
+    /// mappings (duplicate deliveries).
+    async fn start_full(
+        faults: Faults,
+        parameters: &[(&str, &str)],
+        chaos: Option<Arc<chaos::Chaos>>,
+    ) -> App {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
@@ -151,7 +162,14 @@ impl App {
 
         let linked = shop::functions::link(&sdk, &stack, &faults).expect("functions link");
         let sandbox = linked.sandbox;
-        let functions = linked.functions;
+        let functions: Arc<dyn Invoker> = Arc::new(linked.functions);
+        let functions = match chaos {
+            Some(chaos) => Arc::new(chaos::ChaosInvoker {
+                inner: functions,
+                chaos,
+            }),
+            None => functions,
+        };
         let recording = Arc::new(Recording {
             inner: functions,
             bodies: Mutex::default(),

@@ -429,3 +429,73 @@ async fn a_poison_command_is_dead_lettered_and_the_saga_compensates_on_timeout()
         .count();
     assert_eq!(deliveries, 5, "maxReceiveCount deliveries, then the DLQ");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_queue_messages_are_dead_lettered_and_nothing_else_breaks() {
+    // GIVEN messages no producer of ours sends: not JSON, wrong types, an unknown
+    // command, a missing field, and a body near SQS's 256 KiB limit
+    let app = App::start().await;
+    let huge = format!(
+        r#"{{"command":"Reserve","orderId":"ord-01a2040b059d7423bb9e5f0baee65274","lines":[{}]}}"#,
+        vec![r#"{"sku":"MUG","quantity":1,"unitPrice":1}"#; 5500].join(",")
+    );
+    assert!(huge.len() > 200 * 1024 && huge.len() < 256 * 1024);
+    let hostile: Vec<(&str, String)> = vec![
+        ("InventoryQueue", "not json at all".into()),
+        ("InventoryQueue", r#"{"command":"Reserve","orderId":42,"lines":"MUG"}"#.into()),
+        ("InventoryQueue", r#"{"command":"Teleport","orderId":"ord-x"}"#.into()),
+        ("InventoryQueue", huge),
+        ("PaymentsQueue", r#"{"command":"Charge","orderId":"ord-01a2040b059d7423bb9e5f0baee65274","amount":-5,"currency":"EUR"}"#.into()),
+        ("PaymentsQueue", "[1,2,3]".into()),
+        ("OrdersQueue", r#"{"orderId":"ord-1","lines":null}"#.into()),
+        ("FulfilmentQueue", r#"{"detail-type":"OrderConfirmed","detail":"nope"}"#.into()),
+    ];
+    for (queue, body) in &hostile {
+        app.send(queue, body).await;
+    }
+    // WHEN a shopper places a real order at the same time
+    let (_, placed) = app.place(&[("MUG", 2)], "tok_visa", None).await;
+    let id = order_id(&placed);
+
+    // THEN the real order is confirmed, charged once, its stock held
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(
+        app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
+        2500
+    );
+    assert_eq!(app.stock("MUG").await.reserved, 2);
+    // AND every hostile message ends in its queue's DLQ, unchanged, after
+    // maxReceiveCount failed deliveries; nothing else is dead-lettered
+    for queue in ["Inventory", "Payments", "Orders", "Fulfilment"] {
+        let expected: Vec<&String> = hostile
+            .iter()
+            .filter(|(q, _)| q.starts_with(queue))
+            .map(|(_, b)| b)
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let mut dead = Vec::new();
+        while dead.len() < expected.len() && std::time::Instant::now() < deadline {
+            dead.extend(
+                app.drain_messages(&format!("{queue}DLQ"))
+                    .await
+                    .into_iter()
+                    .filter_map(|m| m.body),
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut dead_sorted: Vec<&String> = dead.iter().collect();
+        dead_sorted.sort();
+        let mut expected_sorted = expected.clone();
+        expected_sorted.sort();
+        assert_eq!(dead_sorted, expected_sorted, "{queue}DLQ");
+    }
+    // AND the stock and the ledger saw nothing of them
+    let mug = app.stock("MUG").await;
+    assert_eq!((mug.available, mug.reserved), (98, 2));
+    assert!(
+        app.ledger("ord-01a2040b059d7423bb9e5f0baee65274")
+            .await
+            .is_none()
+    );
+}

@@ -81,7 +81,7 @@ impl Inventory {
 
     async fn execute(&self, message: SqsMessage) -> Result<(), CommandError> {
         let envelope: Envelope<InventoryCommand> =
-            serde_json::from_str(message.body.as_deref().unwrap_or(""))?;
+            Envelope::decode(message.body.as_deref().unwrap_or(""))?;
         let correlation_id = envelope.correlation_id.clone().unwrap_or_default();
         let service = InventoryService {
             stock: self.stock.as_ref(),

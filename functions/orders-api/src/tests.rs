@@ -246,3 +246,182 @@ async fn a_panic_becomes_a_500_problem() {
     assert_eq!(r.status_code, 500);
     assert_eq!(problem_type(&r), "internal-error");
 }
+
+/// The OpenAPI document as one JSON Schema 2020-12 resource, so `#/components/...`
+/// references resolve.
+fn openapi() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/orders-api.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Checks one answer against what the document says `operation` may answer: the
+/// status is documented, the media type is the documented one and the body is valid
+/// against its schema.
+fn conforms(doc: &Value, path: &str, method: &str, r: &ApiGatewayV2httpResponse) -> Vec<String> {
+    let pointer = format!("/paths/{}/{method}/responses", path.replace('/', "~1"));
+    let status = r.status_code.to_string();
+    let Some(mut response) = doc.pointer(&format!("{pointer}/{status}")).cloned() else {
+        return vec![format!(
+            "{method} {path}: status {status} is not documented"
+        )];
+    };
+    if let Some(reference) = response["$ref"].as_str() {
+        response = doc.pointer(&reference[1..]).unwrap().clone();
+    }
+    let media = r.headers["content-type"].to_str().unwrap();
+    let Some(schema) = response["content"][media]["schema"].as_object() else {
+        return vec![format!(
+            "{method} {path} {status}: {media} is not documented"
+        )];
+    };
+    let mut root = doc.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["$ref"] = schema["$ref"].clone();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap();
+    validator
+        .iter_errors(&body_of(r))
+        .map(|e| format!("{method} {path} {status}: {e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_answer_matches_the_openapi_document() {
+    let doc = openapi();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let (api, _) = api_with(Arc::new(catalog()));
+    let placed = api
+        .handle(request(
+            "POST",
+            "/v1/orders",
+            Some(ORDER),
+            &[("idempotency-key", "k1")],
+        ))
+        .await;
+    let id = body_of(&placed)["orderId"].as_str().unwrap().to_owned();
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(70_000));
+    let mut problems = conforms(&doc, "/v1/orders", "post", &placed);
+    let cases: Vec<(&str, &str, String, Option<String>, Vec<(&str, &str)>)> = vec![
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some(ORDER.into()),
+            vec![("idempotency-key", "k1")],
+        ),
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some(ORDER.replace("2}", "3}")),
+            vec![("idempotency-key", "k1")],
+        ),
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some(ORDER.into()),
+            vec![("idempotency-key", "bad key")],
+        ),
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some("{".into()),
+            vec![],
+        ),
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some(r#"{"customerId":5}"#.into()),
+            vec![],
+        ),
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some(ORDER.replace("MUG", "NOPE")),
+            vec![],
+        ),
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some(ORDER.replace("2}", "-2}")),
+            vec![],
+        ),
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some(huge),
+            vec![],
+        ),
+        (
+            "post",
+            "/v1/orders",
+            "/v1/orders".into(),
+            Some(ORDER.into()),
+            vec![("content-type", "text/plain")],
+        ),
+        (
+            "get",
+            "/v1/orders/{orderId}",
+            format!("/v1/orders/{id}"),
+            None,
+            vec![],
+        ),
+        (
+            "get",
+            "/v1/orders/{orderId}",
+            "/v1/orders/ord-nope".into(),
+            None,
+            vec![],
+        ),
+        (
+            "post",
+            "/v1/orders/{orderId}/cancel",
+            format!("/v1/orders/{id}/cancel"),
+            None,
+            vec![],
+        ),
+        (
+            "post",
+            "/v1/orders/{orderId}/cancel",
+            format!("/v1/orders/{id}/cancel"),
+            None,
+            vec![],
+        ),
+        (
+            "post",
+            "/v1/orders/{orderId}/cancel",
+            "/v1/orders/ord-nope/cancel".into(),
+            None,
+            vec![],
+        ),
+    ];
+    let mut statuses = Vec::new();
+    for (method, template, path, body, headers) in &cases {
+        let r = api
+            .handle(request(
+                &method.to_uppercase(),
+                path,
+                body.as_deref(),
+                headers,
+            ))
+            .await;
+        statuses.push(r.status_code);
+        problems.extend(conforms(&doc, template, method, &r));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The cases cover every documented answer that needs no failing dependency.
+    assert_eq!(
+        statuses,
+        [
+            202, 422, 400, 400, 400, 422, 422, 413, 415, 200, 404, 200, 409, 404
+        ]
+    );
+}

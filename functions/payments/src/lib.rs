@@ -10,8 +10,7 @@ use shop_aws::ConfigError;
 use shop_domain::commands::{Envelope, PaymentCommand, answer_task, error_names, with_heartbeats};
 use shop_domain::payment::{PaymentService, SandboxProvider};
 use shop_domain::ports::{
-    EventPublisher, NoHooks, PaymentLedger, PaymentProvider, PortError, PortHooks,
-    TaskCallbacks,
+    EventPublisher, NoHooks, PaymentLedger, PaymentProvider, PortError, PortHooks, TaskCallbacks,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +111,7 @@ impl Payments {
 
     async fn execute(&self, message: SqsMessage) -> Result<(), CommandError> {
         let envelope: Envelope<PaymentCommand> =
-            serde_json::from_str(message.body.as_deref().unwrap_or(""))?;
+            Envelope::decode(message.body.as_deref().unwrap_or(""))?;
         let correlation_id = envelope.correlation_id.clone().unwrap_or_default();
         let service = PaymentService {
             ledger: self.ledger.as_ref(),

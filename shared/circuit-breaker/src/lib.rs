@@ -63,9 +63,18 @@ impl State {
 
 #[derive(Debug)]
 enum Inner {
-    Closed { failures: VecDeque<Instant> },
-    Open { until: Instant },
-    HalfOpen,
+    Closed {
+        failures: VecDeque<Instant>,
+    },
+    Open {
+        until: Instant,
+    },
+    /// A probe went out at `since`. A probe that never reports (its caller panicked
+    /// or was cancelled) must not hold the breaker half-open for ever: after one more
+    /// cool-down the next call becomes the probe.
+    HalfOpen {
+        since: Instant,
+    },
 }
 
 impl Inner {
@@ -73,7 +82,7 @@ impl Inner {
         match self {
             Self::Closed { .. } => State::Closed,
             Self::Open { .. } => State::Open,
-            Self::HalfOpen => State::HalfOpen,
+            Self::HalfOpen { .. } => State::HalfOpen,
         }
     }
 }
@@ -127,17 +136,21 @@ impl<C: Clock> CircuitBreaker<C> {
         match &*inner {
             Inner::Closed { .. } => true,
             Inner::Open { until } if now >= *until => {
-                self.change(&mut inner, Inner::HalfOpen);
+                self.change(&mut inner, Inner::HalfOpen { since: now });
                 true
             }
-            Inner::Open { .. } | Inner::HalfOpen => false,
+            Inner::HalfOpen { since } if now.duration_since(*since) >= self.config.cool_down => {
+                *inner = Inner::HalfOpen { since: now };
+                true
+            }
+            Inner::Open { .. } | Inner::HalfOpen { .. } => false,
         }
     }
 
     /// Reports a call that succeeded.
     pub fn on_success(&self) {
         let mut inner = self.lock();
-        if matches!(*inner, Inner::HalfOpen) {
+        if matches!(*inner, Inner::HalfOpen { .. }) {
             self.change(
                 &mut inner,
                 Inner::Closed {
@@ -167,7 +180,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     self.change(&mut inner, open);
                 }
             }
-            Inner::HalfOpen => self.change(&mut inner, open),
+            Inner::HalfOpen { .. } => self.change(&mut inner, open),
             Inner::Open { .. } => {}
         }
     }
@@ -257,6 +270,24 @@ mod tests {
         assert!(!b.allow());
         clock.advance(Duration::from_secs(1));
         assert!(b.allow());
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_gives_way_to_another_after_a_cool_down() {
+        // Found by the chaos run: a worker that crashed during the probe left the
+        // breaker half-open, failing every later call of that instance fast.
+        let (b, clock, _) = breaker();
+        for _ in 0..3 {
+            b.on_failure();
+        }
+        clock.advance(Duration::from_secs(30));
+        assert!(b.allow(), "the probe goes out, and its caller dies");
+        clock.advance(Duration::from_secs(29));
+        assert!(!b.allow());
+        clock.advance(Duration::from_secs(1));
+        assert!(b.allow(), "a new probe after one more cool-down");
+        b.on_success();
+        assert_eq!(b.state(), State::Closed);
     }
 
     #[test]

@@ -44,6 +44,14 @@ pub struct Envelope<C> {
     pub command: C,
 }
 
+impl<C: serde::de::DeserializeOwned> Envelope<C> {
+    /// Decodes a queue message body. The one decoder the handlers, the property tests
+    /// and the fuzz targets share, so what is fuzzed is what runs.
+    pub fn decode(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
 /// Commands on the inventory queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all_fields = "camelCase")]

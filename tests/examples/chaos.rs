@@ -1,0 +1,52 @@
+//! The long chaos run behind `scripts/chaos.sh`: the scenario of the chaos test with
+//! as many orders as asked (10,000 by default), then the table of orders, faults by
+//! kind and violations. Exits non-zero when an invariant is broken.
+
+use clap::Parser;
+use e2e::chaos::{ChaosConfig, quiet_injected_panics, run};
+use std::time::Duration;
+
+/// Drives many orders through the saga on moto while injecting faults.
+#[derive(Parser)]
+struct Args {
+    /// Orders to place.
+    #[arg(long, default_value_t = 10_000)]
+    orders: usize,
+    /// Seed for the requests and the fault plan (printed; pass it to replay a run).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Orders in flight at once.
+    #[arg(long, default_value_t = 25)]
+    in_flight: usize,
+    /// Probability of each kind of fault per order.
+    #[arg(long, default_value_t = 0.06)]
+    fault_rate: f64,
+    /// Minutes the system may take to become quiet after the last order.
+    #[arg(long, default_value_t = 15)]
+    quiet_minutes: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    quiet_injected_panics();
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    });
+    eprintln!("chaos seed {seed}: {} orders", args.orders);
+    let report = run(&ChaosConfig {
+        seed,
+        orders: args.orders,
+        in_flight: args.in_flight,
+        fault_rate: args.fault_rate,
+        quiet_within: Duration::from_secs(args.quiet_minutes * 60),
+    })
+    .await;
+    println!("{}", report.table());
+    if !report.violations.is_empty() || !report.refused.is_empty() {
+        std::process::exit(1);
+    }
+}

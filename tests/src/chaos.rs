@@ -1,0 +1,901 @@
+//! The chaos run: many orders through the real saga on the emulator while faults are
+//! injected through the ports at random, with a seed that fixes which faults each
+//! order gets. Once the system is quiet, every invariant of DESIGN.md is checked for
+//! every order. `tests/tests/chaos.rs` runs a few hundred orders in the test command;
+//! `scripts/chaos.sh` runs 10,000 and prints the same table.
+
+use crate::{App, Faults, schema_violations};
+use async_trait::async_trait;
+use local_runtime::provision::FunctionSpec;
+use local_runtime::{InvokeError, Invoker};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+use shop::ops::dlq::{ReplayOptions, replay};
+use shop::ops::saga::{RedrivePlan, plan, redrive, replay_compensations, show};
+use shop::ops::stack::Ops;
+use shop_domain::events::DomainEvent;
+use shop_domain::payment::{ChargeRequest, ProviderError};
+use shop_domain::ports::{
+    EventPublisher, PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome, SagaStarter,
+    StartOutcome, StockLevel, StockStore, TaskCallbacks,
+};
+use shop_domain::{OrderId, OrderLine, OrderStatus, Sku};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a hung inventory worker blocks an order: longer than ReserveStock's
+/// `TimeoutSeconds` (30), so the saga times the step out and compensates.
+const HANG: Duration = Duration::from_secs(33);
+
+/// The SKUs the run buys, with the stock each starts with per 100 orders. TEE runs
+/// out part-way, so out-of-stock compensation happens under faults too.
+const STOCK_PER_100: [(&str, u32); 3] = [("MUG", 150), ("TEE", 40), ("RARE", 1)];
+
+/// A kind of fault. Each is planned per order with its own probability and fires at
+/// most once for that order, at the first call that reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// The intake function dies before StartExecution.
+    CrashBeforeStart,
+    /// The intake function dies after StartExecution succeeded.
+    CrashAfterStart,
+    /// The inventory function dies before its reservation transaction.
+    CrashBeforeReserve,
+    /// The inventory function dies after its reservation transaction.
+    CrashAfterReserve,
+    /// The inventory function dies before releasing.
+    CrashBeforeRelease,
+    /// The inventory function dies after releasing.
+    CrashAfterRelease,
+    /// The payments function dies before calling the provider.
+    CrashBeforeCharge,
+    /// The payments function dies after the provider captured.
+    CrashAfterCharge,
+    /// The payments function dies before refunding.
+    CrashBeforeRefund,
+    /// The payments function dies after the provider refunded.
+    CrashAfterRefund,
+    /// A worker dies after answering the saga's task token.
+    CrashAfterAnswer,
+    /// SQS delivers a message twice, at once.
+    DuplicateDelivery,
+    /// The inventory worker hangs past the step's task timeout.
+    TaskTimeout,
+    /// The payment provider fails transiently once.
+    ProviderTransient,
+    /// An EventBridge PutEvents entry fails.
+    PublishFails,
+}
+
+impl Fault {
+    /// Every kind, in report order.
+    pub const ALL: [Fault; 15] = [
+        Fault::CrashBeforeStart,
+        Fault::CrashAfterStart,
+        Fault::CrashBeforeReserve,
+        Fault::CrashAfterReserve,
+        Fault::CrashBeforeRelease,
+        Fault::CrashAfterRelease,
+        Fault::CrashBeforeCharge,
+        Fault::CrashAfterCharge,
+        Fault::CrashBeforeRefund,
+        Fault::CrashAfterRefund,
+        Fault::CrashAfterAnswer,
+        Fault::DuplicateDelivery,
+        Fault::TaskTimeout,
+        Fault::ProviderTransient,
+        Fault::PublishFails,
+    ];
+
+    /// The name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::CrashBeforeStart => "crash before StartExecution",
+            Fault::CrashAfterStart => "crash after StartExecution",
+            Fault::CrashBeforeReserve => "crash before reserve",
+            Fault::CrashAfterReserve => "crash after reserve",
+            Fault::CrashBeforeRelease => "crash before release",
+            Fault::CrashAfterRelease => "crash after release",
+            Fault::CrashBeforeCharge => "crash before charge",
+            Fault::CrashAfterCharge => "crash after charge",
+            Fault::CrashBeforeRefund => "crash before refund",
+            Fault::CrashAfterRefund => "crash after refund",
+            Fault::CrashAfterAnswer => "crash after task answer",
+            Fault::DuplicateDelivery => "duplicate delivery",
+            Fault::TaskTimeout => "command past its task timeout",
+            Fault::ProviderTransient => "transient provider failure",
+            Fault::PublishFails => "PutEvents entry failed",
+        }
+    }
+
+    /// Probability that an order gets this fault. Hangs are rare: each costs 33 s.
+    fn probability(self, rate: f64) -> f64 {
+        match self {
+            Fault::TaskTimeout => rate / 10.0,
+            _ => rate,
+        }
+    }
+}
+
+/// What a chaos run does.
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    /// Fixes every order's request and fault plan; printed so a run can be repeated.
+    pub seed: u64,
+    /// Orders placed.
+    pub orders: usize,
+    /// Orders in flight at once (placed and not yet terminal).
+    pub in_flight: usize,
+    /// Probability of each fault kind per order.
+    pub fault_rate: f64,
+    /// How long the system may take to become quiet after the last order.
+    pub quiet_within: Duration,
+}
+
+/// The faults planned and fired, and what the run learned.
+pub struct Chaos {
+    seed: u64,
+    rate: f64,
+    plans: Mutex<HashMap<String, HashSet<Fault>>>,
+    tokens: Mutex<HashMap<String, String>>,
+    hung_until: Mutex<HashMap<String, Instant>>,
+    fired: Mutex<BTreeMap<Fault, u64>>,
+}
+
+impl Chaos {
+    /// A run's fault state.
+    pub fn new(seed: u64, rate: f64) -> Arc<Self> {
+        Arc::new(Self {
+            seed,
+            rate,
+            plans: Mutex::default(),
+            tokens: Mutex::default(),
+            hung_until: Mutex::default(),
+            fired: Mutex::default(),
+        })
+    }
+
+    fn rng(&self, index: usize, stream: u64) -> StdRng {
+        StdRng::seed_from_u64(
+            self.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream << 56,
+        )
+    }
+
+    /// Plans order `index`'s faults (from the seed alone) under its order id.
+    fn register(&self, order_id: &str, index: usize) {
+        let mut rng = self.rng(index, 1);
+        let plan = Fault::ALL
+            .into_iter()
+            .filter(|f| rng.random_bool(f.probability(self.rate)))
+            .collect();
+        lock(&self.plans).insert(order_id.to_owned(), plan);
+    }
+
+    /// Whether `fault` fires now for the order; each planned fault fires once.
+    fn take(&self, order_id: &str, fault: Fault) -> bool {
+        let fired = lock(&self.plans)
+            .get_mut(order_id)
+            .is_some_and(|p| p.remove(&fault));
+        if fired {
+            *lock(&self.fired).entry(fault).or_default() += 1;
+        }
+        fired
+    }
+
+    /// Dies like a crashed Lambda invocation if the fault fires: the record fails and
+    /// comes back after the visibility timeout.
+    fn crash(&self, order_id: &str, fault: Fault) {
+        if self.take(order_id, fault) {
+            panic!("chaos: {} for {order_id}", fault.name());
+        }
+    }
+
+    fn order_of_token(&self, token: &str) -> String {
+        lock(&self.tokens).get(token).cloned().unwrap_or_default()
+    }
+
+    /// Faults fired so far, by kind.
+    pub fn fired(&self) -> BTreeMap<Fault, u64> {
+        lock(&self.fired).clone()
+    }
+
+    /// The port wrappers that inject this run's faults.
+    pub fn wrappers(self: &Arc<Self>) -> Faults {
+        let (a, b, c, d, e) = (
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+        );
+        Faults {
+            saga: Some(Arc::new(move |inner| {
+                Arc::new(ChaosSaga {
+                    inner,
+                    chaos: a.clone(),
+                }) as Arc<dyn SagaStarter>
+            })),
+            stock: Some(Arc::new(move |inner| {
+                Arc::new(ChaosStock {
+                    inner,
+                    chaos: b.clone(),
+                }) as Arc<dyn StockStore>
+            })),
+            provider: Some(Arc::new(move |inner| {
+                Arc::new(ChaosProvider {
+                    inner,
+                    chaos: c.clone(),
+                }) as Arc<dyn PaymentProvider>
+            })),
+            callbacks: Some(Arc::new(move |inner| {
+                Arc::new(ChaosCallbacks {
+                    inner,
+                    chaos: d.clone(),
+                }) as Arc<dyn TaskCallbacks>
+            })),
+            events: Some(Arc::new(move |inner| {
+                Arc::new(ChaosEvents {
+                    inner,
+                    chaos: e.clone(),
+                }) as Arc<dyn EventPublisher>
+            })),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Panics the chaos run injects are expected; only other panics are printed.
+pub fn quiet_injected_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let injected = info
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.starts_with("chaos: "));
+        if !injected {
+            default(info);
+        }
+    }));
+}
+
+struct ChaosSaga {
+    inner: Arc<dyn SagaStarter>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl SagaStarter for ChaosSaga {
+    async fn start(&self, order_id: &OrderId, input: &Value) -> Result<StartOutcome, PortError> {
+        let id = order_id.to_string();
+        self.chaos.crash(&id, Fault::CrashBeforeStart);
+        let outcome = self.inner.start(order_id, input).await?;
+        self.chaos.crash(&id, Fault::CrashAfterStart);
+        Ok(outcome)
+    }
+}
+
+struct ChaosStock {
+    inner: Arc<dyn StockStore>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl StockStore for ChaosStock {
+    async fn reserve(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReserveOutcome, PortError> {
+        let id = order_id.to_string();
+        if self.chaos.take(&id, Fault::TaskTimeout) {
+            lock(&self.chaos.hung_until).insert(id.clone(), Instant::now() + HANG);
+        }
+        let hung = lock(&self.chaos.hung_until).get(&id).copied();
+        if let Some(until) = hung {
+            tokio::time::sleep_until(until.into()).await;
+        }
+        self.chaos.crash(&id, Fault::CrashBeforeReserve);
+        let outcome = self.inner.reserve(order_id, lines).await?;
+        self.chaos.crash(&id, Fault::CrashAfterReserve);
+        Ok(outcome)
+    }
+
+    async fn release(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReleaseOutcome, PortError> {
+        let id = order_id.to_string();
+        self.chaos.crash(&id, Fault::CrashBeforeRelease);
+        let outcome = self.inner.release(order_id, lines).await?;
+        self.chaos.crash(&id, Fault::CrashAfterRelease);
+        Ok(outcome)
+    }
+
+    async fn restock(&self, sku: &Sku, quantity: u32) -> Result<StockLevel, PortError> {
+        self.inner.restock(sku, quantity).await
+    }
+
+    async fn level(&self, sku: &Sku) -> Result<Option<StockLevel>, PortError> {
+        self.inner.level(sku).await
+    }
+}
+
+struct ChaosProvider {
+    inner: Arc<dyn PaymentProvider>,
+    chaos: Arc<Chaos>,
+}
+
+fn order_of_charge_key(key: &str) -> &str {
+    key.strip_prefix("charge-").unwrap_or(key)
+}
+
+#[async_trait]
+impl PaymentProvider for ChaosProvider {
+    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        let id = order_of_charge_key(&request.idempotency_key);
+        self.chaos.crash(id, Fault::CrashBeforeCharge);
+        if self.chaos.take(id, Fault::ProviderTransient) {
+            return Err(ProviderError::Transient(
+                "chaos: 503 from the provider".into(),
+            ));
+        }
+        let capture = self.inner.charge(request).await?;
+        self.chaos.crash(id, Fault::CrashAfterCharge);
+        Ok(capture)
+    }
+
+    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
+        let id = order_of_charge_key(charge_key);
+        self.chaos.crash(id, Fault::CrashBeforeRefund);
+        let refunded = self.inner.refund(charge_key).await?;
+        self.chaos.crash(id, Fault::CrashAfterRefund);
+        Ok(refunded)
+    }
+}
+
+struct ChaosCallbacks {
+    inner: Arc<dyn TaskCallbacks>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl TaskCallbacks for ChaosCallbacks {
+    async fn succeed(&self, task_token: &str, output: &Value) -> Result<bool, PortError> {
+        let answered = self.inner.succeed(task_token, output).await?;
+        let id = self.chaos.order_of_token(task_token);
+        self.chaos.crash(&id, Fault::CrashAfterAnswer);
+        Ok(answered)
+    }
+
+    async fn fail(&self, task_token: &str, error: &str, cause: &str) -> Result<bool, PortError> {
+        let answered = self.inner.fail(task_token, error, cause).await?;
+        let id = self.chaos.order_of_token(task_token);
+        self.chaos.crash(&id, Fault::CrashAfterAnswer);
+        Ok(answered)
+    }
+
+    async fn heartbeat(&self, task_token: &str) -> Result<bool, PortError> {
+        self.inner.heartbeat(task_token).await
+    }
+}
+
+struct ChaosEvents {
+    inner: Arc<dyn EventPublisher>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl EventPublisher for ChaosEvents {
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), PortError> {
+        let order = events
+            .first()
+            .and_then(|e| e.detail["orderId"].as_str())
+            .unwrap_or_default();
+        if self.chaos.take(order, Fault::PublishFails) {
+            return Err(PortError::new(
+                "events.publish",
+                "chaos: 1 PutEvents entry failed (InternalFailure)",
+            ));
+        }
+        self.inner.publish(events).await
+    }
+}
+
+/// Sits where Lambda's event source mapping hands records to a function: learns which
+/// order each task token belongs to, and delivers a batch twice when an order in it
+/// has a planned duplicate delivery.
+pub struct ChaosInvoker {
+    /// The functions.
+    pub inner: Arc<dyn Invoker>,
+    /// The run.
+    pub chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl Invoker for ChaosInvoker {
+    async fn invoke(&self, function: &FunctionSpec, event: Value) -> Result<Value, InvokeError> {
+        let mut duplicate = false;
+        if let Some(records) = event["Records"].as_array() {
+            for record in records {
+                let body: Value =
+                    serde_json::from_str(record["body"].as_str().unwrap_or("")).unwrap_or_default();
+                let (Some(order), token) = (body["orderId"].as_str(), body["taskToken"].as_str())
+                else {
+                    continue;
+                };
+                if let Some(token) = token {
+                    lock(&self.chaos.tokens).insert(token.to_owned(), order.to_owned());
+                }
+                duplicate |= self.chaos.take(order, Fault::DuplicateDelivery);
+            }
+        }
+        if duplicate {
+            let (first, _) = tokio::join!(
+                self.inner.invoke(function, event.clone()),
+                self.inner.invoke(function, event)
+            );
+            first
+        } else {
+            self.inner.invoke(function, event).await
+        }
+    }
+}
+
+/// One order the driver placed.
+#[derive(Debug, Clone)]
+struct Placed {
+    order_id: String,
+    total: u64,
+    lines: Vec<(String, u32)>,
+}
+
+/// What a chaos run found.
+#[derive(Debug)]
+pub struct ChaosReport {
+    /// The seed.
+    pub seed: u64,
+    /// Orders placed and accepted (202).
+    pub accepted: usize,
+    /// Orders the API refused (should be none: every request is valid).
+    pub refused: Vec<String>,
+    /// Final status counts (`CONFIRMED`, `CANCELLED (reason)`).
+    pub outcomes: BTreeMap<String, usize>,
+    /// Faults fired, by kind.
+    pub faults: BTreeMap<Fault, u64>,
+    /// Operator actions taken mid-run and at the end: DLQ messages replayed, sagas
+    /// redriven, compensation cases replayed.
+    pub operator: BTreeMap<&'static str, u64>,
+    /// Events checked against their schemas.
+    pub events_checked: usize,
+    /// Every broken invariant, with the order's history where there is one.
+    pub violations: Vec<String>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl ChaosReport {
+    /// The table the script prints.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "chaos run, seed {}", self.seed);
+        let _ = writeln!(out, "{:<40} {:>8}", "orders accepted", self.accepted);
+        let _ = writeln!(out, "{:<40} {:>8}", "orders refused", self.refused.len());
+        for (outcome, n) in &self.outcomes {
+            let _ = writeln!(out, "{:<40} {:>8}", format!("  {outcome}"), n);
+        }
+        let _ = writeln!(
+            out,
+            "{:<40} {:>8}",
+            "faults injected",
+            self.faults.values().sum::<u64>()
+        );
+        for fault in Fault::ALL {
+            let n = self.faults.get(&fault).copied().unwrap_or(0);
+            let _ = writeln!(out, "{:<40} {:>8}", format!("  {}", fault.name()), n);
+        }
+        for (action, n) in &self.operator {
+            let _ = writeln!(out, "{:<40} {:>8}", format!("operator: {action}"), n);
+        }
+        let _ = writeln!(
+            out,
+            "{:<40} {:>8}",
+            "events schema-checked", self.events_checked
+        );
+        let _ = writeln!(out, "{:<40} {:>8}", "violations", self.violations.len());
+        let _ = writeln!(
+            out,
+            "{:<40} {:>7.1}s",
+            "elapsed",
+            self.elapsed.as_secs_f64()
+        );
+        for v in &self.violations {
+            let _ = writeln!(out, "\n{v}");
+        }
+        out
+    }
+}
+
+/// The request order `index` sends: its lines and payment token, from the seed.
+fn request(chaos: &Chaos, index: usize) -> (Vec<(String, u32)>, &'static str, bool) {
+    let mut rng = chaos.rng(index, 2);
+    let mut lines = vec![("MUG".to_owned(), rng.random_range(1..=3))];
+    if rng.random_bool(0.4) {
+        lines.push(("TEE".to_owned(), rng.random_range(1..=2)));
+    }
+    if rng.random_bool(0.02) {
+        lines.push(("RARE".to_owned(), 1));
+    }
+    let token = match rng.random_range(0..100) {
+        0..8 => "tok_decline_chaos",
+        8..14 => "tok_flaky_chaos",
+        14..16 => "tok_timeout_chaos",
+        _ => "tok_visa",
+    };
+    (lines, token, rng.random_bool(0.1))
+}
+
+/// Runs the chaos scenario on a fresh stack and checks every invariant.
+pub async fn run(config: &ChaosConfig) -> ChaosReport {
+    let started = Instant::now();
+    let chaos = Chaos::new(config.seed, config.fault_rate);
+    let app = Arc::new(App::start_chaos(chaos.clone()).await);
+    let ops_dir = std::env::temp_dir().join(format!("order-saga-chaos-{}", app.stack.prefix));
+    let ops = Arc::new(app.ops(&ops_dir));
+
+    let store = app.stock_store();
+    let mut start_levels = BTreeMap::new();
+    for (sku, per_100) in STOCK_PER_100 {
+        let wanted = (per_100 as usize * config.orders).div_ceil(100) as u32;
+        let have = app.stock(sku).await;
+        if wanted as u64 > have.available {
+            store
+                .restock(&Sku(sku.into()), wanted - have.available as u32)
+                .await
+                .expect("restock");
+        }
+        let level = app.stock(sku).await;
+        start_levels.insert(sku.to_owned(), level.available + level.reserved);
+    }
+
+    let operator = Mutex::new(BTreeMap::<&'static str, u64>::new());
+    let placed = Arc::new(Mutex::new(Vec::<Placed>::new()));
+    let refused = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = AtomicBool::new(false);
+    let background = async {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for _ in 0..20 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            operator_pass(&ops, &operator).await;
+        }
+    };
+    let placing = async {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(config.in_flight.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..config.orders {
+            let permit = semaphore.clone().acquire_owned().await.expect("semaphore");
+            let (app, chaos, placed, refused) =
+                (app.clone(), chaos.clone(), placed.clone(), refused.clone());
+            let seed = config.seed;
+            tasks.spawn(async move {
+                let _permit = permit;
+                drive_order(&app, &chaos, seed, index, &placed, &refused).await;
+            });
+            if index == config.orders / 2 {
+                operator_pass(&ops, &operator).await;
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    tokio::join!(placing, background);
+
+    let placed = lock(&placed).clone();
+    wait_quiet(&app, &ops, &operator, &placed, config.quiet_within).await;
+
+    let mut violations = Vec::new();
+    let mut outcomes = BTreeMap::new();
+    let mut sold: BTreeMap<String, u64> = BTreeMap::new();
+    for order in &placed {
+        let id = OrderId::parse(&order.order_id).expect("order id");
+        let report = match show(&ops, &order.order_id).await {
+            Ok(r) => r,
+            Err(e) => {
+                violations.push(format!("{}: cannot read it back: {e}", order.order_id));
+                continue;
+            }
+        };
+        let mut problems = report.violations.clone();
+        let net = app.sandbox.net_captured(&id);
+        match report.order.as_ref().map(|o| (&o.status, o.history.last())) {
+            Some((OrderStatus::Confirmed, _)) => {
+                *outcomes.entry("CONFIRMED".to_owned()).or_default() += 1;
+                for (sku, q) in &order.lines {
+                    *sold.entry(sku.clone()).or_default() += u64::from(*q);
+                }
+                if net != order.total {
+                    problems.push(format!(
+                        "confirmed, but the provider holds {net} of {}",
+                        order.total
+                    ));
+                }
+            }
+            Some((OrderStatus::Cancelled, last)) => {
+                let reason = last.and_then(|c| c.reason.clone()).unwrap_or_default();
+                *outcomes.entry(format!("CANCELLED ({reason})")).or_default() += 1;
+                if net != 0 {
+                    problems.push(format!("cancelled, but the provider holds {net}"));
+                }
+            }
+            Some((other, _)) => problems.push(format!("not terminal: {other:?}")),
+            None => {}
+        }
+        if !problems.is_empty() {
+            violations.push(format!(
+                "{}: {}\n{}",
+                order.order_id,
+                problems.join("; "),
+                serde_json::to_string_pretty(&json!({
+                    "order": report.order,
+                    "reservation": report.reservation,
+                    "ledger": report.ledger,
+                    "runs": report.runs,
+                }))
+                .unwrap_or_default()
+            ));
+        }
+    }
+    for (sku, start) in &start_levels {
+        let level = app.stock(sku).await;
+        let sold = sold.get(sku).copied().unwrap_or(0);
+        if level.available + level.reserved != *start || level.reserved != sold {
+            violations.push(format!(
+                "stock of {sku}: started with {start}, now available {} + reserved {}, \
+                 confirmed orders hold {sold}",
+                level.available, level.reserved
+            ));
+        }
+    }
+    let events = app.events().await;
+    violations.extend(schema_violations(&events));
+    violations.extend(missing_terminal_events(
+        &events,
+        &placed,
+        &outcomes_by_order(&ops, &placed).await,
+    ));
+
+    let _ = std::fs::remove_dir_all(&ops_dir);
+    ChaosReport {
+        seed: config.seed,
+        accepted: placed.len(),
+        refused: lock(&refused).clone(),
+        outcomes,
+        faults: chaos.fired(),
+        operator: lock(&operator).clone(),
+        events_checked: events.len(),
+        violations,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Places order `index` as a shopper would (retrying 5xx with its idempotency key),
+/// sometimes cancels it at once, and follows it until it is terminal.
+async fn drive_order(
+    app: &App,
+    chaos: &Chaos,
+    seed: u64,
+    index: usize,
+    placed: &Mutex<Vec<Placed>>,
+    refused: &Mutex<Vec<String>>,
+) {
+    let (lines, token, express) = request(chaos, index);
+    let key = format!("chaos-{seed}-{index}");
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity}))
+        .collect();
+    let body = json!({
+        "customerId": format!("chaos-{index}"),
+        "currency": "EUR",
+        "paymentToken": token,
+        "express": express,
+        "lines": items,
+    })
+    .to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("idempotency-key", key.as_str()),
+    ];
+    let mut answer = None;
+    for _ in 0..5 {
+        let r = app.http("POST", "/v1/orders", &headers, Some(&body)).await;
+        if r.status < 500 && r.status != 409 {
+            answer = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let Some(r) = answer.filter(|r| r.status == 202) else {
+        lock(refused).push(format!("order {index}: {body}"));
+        return;
+    };
+    let json: Value = serde_json::from_str(&r.body).unwrap_or_default();
+    let order_id = json["orderId"].as_str().unwrap_or_default().to_owned();
+    chaos.register(&order_id, index);
+    lock(placed).push(Placed {
+        order_id: order_id.clone(),
+        total: json["total"].as_u64().unwrap_or_default(),
+        lines,
+    });
+    if chaos.rng(index, 3).random_bool(0.05) {
+        app.http("POST", &format!("/v1/orders/{order_id}/cancel"), &[], None)
+            .await;
+    }
+    app.poll_terminal(&order_id, Duration::from_secs(90)).await;
+}
+
+/// The terminal status of every placed order, as stored.
+async fn outcomes_by_order(ops: &Ops, placed: &[Placed]) -> HashMap<String, OrderStatus> {
+    let mut out = HashMap::new();
+    for order in placed {
+        if let Ok(report) = show(ops, &order.order_id).await
+            && let Some(o) = report.order
+        {
+            out.insert(order.order_id.clone(), o.status);
+        }
+    }
+    out
+}
+
+/// Every confirmed order announced `OrderConfirmed` and every cancelled one
+/// `OrderCancelled` (events may repeat: delivery is at least once).
+fn missing_terminal_events(
+    events: &[Value],
+    placed: &[Placed],
+    status: &HashMap<String, OrderStatus>,
+) -> Vec<String> {
+    let seen: HashSet<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["detail"]["orderId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                e["detail-type"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    placed
+        .iter()
+        .filter_map(|o| {
+            let wanted = match status.get(&o.order_id)? {
+                OrderStatus::Confirmed => "OrderConfirmed",
+                OrderStatus::Cancelled => "OrderCancelled",
+                _ => return None,
+            };
+            (!seen.contains(&(o.order_id.clone(), wanted.to_owned())))
+                .then(|| format!("{}: no {wanted} event was published", o.order_id))
+        })
+        .collect()
+}
+
+/// What an operator on call does: replays every DLQ to its source, replays the
+/// compensation work queue, and redrives failed sagas whose order is not consistent.
+async fn operator_pass(ops: &Ops, counts: &Mutex<BTreeMap<&'static str, u64>>) {
+    let never = AtomicBool::new(false);
+    let hidden = indicatif::ProgressBar::hidden();
+    for dlq in ops.dead_letter_queues() {
+        if let Ok(summary) = replay(
+            ops,
+            &dlq.key,
+            &ReplayOptions {
+                manual: true,
+                ..ReplayOptions::default()
+            },
+            &hidden,
+            &never,
+        )
+        .await
+        {
+            *lock(counts).entry("DLQ messages replayed").or_default() +=
+                (summary.moved + summary.resumed) as u64;
+        }
+    }
+    if let Ok(cases) = replay_compensations(ops, false).await {
+        *lock(counts)
+            .entry("compensation cases replayed")
+            .or_default() += cases.len() as u64;
+    }
+    let Ok(failed) = shop::ops::saga::list(ops, Some("FAILED"), None).await else {
+        return;
+    };
+    let mut seen = HashSet::new();
+    for run in failed {
+        if !seen.insert(run.order_id.clone()) {
+            continue;
+        }
+        let Ok(report) = show(ops, &run.order_id).await else {
+            continue;
+        };
+        if matches!(plan(&report), RedrivePlan::Nothing { .. }) {
+            continue;
+        }
+        if redrive(ops, &run.order_id, false).await.is_ok() {
+            *lock(counts).entry("sagas redriven").or_default() += 1;
+        }
+    }
+}
+
+/// Waits until every placed order is terminal, no saga runs and every DLQ is empty,
+/// taking operator passes meanwhile.
+async fn wait_quiet(
+    app: &App,
+    ops: &Ops,
+    operator: &Mutex<BTreeMap<&'static str, u64>>,
+    placed: &[Placed],
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        operator_pass(ops, operator).await;
+        let running = shop::ops::saga::list(ops, Some("RUNNING"), None)
+            .await
+            .map(|r| r.len())
+            .unwrap_or(usize::MAX);
+        let mut dead_letters = 0;
+        for dlq in ops.dead_letter_queues() {
+            dead_letters += shop::ops::dlq::depth(ops, &dlq.key)
+                .await
+                .map(|(_, d)| d)
+                .unwrap_or(1);
+        }
+        let mut pending = 0;
+        for order in placed {
+            if !app.is_terminal(&order.order_id).await {
+                pending += 1;
+            }
+        }
+        if running == 0 && dead_letters == 0 && pending == 0 {
+            return;
+        }
+        tracing::warn!(running, dead_letters, pending, "chaos run not quiet yet");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+impl App {
+    /// A fresh stack whose ports and event source mappings inject `chaos`'s faults.
+    pub async fn start_chaos(chaos: Arc<Chaos>) -> App {
+        Self::start_full(chaos.wrappers(), &[], Some(chaos)).await
+    }
+
+    /// Whether the order is `CONFIRMED` or `CANCELLED`.
+    pub async fn is_terminal(&self, order_id: &str) -> bool {
+        let r = self
+            .http("GET", &format!("/v1/orders/{order_id}"), &[], None)
+            .await;
+        let order: Value = serde_json::from_str(&r.body).unwrap_or_default();
+        matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED"))
+    }
+
+    /// Polls until the order is terminal or `within` passes (no assertion: the chaos
+    /// run checks everything once the system is quiet).
+    pub async fn poll_terminal(&self, order_id: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline && !self.is_terminal(order_id).await {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
