@@ -14,9 +14,10 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 for target in request_body sqs_command; do
   mkdir -p "fuzz/corpus/$target"
+  cargo fuzz build --fuzz-dir fuzz "$target"
   start=$(date +%s)
   cargo fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \
-    -runs="$runs" -max_len=4096 -print_final_stats=1 2>"fuzz/$target.log" || {
+    -runs="$runs" -max_len=4096 -dict=fuzz/json.dict -print_final_stats=1 2>"fuzz/$target.log" || {
     tail -40 "fuzz/$target.log"; echo "$target: CRASH (see fuzz/artifacts/$target)"; exit 1; }
   done_runs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "fuzz/$target.log" | grep -Eo '[0-9]+$')"
   printf '%-14s %12s executions  0 crashes  %4ss\n' "$target" "$done_runs" "$(( $(date +%s) - start ))"

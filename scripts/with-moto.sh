@@ -11,7 +11,7 @@ py="$root/.venv/bin/python"
 
 port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 log="${TMPDIR:-/tmp}/moto-$port.log"
-MOTO_PORT="$port" "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+MOTO_PORT="$port" "$py" "$root/local/moto_server.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
 cleanup() { kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; }
 trap cleanup EXIT INT TERM

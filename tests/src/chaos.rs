@@ -6,13 +6,14 @@
 
 use crate::{App, Faults, schema_violations};
 use async_trait::async_trait;
+use futures::StreamExt;
 use local_runtime::provision::FunctionSpec;
 use local_runtime::{InvokeError, Invoker};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use shop::ops::dlq::{ReplayOptions, replay};
-use shop::ops::saga::{RedrivePlan, plan, redrive, replay_compensations, show};
+use shop::ops::saga::{replay_compensations, show};
 use shop::ops::stack::Ops;
 use shop_domain::events::DomainEvent;
 use shop_domain::payment::{ChargeRequest, ProviderError};
@@ -30,6 +31,10 @@ use std::time::{Duration, Instant};
 /// How long a hung inventory worker blocks an order: longer than ReserveStock's
 /// `TimeoutSeconds` (30), so the saga times the step out and compensates.
 const HANG: Duration = Duration::from_secs(33);
+
+/// Deliveries of a poisoned Release that crash: the queue's maxReceiveCount, so the
+/// message lands in the DLQ.
+const POISON_DELIVERIES: u32 = 5;
 
 /// The SKUs the run buys, with the stock each starts with per 100 orders. TEE runs
 /// out part-way, so out-of-stock compensation happens under faults too.
@@ -69,11 +74,15 @@ pub enum Fault {
     ProviderTransient,
     /// An EventBridge PutEvents entry fails.
     PublishFails,
+    /// The inventory worker crashes on every delivery of the order's Release until
+    /// the command is dead-lettered; an operator replays the DLQ and the saga's
+    /// compensation work queue.
+    PoisonRelease,
 }
 
 impl Fault {
     /// Every kind, in report order.
-    pub const ALL: [Fault; 15] = [
+    pub const ALL: [Fault; 16] = [
         Fault::CrashBeforeStart,
         Fault::CrashAfterStart,
         Fault::CrashBeforeReserve,
@@ -89,6 +98,7 @@ impl Fault {
         Fault::TaskTimeout,
         Fault::ProviderTransient,
         Fault::PublishFails,
+        Fault::PoisonRelease,
     ];
 
     /// The name in the report.
@@ -109,13 +119,15 @@ impl Fault {
             Fault::TaskTimeout => "command past its task timeout",
             Fault::ProviderTransient => "transient provider failure",
             Fault::PublishFails => "PutEvents entry failed",
+            Fault::PoisonRelease => "poison Release, dead-lettered",
         }
     }
 
-    /// Probability that an order gets this fault. Hangs are rare: each costs 33 s.
+    /// Probability that an order gets this fault. Hangs and poison messages are rare:
+    /// each costs the order half a minute or more.
     fn probability(self, rate: f64) -> f64 {
         match self {
-            Fault::TaskTimeout => rate / 10.0,
+            Fault::TaskTimeout | Fault::PoisonRelease => rate / 10.0,
             _ => rate,
         }
     }
@@ -143,6 +155,7 @@ pub struct Chaos {
     plans: Mutex<HashMap<String, HashSet<Fault>>>,
     tokens: Mutex<HashMap<String, String>>,
     hung_until: Mutex<HashMap<String, Instant>>,
+    poisoned: Mutex<HashMap<String, u32>>,
     fired: Mutex<BTreeMap<Fault, u64>>,
 }
 
@@ -155,6 +168,7 @@ impl Chaos {
             plans: Mutex::default(),
             tokens: Mutex::default(),
             hung_until: Mutex::default(),
+            poisoned: Mutex::default(),
             fired: Mutex::default(),
         })
     }
@@ -313,6 +327,19 @@ impl StockStore for ChaosStock {
         lines: &[OrderLine],
     ) -> Result<ReleaseOutcome, PortError> {
         let id = order_id.to_string();
+        if self.chaos.take(&id, Fault::PoisonRelease) {
+            lock(&self.chaos.poisoned).insert(id.clone(), POISON_DELIVERIES);
+        }
+        let poisoned = match lock(&self.chaos.poisoned).get_mut(&id) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        };
+        if poisoned {
+            panic!("chaos: poison Release for {id}");
+        }
         self.chaos.crash(&id, Fault::CrashBeforeRelease);
         let outcome = self.inner.release(order_id, lines).await?;
         self.chaos.crash(&id, Fault::CrashAfterRelease);
@@ -535,8 +562,8 @@ fn request(chaos: &Chaos, index: usize) -> (Vec<(String, u32)>, &'static str, bo
     }
     let token = match rng.random_range(0..100) {
         0..8 => "tok_decline_chaos",
-        8..14 => "tok_flaky_chaos",
-        14..16 => "tok_timeout_chaos",
+        8..12 => "tok_flaky_chaos",
+        12..13 => "tok_timeout_chaos",
         _ => "tok_visa",
     };
     (lines, token, rng.random_bool(0.1))
@@ -571,7 +598,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
     let stop = AtomicBool::new(false);
     let background = async {
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            for _ in 0..20 {
+            for _ in 0..30 {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     return;
                 }
@@ -592,9 +619,6 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
                 let _permit = permit;
                 drive_order(&app, &chaos, seed, index, &placed, &refused).await;
             });
-            if index == config.orders / 2 {
-                operator_pass(&ops, &operator).await;
-            }
         }
         while tasks.join_next().await.is_some() {}
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -602,20 +626,37 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
     tokio::join!(placing, background);
 
     let placed = lock(&placed).clone();
+    tracing::info!(
+        orders = placed.len(),
+        "chaos: every order placed; waiting for quiet"
+    );
     wait_quiet(&app, &ops, &operator, &placed, config.quiet_within).await;
 
+    tracing::info!("chaos: checking invariants");
     let mut violations = Vec::new();
     let mut outcomes = BTreeMap::new();
+    let mut status = HashMap::new();
     let mut sold: BTreeMap<String, u64> = BTreeMap::new();
-    for order in &placed {
+    let reports: Vec<_> = futures::stream::iter(&placed)
+        .map(|order| {
+            let ops = ops.clone();
+            async move { (order, show(&ops, &order.order_id).await) }
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    for (order, report) in reports {
         let id = OrderId::parse(&order.order_id).expect("order id");
-        let report = match show(&ops, &order.order_id).await {
+        let report = match report {
             Ok(r) => r,
             Err(e) => {
                 violations.push(format!("{}: cannot read it back: {e}", order.order_id));
                 continue;
             }
         };
+        if let Some(o) = &report.order {
+            status.insert(order.order_id.clone(), o.status);
+        }
         let mut problems = report.violations.clone();
         let net = app.sandbox.net_captured(&id);
         match report.order.as_ref().map(|o| (&o.status, o.history.last())) {
@@ -669,11 +710,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
     }
     let events = app.events().await;
     violations.extend(schema_violations(&events));
-    violations.extend(missing_terminal_events(
-        &events,
-        &placed,
-        &outcomes_by_order(&ops, &placed).await,
-    ));
+    violations.extend(missing_terminal_events(&events, &placed, &status));
 
     let _ = std::fs::remove_dir_all(&ops_dir);
     ChaosReport {
@@ -745,19 +782,6 @@ async fn drive_order(
     app.poll_terminal(&order_id, Duration::from_secs(90)).await;
 }
 
-/// The terminal status of every placed order, as stored.
-async fn outcomes_by_order(ops: &Ops, placed: &[Placed]) -> HashMap<String, OrderStatus> {
-    let mut out = HashMap::new();
-    for order in placed {
-        if let Ok(report) = show(ops, &order.order_id).await
-            && let Some(o) = report.order
-        {
-            out.insert(order.order_id.clone(), o.status);
-        }
-    }
-    out
-}
-
 /// Every confirmed order announced `OrderConfirmed` and every cancelled one
 /// `OrderCancelled` (events may repeat: delivery is at least once).
 fn missing_terminal_events(
@@ -791,9 +815,18 @@ fn missing_terminal_events(
         .collect()
 }
 
-/// What an operator on call does: replays every DLQ to its source, replays the
-/// compensation work queue, and redrives failed sagas whose order is not consistent.
+/// What an operator on call does when the alarms fire: replays every DLQ to its
+/// source and replays the compensation work queue (each case redrives its saga).
 async fn operator_pass(ops: &Ops, counts: &Mutex<BTreeMap<&'static str, u64>>) {
+    let started = Instant::now();
+    operator_actions(ops, counts).await;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "chaos: operator pass"
+    );
+}
+
+async fn operator_actions(ops: &Ops, counts: &Mutex<BTreeMap<&'static str, u64>>) {
     let never = AtomicBool::new(false);
     let hidden = indicatif::ProgressBar::hidden();
     for dlq in ops.dead_letter_queues() {
@@ -815,26 +848,8 @@ async fn operator_pass(ops: &Ops, counts: &Mutex<BTreeMap<&'static str, u64>>) {
     }
     if let Ok(cases) = replay_compensations(ops, false).await {
         *lock(counts)
-            .entry("compensation cases replayed")
+            .entry("compensation cases replayed (sagas redriven)")
             .or_default() += cases.len() as u64;
-    }
-    let Ok(failed) = shop::ops::saga::list(ops, Some("FAILED"), None).await else {
-        return;
-    };
-    let mut seen = HashSet::new();
-    for run in failed {
-        if !seen.insert(run.order_id.clone()) {
-            continue;
-        }
-        let Ok(report) = show(ops, &run.order_id).await else {
-            continue;
-        };
-        if matches!(plan(&report), RedrivePlan::Nothing { .. }) {
-            continue;
-        }
-        if redrive(ops, &run.order_id, false).await.is_ok() {
-            *lock(counts).entry("sagas redriven").or_default() += 1;
-        }
     }
 }
 
@@ -870,7 +885,7 @@ async fn wait_quiet(
         if running == 0 && dead_letters == 0 && pending == 0 {
             return;
         }
-        tracing::warn!(running, dead_letters, pending, "chaos run not quiet yet");
+        tracing::info!(running, dead_letters, pending, "chaos: not quiet yet");
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }

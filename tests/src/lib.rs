@@ -127,7 +127,8 @@ impl App {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,local_runtime=info".into()),
+                std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "warn,local_runtime=info,e2e=info".into()),
             )
             .try_init();
         // One moto server per test: moto shares state between threads without

@@ -11,6 +11,9 @@ use shop_domain::ports::PaymentProvider;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "saga/chaos.rs"]
+mod chaos;
+
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Detail types published for an order. Publication is at least once (a redelivered

@@ -18,7 +18,7 @@ use tracing::Instrument;
 pub enum CommandError {
     /// The body is not an inventory command.
     #[error("message is not an inventory command: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(#[from] shop_domain::commands::DecodeError),
     /// Answering the saga failed.
     #[error(transparent)]
     Port(#[from] PortError),

@@ -24,7 +24,7 @@ pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum CommandError {
     /// The body is not a payment command.
     #[error("message is not a payment command: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(#[from] shop_domain::commands::DecodeError),
     /// Answering the saga failed.
     #[error(transparent)]
     Port(#[from] PortError),

@@ -3,6 +3,7 @@
 //! `schemas/commands/*.json` pin them and contract tests check both sides.
 
 use crate::order::{Currency, OrderId, OrderLine, Sku};
+use crate::stock::MAX_RESTOCK;
 use serde::{Deserialize, Serialize};
 
 /// Error names the state machine's `Retry` and `Catch` match on. Changing one is a
@@ -44,11 +45,79 @@ pub struct Envelope<C> {
     pub command: C,
 }
 
-impl<C: serde::de::DeserializeOwned> Envelope<C> {
-    /// Decodes a queue message body. The one decoder the handlers, the property tests
-    /// and the fuzz targets share, so what is fuzzed is what runs.
-    pub fn decode(body: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(body)
+/// A queue command: it decodes from JSON and knows the rules its fields follow, so a
+/// message no producer of ours could have sent is refused before it touches anything.
+pub trait Command: serde::de::DeserializeOwned {
+    /// Why the command breaks a rule, if it does.
+    fn invalid(&self) -> Option<String>;
+}
+
+/// Why a message body is not a command.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or not the shape of any command.
+    #[error("not a command: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The shape of a command, breaking one of its rules.
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+impl<C: Command> Envelope<C> {
+    /// Decodes and checks a queue message body. The one decoder the handlers, the
+    /// tests and the fuzz targets share, so what is fuzzed is what runs.
+    pub fn decode(body: &str) -> Result<Self, DecodeError> {
+        let envelope: Self = serde_json::from_str(body)?;
+        match envelope.command.invalid() {
+            Some(why) => Err(DecodeError::Invalid(why)),
+            None => Ok(envelope),
+        }
+    }
+}
+
+/// The rules of an order's lines, as the API enforces them when the order is placed.
+fn invalid_lines(lines: &[OrderLine]) -> Option<String> {
+    let max_quantity = u32::try_from(crate::request::MAX_QUANTITY).unwrap_or(u32::MAX);
+    if lines.is_empty() || lines.len() > crate::request::MAX_LINES {
+        return Some(format!(
+            "{} lines; an order has 1 to {}",
+            lines.len(),
+            crate::request::MAX_LINES
+        ));
+    }
+    let mut skus = std::collections::BTreeSet::new();
+    for line in lines {
+        if !(1..=max_quantity).contains(&line.quantity) {
+            return Some(format!("quantity {} of {}", line.quantity, line.sku));
+        }
+        if !skus.insert(&line.sku) {
+            return Some(format!("{} appears twice", line.sku));
+        }
+    }
+    None
+}
+
+impl Command for InventoryCommand {
+    fn invalid(&self) -> Option<String> {
+        match self {
+            Self::Reserve { lines, .. } | Self::Release { lines, .. } => invalid_lines(lines),
+            Self::Restock { quantity, .. } if !(1..=MAX_RESTOCK).contains(quantity) => {
+                Some(format!("restock of {quantity} units; 1 to {MAX_RESTOCK}"))
+            }
+            Self::Restock { .. } => None,
+        }
+    }
+}
+
+impl Command for PaymentCommand {
+    fn invalid(&self) -> Option<String> {
+        match self {
+            Self::Charge { amount: 0, .. } => Some("a charge of 0".into()),
+            Self::Charge { payment_token, .. } if payment_token.is_empty() => {
+                Some("a charge without a payment token".into())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -199,6 +268,45 @@ pub async fn answer_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_no_producer_sends_are_refused_by_name() {
+        let reserve = |lines: &str| {
+            Envelope::<InventoryCommand>::decode(&format!(
+                r#"{{"command":"Reserve","orderId":"ord-0190a4b2c3d4e5f60718293a4b5c6d7e","lines":{lines}}}"#
+            ))
+        };
+        let line = |sku: &str, q: u32| format!(r#"{{"sku":"{sku}","quantity":{q},"unitPrice":1}}"#);
+        assert!(reserve(&format!("[{}]", line("MUG", 2))).is_ok());
+        for bad in [
+            "[]".to_owned(),
+            format!("[{}]", line("MUG", 0)),
+            format!("[{}]", line("MUG", 1001)),
+            format!("[{},{}]", line("MUG", 1), line("MUG", 1)),
+            format!(
+                "[{}]",
+                (0..51)
+                    .map(|i| line(&format!("S{i}"), 1))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ] {
+            assert!(
+                matches!(reserve(&bad), Err(DecodeError::Invalid(_))),
+                "accepted {bad}"
+            );
+        }
+        assert!(matches!(
+            Envelope::<InventoryCommand>::decode(r#"{"command":"Teleport"}"#),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            Envelope::<PaymentCommand>::decode(
+                r#"{"command":"Charge","orderId":"ord-0190a4b2c3d4e5f60718293a4b5c6d7e","amount":0,"currency":"EUR","paymentToken":"tok"}"#
+            ),
+            Err(DecodeError::Invalid(_))
+        ));
+    }
 
     #[test]
     fn decodes_the_reserve_command_the_saga_sends() {

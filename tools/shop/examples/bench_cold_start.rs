@@ -1,11 +1,12 @@
-//! Cold and warm start of a function's release binary under a fake Lambda Runtime API
-//! (the same HTTP contract Lambda's runtime interface serves): time from exec to the
-//! first `GET /runtime/invocation/next` (init), the first invocation (cold: clients make
-//! their first connections) and the second (warm), and the process's peak RSS. The event
-//! is the orders API's `GET /v1/orders/{id}` for an order stored in the emulator.
+//! Cold start of every function's release binary under a fake Lambda Runtime API (the
+//! HTTP contract Lambda's runtime interface serves), against two baselines run the same
+//! way in the same process: a C program that only asks for its first invocation (the
+//! floor) and a Python handler with the same init (boto3 clients for the same services)
+//! under `awslambdaric`. Init is exec → first `GET /runtime/invocation/next`, over many
+//! runs; one more run per function also takes its sample event from `events/` (the
+//! first invocation, with cold connections to the emulator) and reads the peak RSS.
 //!
-//!   cargo build --release -p orders-api
-//!   scripts/with-moto.sh cargo run --profile local-bench -p shop --example bench_cold_start -- [RUNS]
+//!   scripts/bench-cold-start.sh [RUNS]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -15,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use shop_aws::orders::DynamoOrderStore;
 use shop_domain::ports::OrderStore;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -24,7 +25,7 @@ use tokio::sync::{Mutex, mpsc};
 /// What the fake Runtime API saw, with when.
 enum Seen {
     Next(Instant),
-    Response(Instant, String),
+    Response(Instant),
     Error(String),
 }
 
@@ -66,7 +67,7 @@ async fn serve(
     let body = req.into_body().collect().await?.to_bytes();
     let text = String::from_utf8_lossy(&body).into_owned();
     let _ = api.seen.send(if path.ends_with("/response") {
-        Seen::Response(Instant::now(), text)
+        Seen::Response(Instant::now())
     } else {
         Seen::Error(format!("{path}: {text}"))
     });
@@ -94,6 +95,131 @@ fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
     (at(0.5), at(0.95))
 }
 
+/// One program to start under the fake Runtime API.
+struct Candidate {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    /// The event of the measured invocation, if the candidate handles one.
+    event: Option<String>,
+}
+
+/// A fake Runtime API on a free port; returns its address, what it sees, and where
+/// to push events.
+async fn runtime_api() -> (
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<Seen>,
+    mpsc::UnboundedSender<String>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let api = Arc::new(RuntimeApi {
+        seen: seen_tx,
+        events: Mutex::new(events_rx),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| serve(api.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (address, seen, events_tx, server)
+}
+
+/// What one start of a candidate measured.
+struct Start {
+    init: Duration,
+    invocation: Option<Duration>,
+    rss_mib: Option<f64>,
+}
+
+async fn start_once(candidate: &Candidate, endpoint: &str, invoke: bool) -> Start {
+    let (address, mut seen, events, server) = runtime_api().await;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&candidate.program)
+        .args(&candidate.args)
+        .envs(&candidate.env)
+        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", &candidate.name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts: {e}", candidate.program.display()));
+    let init = match seen.recv().await {
+        Some(Seen::Next(at)) => at - started,
+        _ => panic!("{}: expected GET next", candidate.name),
+    };
+    let mut out = Start {
+        init,
+        invocation: None,
+        rss_mib: None,
+    };
+    if let (true, Some(event)) = (invoke, &candidate.event) {
+        let sent = Instant::now();
+        let _ = events.send(event.clone());
+        match seen.recv().await {
+            Some(Seen::Response(at)) => out.invocation = Some(at - sent),
+            Some(Seen::Error(e)) => panic!("{} failed: {e}", candidate.name),
+            _ => panic!("{}: expected a response", candidate.name),
+        }
+        if let Some(Seen::Next(_)) = seen.recv().await {
+            out.rss_mib = child.id().and_then(peak_rss_kib).map(|k| k as f64 / 1024.0);
+        }
+    }
+    let _ = child.kill().await;
+    server.abort();
+    out
+}
+
+/// The functions of the template, their binaries and their sample events.
+const FUNCTIONS: [(&str, &str, &str); 5] = [
+    (
+        "orders-api",
+        "OrdersApiFunction",
+        "events/orders-api/get-order.json",
+    ),
+    (
+        "order-intake",
+        "OrderIntakeFunction",
+        "events/order-intake/orders-batch.json",
+    ),
+    (
+        "inventory",
+        "InventoryFunction",
+        "events/inventory/commands-batch.json",
+    ),
+    (
+        "payments",
+        "PaymentsFunction",
+        "events/payments/commands-batch.json",
+    ),
+    (
+        "fulfilment",
+        "FulfilmentFunction",
+        "events/fulfilment/order-outcomes.json",
+    ),
+];
+
 #[tokio::main]
 async fn main() {
     let runs: usize = std::env::args()
@@ -101,11 +227,15 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(30);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let binary = root.join("target/release/orders-api");
-    assert!(
-        binary.exists(),
-        "build it first: cargo build --release -p orders-api"
-    );
+    let floor = root.join("target/bench/floor");
+    let python = root.join(".venv-bench/bin/python");
+    for needed in [&floor, &python] {
+        assert!(
+            needed.exists(),
+            "run scripts/bench-cold-start.sh (missing {})",
+            needed.display()
+        );
+    }
     let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("run under scripts/with-moto.sh");
     let sdk = shop::local::emulator_sdk(&endpoint).await;
     let template = local_runtime::Template::load(&root.join("template.yaml")).expect("template");
@@ -126,101 +256,91 @@ async fn main() {
     .insert(&order)
     .await
     .expect("order stored");
-    let mut event: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("events/orders-api/get-order.json")).expect("sample"),
-    )
-    .expect("sample JSON");
-    let path = format!("/v1/orders/{}", order.order_id);
-    event["rawPath"] = serde_json::json!(path);
-    event["pathParameters"]["id"] = serde_json::json!(order.order_id.to_string());
-    event["requestContext"]["http"]["path"] = serde_json::json!(path);
-    let event = event.to_string();
 
-    let env = stack.functions["OrdersApiFunction"].env.clone();
-    let (mut init, mut cold, mut warm, mut rss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let (seen_tx, mut seen) = mpsc::unbounded_channel();
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let api = Arc::new(RuntimeApi {
-            seen: seen_tx,
-            events: Mutex::new(events_rx),
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let server = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let api = api.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| serve(api.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        let started = Instant::now();
-        let mut child = tokio::process::Command::new(&binary)
-            .envs(&env)
-            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("binary starts");
-        let mut timings = Vec::new();
-        let mut last = started;
-        for _ in 0..2 {
-            match seen.recv().await {
-                Some(Seen::Next(at)) => {
-                    timings.push(at - last);
-                    last = Instant::now();
-                    let _ = events_tx.send(event.clone());
-                }
-                _ => panic!("expected GET next"),
-            }
-            match seen.recv().await {
-                Some(Seen::Response(at, body)) => {
-                    assert!(body.contains("\"statusCode\":200"), "{body}");
-                    timings.push(at - last);
-                    last = at;
-                }
-                Some(Seen::Error(e)) => panic!("the function failed: {e}"),
-                _ => panic!("expected a response"),
-            }
+    let mut candidates = vec![Candidate {
+        name: "C floor (GET next only)".into(),
+        program: floor,
+        args: Vec::new(),
+        env: BTreeMap::new(),
+        event: None,
+    }];
+    for (binary, logical_id, sample) in FUNCTIONS {
+        let program = root.join("target/release").join(binary);
+        assert!(
+            program.exists(),
+            "run scripts/bench-cold-start.sh (missing {binary})"
+        );
+        let mut event: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join(sample)).expect("sample"))
+                .expect("sample JSON");
+        if binary == "orders-api" {
+            let path = format!("/v1/orders/{}", order.order_id);
+            event["rawPath"] = serde_json::json!(path);
+            event["pathParameters"]["id"] = serde_json::json!(order.order_id.to_string());
+            event["requestContext"]["http"]["path"] = serde_json::json!(path);
         }
-        if let Some(Seen::Next(_)) = seen.recv().await {
-            rss.push(child.id().and_then(peak_rss_kib).unwrap_or(0) as f64 / 1024.0);
-        }
-        let _ = child.kill().await;
-        server.abort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        init.push(ms(timings[0]));
-        cold.push(ms(timings[1]));
-        warm.push(ms(timings[3]));
+        candidates.push(Candidate {
+            name: binary.into(),
+            program,
+            args: Vec::new(),
+            env: stack.functions[logical_id].env.clone(),
+            event: Some(event.to_string()),
+        });
     }
-    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0) as f64 / 1_048_576.0;
+    candidates.push(Candidate {
+        name: "Python peer (boto3 ×4, awslambdaric)".into(),
+        program: python,
+        args: vec!["-m".into(), "awslambdaric".into(), "handler.handler".into()],
+        env: BTreeMap::from([(
+            "PYTHONPATH".to_owned(),
+            root.join("bench/python-peer").display().to_string(),
+        )]),
+        event: Some("{}".into()),
+    });
+
+    let mut rows = Vec::new();
+    for candidate in &candidates {
+        let measured = start_once(candidate, &endpoint, true).await;
+        let mut inits = vec![ms(measured.init)];
+        for _ in 1..runs {
+            inits.push(ms(start_once(candidate, &endpoint, false).await.init));
+        }
+        let (median, p95) = median_p95(inits);
+        rows.push((candidate, median, p95, measured));
+    }
+    let floor_median = rows[0].1;
+    let python_median = rows[rows.len() - 1].1;
+    println!("{runs} starts each under a fake Runtime API; ratios of medians, same process");
     println!(
-        "orders-api release binary ({size:.1} MB), {runs} runs, fake Runtime API, DynamoDB on moto"
+        "| program | init median | init p95 | × floor | Python peer ÷ | first invocation | peak RSS | binary |"
     );
-    println!("| measure | median | p95 |");
-    println!("|---|---:|---:|");
-    for (name, values) in [
-        ("init: exec → first GET next", init),
-        ("first invocation (cold clients)", cold),
-        ("second invocation (warm)", warm),
-    ] {
-        let (m, p) = median_p95(values);
-        println!("| {name} | {m:.1} ms | {p:.1} ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (candidate, median, p95, measured) in &rows {
+        println!(
+            "| {} | {median:.2} ms | {p95:.2} ms | {:.1}× | {:.0}× | {} | {} | {} |",
+            candidate.name,
+            median / floor_median,
+            python_median / median,
+            measured
+                .invocation
+                .map(|d| format!("{:.1} ms", ms(d)))
+                .unwrap_or_else(|| "–".into()),
+            measured
+                .rss_mib
+                .map(|r| format!("{r:.1} MiB"))
+                .unwrap_or_else(|| "–".into()),
+            size_mb(&candidate.program),
+        );
     }
-    let (m, p) = median_p95(rss);
-    println!("| peak RSS after two invocations | {m:.1} MiB | {p:.1} MiB |");
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn size_mb(program: &Path) -> String {
+    match std::fs::metadata(program) {
+        Ok(m) if m.len() > 100_000 => format!("{:.2} MB", m.len() as f64 / 1_000_000.0),
+        _ => "–".into(),
+    }
 }

@@ -117,7 +117,9 @@ impl Emulator {
         let err_file = log_file
             .try_clone()
             .map_err(|e| EmulatorError::Start(e.to_string()))?;
-        let child = Command::new(server)
+        // moto through local/moto_server.py, which serializes DynamoDB writes (see there).
+        let child = Command::new(server.with_file_name("python"))
+            .arg(root.join("local/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // Step Functions service integrations call back to this port.
             .env("MOTO_PORT", port.to_string())

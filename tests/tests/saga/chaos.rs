@@ -1,7 +1,8 @@
 //! Invariants under injected faults: a few hundred orders through the real saga on
 //! moto with crashes, duplicate deliveries, a hung worker, provider and PutEvents
-//! failures and operator replays, then every invariant checked for every order.
-//! `scripts/chaos.sh` runs the same scenario with 10,000 orders.
+//! failures, a poison message and operator replays, then every invariant checked for
+//! every order. `scripts/chaos.sh` runs the same scenario with 10,000 orders. Part of
+//! the saga test binary so it runs beside the other saga tests, not after them.
 
 use e2e::chaos::{ChaosConfig, Fault, quiet_injected_panics, run};
 use std::time::Duration;
@@ -17,7 +18,7 @@ async fn every_invariant_holds_for_every_order_under_random_faults() {
     let report = run(&ChaosConfig {
         seed,
         orders: 200,
-        in_flight: 25,
+        in_flight: 40,
         fault_rate: 0.06,
         quiet_within: Duration::from_secs(240),
     })

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Cold-start benchmark: every function's release binary against the C floor and a
+# Python peer (boto3 + awslambdaric from PyPI, in .venv-bench), all under the same
+# fake Lambda Runtime API, with a private moto server for the first invocations.
+#   scripts/bench-cold-start.sh [RUNS]     # default 30 starts per program
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/bootstrap.sh
+if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c 'import awslambdaric, boto3' 2>/dev/null; then
+  python3 -m venv .venv-bench
+  .venv-bench/bin/pip install --quiet -r scripts/bench-requirements.txt
+fi
+mkdir -p target/bench
+cc -O2 -o target/bench/floor bench/floor.c
+cargo build --quiet --release -p orders-api -p order-intake -p inventory -p payments -p fulfilment
+exec scripts/with-moto.sh cargo run --quiet --profile local-bench -p shop --example bench_cold_start -- "$@"
