@@ -287,6 +287,33 @@ fn conforms(doc: &Value, path: &str, method: &str, r: &ApiGatewayV2httpResponse)
         .collect()
 }
 
+/// One request of the conformance test and the documented operation it exercises.
+struct Case {
+    method: &'static str,
+    template: &'static str,
+    path: String,
+    body: Option<String>,
+    headers: Vec<(&'static str, &'static str)>,
+}
+
+impl Case {
+    fn new(
+        method: &'static str,
+        template: &'static str,
+        path: &str,
+        body: Option<String>,
+        headers: Vec<(&'static str, &'static str)>,
+    ) -> Self {
+        Self {
+            method,
+            template,
+            path: path.to_owned(),
+            body,
+            headers,
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_answer_matches_the_openapi_document() {
     let doc = openapi();
@@ -303,118 +330,74 @@ async fn every_answer_matches_the_openapi_document() {
     let id = body_of(&placed)["orderId"].as_str().unwrap().to_owned();
     let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(70_000));
     let mut problems = conforms(&doc, "/v1/orders", "post", &placed);
-    let cases: Vec<(&str, &str, String, Option<String>, Vec<(&str, &str)>)> = vec![
-        (
+    let post = "/v1/orders";
+    let one = format!("/v1/orders/{id}");
+    let cancel = format!("/v1/orders/{id}/cancel");
+    let key = |k: &'static str| vec![("idempotency-key", k)];
+    let cases: Vec<Case> = vec![
+        Case::new("post", post, post, Some(ORDER.into()), key("k1")),
+        Case::new(
             "post",
-            "/v1/orders",
-            "/v1/orders".into(),
-            Some(ORDER.into()),
-            vec![("idempotency-key", "k1")],
-        ),
-        (
-            "post",
-            "/v1/orders",
-            "/v1/orders".into(),
+            post,
+            post,
             Some(ORDER.replace("2}", "3}")),
-            vec![("idempotency-key", "k1")],
+            key("k1"),
         ),
-        (
+        Case::new("post", post, post, Some(ORDER.into()), key("bad key")),
+        Case::new("post", post, post, Some("{".into()), vec![]),
+        Case::new(
             "post",
-            "/v1/orders",
-            "/v1/orders".into(),
-            Some(ORDER.into()),
-            vec![("idempotency-key", "bad key")],
-        ),
-        (
-            "post",
-            "/v1/orders",
-            "/v1/orders".into(),
-            Some("{".into()),
-            vec![],
-        ),
-        (
-            "post",
-            "/v1/orders",
-            "/v1/orders".into(),
+            post,
+            post,
             Some(r#"{"customerId":5}"#.into()),
             vec![],
         ),
-        (
+        Case::new(
             "post",
-            "/v1/orders",
-            "/v1/orders".into(),
+            post,
+            post,
             Some(ORDER.replace("MUG", "NOPE")),
             vec![],
         ),
-        (
+        Case::new("post", post, post, Some(ORDER.replace("2}", "-2}")), vec![]),
+        Case::new("post", post, post, Some(huge), vec![]),
+        Case::new(
             "post",
-            "/v1/orders",
-            "/v1/orders".into(),
-            Some(ORDER.replace("2}", "-2}")),
-            vec![],
-        ),
-        (
-            "post",
-            "/v1/orders",
-            "/v1/orders".into(),
-            Some(huge),
-            vec![],
-        ),
-        (
-            "post",
-            "/v1/orders",
-            "/v1/orders".into(),
+            post,
+            post,
             Some(ORDER.into()),
             vec![("content-type", "text/plain")],
         ),
-        (
+        Case::new("get", "/v1/orders/{orderId}", &one, None, vec![]),
+        Case::new(
             "get",
             "/v1/orders/{orderId}",
-            format!("/v1/orders/{id}"),
+            "/v1/orders/ord-nope",
             None,
             vec![],
         ),
-        (
-            "get",
-            "/v1/orders/{orderId}",
-            "/v1/orders/ord-nope".into(),
-            None,
-            vec![],
-        ),
-        (
+        Case::new("post", "/v1/orders/{orderId}/cancel", &cancel, None, vec![]),
+        Case::new("post", "/v1/orders/{orderId}/cancel", &cancel, None, vec![]),
+        Case::new(
             "post",
             "/v1/orders/{orderId}/cancel",
-            format!("/v1/orders/{id}/cancel"),
-            None,
-            vec![],
-        ),
-        (
-            "post",
-            "/v1/orders/{orderId}/cancel",
-            format!("/v1/orders/{id}/cancel"),
-            None,
-            vec![],
-        ),
-        (
-            "post",
-            "/v1/orders/{orderId}/cancel",
-            "/v1/orders/ord-nope/cancel".into(),
+            "/v1/orders/ord-nope/cancel",
             None,
             vec![],
         ),
     ];
     let mut statuses = Vec::new();
-    for (method, template, path, body, headers) in &cases {
+    for case in &cases {
         let r = api
             .handle(request(
-                &method.to_uppercase(),
-                path,
-                body.as_deref(),
-                headers,
+                &case.method.to_uppercase(),
+                &case.path,
+                case.body.as_deref(),
+                &case.headers,
             ))
             .await;
         statuses.push(r.status_code);
-        problems.extend(conforms(&doc, template, method, &r));
+        problems.extend(conforms(&doc, case.template, case.method, &r));
     }
     assert!(problems.is_empty(), "{problems:#?}");
     // The cases cover every documented answer that needs no failing dependency.
