@@ -123,11 +123,13 @@ impl Fault {
         }
     }
 
-    /// Probability that an order gets this fault. Hangs and poison messages are rare:
-    /// each costs the order half a minute or more.
+    /// Probability that an order gets this fault. Hangs are rare: each costs the order
+    /// half a minute. A poison Release is planned only for declined cards (see
+    /// [`Chaos::register`]), whose saga always releases.
     fn probability(self, rate: f64) -> f64 {
         match self {
-            Fault::TaskTimeout | Fault::PoisonRelease => rate / 10.0,
+            Fault::TaskTimeout => rate / 10.0,
+            Fault::PoisonRelease => 0.25,
             _ => rate,
         }
     }
@@ -180,11 +182,12 @@ impl Chaos {
     }
 
     /// Plans order `index`'s faults (from the seed alone) under its order id.
-    fn register(&self, order_id: &str, index: usize) {
+    fn register(&self, order_id: &str, index: usize, declined: bool) {
         let mut rng = self.rng(index, 1);
         let plan = Fault::ALL
             .into_iter()
             .filter(|f| rng.random_bool(f.probability(self.rate)))
+            .filter(|f| *f != Fault::PoisonRelease || declined)
             .collect();
         lock(&self.plans).insert(order_id.to_owned(), plan);
     }
@@ -598,7 +601,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
     let stop = AtomicBool::new(false);
     let background = async {
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            for _ in 0..30 {
+            for _ in 0..60 {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     return;
                 }
@@ -769,7 +772,7 @@ async fn drive_order(
     };
     let json: Value = serde_json::from_str(&r.body).unwrap_or_default();
     let order_id = json["orderId"].as_str().unwrap_or_default().to_owned();
-    chaos.register(&order_id, index);
+    chaos.register(&order_id, index, token.starts_with("tok_decline"));
     lock(placed).push(Placed {
         order_id: order_id.clone(),
         total: json["total"].as_u64().unwrap_or_default(),
@@ -910,7 +913,7 @@ impl App {
     pub async fn poll_terminal(&self, order_id: &str, within: Duration) {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline && !self.is_terminal(order_id).await {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(4)).await;
         }
     }
 }

@@ -436,8 +436,13 @@ async fn a_poison_command_is_dead_lettered_and_the_saga_compensates_on_timeout()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_queue_messages_are_dead_lettered_and_nothing_else_breaks() {
     // GIVEN messages no producer of ours sends: not JSON, wrong types, an unknown
-    // command, a missing field, and a body near SQS's 256 KiB limit
-    let app = App::start().await;
+    // command, a missing field, and a body near SQS's 256 KiB limit (the payments
+    // queue's visibility lowered so five deliveries take seconds, not 15 minutes)
+    let app = App::start_configured(
+        Faults::default(),
+        &[("PaymentsQueueVisibilityTimeout", "4")],
+    )
+    .await;
     let huge = format!(
         r#"{{"command":"Reserve","orderId":"ord-01a2040b059d7423bb9e5f0baee65274","lines":[{}]}}"#,
         vec![r#"{"sku":"MUG","quantity":1,"unitPrice":1}"#; 5500].join(",")

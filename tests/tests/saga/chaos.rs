@@ -18,7 +18,7 @@ async fn every_invariant_holds_for_every_order_under_random_faults() {
     let report = run(&ChaosConfig {
         seed,
         orders: 200,
-        in_flight: 40,
+        in_flight: 20,
         fault_rate: 0.06,
         quiet_within: Duration::from_secs(240),
     })
