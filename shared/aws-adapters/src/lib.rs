@@ -16,11 +16,34 @@ pub mod stock;
 use shop_domain::ports::PortError;
 
 /// Loads the shared SDK configuration from the environment, once per process.
+///
+/// The SDK's HTTPS client trusts the Amazon roots only. The default client loads the
+/// system root store at cold start (on the benchmark machine: a 200 KB bundle, then
+/// every file in `/etc/ssl/certs`), time a function spends before its first event.
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls;
+    let trust = AMAZON_ROOTS
+        .split_inclusive("-----END CERTIFICATE-----")
+        .filter(|pem| pem.contains("BEGIN CERTIFICATE"))
+        .fold(tls::TrustStore::empty(), |store, pem| {
+            store.with_pem_certificate(pem.trim().as_bytes())
+        });
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::AwsLc,
+    ));
+    let https = match tls::TlsContext::builder().with_trust_store(trust).build() {
+        Ok(context) => builder.tls_context(context).build_https(),
+        Err(_) => builder.build_https(),
+    };
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https)
         .load()
         .await
 }
+
+/// The root certificates every AWS service endpoint chains to: Amazon Root CA 1–4 and
+/// Starfield Services Root CA G2 (the cross-signer of the Amazon roots).
+const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");
 
 /// Reads a required setting, naming it when it is missing so a misconfigured
 /// deployment fails at cold start with a clear message.
@@ -46,4 +69,49 @@ where
 {
     let text = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string();
     PortError::new(operation, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AMAZON_ROOTS;
+    use base64::Engine;
+
+    #[test]
+    fn the_embedded_trust_store_is_five_der_certificates() {
+        let ders: Vec<Vec<u8>> = AMAZON_ROOTS
+            .split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .map(|block| {
+                let body: String = block
+                    .split("-----END CERTIFICATE-----")
+                    .next()
+                    .unwrap()
+                    .split_whitespace()
+                    .collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ders.len(), 5);
+        for der in &ders {
+            // An X.509 certificate is a DER SEQUENCE with a two-byte long-form length.
+            assert_eq!(&der[..2], &[0x30, 0x82]);
+            assert_eq!(
+                usize::from(der[2]) << 8 | usize::from(der[3]),
+                der.len() - 4
+            );
+        }
+        for name in [
+            "Amazon Root CA 1",
+            "Amazon Root CA 4",
+            "Starfield Services Root",
+        ] {
+            assert!(
+                ders.iter()
+                    .any(|d| d.windows(name.len()).any(|w| w == name.as_bytes())),
+                "{name} missing"
+            );
+        }
+    }
 }
