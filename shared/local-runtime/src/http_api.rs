@@ -80,14 +80,21 @@ pub async fn serve(
         .filter(|r| r.method == method || r.method == "ANY")
         .find_map(|r| match_route(&r.path, path).map(|p| (r, p)))
     else {
-        let known_path = stack
+        let mut allowed: Vec<&str> = stack
             .routes
             .iter()
-            .any(|r| match_route(&r.path, path).is_some());
-        return Ok(if known_path {
-            HttpResponse::problem(405, "method-not-allowed", "method not allowed")
-        } else {
+            .filter(|r| match_route(&r.path, path).is_some())
+            .map(|r| r.method.as_str())
+            .collect();
+        allowed.sort_unstable();
+        allowed.dedup();
+        return Ok(if allowed.is_empty() {
             HttpResponse::problem(404, "route-not-found", "no route")
+        } else {
+            // RFC 9110: a 405 names the methods the resource supports.
+            let mut answer = HttpResponse::problem(405, "method-not-allowed", "method not allowed");
+            answer.headers.push(("allow".into(), allowed.join(", ")));
+            answer
         });
     };
     let function = stack
@@ -194,7 +201,43 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::match_route;
+    use super::{match_route, serve};
+    use crate::InProcess;
+    use crate::provision::{Route, Stack};
+
+    #[tokio::test]
+    async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_404() {
+        let route = |method: &str, path: &str| Route {
+            method: method.into(),
+            path: path.into(),
+            function: "Api".into(),
+        };
+        let stack = Stack {
+            prefix: "t".into(),
+            region: "us-east-1".into(),
+            tables: Default::default(),
+            queues: Default::default(),
+            buses: Default::default(),
+            state_machines: Default::default(),
+            functions: Default::default(),
+            outputs: Default::default(),
+            routes: vec![
+                route("POST", "/v1/orders"),
+                route("GET", "/v1/orders/{id}"),
+                route("POST", "/v1/orders/{id}/cancel"),
+            ],
+        };
+        let functions = InProcess::new();
+        let r = serve(&stack, &functions, "TRACE", "/v1/orders/o-1", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 405);
+        assert!(r.headers.contains(&("allow".into(), "GET".into())));
+        let r = serve(&stack, &functions, "DELETE", "/v1/nothing", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404);
+    }
 
     #[test]
     fn matches_parameters_and_literal_segments() {
