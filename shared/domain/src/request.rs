@@ -37,7 +37,25 @@ pub struct RequestedLineBody {
     /// Catalog SKU.
     pub sku: String,
     /// Units wanted.
+    #[serde(deserialize_with = "integral")]
     pub quantity: i64,
+}
+
+/// An integer, also when written as a number with no fraction (`2.0`): JSON Schema, and
+/// so the OpenAPI document, counts that as an integer, and clients generated from it
+/// may send it.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        Some(f) if f.fract() == 0.0 => Ok(if f < 0.0 { i64::MIN } else { i64::MAX }),
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid type: {number}, expected an integer"
+        ))),
+    }
 }
 
 /// A request that passed every rule that does not need the catalog.
@@ -291,6 +309,12 @@ mod tests {
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_place_order(&bytes);
+        }
+
+        #[test]
+        fn a_quantity_written_with_a_zero_fraction_counts_as_that_integer(q in -5i64..1005) {
+            let parsed = parse_place_order(&body(&format!(r#"[{{"sku":"A","quantity":{q}.0}}]"#)));
+            prop_assert_eq!(parsed.is_ok(), (1..=MAX_QUANTITY).contains(&q));
         }
 
         #[test]
