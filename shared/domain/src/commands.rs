@@ -21,8 +21,6 @@ pub mod error_names {
     pub const PAYMENT_UNAVAILABLE: &str = "PaymentProviderUnavailable";
     /// The provider did not answer in time; retrying with the same key is safe.
     pub const PAYMENT_TIMEOUT: &str = "PaymentTimeout";
-    /// The command could not be understood; retrying cannot help.
-    pub const INVALID_COMMAND: &str = "InvalidCommand";
 }
 
 /// Fields every command carries besides its own.

@@ -24,18 +24,13 @@ pub struct InventoryService<'a> {
 
 impl InventoryService<'_> {
     /// Holds stock for every line, or for none. Refuses orders already compensated.
+    /// The lines were checked when the command was decoded ([`crate::commands::Command`]).
     pub async fn reserve(
         &self,
         order_id: &OrderId,
         correlation_id: &str,
         lines: &[OrderLine],
     ) -> Result<ReserveOutcome, TaskFailure> {
-        if lines.is_empty() {
-            return Err(TaskFailure::new(
-                error_names::INVALID_COMMAND,
-                "reserve without lines",
-            ));
-        }
         let outcome = self
             .stock
             .reserve(order_id, lines)
@@ -88,14 +83,8 @@ impl InventoryService<'_> {
         Ok(outcome)
     }
 
-    /// Operator path: adds units of a SKU.
+    /// Operator path: adds units of a SKU (the decoder has checked the quantity).
     pub async fn restock(&self, sku: &Sku, quantity: u32) -> Result<StockLevel, TaskFailure> {
-        if !(1..=MAX_RESTOCK).contains(&quantity) {
-            return Err(TaskFailure::new(
-                error_names::INVALID_COMMAND,
-                format!("restock quantity must be between 1 and {MAX_RESTOCK}"),
-            ));
-        }
         self.stock.restock(sku, quantity).await.map_err(unavailable)
     }
 }
