@@ -4,7 +4,7 @@
 //! every order. `tests/tests/chaos.rs` runs a few hundred orders in the test command;
 //! `scripts/chaos.sh` runs 10,000 and prints the same table.
 
-use crate::{App, Faults, schema_violations};
+use crate::{App, schema_violations};
 use async_trait::async_trait;
 use futures::StreamExt;
 use local_runtime::provision::FunctionSpec;
@@ -18,8 +18,8 @@ use shop::ops::stack::Ops;
 use shop_domain::events::DomainEvent;
 use shop_domain::payment::{ChargeRequest, ProviderError};
 use shop_domain::ports::{
-    EventPublisher, PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome, SagaStarter,
-    StartOutcome, StockLevel, StockStore, TaskCallbacks,
+    EventPublisher, PaymentProvider, PortError, PortHooks, ReleaseOutcome, ReserveOutcome,
+    SagaStarter, StartOutcome, StockLevel, StockStore, TaskCallbacks,
 };
 use shop_domain::{OrderId, OrderLine, OrderStatus, Sku};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -219,48 +219,42 @@ impl Chaos {
     pub fn fired(&self) -> BTreeMap<Fault, u64> {
         lock(&self.fired).clone()
     }
+}
 
-    /// The port wrappers that inject this run's faults.
-    pub fn wrappers(self: &Arc<Self>) -> Faults {
-        let (a, b, c, d, e) = (
-            self.clone(),
-            self.clone(),
-            self.clone(),
-            self.clone(),
-            self.clone(),
-        );
-        Faults {
-            saga: Some(Arc::new(move |inner| {
-                Arc::new(ChaosSaga {
-                    inner,
-                    chaos: a.clone(),
-                }) as Arc<dyn SagaStarter>
-            })),
-            stock: Some(Arc::new(move |inner| {
-                Arc::new(ChaosStock {
-                    inner,
-                    chaos: b.clone(),
-                }) as Arc<dyn StockStore>
-            })),
-            provider: Some(Arc::new(move |inner| {
-                Arc::new(ChaosProvider {
-                    inner,
-                    chaos: c.clone(),
-                }) as Arc<dyn PaymentProvider>
-            })),
-            callbacks: Some(Arc::new(move |inner| {
-                Arc::new(ChaosCallbacks {
-                    inner,
-                    chaos: d.clone(),
-                }) as Arc<dyn TaskCallbacks>
-            })),
-            events: Some(Arc::new(move |inner| {
-                Arc::new(ChaosEvents {
-                    inner,
-                    chaos: e.clone(),
-                }) as Arc<dyn EventPublisher>
-            })),
-        }
+/// The port hooks that inject a run's faults: every port the functions are built with
+/// passes through a wrapper that consults the run.
+pub struct ChaosHooks(pub Arc<Chaos>);
+
+impl PortHooks for ChaosHooks {
+    fn saga(&self, inner: Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter> {
+        Arc::new(ChaosSaga {
+            inner,
+            chaos: self.0.clone(),
+        })
+    }
+    fn stock(&self, inner: Arc<dyn StockStore>) -> Arc<dyn StockStore> {
+        Arc::new(ChaosStock {
+            inner,
+            chaos: self.0.clone(),
+        })
+    }
+    fn provider(&self, inner: Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> {
+        Arc::new(ChaosProvider {
+            inner,
+            chaos: self.0.clone(),
+        })
+    }
+    fn callbacks(&self, inner: Arc<dyn TaskCallbacks>) -> Arc<dyn TaskCallbacks> {
+        Arc::new(ChaosCallbacks {
+            inner,
+            chaos: self.0.clone(),
+        })
+    }
+    fn events(&self, inner: Arc<dyn EventPublisher>) -> Arc<dyn EventPublisher> {
+        Arc::new(ChaosEvents {
+            inner,
+            chaos: self.0.clone(),
+        })
     }
 }
 
@@ -896,7 +890,7 @@ async fn wait_quiet(
 impl App {
     /// A fresh stack whose ports and event source mappings inject `chaos`'s faults.
     pub async fn start_chaos(chaos: Arc<Chaos>) -> App {
-        Self::start_full(chaos.wrappers(), &[], Some(chaos)).await
+        Self::start_full(&ChaosHooks(chaos.clone()), &[], Some(chaos)).await
     }
 
     /// Whether the order is `CONFIRMED` or `CANCELLED`.

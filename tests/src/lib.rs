@@ -114,13 +114,13 @@ impl App {
 
     /// A stack with faults and template parameters besides the test defaults.
     pub async fn start_configured(faults: Faults, parameters: &[(&str, &str)]) -> App {
-        Self::start_full(faults, parameters, None).await
+        Self::start_full(&faults, parameters, None).await
     }
 
     /// A stack with faults in its ports and, with `chaos`, in its event source
     /// mappings (duplicate deliveries).
     async fn start_full(
-        faults: Faults,
+        faults: &dyn shop_domain::ports::PortHooks,
         parameters: &[(&str, &str)],
         chaos: Option<Arc<chaos::Chaos>>,
     ) -> App {
@@ -161,7 +161,7 @@ impl App {
             .expect("stack provisions");
         let stack = Arc::new(stack);
 
-        let linked = shop::functions::link(&sdk, &stack, &faults).expect("functions link");
+        let linked = shop::functions::link(&sdk, &stack, faults).expect("functions link");
         let sandbox = linked.sandbox;
         let functions: Arc<dyn Invoker> = Arc::new(linked.functions);
         let functions = match chaos {

@@ -80,7 +80,7 @@ fn env_of(stack: &Stack, logical_id: &str) -> Result<BTreeMap<String, String>, C
 pub fn link(
     sdk: &aws_config::SdkConfig,
     stack: &Stack,
-    wrappers: &PortWrappers,
+    wrappers: &dyn PortHooks,
 ) -> Result<Linked, ConfigError> {
     let mut functions = InProcess::new();
 
