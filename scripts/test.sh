@@ -35,7 +35,10 @@ build_pid=$!
 
 step "unit, adapter (moto), contract, end-to-end saga and chaos tests"
 log="$(mktemp)"
-trap 'kill -- "-$build_pid" 2>/dev/null || true; rm -f "$log" "$build_log"' EXIT
+# Every AWS call a function makes in these tests, for the security review's IAM check.
+calls="$(mktemp)"
+export SHOP_AWS_CALL_LOG="$calls"
+trap 'kill -- "-$build_pid" 2>/dev/null || true; rm -f "$log" "$build_log" "$calls"' EXIT
 set +e
 # In a session of its own, so the processes the tests start and stop (moto servers,
 # shop local, cargo lambda watch) can never signal this script's process group.
@@ -45,6 +48,9 @@ set -e
 passed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')"
 failed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{s+=$6} END {print s+0}')"
 [ "$status" -eq 0 ] || { echo "tests: $passed passed, $failed failed"; exit "$status"; }
+
+step "security review (IAM grants against the calls just made, wildcards, encryption, auth, secrets, checkov)"
+scripts/security-review.sh --calls "$calls"
 
 step "waiting for the release build"
 if ! wait "$build_pid"; then

@@ -161,7 +161,9 @@ impl App {
             .expect("stack provisions");
         let stack = Arc::new(stack);
 
-        let linked = shop::functions::link(&sdk, &stack, faults).expect("functions link");
+        let linked = shop::functions::link(&sdk, &stack, faults)
+            .await
+            .expect("functions link");
         let sandbox = linked.sandbox;
         let functions: Arc<dyn Invoker> = Arc::new(linked.functions);
         let functions = match chaos {

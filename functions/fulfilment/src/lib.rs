@@ -59,6 +59,7 @@ impl Fulfilment {
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        let sdk = &shop_aws::for_function(sdk, "fulfilment");
         Ok(Self::new(Arc::new(
             shop_aws::shipments::DynamoShipmentStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),

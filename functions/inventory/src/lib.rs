@@ -60,6 +60,7 @@ impl Inventory {
         env: &dyn Fn(&str) -> Option<String>,
         hooks: &dyn PortHooks,
     ) -> Result<Self, ConfigError> {
+        let sdk = &shop_aws::for_function(sdk, "inventory");
         Ok(Self::new(
             hooks.stock(Arc::new(shop_aws::stock::DynamoStockStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),

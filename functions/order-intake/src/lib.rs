@@ -51,6 +51,7 @@ impl Intake {
         env: &dyn Fn(&str) -> Option<String>,
         hooks: &dyn PortHooks,
     ) -> Result<Self, ConfigError> {
+        let sdk = &shop_aws::for_function(sdk, "order-intake");
         Ok(Self::new(
             hooks.saga(Arc::new(shop_aws::saga::SfnSagaStarter::new(
                 aws_sdk_sfn::Client::new(sdk),

@@ -97,6 +97,7 @@ impl OrdersApi {
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        let sdk = &shop_aws::for_function(sdk, "orders-api");
         let dynamo = aws_sdk_dynamodb::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
         Ok(Self::new(

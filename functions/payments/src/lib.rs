@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
 use shop_aws::ConfigError;
 use shop_domain::commands::{Envelope, PaymentCommand, answer_task, error_names, with_heartbeats};
-use shop_domain::payment::{PaymentService, SandboxProvider};
+use shop_domain::payment::{InvalidProviderKey, PaymentService, ProviderKey, SandboxProvider};
 use shop_domain::ports::{
     EventPublisher, NoHooks, PaymentLedger, PaymentProvider, PortError, PortHooks, TaskCallbacks,
 };
@@ -38,18 +38,48 @@ pub struct Payments {
     callbacks: Arc<dyn TaskCallbacks>,
 }
 
-/// The sandbox provider configured from the environment. A real provider plugs in
-/// by implementing [`PaymentProvider`] and being passed to [`Payments::new`].
-pub fn sandbox_from_env(
+/// Environment variable naming the Secrets Manager secret that holds the provider's
+/// API key (a JSON secret with the key in [`PROVIDER_KEY_FIELD`]).
+pub const PROVIDER_KEY_SECRET: &str = "PAYMENT_PROVIDER_KEY_SECRET";
+
+/// The field of the secret's JSON that holds the API key.
+pub const PROVIDER_KEY_FIELD: &str = "apiKey";
+
+/// Why the payments function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// A setting is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The provider key's secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] shop_aws::secrets::SecretError),
+    /// The secret's value is not a usable key.
+    #[error(transparent)]
+    Key(#[from] InvalidProviderKey),
+}
+
+/// The sandbox provider configured from the environment. Its API key is read from
+/// Secrets Manager here, once per cold start, and held in memory: no key in the
+/// template, the environment or the code, and no secrets call on a warm invocation.
+/// A real provider plugs in by implementing [`PaymentProvider`] and being passed to
+/// [`Payments::from_env_with_provider`].
+pub async fn sandbox_from_env(
+    sdk: &aws_config::SdkConfig,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<SandboxProvider, ConfigError> {
+) -> Result<SandboxProvider, InitError> {
     let deadline = match env("PAYMENT_PROVIDER_TIMEOUT_MS") {
         None => DEFAULT_PROVIDER_TIMEOUT,
         Some(raw) => raw.parse::<u64>().map(Duration::from_millis).map_err(|_| {
             ConfigError("PAYMENT_PROVIDER_TIMEOUT_MS (not a number of milliseconds)".into())
         })?,
     };
-    Ok(SandboxProvider::new(deadline))
+    let secrets = aws_sdk_secretsmanager::Client::new(&shop_aws::for_function(sdk, "payments"));
+    let secret = shop_aws::required(env, PROVIDER_KEY_SECRET)?;
+    let key = shop_aws::secrets::read_json_field(&secrets, &secret, PROVIDER_KEY_FIELD).await?;
+    let key = ProviderKey::new(key)?;
+    tracing::info!(key = ?key, "payment provider key loaded");
+    Ok(SandboxProvider::new(deadline, key))
 }
 
 impl Payments {
@@ -69,11 +99,12 @@ impl Payments {
     }
 
     /// Builds the AWS adapters and the sandbox provider from the environment.
-    pub fn from_env(
+    pub async fn from_env(
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        Self::from_env_with_provider(sdk, env, Arc::new(sandbox_from_env(env)?), &NoHooks)
+    ) -> Result<Self, InitError> {
+        let provider = Arc::new(sandbox_from_env(sdk, env).await?);
+        Ok(Self::from_env_with_provider(sdk, env, provider, &NoHooks)?)
     }
 
     /// Builds the AWS adapters from the environment around a given provider, which
@@ -85,6 +116,7 @@ impl Payments {
         provider: Arc<dyn PaymentProvider>,
         hooks: &dyn PortHooks,
     ) -> Result<Self, ConfigError> {
+        let sdk = &shop_aws::for_function(sdk, "payments");
         let provider: Arc<dyn PaymentProvider> = Arc::new(breaker::GuardedProvider::new(
             hooks.provider(provider),
             breaker::config_from_env(env)?,
@@ -187,7 +219,10 @@ mod tests {
         let callbacks = Arc::new(FakeCallbacks::default());
         let payments = Payments::new(
             Arc::new(FakeLedger::default()),
-            Arc::new(SandboxProvider::new(Duration::from_millis(5))),
+            Arc::new(SandboxProvider::new(
+                Duration::from_millis(5),
+                ProviderKey::new("sandbox-key-0123456789").unwrap(),
+            )),
             Arc::new(FakeEvents::default()),
             callbacks.clone(),
         );

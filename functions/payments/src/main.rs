@@ -5,7 +5,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
-    let function = payments::Payments::from_env(&sdk, &|name| std::env::var(name).ok())?;
+    let function = payments::Payments::from_env(&sdk, &|name| std::env::var(name).ok()).await?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, std::convert::Infallible>(function.handle(event.payload).await)

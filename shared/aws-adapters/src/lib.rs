@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod orders;
 pub mod queue;
 pub mod saga;
+pub mod secrets;
 pub mod shipments;
 pub mod stock;
 
@@ -39,6 +40,17 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
         .http_client(https)
         .load()
         .await
+}
+
+/// The SDK configuration of one function: the same settings, with the function's name
+/// as the SDK's app id. Every request then carries `app/<name>` in its user agent, so
+/// CloudTrail (and the emulator's call log the IAM review reads) tell which function
+/// made a call even when several run in one process.
+pub fn for_function(sdk: &aws_config::SdkConfig, name: &'static str) -> aws_config::SdkConfig {
+    match aws_config::AppName::new(name) {
+        Ok(app) => sdk.to_builder().app_name(app).build(),
+        Err(_) => sdk.clone(),
+    }
 }
 
 /// The root certificates every AWS service endpoint chains to: Amazon Root CA 1–4 and

@@ -373,7 +373,51 @@ enum SandboxCharge {
 #[derive(Debug)]
 pub struct SandboxProvider {
     deadline: Duration,
+    key: ProviderKey,
     state: Mutex<SandboxState>,
+}
+
+/// The API key the shop authenticates to the payment provider with. It lives in a
+/// secret store, is read once at cold start and is held in memory only: its `Debug`
+/// and `Display` never show it, so a log line or a panic message cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderKey(String);
+
+/// The secret's value cannot be a provider key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the payment provider key must be 16 to 256 printable ASCII characters without spaces")]
+pub struct InvalidProviderKey;
+
+impl ProviderKey {
+    /// Checks the shape of a key, so a placeholder or a pasted line with a trailing
+    /// newline fails at cold start rather than on the first charge.
+    pub fn new(raw: impl Into<String>) -> Result<Self, InvalidProviderKey> {
+        let raw = raw.into();
+        let printable = raw.bytes().all(|b| b.is_ascii_graphic());
+        if printable && (16..=256).contains(&raw.len()) {
+            Ok(Self(raw))
+        } else {
+            Err(InvalidProviderKey)
+        }
+    }
+
+    /// The key itself, for the provider's `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The last four characters, enough for an operator to tell which key a
+    /// function loaded after a rotation, too few to use it.
+    pub fn hint(&self) -> String {
+        let tail = &self.0[self.0.len() - 4..];
+        format!("…{tail}")
+    }
+}
+
+impl std::fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProviderKey({})", self.hint())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -384,12 +428,19 @@ struct SandboxState {
 }
 
 impl SandboxProvider {
-    /// A sandbox whose calls time out after `deadline`, as a real client would.
-    pub fn new(deadline: Duration) -> Self {
+    /// A sandbox account reached with `key`, whose calls time out after `deadline`,
+    /// as a real client would.
+    pub fn new(deadline: Duration, key: ProviderKey) -> Self {
         Self {
             deadline,
+            key,
             state: Mutex::new(SandboxState::default()),
         }
+    }
+
+    /// The key this client authenticates with.
+    pub fn key(&self) -> &ProviderKey {
+        &self.key
     }
 
     /// Net amount captured under a key (captures minus refunds), for invariant checks.

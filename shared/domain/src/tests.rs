@@ -3,7 +3,9 @@
 use crate::commands::error_names;
 use crate::fakes::*;
 use crate::order::*;
-use crate::payment::{LedgerStatus, PaymentService, SandboxProvider};
+use crate::payment::{
+    InvalidProviderKey, LedgerStatus, PaymentService, ProviderKey, SandboxProvider,
+};
 use crate::ports::{CancelOutcome, ReleaseOutcome, ReserveOutcome, StockStore};
 use crate::request::parse_place_order;
 use crate::services::{OrderService, PlaceOrderError};
@@ -208,6 +210,25 @@ async fn release_leaves_a_tombstone_that_refuses_a_late_reserve() {
     );
 }
 
+fn sandbox() -> SandboxProvider {
+    SandboxProvider::new(
+        Duration::from_millis(10),
+        ProviderKey::new("sandbox-key-0123456789").unwrap(),
+    )
+}
+
+#[test]
+fn a_provider_key_is_checked_at_load_and_never_printed() {
+    let key = ProviderKey::new("sk_test_4eC39HqLyjWDarjtT1zdp7dc").unwrap();
+    assert_eq!(key.expose(), "sk_test_4eC39HqLyjWDarjtT1zdp7dc");
+    assert_eq!(format!("{key:?}"), "ProviderKey(…p7dc)");
+    for bad in ["", "short", "sk_test_4eC39HqLyjWDarjtT1zdp7dc\n", "sk test 4eC39HqLyjWDarjt", "ключ-ключ-ключ-ключ"] {
+        assert_eq!(ProviderKey::new(bad), Err(InvalidProviderKey), "{bad:?}");
+    }
+    assert!(ProviderKey::new("k".repeat(256)).is_ok());
+    assert!(ProviderKey::new("k".repeat(257)).is_err());
+}
+
 fn payments<'a>(
     ledger: &'a FakeLedger,
     provider: &'a SandboxProvider,
@@ -223,7 +244,7 @@ fn payments<'a>(
 #[tokio::test]
 async fn a_charge_captures_once_however_often_it_is_delivered() {
     let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
-    let provider = SandboxProvider::new(Duration::from_millis(10));
+    let provider = sandbox();
     let service = payments(&ledger, &provider, &events);
     let order = OrderId::generate();
     let first = service
@@ -242,7 +263,7 @@ async fn a_charge_captures_once_however_often_it_is_delivered() {
 #[tokio::test]
 async fn declines_and_transient_failures_have_their_names() {
     let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
-    let provider = SandboxProvider::new(Duration::from_millis(10));
+    let provider = sandbox();
     let service = payments(&ledger, &provider, &events);
     let declined = OrderId::generate();
     let err = service
@@ -275,7 +296,7 @@ async fn declines_and_transient_failures_have_their_names() {
 #[tokio::test]
 async fn refund_then_late_charge_is_refused_and_nets_zero() {
     let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
-    let provider = SandboxProvider::new(Duration::from_millis(10));
+    let provider = sandbox();
     let service = payments(&ledger, &provider, &events);
     let order = OrderId::generate();
     service

@@ -135,6 +135,8 @@ pub struct Clients {
     pub sfn: aws_sdk_sfn::Client,
     /// CloudWatch, for the alarms operators look at.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// Secrets Manager, for the secrets functions read at cold start.
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl Clients {
@@ -146,6 +148,7 @@ impl Clients {
             events: aws_sdk_eventbridge::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
 }
@@ -186,6 +189,7 @@ struct LocalNames<'a> {
     template: &'a Template,
     parameters: BTreeMap<String, Value>,
     queues: BTreeMap<String, QueueInfo>,
+    secrets: BTreeMap<String, String>,
 }
 
 impl LocalNames<'_> {
@@ -219,6 +223,7 @@ impl Names for LocalNames<'_> {
         }
         Some(match self.template.kind_of(id)? {
             "AWS::SQS::Queue" => json!(self.queues.get(id)?.url),
+            "AWS::SecretsManager::Secret" => json!(self.secrets.get(id)?),
             "AWS::Serverless::StateMachine" => {
                 json!(self.arn("states", &format!("stateMachine:{}", self.physical(id))))
             }
@@ -262,6 +267,39 @@ impl Names for LocalNames<'_> {
     }
 }
 
+/// The value a secret is created with: its `SecretString`, or what
+/// `GenerateSecretString` would write (the template JSON with a random alphanumeric
+/// string under `GenerateStringKey`, or the bare random string).
+fn secret_value(p: &Value) -> Result<String, String> {
+    if let Some(text) = p.get("SecretString").and_then(Value::as_str) {
+        return Ok(text.to_owned());
+    }
+    let Some(generate) = p.get("GenerateSecretString") else {
+        return Err("a secret needs SecretString or GenerateSecretString".into());
+    };
+    let length = generate
+        .get("PasswordLength")
+        .and_then(|v| text(v)?.parse::<usize>().ok())
+        .unwrap_or(32);
+    let random: String = std::iter::repeat_with(|| uuid::Uuid::new_v4().simple().to_string())
+        .flat_map(|chunk| chunk.chars().collect::<Vec<_>>())
+        .take(length)
+        .collect();
+    match (
+        generate.get("SecretStringTemplate").and_then(Value::as_str),
+        generate.get("GenerateStringKey").and_then(Value::as_str),
+    ) {
+        (Some(template), Some(key)) => {
+            let mut json: serde_json::Map<String, Value> = serde_json::from_str(template)
+                .map_err(|e| format!("SecretStringTemplate is not a JSON object: {e}"))?;
+            json.insert(key.to_owned(), json!(random));
+            Ok(Value::Object(json).to_string())
+        }
+        (None, None) => Ok(random),
+        _ => Err("SecretStringTemplate and GenerateStringKey go together".into()),
+    }
+}
+
 fn text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -289,6 +327,7 @@ pub async fn provision(
         template,
         parameters,
         queues: BTreeMap::new(),
+        secrets: BTreeMap::new(),
     };
     let mut active: Vec<(&String, &Value)> = Vec::new();
     for (id, resource) in &template.resources {
@@ -331,6 +370,7 @@ pub async fn provision(
                 "AWS::DynamoDB::Table"
                     | "AWS::CloudWatch::Alarm"
                     | "AWS::SQS::Queue"
+                    | "AWS::SecretsManager::Secret"
                     | "AWS::Events::EventBus"
                     | "AWS::Events::Rule"
                     | "AWS::Serverless::StateMachine"
@@ -473,6 +513,25 @@ pub async fn provision(
                 .map_err(emulator(id))?;
         }
         stack.tables.insert((*id).clone(), name);
+    }
+
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::SecretsManager::Secret")
+    {
+        let p = props(id, r, &names)?;
+        let value = secret_value(&p).map_err(|e| unsupported(id, e))?;
+        let out = clients
+            .secrets
+            .create_secret()
+            .name(names.physical(id))
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(emulator(id))?;
+        names
+            .secrets
+            .insert((*id).clone(), out.arn.unwrap_or_default());
     }
 
     for (id, r) in active

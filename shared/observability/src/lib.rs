@@ -12,9 +12,19 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// (default `info`); each line is one JSON object so CloudWatch Logs Insights can
 /// query `correlation_id` and `order_id` fields from the enclosing span.
 pub fn init_logging() {
+    init_logging_to(std::io::stdout);
+}
+
+/// Like [`init_logging`], writing elsewhere: benchmarks keep the cost of formatting
+/// each line without flooding their own output.
+pub fn init_logging_to<W>(writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
+        .with_writer(writer)
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)

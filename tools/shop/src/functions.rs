@@ -77,11 +77,11 @@ fn env_of(stack: &Stack, logical_id: &str) -> Result<BTreeMap<String, String>, C
 }
 
 /// Builds every function from its template environment.
-pub fn link(
+pub async fn link(
     sdk: &aws_config::SdkConfig,
     stack: &Stack,
     wrappers: &dyn PortHooks,
-) -> Result<Linked, ConfigError> {
+) -> Result<Linked, payments::InitError> {
     let mut functions = InProcess::new();
 
     let env = env_of(stack, "OrdersApiFunction")?;
@@ -119,7 +119,7 @@ pub fn link(
     });
 
     let env = env_of(stack, "PaymentsFunction")?;
-    let sandbox = Arc::new(payments::sandbox_from_env(&|k| env.get(k).cloned())?);
+    let sandbox = Arc::new(payments::sandbox_from_env(sdk, &|k| env.get(k).cloned()).await?);
     let payments = Arc::new(payments::Payments::from_env_with_provider(
         sdk,
         &|k| env.get(k).cloned(),

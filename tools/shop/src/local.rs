@@ -59,9 +59,10 @@ pub enum LocalError {
     /// The seed could not be applied.
     #[error(transparent)]
     Seed(#[from] SeedError),
-    /// A function's configuration is incomplete.
+    /// A function could not start: its configuration is incomplete or a secret it
+    /// reads at cold start is unusable.
     #[error(transparent)]
-    Config(#[from] shop_aws::ConfigError),
+    Init(#[from] payments::InitError),
     /// The HTTP port could not be bound.
     #[error("cannot listen on 127.0.0.1:{0}: {1}")]
     Listen(u16, #[source] std::io::Error),
@@ -177,7 +178,7 @@ impl LocalApp {
         let (invoker, sandbox): (Arc<dyn Invoker>, _) = match &options.invoke_url {
             Some(url) => (Arc::new(RemoteInvoker::new(url)), None),
             None => {
-                let linked = link(&sdk, &stack, &options.wrappers)?;
+                let linked = link(&sdk, &stack, &options.wrappers).await?;
                 (Arc::new(linked.functions), Some(linked.sandbox))
             }
         };
