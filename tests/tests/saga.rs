@@ -296,6 +296,77 @@ async fn a_retried_request_with_the_same_key_places_one_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_the_intake_queue_refuses_is_cancelled_and_its_key_freed_for_the_retry() {
+    use aws_sdk_sqs::types::QueueAttributeName as Attr;
+    let app = App::start().await;
+    let sqs = aws_sdk_sqs::Client::new(&app.sdk);
+    let queue = app.stack.queues["OrdersQueue"].clone();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue.url)
+        .attribute_names(Attr::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    sqs.delete_queue()
+        .queue_url(&queue.url)
+        .send()
+        .await
+        .unwrap();
+
+    let (refused, problem) = app
+        .place(&[("MUG", 1)], "tok_visa", Some("refused-1"))
+        .await;
+    assert_eq!(refused.status, 503, "{problem}");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let stored = aws_sdk_dynamodb::Client::new(&app.sdk)
+        .scan()
+        .table_name(&app.stack.tables["OrdersTable"])
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(stored.len(), 1, "the refused order was stored once");
+    let status = stored[0].get("status").and_then(|v| v.as_s().ok());
+    assert_eq!(
+        status.map(String::as_str),
+        Some("CANCELLED"),
+        "not left pending"
+    );
+
+    let keep: std::collections::HashMap<_, _> = attributes
+        .into_iter()
+        .filter(|(name, _)| {
+            matches!(
+                name,
+                Attr::VisibilityTimeout
+                    | Attr::MessageRetentionPeriod
+                    | Attr::RedrivePolicy
+                    | Attr::SqsManagedSseEnabled
+            )
+        })
+        .collect();
+    sqs.create_queue()
+        .queue_name(&queue.name)
+        .set_attributes(Some(keep))
+        .send()
+        .await
+        .unwrap();
+    let (accepted, placed) = app
+        .place(&[("MUG", 1)], "tok_visa", Some("refused-1"))
+        .await;
+    assert_eq!(accepted.status, 202, "the released key takes the retry");
+    assert_eq!(accepted.header("idempotent-replayed"), None);
+    let id = order_id(&placed);
+    assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CONFIRMED");
+    assert_eq!(app.execution_names().await, vec![id]);
+    assert_eq!(app.stock("MUG").await.reserved, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_delivered_twice_starts_one_saga_and_charges_once() {
     let app = App::start().await;
     let (_, placed) = app.place(&[("TEE", 2)], "tok_visa", None).await;

@@ -222,7 +222,13 @@ fn a_provider_key_is_checked_at_load_and_never_printed() {
     let key = ProviderKey::new("sk_test_4eC39HqLyjWDarjtT1zdp7dc").unwrap();
     assert_eq!(key.expose(), "sk_test_4eC39HqLyjWDarjtT1zdp7dc");
     assert_eq!(format!("{key:?}"), "ProviderKey(…p7dc)");
-    for bad in ["", "short", "sk_test_4eC39HqLyjWDarjtT1zdp7dc\n", "sk test 4eC39HqLyjWDarjt", "ключ-ключ-ключ-ключ"] {
+    for bad in [
+        "",
+        "short",
+        "sk_test_4eC39HqLyjWDarjtT1zdp7dc\n",
+        "sk test 4eC39HqLyjWDarjt",
+        "ключ-ключ-ключ-ключ",
+    ] {
         assert_eq!(ProviderKey::new(bad), Err(InvalidProviderKey), "{bad:?}");
     }
     assert!(ProviderKey::new("k".repeat(256)).is_ok());

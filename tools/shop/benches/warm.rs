@@ -114,23 +114,30 @@ fn fake_endpoint() -> String {
             loop {
                 let (stream, _) = listener.accept().await.expect("accept");
                 tokio::spawn(async move {
-                    let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
-                        let target = request
-                            .headers()
-                            .get("x-amz-target")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        let bytes = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                        let answer = answer(&target, &body).to_string();
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", "application/x-amz-json-1.0")
-                                .body(Full::new(Bytes::from(answer)))
-                                .expect("response"),
-                        )
-                    });
+                    let service = service_fn(
+                        |request: hyper::Request<hyper::body::Incoming>| async move {
+                            let target = request
+                                .headers()
+                                .get("x-amz-target")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned();
+                            let bytes = request
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                            let answer = answer(&target, &body).to_string();
+                            Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/x-amz-json-1.0")
+                                    .body(Full::new(Bytes::from(answer)))
+                                    .expect("response"),
+                            )
+                        },
+                    );
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(io, service)
@@ -143,7 +150,9 @@ fn fake_endpoint() -> String {
 }
 
 fn event(path: &str) -> Value {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(path);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events")
+        .join(path);
     serde_json::from_slice(&std::fs::read(file).expect("event file")).expect("event JSON")
 }
 
@@ -152,7 +161,9 @@ fn first_record(path: &str) -> SqsEvent {
     let batch = event(path);
     let record: SqsMessage =
         serde_json::from_value(batch["Records"][0].clone()).expect("SQS record");
-    SqsEvent { records: vec![record] }
+    let mut event = SqsEvent::default();
+    event.records = vec![record];
+    event
 }
 
 fn warm(c: &mut Criterion<ThreadCpu>) {
@@ -167,8 +178,14 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
             .to_builder()
             .endpoint_url(&url)
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_config::meta::credentials::SharedCredentialsProvider::new(
-                aws_sdk_dynamodb::config::Credentials::new("AKIDBENCH", "bench", None, None, "bench"),
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                aws_sdk_dynamodb::config::Credentials::new(
+                    "AKIDBENCH",
+                    "bench",
+                    None,
+                    None,
+                    "bench",
+                ),
             ))
             .build()
     });
@@ -177,8 +194,14 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
         ("ORDERS_TABLE", "orders".into()),
         ("IDEMPOTENCY_TABLE", "idempotency".into()),
         ("ORDERS_QUEUE_URL", format!("{url}/123456789012/orders")),
-        ("EXPRESS_ORDERS_QUEUE_URL", format!("{url}/123456789012/express")),
-        ("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:saga".into()),
+        (
+            "EXPRESS_ORDERS_QUEUE_URL",
+            format!("{url}/123456789012/express"),
+        ),
+        (
+            "STATE_MACHINE_ARN",
+            "arn:aws:states:us-east-1:123456789012:stateMachine:saga".into(),
+        ),
         ("EVENT_BUS_NAME", "orders".into()),
         ("INVENTORY_TABLE", "inventory".into()),
         ("PAYMENTS_TABLE", "payments".into()),
@@ -212,7 +235,10 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
             dynamo
                 .put_item()
                 .table_name("orders")
-                .item("orderId", aws_sdk_dynamodb::types::AttributeValue::S("ord-1".into()))
+                .item(
+                    "orderId",
+                    aws_sdk_dynamodb::types::AttributeValue::S("ord-1".into()),
+                )
                 .send()
                 .await
                 .expect("put");
@@ -226,22 +252,46 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     });
     group.bench_function("order-intake: start a saga", |b| {
         b.to_async(&runtime).iter(|| async {
-            assert!(intake.handle(orders.clone()).await.batch_item_failures.is_empty());
+            assert!(
+                intake
+                    .handle(orders.clone())
+                    .await
+                    .batch_item_failures
+                    .is_empty()
+            );
         })
     });
     group.bench_function("inventory: reserve", |b| {
         b.to_async(&runtime).iter(|| async {
-            assert!(inventory.handle(reserve.clone()).await.batch_item_failures.is_empty());
+            assert!(
+                inventory
+                    .handle(reserve.clone())
+                    .await
+                    .batch_item_failures
+                    .is_empty()
+            );
         })
     });
     group.bench_function("payments: charge", |b| {
         b.to_async(&runtime).iter(|| async {
-            assert!(payments.handle(charge.clone()).await.batch_item_failures.is_empty());
+            assert!(
+                payments
+                    .handle(charge.clone())
+                    .await
+                    .batch_item_failures
+                    .is_empty()
+            );
         })
     });
     group.bench_function("fulfilment: ship", |b| {
         b.to_async(&runtime).iter(|| async {
-            assert!(fulfilment.handle(ship.clone()).await.batch_item_failures.is_empty());
+            assert!(
+                fulfilment
+                    .handle(ship.clone())
+                    .await
+                    .batch_item_failures
+                    .is_empty()
+            );
         })
     });
     group.finish();
