@@ -73,8 +73,8 @@ fn answer(target: &str, body: &Value) -> Value {
     match target {
         "DynamoDB_20120810.BatchGetItem" => json!({
             "Responses": { "catalog": [
-                { "sku": { "S": "MUG" }, "prices": { "M": { "EUR": { "N": "1250" } } } },
-                { "sku": { "S": "TEE" }, "prices": { "M": { "EUR": { "N": "1999" } } } }
+                { "sku": { "S": "MUG" }, "name": { "S": "Mug" }, "prices": { "M": { "EUR": { "N": "1250" } } } },
+                { "sku": { "S": "TEE" }, "name": { "S": "Tee" }, "prices": { "M": { "EUR": { "N": "1999" } } } }
             ] },
             "UnprocessedKeys": {}
         }),
@@ -247,7 +247,7 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     group.bench_function("orders-api: place an order", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = api.handle(place.clone()).await;
-            assert_eq!(response.status_code, 202);
+            assert_eq!(response.status_code, 202, "{:?}", response.body);
         })
     });
     group.bench_function("order-intake: start a saga", |b| {
