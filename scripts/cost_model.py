@@ -8,10 +8,12 @@ ASL). Assumed inputs, printed with the result: the latency of each AWS call as s
 from Lambda, which this machine cannot measure.
 
 The same model is evaluated at the memory sizes of the AWS reference samples (Python
-on x86_64 at 384 and 768 MB) with the same CPU time, so the comparison is what those
-memory sizes cost even if Python did the work as fast as Rust.
+on x86_64 at 384 and 768 MB) twice: with the Rust CPU time (what those memory sizes
+cost even if Python did the work as fast as Rust), and with the Rust CPU time scaled by
+the measured ratio of one boto3 call to one Rust SDK call
+(bench/python-peer/warm_call.py against the criterion baseline).
 
-Usage: python scripts/cost_model.py [--criterion DIR]
+Usage: python scripts/cost_model.py --python-call-us US [--criterion DIR]
 """
 
 import argparse
@@ -75,11 +77,15 @@ PATHS = {
     },
 }
 
+# (label, architecture, memory MB, CPU scaled to Python's per-call cost?)
 DEPLOYMENTS = [
-    ("this stack: Rust, arm64, 128 MB", "arm64", 128),
-    ("reference: Python, x86_64, 384 MB", "x86_64", 384),
-    ("reference: Python, x86_64, 768 MB", "x86_64", 768),
+    ("this stack: Rust, arm64, 128 MB", "arm64", 128, False),
+    ("Python, x86_64, 384 MB, Rust's CPU", "x86_64", 384, False),
+    ("Python, x86_64, 384 MB, Python's CPU", "x86_64", 384, True),
+    ("Python, x86_64, 768 MB, Rust's CPU", "x86_64", 768, False),
+    ("Python, x86_64, 768 MB, Python's CPU", "x86_64", 768, True),
 ]
+BASELINE = "baseline: one DynamoDB PutItem"
 
 
 def cpu_ms(criterion_dir, bench):
@@ -100,15 +106,21 @@ def billed_ms(cpu, calls, memory_mb):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--criterion", default=str(Path(__file__).resolve().parent.parent / "target" / "criterion"))
+    parser.add_argument("--python-call-us", type=float, required=True,
+                        help="CPU µs of one boto3 PutItem (bench/python-peer/warm_call.py)")
     args = parser.parse_args()
     cpu = {name: cpu_ms(args.criterion, bench) for name, (bench, _) in HANDLERS.items()}
+    rust_call_us = cpu_ms(args.criterion, BASELINE) * 1000
+    python_ratio = args.python_call_us / rust_call_us
 
     print("Measured warm CPU per invocation (criterion median):")
     for name, ms in cpu.items():
         print(f"  {name:13} {ms * 1000:8.1f} µs")
+    print(f"One PutItem: Rust SDK {rust_call_us:.0f} µs, boto3 {args.python_call_us:.0f} µs "
+          f"(Python's CPU = Rust's × {python_ratio:.1f})")
     print("Assumed call latency (ms): " + ", ".join(f"{k} {v}" for k, v in LATENCY_MS.items()))
     print()
-    header = f"{'path':30} {'deployment':36} {'Lambda $':>9} {'other $':>9} {'total $':>9} {'Lambda share':>12}"
+    header = f"{'path':30} {'deployment':38} {'Lambda $':>9} {'other $':>9} {'total $':>9} {'Lambda share':>12}"
     print("Cost per 1,000,000 orders (USD, us-east-1 list prices)")
     print(header)
     print("-" * len(header))
@@ -117,15 +129,16 @@ def main():
                  + p["wru"] * PRICE["ddb_wru"] + p["rru"] * PRICE["ddb_rru"]
                  + p["transitions"] * PRICE["sfn_transition"]
                  + p["events"] * PRICE["eventbridge_event"]) * 1e6
-        for label, arch, memory in DEPLOYMENTS:
+        for label, arch, memory, python_cpu in DEPLOYMENTS:
             lam = 0.0
             for name, count in p["invocations"].items():
-                ms = billed_ms(cpu[name], HANDLERS[name][1], memory)
+                work = cpu[name] * (python_ratio if python_cpu else 1.0)
+                ms = billed_ms(work, HANDLERS[name][1], memory)
                 lam += count * (ms / 1000 * memory / 1024 * PRICE[f"lambda_gb_s_{arch}"]
                                 + PRICE["lambda_request"])
             lam *= 1e6
             total = lam + other
-            print(f"{path:30} {label:36} {lam:9.2f} {other:9.2f} {total:9.2f} {lam / total:11.0%}")
+            print(f"{path:30} {label:38} {lam:9.2f} {other:9.2f} {total:9.2f} {lam / total:11.1%}")
     return 0
 
 

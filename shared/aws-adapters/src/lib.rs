@@ -30,7 +30,7 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
             store.with_pem_certificate(pem.trim().as_bytes())
         });
     let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
-        tls::rustls_provider::CryptoMode::AwsLc,
+        tls::rustls_provider::CryptoMode::Ring,
     ));
     let https = match tls::TlsContext::builder().with_trust_store(trust).build() {
         Ok(context) => builder.tls_context(context).build_https(),
