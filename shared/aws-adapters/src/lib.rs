@@ -21,6 +21,8 @@ use shop_domain::ports::PortError;
 /// The SDK's HTTPS client trusts the Amazon roots only. The default client loads the
 /// system root store at cold start (on the benchmark machine: a 200 KB bundle, then
 /// every file in `/etc/ssl/certs`), time a function spends before its first event.
+/// Its TLS runs on rustls with ring rather than the SDK default's aws-lc, which is
+/// about a megabyte more of every binary (BENCHMARKS.md, size).
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
     use aws_smithy_http_client::tls;
     let trust = AMAZON_ROOTS

@@ -3,13 +3,15 @@
 #![warn(missing_docs)]
 
 use serde_json::{Map, Value, json};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Header and message attribute that carry the correlation id between services.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// Installs the JSON log subscriber once per process. Level comes from `RUST_LOG`
-/// (default `info`); each line is one JSON object so CloudWatch Logs Insights can
+/// (default `info`; a level or `target=level` directives); each line is one JSON object so CloudWatch Logs Insights can
 /// query `correlation_id` and `order_id` fields from the enclosing span.
 pub fn init_logging() {
     init_logging_to(std::io::stdout);
@@ -21,15 +23,21 @@ pub fn init_logging_to<W>(writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `RUST_LOG` as a level (`info`, the template's LogLevel) or `target=level` list;
+    // `Targets` parses it without the regex engine `EnvFilter` links into every binary.
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_writer(writer)
-        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time()
+        .finish()
+        .with(filter)
         .try_init();
 }
 
