@@ -7,7 +7,7 @@
 //! `cargo bench -p shop --bench warm`; results in BENCHMARKS.md.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
@@ -166,6 +166,25 @@ fn first_record(path: &str) -> SqsEvent {
     event
 }
 
+/// Benchmarks one SQS-triggered handler on a one-record batch that must succeed.
+fn bench_batch<F, Fut>(
+    group: &mut criterion::BenchmarkGroup<'_, ThreadCpu>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    event: &SqsEvent,
+    handle: F,
+) where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = SqsBatchResponse>,
+{
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| async {
+            let response = handle(event.clone()).await;
+            assert!(response.batch_item_failures.is_empty(), "{name}");
+        })
+    });
+}
+
 fn warm(c: &mut Criterion<ThreadCpu>) {
     let url = fake_endpoint();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -250,49 +269,21 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
             assert_eq!(response.status_code, 202, "{:?}", response.body);
         })
     });
-    group.bench_function("order-intake: start a saga", |b| {
-        b.to_async(&runtime).iter(|| async {
-            assert!(
-                intake
-                    .handle(orders.clone())
-                    .await
-                    .batch_item_failures
-                    .is_empty()
-            );
-        })
+    bench_batch(
+        &mut group,
+        &runtime,
+        "order-intake: start a saga",
+        &orders,
+        |e| intake.handle(e),
+    );
+    bench_batch(&mut group, &runtime, "inventory: reserve", &reserve, |e| {
+        inventory.handle(e)
     });
-    group.bench_function("inventory: reserve", |b| {
-        b.to_async(&runtime).iter(|| async {
-            assert!(
-                inventory
-                    .handle(reserve.clone())
-                    .await
-                    .batch_item_failures
-                    .is_empty()
-            );
-        })
+    bench_batch(&mut group, &runtime, "payments: charge", &charge, |e| {
+        payments.handle(e)
     });
-    group.bench_function("payments: charge", |b| {
-        b.to_async(&runtime).iter(|| async {
-            assert!(
-                payments
-                    .handle(charge.clone())
-                    .await
-                    .batch_item_failures
-                    .is_empty()
-            );
-        })
-    });
-    group.bench_function("fulfilment: ship", |b| {
-        b.to_async(&runtime).iter(|| async {
-            assert!(
-                fulfilment
-                    .handle(ship.clone())
-                    .await
-                    .batch_item_failures
-                    .is_empty()
-            );
-        })
+    bench_batch(&mut group, &runtime, "fulfilment: ship", &ship, |e| {
+        fulfilment.handle(e)
     });
     group.finish();
 }
