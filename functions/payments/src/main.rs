@@ -1,7 +1,10 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 
-#[tokio::main]
+// One thread: a Lambda environment runs one invocation at a time with at most a
+// fraction of a vCPU at this memory size, and a multi-thread runtime's workers cost a
+// quarter of the init's CPU (BENCHMARKS.md, cold start).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
