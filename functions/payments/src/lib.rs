@@ -77,9 +77,9 @@ pub async fn sandbox_from_env(
     let secrets = aws_sdk_secretsmanager::Client::new(&shop_aws::for_function(sdk, "payments"));
     let secret = shop_aws::required(env, PROVIDER_KEY_SECRET)?;
     let key = shop_aws::secrets::read_json_field(&secrets, &secret, PROVIDER_KEY_FIELD).await?;
-    let key = ProviderKey::new(key)?;
-    tracing::info!(key = ?key, "payment provider key loaded");
-    Ok(SandboxProvider::new(deadline, key))
+    let provider = SandboxProvider::new(deadline, ProviderKey::new(key)?);
+    tracing::info!(key = ?provider.key(), "payment provider key loaded");
+    Ok(provider)
 }
 
 impl Payments {
