@@ -102,8 +102,13 @@ def observed_calls(template, log_path):
     }
     machines = [lid for lid, r in template["Resources"].items()
                 if r["Type"] == "AWS::Serverless::StateMachine"]
+    # Suffix -> logical id per service, longest suffix first so `OrdersQueue` is not
+    # taken for the end of `ExpressOrdersQueue`'s name.
+    names = {service: sorted(resource_names(template, kind).items(), key=lambda kv: -len(kv[0]))
+             for service, kind in CALL_TARGETS.items()}
     calls, problems = set(), []
-    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
+    # The log holds one line per call; each distinct line is resolved once.
+    for line in sorted(set(Path(log_path).read_text(encoding="utf-8").splitlines())):
         call = json.loads(line)
         function = binaries.get(call["function"])
         if function is None:
@@ -114,10 +119,9 @@ def observed_calls(template, log_path):
             targets = machines
         else:
             service = call["action"].split(":", 1)[0]
-            names = resource_names(template, CALL_TARGETS.get(service, ""))
-            suffix = next((s for s in sorted(names, key=len, reverse=True)
-                           if resource and resource.endswith("-" + s)), None)
-            targets = [names[suffix]] if suffix else [f"unknown:{resource}"]
+            lid = next((lid for suffix, lid in names.get(service, [])
+                        if resource and resource.endswith("-" + suffix)), None)
+            targets = [lid] if lid else [f"unknown:{resource}"]
         for target in targets:
             calls.add((function, call["action"], target))
     return calls, problems
