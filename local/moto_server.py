@@ -12,17 +12,44 @@ agent carries `app/<function>`, see `shop_aws::for_function`) is appended to FIL
 one JSON line: the function, the IAM action the call needs and the resource it names.
 scripts/security_review.py compares those calls with the template's grants.
 
+It also removes four costs that grow with load and made moto, one Python process,
+the ceiling of every long run (py-spy on the chaos run: over half the time holding
+the GIL went to the first two):
+- SQS checked each received message's retention by computing every attribute of its
+  queue, which counts all the queue's messages, three times;
+- `unix_time()` built two datetimes for what `time.time()` returns;
+- every request listed moto's package directory to find its service;
+- each Step Functions task built a new boto3 client, and werkzeug logged each request;
+- each execution parsed the state machine definition again (ANTLR), and every JSONPath
+  in it or in an EventBridge input path built a new yacc parser before parsing.
+Parsed definitions are shared between executions: their components keep no state of
+an execution except a lazily drawn heap key, drawn here before sharing so concurrent
+executions cannot draw it twice.
+The answers are unchanged; only the time to compute them is.
+
 Usage: python local/moto_server.py [moto_server options]
 """
 
+import functools
 import io
 import json
+import logging
 import os
 import re
 import sys
 import threading
+import time
+import types
 
+import jsonpath_ng.ext
+import moto.backends
+import moto.core.utils
+import moto.stepfunctions.parser.asl.utils.boto_client as sfn_boto
+import moto.stepfunctions.parser.asl.utils.json_path as sfn_json_path
 from moto.dynamodb.models import DynamoDBBackend
+from moto.sqs.models import SQSBackend
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
 
@@ -40,6 +67,81 @@ def _serialized(method):
 
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
     setattr(DynamoDBBackend, _name, _serialized(getattr(DynamoDBBackend, _name)))
+
+
+
+def _copy(function):
+    return types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                              function.__defaults__, function.__closure__)
+
+
+def _give_body(function, replacement, **names):
+    """Runs `replacement`'s body whenever `function` is called, also through the
+    `from ... import function` bindings other moto modules made; `names` become
+    globals of `function`'s module for that body to use."""
+    function.__globals__.update(names)
+    function.__code__ = replacement.__code__
+
+
+def _unix_time(dt=None):
+    return _shop_now() if dt is None else _shop_unix_time(dt)  # noqa: F821
+
+
+def _boto_client_for(region, service, state_credentials=None):
+    key = (region, service, repr(state_credentials))
+    client = _shop_clients.get(key)  # noqa: F821
+    if client is None:
+        client = _shop_clients.setdefault(  # noqa: F821
+            key, _shop_boto_client_for(region, service, state_credentials))  # noqa: F821
+    return client
+
+
+def _retained(self, queue_name, message):
+    period = int(self.get_queue(queue_name).message_retention_period)
+    return period + message.sent_timestamp / 1000 > time.time()
+
+
+_give_body(moto.core.utils.unix_time, _unix_time,
+           _shop_now=time.time, _shop_unix_time=_copy(moto.core.utils.unix_time))
+_give_body(sfn_boto.boto_client_for, _boto_client_for,
+           _shop_clients={}, _shop_boto_client_for=_copy(sfn_boto.boto_client_for))
+SQSBackend.is_message_valid_based_on_retention_period = _retained
+
+
+def _draw_heap_keys(node, seen):
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, EvalComponent):
+        node.heap_key  # noqa: B018 - draws the key once, before the tree is shared
+        children = vars(node).values()
+    elif isinstance(node, (list, tuple, set)):
+        children = node
+    elif isinstance(node, dict):
+        children = node.values()
+    else:
+        return
+    for child in children:
+        _draw_heap_keys(child, seen)
+
+
+_parse_definition = AmazonStateLanguageParser.parse
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_definition(definition):
+    parsed = _parse_definition(definition)
+    _draw_heap_keys(parsed[0], set())
+    return parsed
+
+
+AmazonStateLanguageParser.parse = staticmethod(_parsed_definition)
+_parse_json_path = functools.lru_cache(maxsize=4096)(jsonpath_ng.ext.parse)
+jsonpath_ng.ext.parse = _parse_json_path
+sfn_json_path.parse = _parse_json_path
+_MODULES = tuple(moto.backends.list_of_moto_modules())
+moto.backends.list_of_moto_modules = lambda: _MODULES
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 # X-Amz-Target prefix -> IAM service prefix, for the JSON protocols the functions use.
 _SERVICES = {
@@ -76,13 +178,20 @@ def _calls(service, operation, body):
     elif service == "dynamodb" and operation in ("BatchGetItem", "BatchWriteItem"):
         for table in body.get("RequestItems", {}):
             yield f"dynamodb:{operation}", table
+    elif service == "dynamodb" and body.get("IndexName"):
+        yield f"dynamodb:{operation}", f"{body.get('TableName')}/index/{body['IndexName']}"
     elif service == "dynamodb":
         yield f"dynamodb:{operation}", body.get("TableName")
     elif service == "sqs":
         yield f"sqs:{operation.replace('Batch', '')}", _name(body.get("QueueUrl"))
     elif service == "states":
-        # Task-token calls name no state machine; IAM checks the token's machine.
-        yield f"states:{operation}", _name(body.get("stateMachineArn")) or "task-token"
+        # Task-token calls name no state machine; IAM checks the token's machine. An
+        # execution ARN (`...:execution:MACHINE:NAME`) names its machine.
+        execution = body.get("executionArn") or ""
+        if ":execution:" in execution:
+            yield f"states:{operation}", execution.split(":execution:", 1)[1].split(":", 1)[0]
+        else:
+            yield f"states:{operation}", _name(body.get("stateMachineArn")) or "task-token"
     elif service == "events":
         for entry in body.get("Entries", []):
             yield f"events:{operation}", _name(entry.get("EventBusName") or "default")

@@ -36,6 +36,10 @@ def load_template():
     return cfn_yaml.load(str(ROOT / "template.yaml"))
 
 
+# `${Resource}` or `${Resource.Attribute}` in a Fn::Sub string; `${AWS::...}` is not one.
+SUB_REF = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}")
+
+
 def logical_ids(value):
     """The resources a policy's Resource entry names: Ref/GetAtt targets or '*'."""
     items = value if isinstance(value, list) else [value]
@@ -47,6 +51,13 @@ def logical_ids(value):
             out.append(item["Ref"])
         elif isinstance(item, dict) and "Fn::GetAtt" in item:
             out.append(item["Fn::GetAtt"][0])
+        elif isinstance(item, dict) and isinstance(item.get("Fn::Sub"), str) \
+                and len(SUB_REF.findall(item["Fn::Sub"])) == 1:
+            # One resource in an ARN pattern: a table's index (`${T.Arn}/index/I`,
+            # named T/index/I) or the executions of a machine (`...:execution:${M.Name}:*`).
+            ref = SUB_REF.search(item["Fn::Sub"])
+            rest = item["Fn::Sub"][ref.end():]
+            out.append(ref.group(1) + (rest if rest.startswith("/index/") else ""))
         else:
             out.append(f"unnamed:{json.dumps(item)}")
     return out
@@ -119,9 +130,10 @@ def observed_calls(template, log_path):
             targets = machines
         else:
             service = call["action"].split(":", 1)[0]
+            base, index, index_name = (resource or "").partition("/index/")
             lid = next((lid for suffix, lid in names.get(service, [])
-                        if resource and resource.endswith("-" + suffix)), None)
-            targets = [lid] if lid else [f"unknown:{resource}"]
+                        if base and base.endswith("-" + suffix)), None)
+            targets = [lid + index + index_name] if lid else [f"unknown:{resource}"]
         for target in targets:
             calls.add((function, call["action"], target))
     return calls, problems

@@ -16,12 +16,13 @@ use shop::ops::dlq::{ReplayOptions, replay};
 use shop::ops::saga::{replay_compensations, show};
 use shop::ops::stack::Ops;
 use shop_domain::events::DomainEvent;
+use shop_domain::orphans::ORPHAN_REASON;
 use shop_domain::payment::{ChargeRequest, ProviderError};
 use shop_domain::ports::{
-    EventPublisher, PaymentProvider, PortError, PortHooks, ReleaseOutcome, ReserveOutcome,
-    SagaStarter, StartOutcome, StockLevel, StockStore, TaskCallbacks,
+    EventPublisher, OrderQueue, PaymentProvider, PortError, PortHooks, ReleaseOutcome,
+    ReserveOutcome, SagaStarter, StartOutcome, StockLevel, StockStore, TaskCallbacks,
 };
-use shop_domain::{OrderId, OrderLine, OrderStatus, Sku};
+use shop_domain::{Order, OrderId, OrderLine, OrderStatus, Sku};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicBool;
@@ -44,6 +45,10 @@ const STOCK_PER_100: [(&str, u32); 3] = [("MUG", 150), ("TEE", 40), ("RARE", 1)]
 /// most once for that order, at the first call that reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Fault {
+    /// The orders API dies after storing an order and before enqueueing it. The
+    /// shopper gets an error and retries with its key (a fresh order, once the claim
+    /// on the key lapses); the orphan sweep cancels the stranded one.
+    CrashBeforeEnqueue,
     /// The intake function dies before StartExecution.
     CrashBeforeStart,
     /// The intake function dies after StartExecution succeeded.
@@ -82,7 +87,8 @@ pub enum Fault {
 
 impl Fault {
     /// Every kind, in report order.
-    pub const ALL: [Fault; 16] = [
+    pub const ALL: [Fault; 17] = [
+        Fault::CrashBeforeEnqueue,
         Fault::CrashBeforeStart,
         Fault::CrashAfterStart,
         Fault::CrashBeforeReserve,
@@ -104,6 +110,7 @@ impl Fault {
     /// The name in the report.
     pub fn name(self) -> &'static str {
         match self {
+            Fault::CrashBeforeEnqueue => "crash between storing and enqueueing",
             Fault::CrashBeforeStart => "crash before StartExecution",
             Fault::CrashAfterStart => "crash after StartExecution",
             Fault::CrashBeforeReserve => "crash before reserve",
@@ -158,6 +165,7 @@ pub struct Chaos {
     tokens: Mutex<HashMap<String, String>>,
     hung_until: Mutex<HashMap<String, Instant>>,
     poisoned: Mutex<HashMap<String, u32>>,
+    stranded: Mutex<HashMap<usize, String>>,
     fired: Mutex<BTreeMap<Fault, u64>>,
 }
 
@@ -170,6 +178,7 @@ impl Chaos {
             plans: Mutex::default(),
             tokens: Mutex::default(),
             hung_until: Mutex::default(),
+            stranded: Mutex::default(),
             poisoned: Mutex::default(),
             fired: Mutex::default(),
         })
@@ -188,6 +197,7 @@ impl Chaos {
             .into_iter()
             .filter(|f| rng.random_bool(f.probability(self.rate)))
             .filter(|f| *f != Fault::PoisonRelease || declined)
+            .filter(|f| *f != Fault::CrashBeforeEnqueue)
             .collect();
         lock(&self.plans).insert(order_id.to_owned(), plan);
     }
@@ -211,6 +221,27 @@ impl Chaos {
         }
     }
 
+    /// Dies between storing and enqueueing the first attempt of request `index` if
+    /// its plan (drawn from the seed by request, since no order id exists before the
+    /// store) says so, remembering the stranded order.
+    fn strand(&self, index: usize, order_id: &str) {
+        let planned = self
+            .rng(index, 4)
+            .random_bool(Fault::CrashBeforeEnqueue.probability(self.rate));
+        if planned && !lock(&self.stranded).contains_key(&index) {
+            lock(&self.stranded).insert(index, order_id.to_owned());
+            *lock(&self.fired)
+                .entry(Fault::CrashBeforeEnqueue)
+                .or_default() += 1;
+            panic!("chaos: {} for {order_id}", Fault::CrashBeforeEnqueue.name());
+        }
+    }
+
+    /// Orders the orders API stored and never enqueued.
+    fn stranded(&self) -> Vec<String> {
+        lock(&self.stranded).values().cloned().collect()
+    }
+
     fn order_of_token(&self, token: &str) -> String {
         lock(&self.tokens).get(token).cloned().unwrap_or_default()
     }
@@ -226,6 +257,12 @@ impl Chaos {
 pub struct ChaosHooks(pub Arc<Chaos>);
 
 impl PortHooks for ChaosHooks {
+    fn queue(&self, inner: Arc<dyn OrderQueue>) -> Arc<dyn OrderQueue> {
+        Arc::new(ChaosQueue {
+            inner,
+            chaos: self.0.clone(),
+        })
+    }
     fn saga(&self, inner: Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter> {
         Arc::new(ChaosSaga {
             inner,
@@ -274,6 +311,26 @@ pub fn quiet_injected_panics() {
             default(info);
         }
     }));
+}
+
+struct ChaosQueue {
+    inner: Arc<dyn OrderQueue>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl OrderQueue for ChaosQueue {
+    async fn enqueue(&self, order: &Order) -> Result<(), PortError> {
+        if let Some(index) = order
+            .customer_id
+            .0
+            .strip_prefix("chaos-")
+            .and_then(|i| i.parse().ok())
+        {
+            self.chaos.strand(index, order.order_id.as_str());
+        }
+        self.inner.enqueue(order).await
+    }
 }
 
 struct ChaosSaga {
@@ -479,6 +536,8 @@ struct Placed {
     order_id: String,
     total: u64,
     lines: Vec<(String, u32)>,
+    /// Stored by the orders API and never enqueued: the shopper was never told of it.
+    stranded: bool,
 }
 
 /// What a chaos run found.
@@ -601,7 +660,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            operator_pass(&ops, &operator).await;
+            operator_pass(&app, &ops, &operator).await;
         }
     };
     let placing = async {
@@ -622,7 +681,14 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
     };
     tokio::join!(placing, background);
 
-    let placed = lock(&placed).clone();
+    let accepted = lock(&placed).len();
+    let mut placed = lock(&placed).clone();
+    placed.extend(chaos.stranded().into_iter().map(|order_id| Placed {
+        order_id,
+        total: 0,
+        lines: Vec::new(),
+        stranded: true,
+    }));
     tracing::info!(
         orders = placed.len(),
         "chaos: every order placed; waiting for quiet"
@@ -671,6 +737,15 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             }
             Some((OrderStatus::Cancelled, last)) => {
                 let reason = last.and_then(|c| c.reason.clone()).unwrap_or_default();
+                if order.stranded && (reason != ORPHAN_REASON || !report.runs.is_empty()) {
+                    problems.push(format!(
+                        "stranded before intake, but cancelled as {reason:?} with {} saga runs",
+                        report.runs.len()
+                    ));
+                }
+                if !order.stranded && reason == ORPHAN_REASON {
+                    problems.push("an accepted order was swept as stranded".into());
+                }
                 *outcomes.entry(format!("CANCELLED ({reason})")).or_default() += 1;
                 if net != 0 {
                     problems.push(format!("cancelled, but the provider holds {net}"));
@@ -712,7 +787,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
     let _ = std::fs::remove_dir_all(&ops_dir);
     ChaosReport {
         seed: config.seed,
-        accepted: placed.len(),
+        accepted,
         refused: lock(&refused).clone(),
         outcomes,
         faults: chaos.fired(),
@@ -751,14 +826,17 @@ async fn drive_order(
         ("content-type", "application/json"),
         ("idempotency-key", key.as_str()),
     ];
+    // A shopper retries errors and "in progress" with the same key, once a second,
+    // for longer than the orders API's claim on a key that crashed mid-request.
     let mut answer = None;
-    for _ in 0..5 {
+    let give_up = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < give_up {
         let r = app.http("POST", "/v1/orders", &headers, Some(&body)).await;
         if r.status < 500 && r.status != 409 {
             answer = Some(r);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let Some(r) = answer.filter(|r| r.status == 202) else {
         lock(refused).push(format!("order {index}: {body}"));
@@ -771,6 +849,7 @@ async fn drive_order(
         order_id: order_id.clone(),
         total: json["total"].as_u64().unwrap_or_default(),
         lines,
+        stranded: false,
     });
     if chaos.rng(index, 3).random_bool(0.05) {
         app.http("POST", &format!("/v1/orders/{order_id}/cancel"), &[], None)
@@ -814,16 +893,22 @@ fn missing_terminal_events(
 
 /// What an operator on call does when the alarms fire: replays every DLQ to its
 /// source and replays the compensation work queue (each case redrives its saga).
-async fn operator_pass(ops: &Ops, counts: &Mutex<BTreeMap<&'static str, u64>>) {
+async fn operator_pass(app: &App, ops: &Ops, counts: &Mutex<BTreeMap<&'static str, u64>>) {
     let started = Instant::now();
-    operator_actions(ops, counts).await;
+    operator_actions(app, ops, counts).await;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "chaos: operator pass"
     );
 }
 
-async fn operator_actions(ops: &Ops, counts: &Mutex<BTreeMap<&'static str, u64>>) {
+async fn operator_actions(app: &App, ops: &Ops, counts: &Mutex<BTreeMap<&'static str, u64>>) {
+    // The sweep's schedule, compressed: every pass runs it once.
+    if let Ok(summary) = app.invoke("OrphanSweeperFunction", json!({})).await {
+        *lock(counts)
+            .entry("stranded orders cancelled by the sweep")
+            .or_default() += summary["cancelled"].as_array().map_or(0, Vec::len) as u64;
+    }
     let never = AtomicBool::new(false);
     let hidden = indicatif::ProgressBar::hidden();
     for dlq in ops.dead_letter_queues() {
@@ -860,8 +945,9 @@ async fn wait_quiet(
     within: Duration,
 ) {
     let deadline = Instant::now() + within;
+    let mut open: Vec<&str> = placed.iter().map(|o| o.order_id.as_str()).collect();
     while Instant::now() < deadline {
-        operator_pass(ops, operator).await;
+        operator_pass(app, ops, operator).await;
         let running = shop::ops::saga::list(ops, Some("RUNNING"), None)
             .await
             .map(|r| r.len())
@@ -873,12 +959,14 @@ async fn wait_quiet(
                 .map(|(_, d)| d)
                 .unwrap_or(1);
         }
-        let mut pending = 0;
-        for order in placed {
-            if !app.is_terminal(&order.order_id).await {
-                pending += 1;
+        let mut still_open = Vec::new();
+        for order_id in open {
+            if !app.is_terminal(order_id).await {
+                still_open.push(order_id);
             }
         }
+        open = still_open;
+        let pending = open.len();
         if running == 0 && dead_letters == 0 && pending == 0 {
             return;
         }
@@ -890,7 +978,14 @@ async fn wait_quiet(
 impl App {
     /// A fresh stack whose ports and event source mappings inject `chaos`'s faults.
     pub async fn start_chaos(chaos: Arc<Chaos>) -> App {
-        Self::start_full(&ChaosHooks(chaos.clone()), &[], Some(chaos)).await
+        // The shortest orphan age the template allows, so the sweep cancels stranded
+        // orders within the run.
+        Self::start_full(
+            &ChaosHooks(chaos.clone()),
+            &[("OrphanAfterSeconds", "60")],
+            Some(chaos),
+        )
+        .await
     }
 
     /// Whether the order is `CONFIRMED` or `CANCELLED`.

@@ -244,6 +244,14 @@ impl App {
         (r, json)
     }
 
+    /// Invokes a function of the stack directly, as its schedule or `aws lambda
+    /// invoke` would.
+    pub async fn invoke(&self, logical_id: &str, event: Value) -> Result<Value, InvokeError> {
+        self.recording
+            .invoke(&self.stack.functions[logical_id], event)
+            .await
+    }
+
     /// Operator commands against this stack, keeping their audit log and journal in `dir`.
     pub fn ops(&self, dir: &Path) -> shop::ops::stack::Ops {
         shop::ops::stack::Ops::new(

@@ -30,6 +30,15 @@ fn every_sample_event_is_an_event_its_function_accepts() {
             if dir.ends_with("orders-api") {
                 serde_json::from_str::<ApiGatewayV2httpRequest>(&text)
                     .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            } else if dir.ends_with("orphan-sweeper") {
+                let event: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                assert_eq!(
+                    event["detail-type"],
+                    "Scheduled Event",
+                    "{}",
+                    file.display()
+                );
             } else {
                 let event: SqsEvent = serde_json::from_str(&text)
                     .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -39,7 +48,7 @@ fn every_sample_event_is_an_event_its_function_accepts() {
         }
     }
     assert!(
-        checked >= 7,
+        checked >= 8,
         "samples for every entry point, found {checked}"
     );
 }

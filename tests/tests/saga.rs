@@ -3,11 +3,12 @@
 //! checks order status, stock, ledger, sandbox provider and emitted events.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::{App, Faults, command_violations, schema_violations, slow_reservations};
-use serde_json::Value;
-use shop_domain::OrderId;
+use serde_json::{Value, json};
 use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
-use shop_domain::ports::PaymentProvider;
+use shop_domain::ports::{OrderQueue, PaymentProvider, PortError};
+use shop_domain::{Order, OrderId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -364,6 +365,124 @@ async fn an_order_the_intake_queue_refuses_is_cancelled_and_its_key_freed_for_th
     assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CONFIRMED");
     assert_eq!(app.execution_names().await, vec![id]);
     assert_eq!(app.stock("MUG").await.reserved, 1);
+}
+
+/// The orders API dying after it stored an order and before it enqueued it: the
+/// first order only, remembering which one was stranded.
+struct CrashBeforeEnqueue {
+    inner: Arc<dyn OrderQueue>,
+    stranded: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+#[async_trait]
+impl OrderQueue for CrashBeforeEnqueue {
+    async fn enqueue(&self, order: &Order) -> Result<(), PortError> {
+        let first = {
+            let mut stranded = self.stranded.lock().unwrap();
+            stranded.is_none().then(|| {
+                *stranded = Some(order.order_id.to_string());
+            })
+        };
+        if first.is_some() {
+            panic!("crash between storing and enqueueing");
+        }
+        self.inner.enqueue(order).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_stranded_by_a_crash_before_intake_is_cancelled_by_the_sweep() {
+    let stranded = Arc::new(std::sync::Mutex::new(None));
+    let record = stranded.clone();
+    let faults = Faults {
+        queue: Some(Arc::new(move |inner| {
+            Arc::new(CrashBeforeEnqueue {
+                inner,
+                stranded: record.clone(),
+            }) as Arc<dyn OrderQueue>
+        })),
+        ..Faults::default()
+    };
+    let app = App::start_configured(faults, &[("OrphanAfterSeconds", "60")]).await;
+    let sweep = || async {
+        app.invoke("OrphanSweeperFunction", json!({}))
+            .await
+            .expect("the sweep runs")
+    };
+
+    let (crashed, problem) = app.place(&[("MUG", 1)], "tok_visa", Some("strand-1")).await;
+    let crashed_at = std::time::Instant::now();
+    assert_eq!(crashed.status, 500, "{problem}");
+    let orphan = stranded
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("crashed after storing");
+    let early = sweep().await;
+    assert_eq!(
+        early["cancelled"],
+        json!([]),
+        "younger than the orphan age: {early}"
+    );
+
+    // The shopper retries with the same key; once the crashed request's claim on it
+    // lapses the retry is a fresh order, which goes through.
+    let (retried, placed) = loop {
+        let (r, body) = app.place(&[("MUG", 1)], "tok_visa", Some("strand-1")).await;
+        if r.status != 409 || crashed_at.elapsed() > Duration::from_secs(45) {
+            break (r, body);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(retried.status, 202, "{placed}");
+    let id = order_id(&placed);
+    assert_ne!(id, orphan);
+    assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CONFIRMED");
+    let confirmed = aws_sdk_dynamodb::Client::new(&app.sdk)
+        .get_item()
+        .table_name(&app.stack.tables["OrdersTable"])
+        .key("orderId", AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(
+        !confirmed.contains_key("pendingShard"),
+        "the saga took the confirmed order out of the pending index"
+    );
+
+    tokio::time::sleep(Duration::from_secs(61).saturating_sub(crashed_at.elapsed())).await;
+    let swept = sweep().await;
+    assert_eq!(swept["cancelled"], json!([orphan]), "{swept}");
+    let r = app
+        .http("GET", &format!("/v1/orders/{orphan}"), &[], None)
+        .await;
+    assert_eq!(r.status, 200);
+    let order: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(order["status"], "CANCELLED");
+    let history = order["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["reason"], "intake-never-started");
+    let events = app.events().await;
+    assert_eq!(types(&events, &orphan), ["OrderCancelled"]);
+    assert!(schema_violations(&events).is_empty());
+    assert_eq!(
+        app.execution_names().await,
+        vec![id],
+        "no saga for the orphan"
+    );
+    assert!(app.ledger(&orphan).await.is_none());
+    assert_eq!(
+        app.stock("MUG").await.reserved,
+        1,
+        "only the retried order holds stock"
+    );
+
+    let again = sweep().await;
+    assert_eq!(
+        again["examined"], 0,
+        "the orphan left the pending index: {again}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

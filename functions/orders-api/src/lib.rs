@@ -15,7 +15,7 @@ use problem::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shop_aws::ConfigError;
-use shop_domain::ports::{CancelOutcome, Catalog, OrderQueue, OrderStore};
+use shop_domain::ports::{CancelOutcome, Catalog, NoHooks, OrderQueue, OrderStore, PortHooks};
 use shop_domain::request::{self, MAX_BODY_BYTES, RequestError};
 use shop_domain::services::{OrderService, PlaceOrderError};
 use shop_domain::{Order, OrderId};
@@ -97,6 +97,16 @@ impl OrdersApi {
         sdk: &aws_config::SdkConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::from_env_with_hooks(sdk, env, &NoHooks)
+    }
+
+    /// Like [`OrdersApi::from_env`], with the intake queue passed through `hooks`
+    /// (a crash between storing and enqueueing, in the chaos run).
+    pub fn from_env_with_hooks(
+        sdk: &aws_config::SdkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        hooks: &dyn PortHooks,
+    ) -> Result<Self, ConfigError> {
         let sdk = &shop_aws::for_function(sdk, "orders-api");
         let dynamo = aws_sdk_dynamodb::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -109,11 +119,11 @@ impl OrdersApi {
                 dynamo.clone(),
                 shop_aws::required(env, "ORDERS_TABLE")?,
             )),
-            Arc::new(shop_aws::queue::SqsOrderQueue::new(
+            hooks.queue(Arc::new(shop_aws::queue::SqsOrderQueue::new(
                 sqs,
                 shop_aws::required(env, "ORDERS_QUEUE_URL")?,
                 shop_aws::required(env, "EXPRESS_ORDERS_QUEUE_URL")?,
-            )),
+            ))),
             Arc::new(shop_aws::idempotency_store::DynamoIdempotencyStore::new(
                 dynamo,
                 shop_aws::required(env, "IDEMPOTENCY_TABLE")?,

@@ -1,10 +1,16 @@
 //! Orders in DynamoDB: one item per order, status transitions by condition.
+//!
+//! A new order also carries `pendingShard`, which puts it in the sparse index
+//! [`PENDING_INDEX`] (`pendingShard` hash, `createdAt` range) until the saga marks it
+//! reserved or cancelled (the state machine removes the attribute) or the orphan
+//! sweep forgets it. The shard spreads the index's writes over [`PENDING_SHARDS`]
+//! partition keys, so placing orders is not capped by one index partition.
 
 use crate::port_error;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use shop_domain::ports::{CancelOutcome, OrderStore, PortError};
+use shop_domain::ports::{CancelOutcome, OrderStore, PendingOrders, PortError};
 use shop_domain::{Order, OrderId, OrderStatus, StatusChange};
 
 /// Order records keyed by `orderId`.
@@ -28,10 +34,29 @@ impl DynamoOrderStore {
     }
 }
 
+/// The sparse index of orders stored as pending.
+pub const PENDING_INDEX: &str = "PendingByCreatedAt";
+/// How many partition keys the pending index spreads its orders over.
+pub const PENDING_SHARDS: u32 = 4;
+
+/// The shard of an order in the pending index: a stable hash of its id.
+fn pending_shard(order_id: &OrderId) -> String {
+    let hash = order_id
+        .as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (hash % PENDING_SHARDS).to_string()
+}
+
 #[async_trait]
 impl OrderStore for DynamoOrderStore {
     async fn insert(&self, order: &Order) -> Result<(), PortError> {
-        let item = serde_dynamo::to_item(order).map_err(|e| port_error("orders.insert", e))?;
+        let mut item: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(order).map_err(|e| port_error("orders.insert", e))?;
+        item.insert(
+            "pendingShard".into(),
+            AttributeValue::S(pending_shard(&order.order_id)),
+        );
         self.client
             .put_item()
             .table_name(&self.table)
@@ -114,6 +139,67 @@ impl OrderStore for DynamoOrderStore {
                 })
             }
             Err(e) => Err(port_error("orders.cancel", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl PendingOrders for DynamoOrderStore {
+    async fn created_before(&self, cutoff: &str, limit: usize) -> Result<Vec<OrderId>, PortError> {
+        let mut found: Vec<(String, OrderId)> = Vec::new();
+        for shard in 0..PENDING_SHARDS {
+            let mut pages = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PENDING_INDEX)
+                .key_condition_expression("pendingShard = :shard AND createdAt < :cutoff")
+                .expression_attribute_values(":shard", AttributeValue::S(shard.to_string()))
+                .expression_attribute_values(":cutoff", AttributeValue::S(cutoff.to_owned()))
+                .into_paginator()
+                .items()
+                .send();
+            let mut taken = 0;
+            while taken < limit {
+                let Some(item) = pages.next().await else {
+                    break;
+                };
+                let item = item.map_err(|e| port_error("orders.pending", e))?;
+                let text = |name: &str| match item.get(name) {
+                    Some(AttributeValue::S(v)) => Some(v.clone()),
+                    _ => None,
+                };
+                let id = text("orderId").and_then(|id| OrderId::parse(&id));
+                if let (Some(id), Some(at)) = (id, text("createdAt")) {
+                    found.push((at, id));
+                    taken += 1;
+                }
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+
+    async fn forget(&self, order_id: &OrderId) -> Result<(), PortError> {
+        let (k, v) = Self::key(order_id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression("REMOVE pendingShard")
+            .condition_expression("attribute_exists(orderId)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(port_error("orders.forget", e)),
         }
     }
 }

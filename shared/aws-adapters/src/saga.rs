@@ -6,7 +6,7 @@ use aws_sdk_sfn::Client;
 use aws_sdk_sfn::error::SdkError;
 use serde_json::Value;
 use shop_domain::OrderId;
-use shop_domain::ports::{PortError, SagaStarter, StartOutcome, TaskCallbacks};
+use shop_domain::ports::{PortError, SagaRuns, SagaStarter, StartOutcome, TaskCallbacks};
 
 /// Starts one execution per order, named after it.
 #[derive(Clone)]
@@ -45,6 +45,36 @@ impl SagaStarter for SfnSagaStarter {
                 Ok(StartOutcome::AlreadyExists)
             }
             Err(e) => Err(port_error("saga.start", e)),
+        }
+    }
+}
+
+/// Executions are named after their order, so whether one exists is a
+/// DescribeExecution of the name under this state machine.
+#[async_trait]
+impl SagaRuns for SfnSagaStarter {
+    async fn has_started(&self, order_id: &OrderId) -> Result<bool, PortError> {
+        let arn = format!(
+            "{}:{}",
+            self.state_machine_arn
+                .replacen(":stateMachine:", ":execution:", 1),
+            order_id.as_str()
+        );
+        match self
+            .client
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_does_not_exist()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(port_error("saga.describe", e)),
         }
     }
 }

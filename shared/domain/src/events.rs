@@ -69,6 +69,17 @@ impl DomainEvent {
         )
     }
 
+    /// The order was cancelled outside its saga (the orphan sweep); the saga's own
+    /// cancellations are published by the state machine with the same shape.
+    pub fn order_cancelled(order: &Order, reason: &str) -> Self {
+        event(
+            SOURCE_ORDERS,
+            "OrderCancelled",
+            base(&order.order_id, &order.correlation_id),
+            json!({ "reason": reason }),
+        )
+    }
+
     /// Stock is held for every line of the order.
     pub fn stock_reserved(order_id: &OrderId, correlation_id: &str, lines: &[OrderLine]) -> Self {
         event(

@@ -6,7 +6,7 @@ use crate::payment::{LedgerRecord, LedgerStatus};
 use crate::ports::*;
 use async_trait::async_trait;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -55,6 +55,44 @@ impl Catalog for FakeCatalog {
             .iter()
             .filter_map(|s| self.0.get(s).map(|p| (s.clone(), p.clone())))
             .collect())
+    }
+}
+
+/// The pending index as a map from order id to creation time.
+#[derive(Default)]
+pub struct FakePendingIndex(pub Mutex<BTreeMap<OrderId, String>>);
+
+impl FakePendingIndex {
+    /// Indexes an order as the store does when it is inserted.
+    pub fn add(&self, order: &Order) {
+        lock(&self.0).insert(order.order_id.clone(), order.created_at.clone());
+    }
+}
+
+#[async_trait]
+impl PendingOrders for FakePendingIndex {
+    async fn created_before(&self, cutoff: &str, limit: usize) -> Result<Vec<OrderId>, PortError> {
+        Ok(lock(&self.0)
+            .iter()
+            .filter(|(_, at)| at.as_str() < cutoff)
+            .map(|(id, _)| id.clone())
+            .take(limit)
+            .collect())
+    }
+    async fn forget(&self, order_id: &OrderId) -> Result<(), PortError> {
+        lock(&self.0).remove(order_id);
+        Ok(())
+    }
+}
+
+/// The orders whose saga has started.
+#[derive(Default)]
+pub struct FakeRuns(pub Mutex<HashSet<OrderId>>);
+
+#[async_trait]
+impl SagaRuns for FakeRuns {
+    async fn has_started(&self, order_id: &OrderId) -> Result<bool, PortError> {
+        Ok(lock(&self.0).contains(order_id))
     }
 }
 

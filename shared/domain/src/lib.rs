@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod events;
 pub mod order;
+pub mod orphans;
 pub mod payment;
 pub mod ports;
 pub mod request;

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Identifies an order; also the saga execution name, so it must be a valid
 /// Step Functions name (letters, digits, `-`, `_`, at most 80 characters).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OrderId(String);
 

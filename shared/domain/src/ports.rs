@@ -70,6 +70,24 @@ pub trait OrderStore: Send + Sync {
     ) -> Result<CancelOutcome, PortError>;
 }
 
+/// The index of orders stored as pending, which the orphan sweep reads. An order
+/// enters it when stored and leaves it when its saga marks it reserved or cancelled,
+/// or when the sweep forgets it.
+#[async_trait]
+pub trait PendingOrders: Send + Sync {
+    /// Orders in the index created before `cutoff` (RFC 3339), at most `limit`.
+    async fn created_before(&self, cutoff: &str, limit: usize) -> Result<Vec<OrderId>, PortError>;
+    /// Takes an order out of the index.
+    async fn forget(&self, order_id: &OrderId) -> Result<(), PortError>;
+}
+
+/// Whether an order's saga was ever started.
+#[async_trait]
+pub trait SagaRuns: Send + Sync {
+    /// True when an execution for the order exists, whatever its state.
+    async fn has_started(&self, order_id: &OrderId) -> Result<bool, PortError>;
+}
+
 /// The queue that feeds order intake.
 #[async_trait]
 pub trait OrderQueue: Send + Sync {
@@ -202,6 +220,10 @@ pub trait ShipmentStore: Send + Sync {
 /// a handler only the way a real failure of the world would: through its ports. Every
 /// method defaults to the port unchanged.
 pub trait PortHooks: Send + Sync {
+    /// Around the orders API's intake queue (after the order is stored).
+    fn queue(&self, port: std::sync::Arc<dyn OrderQueue>) -> std::sync::Arc<dyn OrderQueue> {
+        port
+    }
     /// Around the order intake's saga starter.
     fn saga(&self, port: std::sync::Arc<dyn SagaStarter>) -> std::sync::Arc<dyn SagaStarter> {
         port

@@ -69,11 +69,28 @@ impl InProcess {
         Fut: Future<Output = R> + Send + 'static,
     {
         let handler = Arc::new(handler);
+        self.register_fallible(logical_id, move |event: E| {
+            let answer = handler(event);
+            async move { Ok::<R, std::convert::Infallible>(answer.await) }
+        });
+    }
+
+    /// Registers a handler that can fail, as a Rust handler under `lambda_runtime`
+    /// returning `Err`: the invocation then fails with the error's message.
+    pub fn register_fallible<E, R, X, F, Fut>(&mut self, logical_id: &str, handler: F)
+    where
+        E: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        X: std::fmt::Display + 'static,
+        F: Fn(E) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, X>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
         let erased: FunctionHandler = Arc::new(move |event: Value| {
             let handler = handler.clone();
             async move {
                 let event: E = serde_json::from_value(event).map_err(|e| format!("event: {e}"))?;
-                let answer = handler(event).await;
+                let answer = handler(event).await.map_err(|e| e.to_string())?;
                 serde_json::to_value(answer).map_err(|e| format!("answer: {e}"))
             }
             .boxed()

@@ -1,6 +1,6 @@
 //! Runs the stack that `template.yaml` declares on one machine, against an AWS-API
 //! emulator: creates its tables, queues, bus, rules and state machine, then acts as
-//! Lambda's event source mappings and API Gateway, invoking functions in process or
+//! Lambda's event source mappings, EventBridge schedules and API Gateway, invoking functions in process or
 //! through a Lambda invoke URL. The template is the single source of truth for the
 //! wiring; the end-to-end tests and `shop local` use this same code.
 #![warn(missing_docs)]
@@ -8,6 +8,7 @@
 pub mod http_api;
 pub mod invoke;
 pub mod provision;
+pub mod schedules;
 pub mod sqs_poller;
 pub mod template;
 

@@ -4,8 +4,8 @@
 use crate::ACCOUNT_ID;
 use crate::template::{Names, Template, TemplateError, resolve};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_eventbridge::types::{DeadLetterConfig, RuleState, Target};
 use aws_sdk_sfn::types::StateMachineType;
@@ -72,6 +72,8 @@ pub struct FunctionSpec {
     pub env: BTreeMap<String, String>,
     /// SQS event sources.
     pub sqs_sources: Vec<SqsSource>,
+    /// Periods of its `Schedule` events (`rate(...)` expressions).
+    pub schedules: Vec<std::time::Duration>,
 }
 
 /// An HTTP route to a function.
@@ -270,6 +272,36 @@ impl Names for LocalNames<'_> {
 /// The value a secret is created with: its `SecretString`, or what
 /// `GenerateSecretString` would write (the template JSON with a random alphanumeric
 /// string under `GenerateStringKey`, or the bare random string).
+/// A table's or an index's `KeySchema`.
+fn key_schema(resource: &str, schema: &Value) -> Result<Vec<KeySchemaElement>, ProvisionError> {
+    schema
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|key| {
+            KeySchemaElement::builder()
+                .attribute_name(key["AttributeName"].as_str().unwrap_or_default())
+                .key_type(KeyType::from(key["KeyType"].as_str().unwrap_or_default()))
+                .build()
+                .map_err(emulator(resource))
+        })
+        .collect()
+}
+
+/// The period of an EventBridge `rate(N unit)` expression.
+fn rate(expression: &str) -> Option<std::time::Duration> {
+    let inner = expression.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (count, unit) = inner.trim().split_once(' ')?;
+    let count: u64 = count.parse().ok().filter(|c| *c > 0)?;
+    let seconds = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(count * seconds))
+}
+
 fn secret_value(p: &Value) -> Result<String, String> {
     if let Some(text) = p.get("SecretString").and_then(Value::as_str) {
         return Ok(text.to_owned());
@@ -456,10 +488,10 @@ pub async fn provision(
         .filter(|(_, r)| kind(r) == "AWS::DynamoDB::Table")
     {
         let p = props(id, r, &names)?;
-        if p.get("GlobalSecondaryIndexes").is_some() || p.get("LocalSecondaryIndexes").is_some() {
+        if p.get("LocalSecondaryIndexes").is_some() {
             return Err(unsupported(
                 id,
-                "secondary indexes are not supported locally yet",
+                "local secondary indexes are not supported locally yet",
             ));
         }
         let name = names.physical(id);
@@ -468,18 +500,35 @@ pub async fn provision(
             .create_table()
             .table_name(&name)
             .billing_mode(BillingMode::PayPerRequest);
-        for key in p
-            .get("KeySchema")
+        create = create.set_key_schema(Some(key_schema(id, &p["KeySchema"])?));
+        for index in p
+            .get("GlobalSecondaryIndexes")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default()
         {
-            let element = KeySchemaElement::builder()
-                .attribute_name(key["AttributeName"].as_str().unwrap_or_default())
-                .key_type(KeyType::from(key["KeyType"].as_str().unwrap_or_default()))
+            let projection = &index["Projection"];
+            let non_key = projection["NonKeyAttributes"].as_array().map(|names| {
+                names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            });
+            let gsi = GlobalSecondaryIndex::builder()
+                .index_name(index["IndexName"].as_str().unwrap_or_default())
+                .set_key_schema(Some(key_schema(id, &index["KeySchema"])?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(
+                            projection["ProjectionType"].as_str().unwrap_or("ALL"),
+                        ))
+                        .set_non_key_attributes(non_key)
+                        .build(),
+                )
                 .build()
                 .map_err(emulator(id))?;
-            create = create.key_schema(element);
+            create = create.global_secondary_indexes(gsi);
         }
         for attribute in p
             .get("AttributeDefinitions")
@@ -683,6 +732,7 @@ pub async fn provision(
             }
         }
         let mut sqs_sources = Vec::new();
+        let mut schedules = Vec::new();
         if let Some(Value::Object(events)) = p.get("Events") {
             for (event_id, event) in events {
                 let ep = &event["Properties"];
@@ -711,6 +761,17 @@ pub async fn provision(
                                 .unwrap_or(DEFAULT_CONCURRENCY),
                         });
                     }
+                    Some("Schedule") => {
+                        let expression = ep["Schedule"].as_str().unwrap_or_default();
+                        schedules.push(rate(expression).ok_or_else(|| {
+                            unsupported(
+                                id,
+                                format!(
+                                    "event {event_id}: schedule {expression:?} is not rate(N unit); cron expressions are not supported locally"
+                                ),
+                            )
+                        })?);
+                    }
                     Some("HttpApi") => stack.routes.push(Route {
                         method: ep["Method"].as_str().unwrap_or("ANY").to_uppercase(),
                         path: ep["Path"].as_str().unwrap_or("/").to_owned(),
@@ -736,6 +797,7 @@ pub async fn provision(
                     .map(str::to_owned),
                 env,
                 sqs_sources,
+                schedules,
             },
         );
     }
@@ -893,5 +955,16 @@ mod tests {
             message.contains("Stream") && message.contains("AWS::Kinesis::Stream"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn reads_rate_schedules_and_refuses_the_rest() {
+        use std::time::Duration;
+        assert_eq!(rate("rate(5 minutes)"), Some(Duration::from_secs(300)));
+        assert_eq!(rate("rate(1 hour)"), Some(Duration::from_secs(3600)));
+        assert_eq!(rate("rate(2 days)"), Some(Duration::from_secs(172_800)));
+        assert_eq!(rate("rate(0 minutes)"), None);
+        assert_eq!(rate("rate(5 fortnights)"), None);
+        assert_eq!(rate("cron(0 12 * * ? *)"), None);
     }
 }

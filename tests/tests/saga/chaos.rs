@@ -46,4 +46,19 @@ async fn every_invariant_holds_for_every_order_under_random_faults() {
     assert!(report.outcomes.get("CONFIRMED").copied().unwrap_or(0) > 100);
     assert!(report.outcomes.keys().any(|k| k.starts_with("CANCELLED")));
     assert!(report.events_checked > 400);
+    let stranded = report
+        .faults
+        .get(&Fault::CrashBeforeEnqueue)
+        .copied()
+        .unwrap_or(0);
+    assert!(stranded > 0, "no order was stranded before intake");
+    assert_eq!(
+        report
+            .outcomes
+            .get("CANCELLED (intake-never-started)")
+            .copied()
+            .unwrap_or(0) as u64,
+        stranded,
+        "every stranded order, and only those, was swept"
+    );
 }

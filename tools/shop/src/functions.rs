@@ -9,7 +9,7 @@ use local_runtime::provision::Stack;
 use shop_aws::ConfigError;
 use shop_domain::payment::SandboxProvider;
 use shop_domain::ports::{
-    EventPublisher, PaymentProvider, PortHooks, SagaStarter, StockStore, TaskCallbacks,
+    EventPublisher, OrderQueue, PaymentProvider, PortHooks, SagaStarter, StockStore, TaskCallbacks,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ pub type PortWrapper<T> = Arc<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>;
 /// Port wrappers applied when linking; unset ones leave the port as built.
 #[derive(Default, Clone)]
 pub struct PortWrappers {
+    /// Around the orders API's intake queue.
+    pub queue: Option<PortWrapper<dyn OrderQueue>>,
     /// Around the payment provider.
     pub provider: Option<PortWrapper<dyn PaymentProvider>>,
     /// Around the stock store.
@@ -42,6 +44,9 @@ fn wrapped<T: ?Sized>(wrapper: &Option<PortWrapper<T>>, inner: Arc<T>) -> Arc<T>
 }
 
 impl PortHooks for PortWrappers {
+    fn queue(&self, port: Arc<dyn OrderQueue>) -> Arc<dyn OrderQueue> {
+        wrapped(&self.queue, port)
+    }
     fn saga(&self, port: Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter> {
         wrapped(&self.saga, port)
     }
@@ -76,18 +81,35 @@ fn env_of(stack: &Stack, logical_id: &str) -> Result<BTreeMap<String, String>, C
         .ok_or_else(|| ConfigError(format!("template has no function {logical_id}")))
 }
 
+/// A function could not be built from its template environment, as its cold start
+/// would fail on Lambda.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// A function's environment lacks a variable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The payments function could not start (its provider key).
+    #[error(transparent)]
+    Payments(#[from] payments::InitError),
+    /// The orphan sweeper's settings are wrong.
+    #[error(transparent)]
+    Sweeper(#[from] orphan_sweeper::InitError),
+}
+
 /// Builds every function from its template environment.
 pub async fn link(
     sdk: &aws_config::SdkConfig,
     stack: &Stack,
     wrappers: &dyn PortHooks,
-) -> Result<Linked, payments::InitError> {
+) -> Result<Linked, LinkError> {
     let mut functions = InProcess::new();
 
     let env = env_of(stack, "OrdersApiFunction")?;
-    let api = Arc::new(orders_api::OrdersApi::from_env(sdk, &|k| {
-        env.get(k).cloned()
-    })?);
+    let api = Arc::new(orders_api::OrdersApi::from_env_with_hooks(
+        sdk,
+        &|k| env.get(k).cloned(),
+        wrappers,
+    )?);
     functions.register(
         "OrdersApiFunction",
         move |request: ApiGatewayV2httpRequest| {
@@ -138,6 +160,15 @@ pub async fn link(
     functions.register("FulfilmentFunction", move |event: SqsEvent| {
         let fulfilment = fulfilment.clone();
         async move { fulfilment.handle(event).await }
+    });
+
+    let env = env_of(stack, "OrphanSweeperFunction")?;
+    let sweeper = Arc::new(orphan_sweeper::OrphanSweeper::from_env(sdk, &|k| {
+        env.get(k).cloned()
+    })?);
+    functions.register_fallible("OrphanSweeperFunction", move |_: serde_json::Value| {
+        let sweeper = sweeper.clone();
+        async move { sweeper.handle().await }
     });
 
     Ok(Linked { functions, sandbox })

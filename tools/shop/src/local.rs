@@ -62,7 +62,7 @@ pub enum LocalError {
     /// A function could not start: its configuration is incomplete or a secret it
     /// reads at cold start is unusable.
     #[error(transparent)]
-    Init(#[from] payments::InitError),
+    Init(#[from] crate::functions::LinkError),
     /// The HTTP port could not be bound.
     #[error("cannot listen on 127.0.0.1:{0}: {1}")]
     Listen(u16, #[source] std::io::Error),
@@ -189,6 +189,11 @@ impl LocalApp {
             invoker.clone(),
             rx.clone(),
         );
+        tasks.extend(local_runtime::schedules::spawn_all(
+            stack.clone(),
+            invoker.clone(),
+            rx.clone(),
+        ));
         let listener = TcpListener::bind(("127.0.0.1", options.port))
             .await
             .map_err(|e| LocalError::Listen(options.port, e))?;
