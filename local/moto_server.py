@@ -22,6 +22,11 @@ the GIL went to the first two):
 - each Step Functions task built a new boto3 client, and werkzeug logged each request;
 - each execution parsed the state machine definition again (ANTLR), and every JSONPath
   in it or in an EventBridge input path built a new yacc parser before parsing.
+- each TransactWriteItems deep-copied every table it touched, to restore on a failed
+  condition: a cost that grows with the table (the inventory table holds one
+  reservation per order), so a long run slowed down as it went. With writes
+  serialized, only the items the transaction names can change while it runs, so
+  only those are copied; the rest of the snapshot shares the table's items.
 Parsed definitions are shared between executions: their components keep no state of
 an execution except a lazily drawn heap key, drawn here before sharing so concurrent
 executions cannot draw it twice.
@@ -30,6 +35,7 @@ The answers are unchanged; only the time to compute them is.
 Usage: python local/moto_server.py [moto_server options]
 """
 
+import copy
 import functools
 import io
 import json
@@ -46,7 +52,9 @@ import moto.backends
 import moto.core.utils
 import moto.stepfunctions.parser.asl.utils.boto_client as sfn_boto
 import moto.stepfunctions.parser.asl.utils.json_path as sfn_json_path
+import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.sqs.models import SQSBackend
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
@@ -65,6 +73,56 @@ def _serialized(method):
     return locked
 
 
+_TRANSACTION = threading.local()
+
+
+class _TableSnapshots:
+    """Stands in for the `copy` module inside moto.dynamodb.models. While a
+    transaction runs (`_TRANSACTION.backend` set), a deep copy of a table is a
+    snapshot that copies only the items the transaction names."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        backend = getattr(_TRANSACTION, "backend", None)
+        if backend is None or not isinstance(value, Table):
+            return copy.deepcopy(value, memo)
+        snapshot = copy.copy(value)
+        snapshot.items = type(value.items)(value.items.default_factory)
+        for hash_key, entry in value.items.items():
+            snapshot.items[hash_key] = dict(entry) if value.has_range_key else entry
+        for op in _TRANSACTION.ops:
+            if op.get("TableName") != value.name:
+                continue
+            try:
+                hash_key, range_key = backend.get_keys_value(value, op.get("Item") or op.get("Key") or {})
+            except Exception:  # noqa: BLE001 - moto reports the bad key itself
+                continue
+            if value.has_range_key and range_key in value.items.get(hash_key, {}):
+                snapshot.items[hash_key][range_key] = copy.deepcopy(value.items[hash_key][range_key])
+            elif not value.has_range_key and hash_key in value.items:
+                snapshot.items[hash_key] = copy.deepcopy(value.items[hash_key])
+        return snapshot
+
+
+def _item_level_snapshots(method):
+    def transact(self, transact_items, *args, **kwargs):
+        _TRANSACTION.backend = self
+        _TRANSACTION.ops = [op for item in transact_items for op in item.values()
+                            if isinstance(op, dict)]
+        try:
+            return method(self, transact_items, *args, **kwargs)
+        finally:
+            _TRANSACTION.backend = None
+
+    transact.__name__ = method.__name__
+    return transact
+
+
+dynamodb_models.copy = _TableSnapshots()
+DynamoDBBackend.transact_write_items = _item_level_snapshots(DynamoDBBackend.transact_write_items)
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
     setattr(DynamoDBBackend, _name, _serialized(getattr(DynamoDBBackend, _name)))
 

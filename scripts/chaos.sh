@@ -4,6 +4,7 @@
 # checked afterwards. Prints the seed and a table; exits 1 on any violation.
 #   scripts/chaos.sh                      # 10,000 orders, a fresh seed
 #   scripts/chaos.sh --orders 2000 --seed 42
+#   scripts/chaos.sh --stacks 2           # two stacks side by side, one emulator per core
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

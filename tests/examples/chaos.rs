@@ -3,7 +3,7 @@
 //! kind and violations. Exits non-zero when an invariant is broken.
 
 use clap::Parser;
-use e2e::chaos::{ChaosConfig, quiet_injected_panics, run};
+use e2e::chaos::{ChaosConfig, ChaosReport, quiet_injected_panics, run};
 use std::time::Duration;
 
 /// Drives many orders through the saga on moto while injecting faults.
@@ -15,9 +15,14 @@ struct Args {
     /// Seed for the requests and the fault plan (printed; pass it to replay a run).
     #[arg(long)]
     seed: Option<u64>,
-    /// Orders in flight at once.
+    /// Orders in flight at once, per stack.
     #[arg(long, default_value_t = 25)]
     in_flight: usize,
+    /// Stacks run side by side, each on its own emulator with seed `seed + i` and
+    /// its share of the orders: one emulator is one Python process, so a second one
+    /// uses the second core.
+    #[arg(long, default_value_t = 1)]
+    stacks: u64,
     /// Probability of each kind of fault per order.
     #[arg(long, default_value_t = 0.06)]
     fault_rate: f64,
@@ -36,15 +41,25 @@ async fn main() {
             .map(|d| d.as_secs())
             .unwrap_or_default()
     });
-    eprintln!("chaos seed {seed}: {} orders", args.orders);
-    let report = run(&ChaosConfig {
-        seed,
-        orders: args.orders,
-        in_flight: args.in_flight,
-        fault_rate: args.fault_rate,
-        quiet_within: Duration::from_secs(args.quiet_minutes * 60),
-    })
-    .await;
+    eprintln!(
+        "chaos seed {seed}: {} orders on {} stack(s)",
+        args.orders, args.stacks
+    );
+    let stacks = args.stacks.max(1);
+    let configs: Vec<ChaosConfig> = (0..stacks)
+        .map(|i| ChaosConfig {
+            seed: seed + i,
+            orders: args.orders / stacks as usize
+                + usize::from((i as usize) < args.orders % stacks as usize),
+            in_flight: args.in_flight,
+            fault_rate: args.fault_rate,
+            quiet_within: Duration::from_secs(args.quiet_minutes * 60),
+        })
+        .collect();
+    let reports = futures::future::join_all(configs.iter().map(run)).await;
+    let Some(report) = ChaosReport::merge(reports) else {
+        return;
+    };
     println!("{}", report.table());
     if !report.violations.is_empty() || !report.refused.is_empty() {
         std::process::exit(1);

@@ -543,8 +543,11 @@ struct Placed {
 /// What a chaos run found.
 #[derive(Debug)]
 pub struct ChaosReport {
-    /// The seed.
+    /// The seed (of the first stack when several ran side by side).
     pub seed: u64,
+    /// Stacks that ran side by side, each on its own emulator, stack `i` with seed
+    /// `seed + i`.
+    pub stacks: u64,
     /// Orders placed and accepted (202).
     pub accepted: usize,
     /// Orders the API refused (should be none: every request is valid).
@@ -565,10 +568,46 @@ pub struct ChaosReport {
 }
 
 impl ChaosReport {
+    /// The reports of stacks that ran side by side, as one run: counts added up,
+    /// violations and refusals kept, wall time the longest.
+    pub fn merge(reports: Vec<ChaosReport>) -> Option<ChaosReport> {
+        let mut reports = reports.into_iter();
+        let mut all = reports.next()?;
+        for r in reports {
+            all.seed = all.seed.min(r.seed);
+            all.stacks += r.stacks;
+            all.accepted += r.accepted;
+            all.refused.extend(r.refused);
+            for (k, n) in r.outcomes {
+                *all.outcomes.entry(k).or_default() += n;
+            }
+            for (k, n) in r.faults {
+                *all.faults.entry(k).or_default() += n;
+            }
+            for (k, n) in r.operator {
+                *all.operator.entry(k).or_default() += n;
+            }
+            all.events_checked += r.events_checked;
+            all.violations.extend(r.violations);
+            all.elapsed = all.elapsed.max(r.elapsed);
+        }
+        Some(all)
+    }
+
     /// The table the script prints.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "chaos run, seed {}", self.seed);
+        if self.stacks > 1 {
+            let _ = writeln!(
+                out,
+                "chaos run, seeds {}..={} ({} stacks side by side, each on its own emulator)",
+                self.seed,
+                self.seed + self.stacks - 1,
+                self.stacks
+            );
+        } else {
+            let _ = writeln!(out, "chaos run, seed {}", self.seed);
+        }
         let _ = writeln!(out, "{:<40} {:>8}", "orders accepted", self.accepted);
         let _ = writeln!(out, "{:<40} {:>8}", "orders refused", self.refused.len());
         for (outcome, n) in &self.outcomes {
@@ -649,6 +688,9 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
     }
 
     let operator = Mutex::new(BTreeMap::<&'static str, u64>::new());
+    // Events are taken off the tap queue at every operator pass: a queue that only
+    // grows makes every emulator call on it slower.
+    let tapped = Mutex::new(Vec::<Value>::new());
     let placed = Arc::new(Mutex::new(Vec::<Placed>::new()));
     let refused = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = AtomicBool::new(false);
@@ -661,6 +703,8 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             operator_pass(&app, &ops, &operator).await;
+            let events = app.events().await;
+            lock(&tapped).extend(events);
         }
     };
     let placing = async {
@@ -780,13 +824,15 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             ));
         }
     }
-    let events = app.events().await;
+    let mut events = tapped.into_inner().unwrap_or_else(|p| p.into_inner());
+    events.extend(app.events().await);
     violations.extend(schema_violations(&events));
     violations.extend(missing_terminal_events(&events, &placed, &status));
 
     let _ = std::fs::remove_dir_all(&ops_dir);
     ChaosReport {
         seed: config.seed,
+        stacks: 1,
         accepted,
         refused: lock(&refused).clone(),
         outcomes,
