@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/bootstrap.sh >/dev/null
-functions=(orders-api order-intake inventory payments fulfilment)
+functions=(orders-api order-intake inventory payments fulfilment orphan-sweeper)
 for arch in x86_64 arm64; do
   flag=(); [ "$arch" = arm64 ] && flag=(--arm64)
   cargo lambda build --quiet --release "${flag[@]}" --output-format zip --lambda-dir "target/lambda-$arch" >&2
