@@ -6,7 +6,7 @@ use aws_sdk_sfn::Client;
 use aws_sdk_sfn::error::SdkError;
 use serde_json::Value;
 use shop_domain::OrderId;
-use shop_domain::ports::{PortError, SagaRuns, SagaStarter, StartOutcome, TaskCallbacks};
+use shop_domain::ports::{PortError, RunState, SagaRuns, SagaStarter, StartOutcome, TaskCallbacks};
 
 /// Starts one execution per order, named after it.
 #[derive(Clone)]
@@ -49,11 +49,11 @@ impl SagaStarter for SfnSagaStarter {
     }
 }
 
-/// Executions are named after their order, so whether one exists is a
+/// Executions are named after their order, so the state of an order's run is a
 /// DescribeExecution of the name under this state machine.
 #[async_trait]
 impl SagaRuns for SfnSagaStarter {
-    async fn has_started(&self, order_id: &OrderId) -> Result<bool, PortError> {
+    async fn run_state(&self, order_id: &OrderId) -> Result<RunState, PortError> {
         let arn = format!(
             "{}:{}",
             self.state_machine_arn
@@ -67,12 +67,15 @@ impl SagaRuns for SfnSagaStarter {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(out) if out.status == aws_sdk_sfn::types::ExecutionStatus::Running => {
+                Ok(RunState::Running)
+            }
+            Ok(_) => Ok(RunState::Ended),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_execution_does_not_exist()) =>
             {
-                Ok(false)
+                Ok(RunState::NeverStarted)
             }
             Err(e) => Err(port_error("saga.describe", e)),
         }

@@ -6,7 +6,7 @@ use crate::payment::{LedgerRecord, LedgerStatus};
 use crate::ports::*;
 use async_trait::async_trait;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,14 +85,17 @@ impl PendingOrders for FakePendingIndex {
     }
 }
 
-/// The orders whose saga has started.
+/// The orders whose saga has started, with its state; absent ones never started.
 #[derive(Default)]
-pub struct FakeRuns(pub Mutex<HashSet<OrderId>>);
+pub struct FakeRuns(pub Mutex<HashMap<OrderId, RunState>>);
 
 #[async_trait]
 impl SagaRuns for FakeRuns {
-    async fn has_started(&self, order_id: &OrderId) -> Result<bool, PortError> {
-        Ok(lock(&self.0).contains(order_id))
+    async fn run_state(&self, order_id: &OrderId) -> Result<RunState, PortError> {
+        Ok(lock(&self.0)
+            .get(order_id)
+            .copied()
+            .unwrap_or(RunState::NeverStarted))
     }
 }
 

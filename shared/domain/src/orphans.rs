@@ -7,7 +7,9 @@
 
 use crate::events::DomainEvent;
 use crate::order::{OrderId, OrderStatus};
-use crate::ports::{CancelOutcome, EventPublisher, OrderStore, PendingOrders, PortError, SagaRuns};
+use crate::ports::{
+    CancelOutcome, EventPublisher, OrderStore, PendingOrders, PortError, RunState, SagaRuns,
+};
 
 /// Cancellation reason of an order no saga ever started.
 pub const ORPHAN_REASON: &str = "intake-never-started";
@@ -27,9 +29,11 @@ pub struct SweepReport {
     pub examined: usize,
     /// Orders cancelled because no saga ever started for them.
     pub cancelled: Vec<OrderId>,
-    /// Still pending, but their saga exists and will move them.
+    /// Still pending, but their saga runs and will move them.
     pub running: usize,
-    /// No longer pending; taken out of the index.
+    /// No longer pending, or left pending by a saga that ended (a failed
+    /// compensation, which the compensation queue reports to operators); taken out of
+    /// the index.
     pub settled: usize,
 }
 
@@ -47,7 +51,8 @@ pub struct OrphanSweep<'a> {
 
 impl OrphanSweep<'_> {
     /// Examines up to `limit` orders stored as pending before `cutoff` (RFC 3339).
-    /// An order whose saga started is left to it. One with no saga is cancelled with
+    /// An order whose saga runs is left to it; one whose saga ended is the
+    /// operators' (it leaves the index). One with no saga is cancelled with
     /// [`ORPHAN_REASON`] and an `OrderCancelled` event; it leaves the index only once
     /// that event is out, so a failed publish is retried by the next sweep. Orders no
     /// longer pending (a shopper cancelled one before its saga ran) leave the index.
@@ -66,16 +71,19 @@ impl OrphanSweep<'_> {
                 continue;
             };
             let orphan = match order.status {
-                OrderStatus::Pending if self.runs.has_started(&order_id).await? => {
-                    report.running += 1;
-                    continue;
-                }
-                OrderStatus::Pending => {
-                    match self.orders.cancel(&order_id, ORPHAN_REASON, now).await? {
-                        CancelOutcome::Cancelled(order) => Some(*order),
-                        CancelOutcome::NotFound | CancelOutcome::NotCancellable(_) => None,
+                OrderStatus::Pending => match self.runs.run_state(&order_id).await? {
+                    RunState::Running => {
+                        report.running += 1;
+                        continue;
                     }
-                }
+                    RunState::Ended => None,
+                    RunState::NeverStarted => {
+                        match self.orders.cancel(&order_id, ORPHAN_REASON, now).await? {
+                            CancelOutcome::Cancelled(order) => Some(*order),
+                            CancelOutcome::NotFound | CancelOutcome::NotCancellable(_) => None,
+                        }
+                    }
+                },
                 OrderStatus::Cancelled if order.cancel_reason() == Some(ORPHAN_REASON) => {
                     Some(order)
                 }
@@ -195,9 +203,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn leaves_a_pending_order_whose_saga_started_to_the_saga() {
+    async fn leaves_a_pending_order_whose_saga_runs_to_the_saga() {
         let (world, ids) = World::with(&["2026-11-22T10:00:00Z"]);
-        world.runs.0.lock().unwrap().insert(ids[0].clone());
+        world
+            .runs
+            .0
+            .lock()
+            .unwrap()
+            .insert(ids[0].clone(), RunState::Running);
         let report = world.sweep(CUTOFF).await.unwrap();
         assert_eq!(report.running, 1);
         assert!(report.cancelled.is_empty());
@@ -207,6 +220,26 @@ mod tests {
             1,
             "still watched"
         );
+    }
+
+    #[tokio::test]
+    async fn an_order_whose_saga_ended_is_left_as_it_is_and_leaves_the_index() {
+        let (world, ids) = World::with(&["2026-11-22T10:00:00Z"]);
+        world
+            .runs
+            .0
+            .lock()
+            .unwrap()
+            .insert(ids[0].clone(), RunState::Ended);
+        let report = world.sweep(CUTOFF).await.unwrap();
+        assert_eq!(report.settled, 1);
+        assert_eq!(
+            world.order(&ids[0]).status,
+            OrderStatus::Pending,
+            "not cancelled"
+        );
+        assert!(world.published().is_empty());
+        assert_eq!(world.sweep(CUTOFF).await.unwrap().examined, 0);
     }
 
     #[tokio::test]

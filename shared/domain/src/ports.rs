@@ -81,11 +81,22 @@ pub trait PendingOrders: Send + Sync {
     async fn forget(&self, order_id: &OrderId) -> Result<(), PortError>;
 }
 
-/// Whether an order's saga was ever started.
+/// Where an order's saga execution is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// No execution was ever started for the order.
+    NeverStarted,
+    /// The execution is running and will move the order.
+    Running,
+    /// The execution ended (succeeded, failed, timed out or was aborted).
+    Ended,
+}
+
+/// Whether an order's saga was ever started, and whether it still runs.
 #[async_trait]
 pub trait SagaRuns: Send + Sync {
-    /// True when an execution for the order exists, whatever its state.
-    async fn has_started(&self, order_id: &OrderId) -> Result<bool, PortError>;
+    /// The state of the order's execution.
+    async fn run_state(&self, order_id: &OrderId) -> Result<RunState, PortError>;
 }
 
 /// The queue that feeds order intake.
