@@ -175,7 +175,7 @@ fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
         dlq["Fn::GetAtt"][0].as_str().unwrap().to_owned()
     };
     let functions = template.of_type("AWS::Serverless::Function");
-    assert_eq!(functions.len(), 5);
+    assert_eq!(functions.len(), 6);
     for (id, function) in functions {
         let alarms: Vec<&str> = function["Properties"]["DeploymentPreference"]["Alarms"]
             .as_array()
@@ -202,6 +202,8 @@ fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
             .as_object()
             .map(|e| e.values().cloned().collect::<Vec<_>>())
             .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["Type"] == "SQS")
         {
             let dlq = dead_letter_of(&event["Properties"]["Queue"]);
             let by_name = json!({"Fn::GetAtt": [dlq, "QueueName"]}).to_string();
