@@ -7,6 +7,12 @@ condition fails. A write another request made in between is erased: under load
 a concurrent reservation of the same SKU failed. On AWS a transaction is isolated.
 Serializing DynamoDB writes restores that guarantee; reads stay concurrent.
 
+Step Functions' StartExecution has the same kind of gap: it checks that no execution
+has the name, copies the state machine, then adds the new execution, without a lock.
+Two deliveries of one intake message at once (the chaos run's duplicate delivery) then
+started two executions with the same name, which AWS never does: in the 10,000-order
+run both ran, one charged while the other cancelled. StartExecution is serialized too.
+
 With SHOP_AWS_CALL_LOG=FILE set, every call a function makes (a request whose user
 agent carries `app/<function>`, see `shop_aws::for_function`) is appended to FILE as
 one JSON line: the function, the IAM action the call needs and the resource it names.
@@ -58,6 +64,7 @@ from moto.dynamodb.models.table import Table
 from moto.sqs.models import SQSBackend
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
 
@@ -72,6 +79,21 @@ def _serialized(method):
     locked.__name__ = method.__name__
     return locked
 
+
+_STARTS = threading.Lock()
+
+
+def _one_start_at_a_time(method):
+    def start(self, *args, **kwargs):
+        with _STARTS:
+            return method(self, *args, **kwargs)
+
+    start.__name__ = method.__name__
+    return start
+
+
+StepFunctionsParserBackend.start_execution = _one_start_at_a_time(
+    StepFunctionsParserBackend.start_execution)
 
 _TRANSACTION = threading.local()
 
