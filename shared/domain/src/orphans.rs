@@ -166,6 +166,10 @@ mod tests {
             .await
         }
 
+        fn saga(&self, id: &OrderId, state: RunState) {
+            self.runs.0.lock().unwrap().insert(id.clone(), state);
+        }
+
         fn order(&self, id: &OrderId) -> Order {
             self.orders.0.lock().unwrap()[id].clone()
         }
@@ -205,12 +209,7 @@ mod tests {
     #[tokio::test]
     async fn leaves_a_pending_order_whose_saga_runs_to_the_saga() {
         let (world, ids) = World::with(&["2026-11-22T10:00:00Z"]);
-        world
-            .runs
-            .0
-            .lock()
-            .unwrap()
-            .insert(ids[0].clone(), RunState::Running);
+        world.saga(&ids[0], RunState::Running);
         let report = world.sweep(CUTOFF).await.unwrap();
         assert_eq!(report.running, 1);
         assert!(report.cancelled.is_empty());
@@ -225,12 +224,7 @@ mod tests {
     #[tokio::test]
     async fn an_order_whose_saga_ended_is_left_as_it_is_and_leaves_the_index() {
         let (world, ids) = World::with(&["2026-11-22T10:00:00Z"]);
-        world
-            .runs
-            .0
-            .lock()
-            .unwrap()
-            .insert(ids[0].clone(), RunState::Ended);
+        world.saga(&ids[0], RunState::Ended);
         let report = world.sweep(CUTOFF).await.unwrap();
         assert_eq!(report.settled, 1);
         assert_eq!(
