@@ -13,5 +13,5 @@ if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c 'import awslam
 fi
 mkdir -p target/bench
 cc -O2 -o target/bench/floor bench/floor.c
-cargo build --quiet --release -p orders-api -p order-intake -p inventory -p payments -p fulfilment
+cargo build --quiet --release -p orders-api -p order-intake -p inventory -p payments -p fulfilment -p orphan-sweeper
 exec scripts/with-moto.sh cargo run --quiet --profile local-bench -p shop --example bench_cold_start -- "$@"

@@ -90,6 +90,7 @@ fn answer(target: &str, body: &Value) -> Value {
             let n = body["Entries"].as_array().map_or(0, Vec::len);
             json!({ "FailedEntryCount": 0, "Entries": vec![json!({ "EventId": "e-1" }); n] })
         }
+        "DynamoDB_20120810.Query" => json!({ "Items": [], "Count": 0, "ScannedCount": 0 }),
         "secretsmanager.GetSecretValue" => json!({
             "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:key-AbCdEf",
             "Name": "key",
@@ -238,6 +239,7 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
         .block_on(payments::Payments::from_env(&sdk, &env))
         .expect("payments");
     let fulfilment = fulfilment::Fulfilment::from_env(&sdk, &env).expect("fulfilment");
+    let sweeper = orphan_sweeper::OrphanSweeper::from_env(&sdk, &env).expect("orphan-sweeper");
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
 
     let place: ApiGatewayV2httpRequest =
@@ -284,6 +286,13 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     });
     bench_batch(&mut group, &runtime, "fulfilment: ship", &ship, |e| {
         fulfilment.handle(e)
+    });
+    // Not a saga step: one scheduled run finding nothing, a Query per index shard.
+    group.bench_function("orphan-sweeper: a run with nothing to sweep", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let summary = sweeper.handle().await.expect("sweep");
+            assert_eq!(summary.examined, 0);
+        })
     });
     group.finish();
 }

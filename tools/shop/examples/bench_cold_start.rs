@@ -205,7 +205,7 @@ async fn next_seen(
 }
 
 /// The functions of the template, their binaries and their sample events.
-const FUNCTIONS: [(&str, &str, &str); 5] = [
+const FUNCTIONS: [(&str, &str, &str); 6] = [
     (
         "orders-api",
         "OrdersApiFunction",
@@ -230,6 +230,11 @@ const FUNCTIONS: [(&str, &str, &str); 5] = [
         "fulfilment",
         "FulfilmentFunction",
         "events/fulfilment/order-outcomes.json",
+    ),
+    (
+        "orphan-sweeper",
+        "OrphanSweeperFunction",
+        "events/orphan-sweeper/scheduled.json",
     ),
 ];
 
