@@ -3,6 +3,8 @@
 //! emulator to check stock. A second test runs the functions under
 //! `cargo lambda watch` and points `shop local --invoke-url` at it.
 
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 use shop::remote::LoopbackClient;
 use shop_aws::stock::DynamoStockStore;
@@ -115,11 +117,8 @@ fn order(sku: &str, quantity: u32, token: &str) -> Value {
 }
 
 async fn stop(mut running: Running) {
-    let pid = running.child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let pid = Pid::from_raw(running.child.id().unwrap() as i32);
+    signal::kill(pid, Signal::SIGTERM).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(15), running.child.wait())
         .await
         .expect("shop local stops on SIGTERM")
@@ -323,10 +322,9 @@ async fn functions_under_cargo_lambda_watch_run_inside_the_local_wiring() {
     };
     let own_group = group_of(pgid).as_deref() == Some(pgid.to_string().as_str());
     if own_group && group_of(std::process::id()) != Some(pgid.to_string()) {
-        std::process::Command::new("kill")
-            .args(["-TERM", &format!("-{pgid}")])
-            .status()
-            .unwrap();
+        // By system call, not the `kill` program: procps-ng 4.0.2's `kill` took
+        // `-TERM -<pgid>` as `kill(-1)`, which signals every process the user owns.
+        signal::killpg(Pid::from_raw(pgid as i32), Signal::SIGTERM).unwrap();
     } else {
         watch.start_kill().unwrap();
     }
