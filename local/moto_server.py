@@ -71,29 +71,17 @@ from moto.server import main
 _WRITES = threading.RLock()
 
 
-def _serialized(method):
+def _holding(lock, method):
     def locked(self, *args, **kwargs):
-        with _WRITES:
+        with lock:
             return method(self, *args, **kwargs)
 
     locked.__name__ = method.__name__
     return locked
 
 
-_STARTS = threading.Lock()
-
-
-def _one_start_at_a_time(method):
-    def start(self, *args, **kwargs):
-        with _STARTS:
-            return method(self, *args, **kwargs)
-
-    start.__name__ = method.__name__
-    return start
-
-
-StepFunctionsParserBackend.start_execution = _one_start_at_a_time(
-    StepFunctionsParserBackend.start_execution)
+StepFunctionsParserBackend.start_execution = _holding(
+    threading.Lock(), StepFunctionsParserBackend.start_execution)
 
 _TRANSACTION = threading.local()
 
@@ -146,7 +134,7 @@ def _item_level_snapshots(method):
 dynamodb_models.copy = _TableSnapshots()
 DynamoDBBackend.transact_write_items = _item_level_snapshots(DynamoDBBackend.transact_write_items)
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
-    setattr(DynamoDBBackend, _name, _serialized(getattr(DynamoDBBackend, _name)))
+    setattr(DynamoDBBackend, _name, _holding(_WRITES, getattr(DynamoDBBackend, _name)))
 
 
 
