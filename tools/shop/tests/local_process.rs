@@ -4,7 +4,7 @@
 //! `cargo lambda watch` and points `shop local --invoke-url` at it.
 
 use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{self, Pid};
 use serde_json::{Value, json};
 use shop::remote::LoopbackClient;
 use shop_aws::stock::DynamoStockStore;
@@ -311,20 +311,12 @@ async fn functions_under_cargo_lambda_watch_run_inside_the_local_wiring() {
 
     // cargo lambda watch runs the functions as its children, in the process group
     // created for it above: stop that whole group, and never our own.
-    let pgid = watch.id().unwrap();
-    let group_of = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                let fields = stat.rsplit(')').next()?.to_owned();
-                fields.split_whitespace().nth(2).map(str::to_owned)
-            })
-    };
-    let own_group = group_of(pgid).as_deref() == Some(pgid.to_string().as_str());
-    if own_group && group_of(std::process::id()) != Some(pgid.to_string()) {
+    let watcher = Pid::from_raw(watch.id().unwrap() as i32);
+    let group = unistd::getpgid(Some(watcher)).ok();
+    if group == Some(watcher) && group != unistd::getpgid(None).ok() {
         // By system call, not the `kill` program: procps-ng 4.0.2's `kill` took
         // `-TERM -<pgid>` as `kill(-1)`, which signals every process the user owns.
-        signal::killpg(Pid::from_raw(pgid as i32), Signal::SIGTERM).unwrap();
+        signal::killpg(watcher, Signal::SIGTERM).unwrap();
     } else {
         watch.start_kill().unwrap();
     }
