@@ -1,8 +1,11 @@
 //! The orders HTTP API (API Gateway HTTP API, payload v2): `POST /v1/orders`,
-//! `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`. Every failure becomes an
-//! `application/problem+json` answer; no panic reaches the caller.
+//! `GET /v1/orders`, `GET /v1/orders/{id}`, `POST /v1/orders/{id}/cancel`. The caller is
+//! the subject of the token API Gateway's JWT authorizer verified, and sees only their
+//! own orders. Every failure becomes an `application/problem+json` answer; no panic
+//! reaches the caller.
 #![warn(missing_docs)]
 
+pub mod identity;
 pub mod problem;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -11,14 +14,16 @@ use base64::Engine;
 use futures::FutureExt;
 use http::{HeaderMap, HeaderValue};
 use idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Outcome};
+use identity::IdentityError;
 use problem::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shop_aws::ConfigError;
+use shop_domain::listing::{ListCursor, PageRequest, PageRequestError};
 use shop_domain::ports::{CancelOutcome, Catalog, NoHooks, OrderQueue, OrderStore, PortHooks};
 use shop_domain::request::{self, MAX_BODY_BYTES, RequestError};
 use shop_domain::services::{OrderService, PlaceOrderError};
-use shop_domain::{Order, OrderId};
+use shop_domain::{CustomerId, Order, OrderId};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,27 +165,41 @@ impl OrdersApi {
             .as_deref()
             .or(request.request_context.http.path.as_deref())
             .unwrap_or("");
+        let Some(route) = route_of(path) else {
+            let p = Problem::new(
+                "route-not-found",
+                "Not found",
+                404,
+                format!("no route for {path}"),
+            );
+            return (p.into(), false);
+        };
+        let caller = match identity::caller(request) {
+            Ok(caller) => caller,
+            Err(e) => {
+                if e == IdentityError::NoClaims {
+                    tracing::error!(
+                        route = path,
+                        "request without verified claims: is the route's JWT authorizer attached on this stage?"
+                    );
+                }
+                let p = Problem::new("unauthenticated", "Unauthenticated", 401, e.to_string());
+                return (p.into(), false);
+            }
+        };
+        let links = identity::stage_prefix(request);
         let id = request.path_parameters.get("id").map(String::as_str);
-        match (method, route_of(path)) {
-            ("POST", Some(Route::Orders)) => self.place(request, correlation_id).await,
-            ("GET", Some(Route::Order(raw))) => (self.get(id.unwrap_or(raw)).await, false),
-            ("POST", Some(Route::Cancel(raw))) => (self.cancel(id.unwrap_or(raw)).await, false),
-            (_, Some(_)) => (
+        match (method, route) {
+            ("POST", Route::Orders) => self.place(request, &caller, &links, correlation_id).await,
+            ("GET", Route::Orders) => (self.list(request, &caller, &links).await, false),
+            ("GET", Route::Order(raw)) => (self.get(id.unwrap_or(raw), &caller).await, false),
+            ("POST", Route::Cancel(raw)) => (self.cancel(id.unwrap_or(raw), &caller).await, false),
+            _ => (
                 Problem::new(
                     "method-not-allowed",
                     "Method not allowed",
                     405,
                     format!("{method} is not supported on {path}"),
-                )
-                .into(),
-                false,
-            ),
-            (_, None) => (
-                Problem::new(
-                    "route-not-found",
-                    "Not found",
-                    404,
-                    format!("no route for {path}"),
                 )
                 .into(),
                 false,
@@ -191,14 +210,17 @@ impl OrdersApi {
     async fn place(
         &self,
         request: &ApiGatewayV2httpRequest,
+        caller: &CustomerId,
+        links: &str,
         correlation_id: &str,
     ) -> (Reply, bool) {
         let body = match request_body(request) {
             Ok(body) => body,
             Err(reply) => return (reply, false),
         };
+        let place_once = || self.place_once(&body, caller, links, correlation_id);
         let Some(key) = header(&request.headers, "idempotency-key") else {
-            return (self.place_once(&body, correlation_id).await, false);
+            return (place_once().await, false);
         };
         if !(1..=255).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
             let p = Problem::new(
@@ -209,12 +231,14 @@ impl OrdersApi {
             );
             return (p.into(), false);
         }
-        let scoped = format!("POST /v1/orders#{key}");
+        // Per caller: two shoppers may use the same key. The subject's length keeps
+        // ("a#b", "c") and ("a", "b#c") apart.
+        let scoped = format!("POST /v1/orders#{}:{caller}#{key}", caller.as_str().len());
         let fingerprint = canonical_payload(&body);
         let result = self
             .idempotency
             .run(&scoped, &fingerprint, || async {
-                let reply = self.place_once(&body, correlation_id).await;
+                let reply = place_once().await;
                 if reply.status >= 500 {
                     Err(reply)
                 } else {
@@ -253,8 +277,14 @@ impl OrdersApi {
         }
     }
 
-    async fn place_once(&self, body: &[u8], correlation_id: &str) -> Reply {
-        let parsed = match request::parse_place_order(body) {
+    async fn place_once(
+        &self,
+        body: &[u8],
+        caller: &CustomerId,
+        links: &str,
+        correlation_id: &str,
+    ) -> Reply {
+        let parsed = match request::parse_place_order(body, caller) {
             Ok(p) => p,
             Err(e) => return request_problem(e).into(),
         };
@@ -267,7 +297,7 @@ impl OrdersApi {
                     1.0,
                     &[("Service", "orders")],
                 );
-                let location = format!("/v1/orders/{}", order.order_id);
+                let location = format!("{links}/v1/orders/{}", order.order_id);
                 Reply {
                     location: Some(location.clone()),
                     ..Reply::json(
@@ -312,25 +342,75 @@ impl OrdersApi {
         }
     }
 
-    async fn get(&self, raw_id: &str) -> Reply {
+    async fn get(&self, raw_id: &str, caller: &CustomerId) -> Reply {
         let Some(order_id) = OrderId::parse(raw_id) else {
             return not_found(raw_id);
         };
         match self.orders.get(&order_id).await {
-            Ok(Some(order)) => Reply::json(200, view(&order)),
-            Ok(None) => not_found(raw_id),
+            Ok(Some(order)) if order.is_owned_by(caller) => Reply::json(200, view(&order)),
+            Ok(_) => not_found(raw_id),
             Err(e) => {
-                tracing::error!(error = %e, "reading order failed");
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "reading order failed");
                 unavailable()
             }
         }
     }
 
-    async fn cancel(&self, raw_id: &str) -> Reply {
+    async fn list(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+        caller: &CustomerId,
+        links: &str,
+    ) -> Reply {
+        let query = &request.query_string_parameters;
+        let page = match PageRequest::parse(query.first("limit"), query.first("cursor")) {
+            Ok(page) => page,
+            Err(e) => {
+                let (slug, title, field) = match e {
+                    PageRequestError::Limit => ("invalid-query", "Invalid query", "limit"),
+                    PageRequestError::Cursor => ("invalid-cursor", "Invalid cursor", "cursor"),
+                };
+                return Problem::new(slug, title, 400, e.to_string())
+                    .with_errors(vec![request::FieldError {
+                        field: field.into(),
+                        detail: e.to_string(),
+                    }])
+                    .into();
+            }
+        };
+        match self.orders.list_by_customer(caller, &page).await {
+            Ok(found) => {
+                let link = |cursor: Option<&ListCursor>| {
+                    let mut link = format!("{links}/v1/orders?limit={}", page.limit);
+                    if let Some(c) = cursor {
+                        link.push_str("&cursor=");
+                        link.push_str(&c.encode());
+                    }
+                    link
+                };
+                let orders: Vec<Value> = found
+                    .orders
+                    .iter()
+                    .map(|o| summary(o, &format!("{links}/v1/orders/{}", o.order_id)))
+                    .collect();
+                let mut page_links = json!({ "self": link(page.after.as_ref()) });
+                if let Some(next) = &found.next {
+                    page_links["next"] = json!(link(Some(next)));
+                }
+                Reply::json(200, json!({ "orders": orders, "links": page_links }))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "listing orders failed");
+                unavailable()
+            }
+        }
+    }
+
+    async fn cancel(&self, raw_id: &str, caller: &CustomerId) -> Reply {
         let Some(order_id) = OrderId::parse(raw_id) else {
             return not_found(raw_id);
         };
-        match self.service().cancel(&order_id).await {
+        match self.service().cancel(&order_id, caller).await {
             Ok(CancelOutcome::Cancelled(order)) => Reply::json(200, view(&order)),
             Ok(CancelOutcome::NotFound) => not_found(raw_id),
             Ok(CancelOutcome::NotCancellable(status)) => Problem::new(
@@ -344,7 +424,7 @@ impl OrdersApi {
             )
             .into(),
             Err(e) => {
-                tracing::error!(error = %e, "cancelling order failed");
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "cancelling order failed");
                 unavailable()
             }
         }
@@ -361,6 +441,9 @@ enum Route<'a> {
 fn route_of(path: &str) -> Option<Route<'_>> {
     let start = path.find("/v1/orders")?;
     let rest = path[start + "/v1/orders".len()..].trim_end_matches('/');
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
     let segments: Vec<&str> = rest.split('/').skip(1).collect();
     match segments.as_slice() {
         [] => Some(Route::Orders),
@@ -438,6 +521,14 @@ fn request_problem(e: RequestError) -> Problem {
         RequestError::Invalid(errors) => {
             Problem::new("validation-failed", "Validation failed", 422, detail).with_errors(errors)
         }
+        RequestError::NotTheCaller => {
+            Problem::new("customer-mismatch", "Not your customer id", 403, detail).with_errors(
+                vec![request::FieldError {
+                    field: "customerId".into(),
+                    detail: "must be the caller's own id or absent".into(),
+                }],
+            )
+        }
     }
 }
 
@@ -470,6 +561,21 @@ fn internal_error() -> Reply {
         "unexpected error; it has been logged",
     )
     .into()
+}
+
+/// An order in a listing: enough to show it in a list, with the link to the whole.
+fn summary(order: &Order, link: &str) -> Value {
+    json!({
+        "orderId": order.order_id,
+        "status": order.status,
+        "lines": order.lines,
+        "total": order.total,
+        "currency": order.currency,
+        "createdAt": order.created_at,
+        "express": order.express,
+        "cancelReason": order.cancel_reason(),
+        "links": { "self": link },
+    })
 }
 
 /// The order as shoppers see it: everything but the payment token.
@@ -511,6 +617,9 @@ fn to_response(reply: Reply, replayed: bool, correlation_id: &str) -> ApiGateway
     }
     if reply.status == 503 {
         headers.insert("retry-after", HeaderValue::from_static("1"));
+    }
+    if reply.status == 401 {
+        headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
     }
     let mut response = ApiGatewayV2httpResponse::default();
     response.status_code = i64::from(reply.status);

@@ -1,8 +1,11 @@
 use super::*;
 use async_trait::async_trait;
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+};
 use shop_domain::fakes::{FakeCatalog, FakeOrders, FakeQueue};
 use shop_domain::ports::{PortError, PriceList};
-use shop_domain::{Currency, OrderStatus, Sku};
+use shop_domain::{Currency, CustomerId, OrderStatus, Sku};
 use std::collections::HashMap;
 
 fn catalog() -> FakeCatalog {
@@ -23,14 +26,51 @@ fn api_with(catalog: Arc<dyn Catalog>) -> (OrdersApi, Arc<FakeOrders>) {
     (api, orders)
 }
 
+/// A request as API Gateway passes it after its JWT authorizer verified a token of
+/// shopper `c-1`.
 fn request(
     method: &str,
     path: &str,
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> ApiGatewayV2httpRequest {
+    request_as("c-1", method, path, body, headers)
+}
+
+/// A request carrying the verified claims of `customer`'s token.
+fn request_as(
+    customer: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> ApiGatewayV2httpRequest {
+    let mut r = anonymous(method, path, body, headers);
+    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+    jwt.claims = HashMap::from([
+        ("sub".to_owned(), customer.to_owned()),
+        ("iss".to_owned(), "https://issuer.example".to_owned()),
+    ]);
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.jwt = Some(jwt);
+    r.request_context.authorizer = Some(authorizer);
+    r
+}
+
+/// A request that reached the function without an authorizer (a misconfigured route).
+fn anonymous(
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> ApiGatewayV2httpRequest {
     let mut r = ApiGatewayV2httpRequest::default();
-    r.raw_path = Some(path.into());
+    if let Some((path, query)) = path.split_once('?') {
+        r.raw_query_string = Some(query.into());
+        r.query_string_parameters = query.parse().unwrap();
+        r.raw_path = Some(path.into());
+    }
+    r.raw_path.get_or_insert_with(|| path.into());
     r.request_context.http.method = method.parse().unwrap();
     r.body = body.map(Into::into);
     r.headers
@@ -228,6 +268,206 @@ async fn cancel_before_payment_succeeds_and_after_is_a_conflict() {
     assert_eq!(problem_type(&late), "order-not-cancellable");
 }
 
+#[tokio::test]
+async fn a_request_without_verified_claims_is_refused_never_served_anonymously() {
+    // GIVEN a route that reached the function without the JWT authorizer
+    let (api, orders) = api_with(Arc::new(catalog()));
+    for (method, path, body) in [
+        ("POST", "/v1/orders", Some(ORDER)),
+        ("GET", "/v1/orders", None),
+        ("GET", "/v1/orders/ord-0193abc", None),
+    ] {
+        // WHEN anyone calls it
+        let r = api.handle(anonymous(method, path, body, &[])).await;
+        // THEN 401 with a problem and a Bearer challenge, and nothing is stored
+        assert_eq!(r.status_code, 401, "{method} {path}");
+        assert_eq!(problem_type(&r), "unauthenticated");
+        assert_eq!(r.headers["www-authenticate"], "Bearer");
+    }
+    assert!(orders.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_owner_is_the_token_subject_and_a_body_customer_id_must_match() {
+    let (api, orders) = api_with(Arc::new(catalog()));
+    // A body without customerId places an order for the caller.
+    let body = r#"{"currency":"EUR","paymentToken":"tok_ok","lines":[{"sku":"MUG","quantity":1}]}"#;
+    let placed = api
+        .handle(request_as(
+            "shopper-a",
+            "POST",
+            "/v1/orders",
+            Some(body),
+            &[],
+        ))
+        .await;
+    assert_eq!(placed.status_code, 202);
+    let id = OrderId::parse(body_of(&placed)["orderId"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        orders.0.lock().unwrap()[&id].customer_id,
+        CustomerId("shopper-a".into())
+    );
+    // Someone else's customerId is refused, and nothing is stored.
+    let r = api
+        .handle(request_as(
+            "shopper-a",
+            "POST",
+            "/v1/orders",
+            Some(ORDER),
+            &[],
+        ))
+        .await;
+    assert_eq!(r.status_code, 403);
+    assert_eq!(problem_type(&r), "customer-mismatch");
+    assert_eq!(body_of(&r)["errors"][0]["field"], "customerId");
+    assert_eq!(orders.0.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn another_shoppers_order_answers_exactly_as_an_unknown_id() {
+    // GIVEN c-1's order
+    let (api, orders) = api_with(Arc::new(catalog()));
+    let placed = body_of(
+        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+            .await,
+    );
+    let id = placed["orderId"].as_str().unwrap();
+    let unknown = "ord-0193ffffffffffffffffffffffffffff";
+    for (path, unknown_path) in [
+        (format!("/v1/orders/{id}"), format!("/v1/orders/{unknown}")),
+        (
+            format!("/v1/orders/{id}/cancel"),
+            format!("/v1/orders/{unknown}/cancel"),
+        ),
+    ] {
+        let method = if path.ends_with("cancel") {
+            "POST"
+        } else {
+            "GET"
+        };
+        // WHEN c-2 reads or cancels it, and asks for an id that does not exist
+        let theirs = api
+            .handle(request_as("c-2", method, &path, None, &[]))
+            .await;
+        let missing = api
+            .handle(request_as("c-2", method, &unknown_path, None, &[]))
+            .await;
+        // THEN both are the same 404, apart from the id echoed in the detail
+        assert_eq!(theirs.status_code, 404);
+        assert_eq!(problem_type(&theirs), "order-not-found");
+        let mut a = body_of(&theirs);
+        let mut b = body_of(&missing);
+        a["detail"] = Value::Null;
+        b["detail"] = Value::Null;
+        assert_eq!(a, b);
+        assert_eq!(theirs.headers.len(), missing.headers.len());
+    }
+    // AND the order is still pending
+    let id = OrderId::parse(id).unwrap();
+    assert_eq!(orders.0.lock().unwrap()[&id].status, OrderStatus::Pending);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_scoped_to_its_shopper() {
+    let (api, orders) = api_with(Arc::new(catalog()));
+    let body = r#"{"currency":"EUR","paymentToken":"tok_ok","lines":[{"sku":"MUG","quantity":1}]}"#;
+    let key = [("idempotency-key", "checkout-1")];
+    let a = api
+        .handle(request_as("a", "POST", "/v1/orders", Some(body), &key))
+        .await;
+    let b = api
+        .handle(request_as("b", "POST", "/v1/orders", Some(body), &key))
+        .await;
+    assert_eq!((a.status_code, b.status_code), (202, 202));
+    assert_ne!(body_of(&a)["orderId"], body_of(&b)["orderId"]);
+    assert!(!b.headers.contains_key("idempotent-replayed"));
+    // A subject that ends where another's key would begin is still someone else.
+    let tricky = api
+        .handle(request_as(
+            "a#checkout",
+            "POST",
+            "/v1/orders",
+            Some(body),
+            &[("idempotency-key", "1")],
+        ))
+        .await;
+    assert_eq!(tricky.status_code, 202);
+    assert_eq!(orders.0.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_shopper_lists_only_their_orders_a_page_at_a_time() {
+    // GIVEN five orders of c-1 and two of c-2
+    let (api, _) = api_with(Arc::new(catalog()));
+    let body = r#"{"currency":"EUR","paymentToken":"tok_ok","lines":[{"sku":"MUG","quantity":1}]}"#;
+    let mut mine = Vec::new();
+    for customer in ["c-1", "c-2", "c-1", "c-1", "c-2", "c-1", "c-1"] {
+        let r = api
+            .handle(request_as(customer, "POST", "/v1/orders", Some(body), &[]))
+            .await;
+        if customer == "c-1" {
+            mine.push(body_of(&r)["orderId"].as_str().unwrap().to_owned());
+        }
+    }
+    // WHEN c-1 follows the next links two at a time
+    let mut link = Some("/v1/orders?limit=2".to_owned());
+    let mut seen = Vec::new();
+    while let Some(path) = link {
+        let page = api.handle(request("GET", &path, None, &[])).await;
+        assert_eq!(page.status_code, 200);
+        let page = body_of(&page);
+        assert!(page["orders"].as_array().unwrap().len() <= 2);
+        for o in page["orders"].as_array().unwrap() {
+            assert_eq!(
+                o["links"]["self"],
+                format!("/v1/orders/{}", o["orderId"].as_str().unwrap())
+            );
+            seen.push(o["orderId"].as_str().unwrap().to_owned());
+        }
+        link = page["links"]["next"].as_str().map(str::to_owned);
+    }
+    // THEN it saw each of its own orders once
+    let mut expected = mine.clone();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    // AND a bad limit or a tampered cursor is a 400 problem naming the parameter
+    for (path, slug, field) in [
+        ("/v1/orders?limit=0", "invalid-query", "limit"),
+        ("/v1/orders?limit=101", "invalid-query", "limit"),
+        ("/v1/orders?limit=abc", "invalid-query", "limit"),
+        ("/v1/orders?cursor=not-a-cursor", "invalid-cursor", "cursor"),
+    ] {
+        let r = api.handle(request("GET", path, None, &[])).await;
+        assert_eq!(r.status_code, 400, "{path}");
+        assert_eq!(problem_type(&r), slug);
+        assert_eq!(body_of(&r)["errors"][0]["field"], field);
+    }
+}
+
+#[tokio::test]
+async fn links_resolve_on_a_named_stage() {
+    // GIVEN the API behind a named stage, where API Gateway prefixes every path
+    let (api, _) = api_with(Arc::new(catalog()));
+    let mut placed = request("POST", "/prod/v1/orders", Some(ORDER), &[]);
+    placed.request_context.stage = Some("prod".into());
+    let placed = api.handle(placed).await;
+    // THEN the Location carries the stage
+    let location = placed.headers["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/prod/v1/orders/ord-"), "{location}");
+    assert_eq!(body_of(&placed)["links"]["self"], location);
+    let mut list = request("GET", "/prod/v1/orders?limit=1", None, &[]);
+    list.request_context.stage = Some("prod".into());
+    let list = body_of(&api.handle(list).await);
+    assert!(
+        list["links"]["self"]
+            .as_str()
+            .unwrap()
+            .starts_with("/prod/v1/orders?")
+    );
+}
+
 struct PanickingCatalog;
 
 #[async_trait]
@@ -385,6 +625,16 @@ async fn every_answer_matches_the_openapi_document() {
             None,
             vec![],
         ),
+        Case::new(
+            "post",
+            post,
+            post,
+            Some(ORDER.replace("c-1", "c-2")),
+            vec![],
+        ),
+        Case::new("get", post, "/v1/orders?limit=1", None, vec![]),
+        Case::new("get", post, "/v1/orders?limit=1000", None, vec![]),
+        Case::new("get", post, "/v1/orders?cursor=x", None, vec![]),
     ];
     let mut statuses = Vec::new();
     for case in &cases {
@@ -399,12 +649,16 @@ async fn every_answer_matches_the_openapi_document() {
         statuses.push(r.status_code);
         problems.extend(conforms(&doc, case.template, case.method, &r));
     }
+    let unauthenticated = api.handle(anonymous("GET", "/v1/orders", None, &[])).await;
+    statuses.push(unauthenticated.status_code);
+    problems.extend(conforms(&doc, post, "get", &unauthenticated));
     assert!(problems.is_empty(), "{problems:#?}");
     // The cases cover every documented answer that needs no failing dependency.
     assert_eq!(
         statuses,
         [
-            202, 422, 400, 400, 400, 422, 422, 413, 415, 200, 404, 200, 409, 404
+            202, 422, 400, 400, 400, 422, 422, 413, 415, 200, 404, 200, 409, 404, 403, 200, 400,
+            400, 401
         ]
     );
 }

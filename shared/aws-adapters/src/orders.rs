@@ -10,8 +10,10 @@ use crate::port_error;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use shop_domain::listing::{ListCursor, OrderPage, PageRequest};
 use shop_domain::ports::{CancelOutcome, OrderStore, PendingOrders, PortError};
-use shop_domain::{Order, OrderId, OrderStatus, StatusChange};
+use shop_domain::{CustomerId, Order, OrderId, OrderStatus, StatusChange};
+use std::collections::HashMap;
 
 /// Order records keyed by `orderId`.
 #[derive(Clone)]
@@ -33,6 +35,10 @@ impl DynamoOrderStore {
         ("orderId".into(), AttributeValue::S(order_id.to_string()))
     }
 }
+
+/// The index of every order by owner (`customerId` hash, `createdAt` range) that
+/// `GET /v1/orders` reads newest first.
+pub const CUSTOMER_INDEX: &str = "ByCustomer";
 
 /// The sparse index of orders stored as pending.
 pub const PENDING_INDEX: &str = "PendingByCreatedAt";
@@ -90,6 +96,7 @@ impl OrderStore for DynamoOrderStore {
         order_id: &OrderId,
         reason: &str,
         at: &str,
+        owner: Option<&CustomerId>,
     ) -> Result<CancelOutcome, PortError> {
         let (k, v) = Self::key(order_id);
         let change = StatusChange {
@@ -99,13 +106,17 @@ impl OrderStore for DynamoOrderStore {
         };
         let change = serde_dynamo::to_attribute_value(&change)
             .map_err(|e| port_error("orders.cancel", e))?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(k, v)
+        let mut condition =
+            String::from("attribute_exists(orderId) AND (#s = :pending OR #s = :reserved)");
+        let mut update = self.client.update_item().table_name(&self.table).key(k, v);
+        if let Some(owner) = owner {
+            condition.push_str(" AND customerId = :owner");
+            update = update
+                .expression_attribute_values(":owner", AttributeValue::S(owner.as_str().into()));
+        }
+        let result = update
             .update_expression("SET #s = :cancelled, history = list_append(history, :change)")
-            .condition_expression("attribute_exists(orderId) AND (#s = :pending OR #s = :reserved)")
+            .condition_expression(condition)
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(
                 ":cancelled",
@@ -134,12 +145,69 @@ impl OrderStore for DynamoOrderStore {
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
                 Ok(match self.get(order_id).await? {
-                    None => CancelOutcome::NotFound,
-                    Some(order) => CancelOutcome::NotCancellable(order.status),
+                    Some(order) if owner.is_none_or(|caller| order.is_owned_by(caller)) => {
+                        CancelOutcome::NotCancellable(order.status)
+                    }
+                    _ => CancelOutcome::NotFound,
                 })
             }
             Err(e) => Err(port_error("orders.cancel", e)),
         }
+    }
+
+    async fn list_by_customer(
+        &self,
+        customer: &CustomerId,
+        page: &PageRequest,
+    ) -> Result<OrderPage, PortError> {
+        let owner = AttributeValue::S(customer.as_str().to_owned());
+        // One more than the page, so the last page is known without an empty extra one.
+        let wanted = page.limit + 1;
+        let mut start: Option<HashMap<String, AttributeValue>> = page.after.as_ref().map(|c| {
+            HashMap::from([
+                ("customerId".to_owned(), owner.clone()),
+                (
+                    "createdAt".to_owned(),
+                    AttributeValue::S(c.created_at.clone()),
+                ),
+                (
+                    "orderId".to_owned(),
+                    AttributeValue::S(c.order_id.to_string()),
+                ),
+            ])
+        });
+        let mut orders: Vec<Order> = Vec::with_capacity(wanted);
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(CUSTOMER_INDEX)
+                .key_condition_expression("customerId = :owner")
+                .expression_attribute_values(":owner", owner.clone())
+                .scan_index_forward(false)
+                .limit(i32::try_from(wanted - orders.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_error("orders.list", e))?;
+            for item in out.items.unwrap_or_default() {
+                orders
+                    .push(serde_dynamo::from_item(item).map_err(|e| port_error("orders.list", e))?);
+            }
+            start = out.last_evaluated_key;
+            if orders.len() >= wanted || start.is_none() {
+                break;
+            }
+        }
+        let more = orders.len() > page.limit;
+        orders.truncate(page.limit);
+        let next = if more {
+            orders.last().map(ListCursor::after)
+        } else {
+            None
+        };
+        Ok(OrderPage { orders, next })
     }
 }
 

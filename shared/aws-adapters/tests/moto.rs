@@ -15,9 +15,10 @@ use shop_aws::queue::SqsOrderQueue;
 use shop_aws::saga::{SfnSagaStarter, SfnTaskCallbacks};
 use shop_aws::stock::DynamoStockStore;
 use shop_domain::events::DomainEvent;
+use shop_domain::listing::PageRequest;
 use shop_domain::payment::{LedgerRecord, LedgerStatus};
 use shop_domain::ports::*;
-use shop_domain::{Currency, Order, OrderId, OrderLine, OrderStatus, Sku};
+use shop_domain::{Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -253,8 +254,26 @@ async fn orders_round_trip_and_cancel_only_while_cancellable() {
         "ids are never overwritten"
     );
     assert_eq!(orders.get(&o.order_id).await.unwrap().unwrap(), o);
+    let stranger = CustomerId("someone-else".into());
+    assert_eq!(
+        orders
+            .cancel(&o.order_id, "cancelled-by-customer", "t", Some(&stranger))
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound,
+        "another customer's cancel is told the order does not exist"
+    );
+    assert_eq!(
+        orders.get(&o.order_id).await.unwrap().unwrap().status,
+        OrderStatus::Pending
+    );
     match orders
-        .cancel(&o.order_id, "cancelled-by-customer", "2026-01-01T00:00:01Z")
+        .cancel(
+            &o.order_id,
+            "cancelled-by-customer",
+            "2026-01-01T00:00:01Z",
+            Some(&o.customer_id),
+        )
         .await
         .unwrap()
     {
@@ -266,13 +285,71 @@ async fn orders_round_trip_and_cancel_only_while_cancellable() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        orders.cancel(&o.order_id, "again", "t").await.unwrap(),
+        orders
+            .cancel(&o.order_id, "again", "t", Some(&o.customer_id))
+            .await
+            .unwrap(),
         CancelOutcome::NotCancellable(OrderStatus::Cancelled)
     );
     assert_eq!(
-        orders.cancel(&OrderId::generate(), "x", "t").await.unwrap(),
+        orders
+            .cancel(&o.order_id, "again", "t", Some(&stranger))
+            .await
+            .unwrap(),
         CancelOutcome::NotFound
     );
+    assert_eq!(
+        orders
+            .cancel(&OrderId::generate(), "x", "t", None)
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_customer_lists_their_orders_newest_first_through_the_owner_index() {
+    // GIVEN 7 orders of one customer (three created in the same second) and 3 of another
+    let (sdk, stack) = stack().await;
+    let orders = DynamoOrderStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["OrdersTable"],
+    );
+    let (me, other) = (CustomerId("me".into()), CustomerId("other".into()));
+    let mut mine = Vec::new();
+    for i in 0..10 {
+        let mut o = order();
+        o.customer_id = if i % 3 == 2 {
+            other.clone()
+        } else {
+            me.clone()
+        };
+        o.created_at = format!("2026-11-29T10:00:{:02}Z", i / 3);
+        orders.insert(&o).await.unwrap();
+        if o.customer_id == me {
+            mine.push(o);
+        }
+    }
+    mine.sort_by_key(|o| std::cmp::Reverse((o.created_at.clone(), o.order_id.clone())));
+    // WHEN it pages through them three at a time
+    let mut page = PageRequest::parse(Some("3"), None).unwrap();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let got = orders.list_by_customer(&me, &page).await.unwrap();
+        pages += 1;
+        seen.extend(got.orders.into_iter().map(|o| o.order_id));
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    // THEN each of its orders comes exactly once, newest first, in three pages
+    assert_eq!(
+        seen,
+        mine.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(pages, 3);
 }
 
 #[tokio::test]

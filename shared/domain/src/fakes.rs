@@ -1,7 +1,8 @@
 //! In-memory ports for unit tests of the domain and of handlers.
 
 use crate::events::DomainEvent;
-use crate::order::{Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange};
+use crate::listing::{ListCursor, OrderPage, PageRequest};
+use crate::order::{CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange};
 use crate::payment::{LedgerRecord, LedgerStatus};
 use crate::ports::*;
 use async_trait::async_trait;
@@ -19,7 +20,7 @@ pub fn pending_order(sku: &str, quantity: u32, unit_price: u64) -> Order {
     let at = "2026-11-22T00:00:00Z".to_owned();
     Order {
         order_id: OrderId::generate(),
-        customer_id: crate::order::CustomerId("c".into()),
+        customer_id: CustomerId("c".into()),
         lines: vec![OrderLine {
             sku: Sku(sku.into()),
             quantity,
@@ -117,9 +118,13 @@ impl OrderStore for FakeOrders {
         order_id: &OrderId,
         reason: &str,
         at: &str,
+        owner: Option<&CustomerId>,
     ) -> Result<CancelOutcome, PortError> {
         let mut orders = lock(&self.0);
-        let Some(order) = orders.get_mut(order_id) else {
+        let Some(order) = orders
+            .get_mut(order_id)
+            .filter(|o| owner.is_none_or(|caller| o.is_owned_by(caller)))
+        else {
             return Ok(CancelOutcome::NotFound);
         };
         if !order.status.is_cancellable() {
@@ -132,6 +137,28 @@ impl OrderStore for FakeOrders {
             reason: Some(reason.to_owned()),
         });
         Ok(CancelOutcome::Cancelled(Box::new(order.clone())))
+    }
+    async fn list_by_customer(
+        &self,
+        customer: &CustomerId,
+        page: &PageRequest,
+    ) -> Result<OrderPage, PortError> {
+        let position = |o: &Order| (o.created_at.clone(), o.order_id.clone());
+        let mut mine: Vec<Order> = lock(&self.0)
+            .values()
+            .filter(|o| o.is_owned_by(customer))
+            .filter(|o| {
+                page.after.as_ref().is_none_or(|after| {
+                    position(o) < (after.created_at.clone(), after.order_id.clone())
+                })
+            })
+            .cloned()
+            .collect();
+        mine.sort_by_key(|o| std::cmp::Reverse(position(o)));
+        let more = mine.len() > page.limit;
+        mine.truncate(page.limit);
+        let next = more.then(|| mine.last().map(ListCursor::after)).flatten();
+        Ok(OrderPage { orders: mine, next })
     }
 }
 

@@ -49,10 +49,37 @@ impl fmt::Display for Sku {
     }
 }
 
-/// The shopper who placed the order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The shopper who placed the order: the subject (`sub`) of the token the API
+/// Gateway authorizer verified, never a value the client chose.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CustomerId(pub String);
+
+/// Longest subject accepted as a customer id: identity providers issue subjects of up
+/// to 255 characters (OpenID Connect Core, section 2), and the id is a DynamoDB key.
+pub const MAX_SUBJECT_LEN: usize = 255;
+
+impl CustomerId {
+    /// A token subject as a customer id: 1 to [`MAX_SUBJECT_LEN`] characters with no
+    /// control characters (providers use UUIDs, `auth0|…`, e-mail-like forms).
+    pub fn from_subject(subject: &str) -> Option<Self> {
+        let valid = !subject.is_empty()
+            && subject.chars().count() <= MAX_SUBJECT_LEN
+            && !subject.chars().any(char::is_control);
+        valid.then(|| Self(subject.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Currencies the shop prices in. Amounts are integer minor units (cents), so every
 /// supported currency has two decimals.
@@ -196,6 +223,12 @@ pub struct Order {
 }
 
 impl Order {
+    /// Whether `caller` may see and cancel this order. Everyone else is told the order
+    /// does not exist, so order ids cannot be probed.
+    pub fn is_owned_by(&self, caller: &CustomerId) -> bool {
+        &self.customer_id == caller
+    }
+
     /// The most recent cancellation reason, if the order was cancelled.
     pub fn cancel_reason(&self) -> Option<&str> {
         self.history

@@ -78,7 +78,11 @@ impl OrphanSweep<'_> {
                     }
                     RunState::Ended => None,
                     RunState::NeverStarted => {
-                        match self.orders.cancel(&order_id, ORPHAN_REASON, now).await? {
+                        match self
+                            .orders
+                            .cancel(&order_id, ORPHAN_REASON, now, None)
+                            .await?
+                        {
                             CancelOutcome::Cancelled(order) => Some(*order),
                             CancelOutcome::NotFound | CancelOutcome::NotCancellable(_) => None,
                         }

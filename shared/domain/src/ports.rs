@@ -2,7 +2,8 @@
 //! granted IAM permissions for exactly the ports it is built with.
 
 use crate::events::DomainEvent;
-use crate::order::{Currency, Order, OrderId, OrderLine, Sku};
+use crate::listing::{OrderPage, PageRequest};
+use crate::order::{Currency, CustomerId, Order, OrderId, OrderLine, Sku};
 use crate::payment::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -62,12 +63,22 @@ pub trait OrderStore: Send + Sync {
     /// Reads an order.
     async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, PortError>;
     /// Cancels if the status still allows it, appending to the history atomically.
+    /// With `owner`, only an order of that customer is cancelled; another's answers
+    /// [`CancelOutcome::NotFound`], in the same conditional write, so no race lets a
+    /// shopper cancel an order that is not theirs.
     async fn cancel(
         &self,
         order_id: &OrderId,
         reason: &str,
         at: &str,
+        owner: Option<&CustomerId>,
     ) -> Result<CancelOutcome, PortError>;
+    /// A customer's orders, newest first, one page at a time.
+    async fn list_by_customer(
+        &self,
+        customer: &CustomerId,
+        page: &PageRequest,
+    ) -> Result<OrderPage, PortError>;
 }
 
 /// The index of orders stored as pending, which the orphan sweep reads. An order

@@ -16,8 +16,11 @@ pub const MAX_QUANTITY: i64 = 1000;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrderBody {
-    /// Shopper id.
-    pub customer_id: String,
+    /// The caller's own customer id, optional: the customer is the token's subject.
+    /// Clients written before identity came from the token may still send it; it
+    /// must then be the caller.
+    #[serde(default)]
+    pub customer_id: Option<String>,
     /// ISO 4217 code.
     pub currency: String,
     /// Payment method token from the payment provider's client-side SDK.
@@ -61,7 +64,7 @@ fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D:
 /// A request that passed every rule that does not need the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaceOrderRequest {
-    /// Shopper id.
+    /// The caller, who owns the order.
     pub customer_id: CustomerId,
     /// Currency to price in.
     pub currency: Currency,
@@ -102,15 +105,21 @@ pub enum RequestError {
     /// Well-formed, but breaks one or more business rules.
     #[error("{} field(s) failed validation", .0.len())]
     Invalid(Vec<FieldError>),
+    /// `customerId` names someone other than the caller.
+    #[error("customerId must be the caller's own id (the token's subject) or absent")]
+    NotTheCaller,
 }
 
-/// Parses and validates a body in one step.
-pub fn parse_place_order(body: &[u8]) -> Result<PlaceOrderRequest, RequestError> {
+/// Parses and validates a body placed by `caller` in one step.
+pub fn parse_place_order(
+    body: &[u8],
+    caller: &CustomerId,
+) -> Result<PlaceOrderRequest, RequestError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(RequestError::TooLarge(body.len()));
     }
     let raw = parse_json_shape::<PlaceOrderBody>(body)?;
-    validate(raw)
+    validate(raw, caller)
 }
 
 /// Deserializes JSON, telling syntax errors apart from shape errors and naming the
@@ -138,8 +147,19 @@ fn is_identifier(raw: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Applies the rules that need no catalog: sizes, ranges, formats, duplicates.
-pub fn validate(raw: PlaceOrderBody) -> Result<PlaceOrderRequest, RequestError> {
+/// Applies the rules that need no catalog: sizes, ranges, formats, duplicates, and
+/// that a `customerId`, if sent, is the caller.
+pub fn validate(
+    raw: PlaceOrderBody,
+    caller: &CustomerId,
+) -> Result<PlaceOrderRequest, RequestError> {
+    if raw
+        .customer_id
+        .as_deref()
+        .is_some_and(|id| id != caller.as_str())
+    {
+        return Err(RequestError::NotTheCaller);
+    }
     let mut errors = Vec::new();
     let mut fail = |field: String, detail: &str| {
         errors.push(FieldError {
@@ -147,12 +167,6 @@ pub fn validate(raw: PlaceOrderBody) -> Result<PlaceOrderRequest, RequestError> 
             detail: detail.to_owned(),
         })
     };
-    if !is_identifier(&raw.customer_id, 64) {
-        fail(
-            "customerId".into(),
-            "must be 1-64 characters of letters, digits, '-', '_' or '.'",
-        );
-    }
     let currency = Currency::parse(&raw.currency);
     if currency.is_none() {
         fail("currency".into(), "must be one of EUR, USD, GBP");
@@ -195,7 +209,7 @@ pub fn validate(raw: PlaceOrderBody) -> Result<PlaceOrderRequest, RequestError> 
     }
     match currency {
         Some(currency) if errors.is_empty() => Ok(PlaceOrderRequest {
-            customer_id: CustomerId(raw.customer_id),
+            customer_id: caller.clone(),
             currency,
             payment_token: raw.payment_token,
             lines,
@@ -211,10 +225,25 @@ mod tests {
     use proptest::prelude::*;
 
     fn body(lines: &str) -> Vec<u8> {
-        format!(
-            r#"{{"customerId":"c-1","currency":"EUR","paymentToken":"tok_approve","lines":{lines}}}"#
-        )
-        .into_bytes()
+        format!(r#"{{"currency":"EUR","paymentToken":"tok_approve","lines":{lines}}}"#).into_bytes()
+    }
+
+    fn caller() -> CustomerId {
+        CustomerId("c-1".into())
+    }
+
+    fn parse_place_order(body: &[u8]) -> Result<PlaceOrderRequest, RequestError> {
+        super::parse_place_order(body, &caller())
+    }
+
+    #[test]
+    fn the_customer_is_the_caller_and_a_body_customer_id_must_be_the_caller() {
+        let own = br#"{"customerId":"c-1","currency":"EUR","paymentToken":"t","lines":[{"sku":"A","quantity":1}]}"#;
+        assert_eq!(parse_place_order(own).unwrap().customer_id, caller());
+        let absent = parse_place_order(&body(r#"[{"sku":"A","quantity":1}]"#)).unwrap();
+        assert_eq!(absent.customer_id, caller());
+        let other = br#"{"customerId":"c-2","currency":"EUR","paymentToken":"t","lines":[{"sku":"A","quantity":1}]}"#;
+        assert_eq!(parse_place_order(other), Err(RequestError::NotTheCaller));
     }
 
     #[test]
@@ -228,9 +257,9 @@ mod tests {
     fn express_is_an_optional_boolean() {
         let standard = parse_place_order(&body(r#"[{"sku":"A","quantity":1}]"#)).unwrap();
         assert!(!standard.express);
-        let raw = br#"{"customerId":"c","currency":"EUR","paymentToken":"t","express":true,"lines":[{"sku":"A","quantity":1}]}"#;
+        let raw = br#"{"currency":"EUR","paymentToken":"t","express":true,"lines":[{"sku":"A","quantity":1}]}"#;
         assert!(parse_place_order(raw).unwrap().express);
-        let wrong = br#"{"customerId":"c","currency":"EUR","paymentToken":"t","express":"yes","lines":[{"sku":"A","quantity":1}]}"#;
+        let wrong = br#"{"currency":"EUR","paymentToken":"t","express":"yes","lines":[{"sku":"A","quantity":1}]}"#;
         let err = parse_place_order(wrong).unwrap_err();
         assert!(
             matches!(&err, RequestError::Shape { field, .. } if field == "express"),
@@ -249,10 +278,9 @@ mod tests {
 
     #[test]
     fn names_an_unknown_field() {
-        let err = parse_place_order(
-            br#"{"customerId":"c","currency":"EUR","paymentToken":"t","lines":[],"price":1}"#,
-        )
-        .unwrap_err();
+        let err =
+            parse_place_order(br#"{"currency":"EUR","paymentToken":"t","lines":[],"price":1}"#)
+                .unwrap_err();
         assert!(
             matches!(&err, RequestError::Shape { detail, .. } if detail.contains("price")),
             "{err:?}"
@@ -275,10 +303,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_currency_duplicates_and_empty_lines() {
-        let err = parse_place_order(
-            br#"{"customerId":"c","currency":"XXX","paymentToken":"t","lines":[]}"#,
-        )
-        .unwrap_err();
+        let err =
+            parse_place_order(br#"{"currency":"XXX","paymentToken":"t","lines":[]}"#).unwrap_err();
         let RequestError::Invalid(errors) = err else {
             panic!("expected validation errors")
         };

@@ -1,6 +1,6 @@
 //! Placing and cancelling orders: the orders API's rules.
 
-use crate::order::{Order, OrderId, OrderLine, OrderStatus, StatusChange};
+use crate::order::{CustomerId, Order, OrderId, OrderLine, OrderStatus, StatusChange};
 use crate::ports::{CancelOutcome, Catalog, OrderQueue, OrderStore, PortError};
 use crate::request::{FieldError, PlaceOrderRequest};
 use serde_json::{Value, json};
@@ -90,17 +90,32 @@ impl OrderService<'_> {
             // still gets an error, so it retries with its idempotency key.
             let _ = self
                 .orders
-                .cancel(&order.order_id, "intake-unavailable", &crate::now_rfc3339())
+                .cancel(
+                    &order.order_id,
+                    "intake-unavailable",
+                    &crate::now_rfc3339(),
+                    None,
+                )
                 .await;
             return Err(e.into());
         }
         Ok(order)
     }
 
-    /// Shopper cancellation, allowed only before the charge starts.
-    pub async fn cancel(&self, order_id: &OrderId) -> Result<CancelOutcome, PortError> {
+    /// Shopper cancellation, allowed only before the charge starts and only for the
+    /// shopper's own order.
+    pub async fn cancel(
+        &self,
+        order_id: &OrderId,
+        caller: &CustomerId,
+    ) -> Result<CancelOutcome, PortError> {
         self.orders
-            .cancel(order_id, "cancelled-by-customer", &crate::now_rfc3339())
+            .cancel(
+                order_id,
+                "cancelled-by-customer",
+                &crate::now_rfc3339(),
+                Some(caller),
+            )
             .await
     }
 }

@@ -2,11 +2,12 @@
 
 use crate::commands::error_names;
 use crate::fakes::*;
+use crate::listing::PageRequest;
 use crate::order::*;
 use crate::payment::{
     InvalidProviderKey, LedgerStatus, PaymentService, ProviderKey, SandboxProvider,
 };
-use crate::ports::{CancelOutcome, ReleaseOutcome, ReserveOutcome, StockStore};
+use crate::ports::{CancelOutcome, OrderStore, ReleaseOutcome, ReserveOutcome, StockStore};
 use crate::request::parse_place_order;
 use crate::services::{OrderService, PlaceOrderError};
 use crate::stock::InventoryService;
@@ -29,6 +30,7 @@ fn request(lines: &str) -> crate::request::PlaceOrderRequest {
             r#"{{"customerId":"c-1","currency":"EUR","paymentToken":"tok_ok","lines":{lines}}}"#
         )
         .as_bytes(),
+        &CustomerId("c-1".into()),
     )
     .unwrap()
 }
@@ -130,9 +132,74 @@ async fn cancellation_is_refused_once_payment_started() {
         .unwrap()
         .status = OrderStatus::PaymentPending;
     assert_eq!(
-        service.cancel(&order.order_id).await.unwrap(),
+        service
+            .cancel(&order.order_id, &order.customer_id)
+            .await
+            .unwrap(),
         CancelOutcome::NotCancellable(OrderStatus::PaymentPending)
     );
+}
+
+#[tokio::test]
+async fn another_customer_cannot_cancel_an_order_and_is_told_it_does_not_exist() {
+    // GIVEN c-1's pending order
+    let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
+    let service = OrderService {
+        catalog: &catalog,
+        orders: &orders,
+        queue: &queue,
+    };
+    let order = service
+        .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
+        .await
+        .unwrap();
+    // WHEN c-2 cancels it
+    let outcome = service
+        .cancel(&order.order_id, &CustomerId("c-2".into()))
+        .await
+        .unwrap();
+    // THEN c-2 hears "no such order" and the order is untouched
+    assert_eq!(outcome, CancelOutcome::NotFound);
+    let stored = orders.get(&order.order_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Pending);
+    assert!(stored.is_owned_by(&CustomerId("c-1".into())));
+    assert!(!stored.is_owned_by(&CustomerId("c-2".into())));
+}
+
+#[tokio::test]
+async fn a_customer_pages_through_their_own_orders_newest_first() {
+    // GIVEN five orders of c-1 created in the same instant and two of c-2
+    let orders = FakeOrders::default();
+    let mut mine = Vec::new();
+    for (i, customer) in ["c-1", "c-2", "c-1", "c-1", "c-2", "c-1", "c-1"]
+        .iter()
+        .enumerate()
+    {
+        let mut order = crate::fakes::pending_order("MUG", 1, 100);
+        order.customer_id = CustomerId((*customer).into());
+        order.created_at = format!("2026-11-29T10:00:0{}Z", i / 3);
+        orders.insert(&order).await.unwrap();
+        if *customer == "c-1" {
+            mine.push(order);
+        }
+    }
+    mine.sort_by_key(|o| std::cmp::Reverse((o.created_at.clone(), o.order_id.clone())));
+    // WHEN c-1 reads pages of two
+    let caller = CustomerId("c-1".into());
+    let mut seen = Vec::new();
+    let mut page = PageRequest::parse(Some("2"), None).unwrap();
+    loop {
+        let got = orders.list_by_customer(&caller, &page).await.unwrap();
+        assert!(got.orders.len() <= 2);
+        seen.extend(got.orders.iter().map(|o| o.order_id.clone()));
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    // THEN every one of c-1's orders comes once, newest first, and none of c-2's
+    let expected: Vec<_> = mine.iter().map(|o| o.order_id.clone()).collect();
+    assert_eq!(seen, expected);
 }
 
 #[tokio::test]
