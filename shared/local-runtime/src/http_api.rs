@@ -1,12 +1,23 @@
-//! API Gateway HTTP API (payload v2) in front of functions: matches the template's
-//! routes, builds the request event and maps the answer back.
+//! API Gateway HTTP API (payload v2) in front of functions: serves the template's
+//! stage, runs each route's JWT authorizer, matches the template's routes, builds the
+//! request event and maps the answer back.
+//!
+//! Stage: on AWS the `$default` stage is served at the root of the API's URL and a
+//! named stage under `/{stage}`; a named stage stays in the event's `rawPath` and
+//! `requestContext.http.path` (only route matching ignores it), and
+//! `requestContext.stage` names the stage either way. The same happens here.
 
 use crate::invoke::{InvokeError, Invoker};
-use crate::provision::Stack;
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use crate::jwt_authorizer::{Decision, JwtAuthorizer};
+use crate::provision::{DEFAULT_STAGE, Stack};
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+    ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
+};
 use aws_lambda_events::encodings::Body;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// An HTTP answer.
 #[derive(Debug, Clone)]
@@ -26,6 +37,20 @@ impl HttpResponse {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// API Gateway's own answers (`{"message":"Unauthorized"}`, ...), which are plain
+    /// JSON rather than problem details.
+    fn gateway(status: u16, message: &str, challenge: Option<String>) -> Self {
+        let mut headers = vec![("content-type".into(), "application/json".into())];
+        if let Some(challenge) = challenge {
+            headers.push(("www-authenticate".into(), challenge));
+        }
+        Self {
+            status,
+            headers,
+            body: serde_json::json!({ "message": message }).to_string(),
+        }
     }
 
     fn problem(status: u16, slug: &str, detail: &str) -> Self {
@@ -61,149 +86,238 @@ fn match_route<'a>(pattern: &str, path: &'a str) -> Option<HashMap<String, Strin
     Some(params)
 }
 
-/// Serves one request: 404 when no route matches, 502 when the function fails (as
-/// API Gateway does), otherwise the function's answer.
-pub async fn serve(
-    stack: &Stack,
-    invoker: &dyn Invoker,
-    method: &str,
-    path_and_query: &str,
-    headers: &[(String, String)],
-    body: Option<String>,
-) -> Result<HttpResponse, InvokeError> {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    let Some((route, params)) = stack
-        .routes
-        .iter()
-        .filter(|r| r.method == method || r.method == "ANY")
-        .find_map(|r| match_route(&r.path, path).map(|p| (r, p)))
-    else {
-        let mut allowed: Vec<&str> = stack
-            .routes
-            .iter()
-            .filter(|r| match_route(&r.path, path).is_some())
-            .map(|r| r.method.as_str())
-            .collect();
-        allowed.sort_unstable();
-        allowed.dedup();
-        return Ok(if allowed.is_empty() {
-            HttpResponse::problem(404, "route-not-found", "no route")
-        } else {
-            // RFC 9110: a 405 names the methods the resource supports.
-            let mut answer = HttpResponse::problem(405, "method-not-allowed", "method not allowed");
-            answer.headers.push(("allow".into(), allowed.join(", ")));
-            answer
-        });
-    };
-    let function = stack
-        .functions
-        .get(&route.function)
-        .ok_or_else(|| InvokeError::Unknown(route.function.clone()))?;
+/// The HTTP API of a stack: its routes, stage and authorizers, in front of functions.
+pub struct HttpApi {
+    stack: Arc<Stack>,
+    invoker: Arc<dyn Invoker>,
+    authorizers: BTreeMap<String, JwtAuthorizer>,
+}
 
-    let mut request = ApiGatewayV2httpRequest::default();
-    request.version = Some("2.0".into());
-    request.route_key = Some(format!("{} {}", route.method, route.path));
-    request.raw_path = Some(path.to_owned());
-    request.raw_query_string = Some(query.to_owned());
-    let mut header_map = HeaderMap::new();
-    for (k, v) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            header_map.append(name, value);
+/// The challenge API Gateway's JWT authorizer sends with a 401 or 403.
+fn challenge(error: &str, description: &str) -> String {
+    format!(r#"Bearer scope="" error="{error}" error_description="{description}""#)
+}
+
+impl HttpApi {
+    /// The API of `stack`, invoking its functions through `invoker`.
+    pub fn new(stack: Arc<Stack>, invoker: Arc<dyn Invoker>) -> Self {
+        let authorizers = stack
+            .authorizers
+            .iter()
+            .map(|(id, spec)| (id.clone(), JwtAuthorizer::new(spec.clone())))
+            .collect();
+        Self {
+            stack,
+            invoker,
+            authorizers,
         }
     }
-    request.headers = header_map;
-    request.path_parameters = params;
-    request.body = body;
-    request.is_base64_encoded = false;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
-    let ctx = &mut request.request_context;
-    ctx.route_key = request.route_key.clone();
-    ctx.account_id = Some(crate::ACCOUNT_ID.into());
-    ctx.stage = Some("$default".into());
-    ctx.request_id = Some(uuid::Uuid::new_v4().to_string());
-    ctx.apiid = Some("local".into());
-    ctx.domain_name = Some("127.0.0.1".into());
-    ctx.time_epoch = now;
-    ctx.http.method = method.parse::<Method>().unwrap_or(Method::GET);
-    ctx.http.path = Some(path.to_owned());
-    ctx.http.protocol = Some("HTTP/1.1".into());
-    ctx.http.source_ip = Some("127.0.0.1".into());
 
-    let event = serde_json::to_value(&request).map_err(|e| InvokeError::Payload {
-        function: function.logical_id.clone(),
-        message: e.to_string(),
-    })?;
-    let started = std::time::Instant::now();
-    let answer = match invoker.invoke(function, event).await {
-        Ok(answer) => answer,
-        Err(e) => {
-            tracing::error!(function = %function.name, error = %e, "invocation failed");
-            return Ok(HttpResponse::problem(
-                502,
-                "bad-gateway",
-                "the function failed",
-            ));
+    /// The path prefix of the stage: empty for `$default`, `/{stage}` otherwise.
+    pub fn stage_prefix(&self) -> String {
+        if self.stack.stage == DEFAULT_STAGE {
+            String::new()
+        } else {
+            format!("/{}", self.stack.stage)
         }
-    };
-    let response: ApiGatewayV2httpResponse =
-        serde_json::from_value(answer).map_err(|e| InvokeError::Payload {
+    }
+
+    /// Serves one request: 404 when no route matches, 401/403 when the route's
+    /// authorizer refuses, 502 when the function fails (as API Gateway does),
+    /// otherwise the function's answer.
+    pub async fn serve(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(String, String)],
+        body: Option<String>,
+    ) -> Result<HttpResponse, InvokeError> {
+        let stack = self.stack.as_ref();
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let prefix = self.stage_prefix();
+        let Some(route_path) = path
+            .strip_prefix(prefix.as_str())
+            .filter(|rest| prefix.is_empty() || rest.is_empty() || rest.starts_with('/'))
+        else {
+            return Ok(HttpResponse::gateway(404, "Not Found", None));
+        };
+        let Some((route, params)) = stack
+            .routes
+            .iter()
+            .filter(|r| r.method == method || r.method == "ANY")
+            .find_map(|r| match_route(&r.path, route_path).map(|p| (r, p)))
+        else {
+            let mut allowed: Vec<&str> = stack
+                .routes
+                .iter()
+                .filter(|r| match_route(&r.path, route_path).is_some())
+                .map(|r| r.method.as_str())
+                .collect();
+            allowed.sort_unstable();
+            allowed.dedup();
+            return Ok(if allowed.is_empty() {
+                HttpResponse::problem(404, "route-not-found", "no route")
+            } else {
+                // RFC 9110: a 405 names the methods the resource supports.
+                let mut answer =
+                    HttpResponse::problem(405, "method-not-allowed", "method not allowed");
+                answer.headers.push(("allow".into(), allowed.join(", ")));
+                answer
+            });
+        };
+        let mut header_map = HeaderMap::new();
+        for (k, v) in headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                header_map.append(name, value);
+            }
+        }
+        let mut jwt = None;
+        if let Some(auth) = &route.authorization {
+            let authorizer = self
+                .authorizers
+                .get(&auth.authorizer)
+                .ok_or_else(|| InvokeError::Unknown(auth.authorizer.clone()))?;
+            match authorizer.authorize(&header_map, &auth.scopes).await {
+                Decision::Allow { claims, scopes } => jwt = Some((claims, scopes)),
+                Decision::Unauthorized(why) => {
+                    let challenge = if why.is_empty() {
+                        None
+                    } else {
+                        Some(challenge("invalid_token", &why))
+                    };
+                    return Ok(HttpResponse::gateway(401, "Unauthorized", challenge));
+                }
+                Decision::Forbidden(why) => {
+                    return Ok(HttpResponse::gateway(
+                        403,
+                        "Forbidden",
+                        Some(challenge("insufficient_scope", &why)),
+                    ));
+                }
+            }
+        }
+        let function = stack
+            .functions
+            .get(&route.function)
+            .ok_or_else(|| InvokeError::Unknown(route.function.clone()))?;
+
+        let mut request = ApiGatewayV2httpRequest::default();
+        request.version = Some("2.0".into());
+        request.route_key = Some(format!("{} {}", route.method, route.path));
+        request.raw_path = Some(path.to_owned());
+        request.raw_query_string = Some(query.to_owned());
+        request.headers = header_map;
+        request.query_string_parameters = query.parse().unwrap_or_default();
+        request.path_parameters = params;
+        request.body = body;
+        request.is_base64_encoded = false;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let ctx = &mut request.request_context;
+        ctx.route_key = request.route_key.clone();
+        ctx.account_id = Some(crate::ACCOUNT_ID.into());
+        ctx.stage = Some(stack.stage.clone());
+        ctx.request_id = Some(uuid::Uuid::new_v4().to_string());
+        ctx.apiid = Some("local".into());
+        ctx.domain_name = Some("127.0.0.1".into());
+        ctx.time_epoch = now;
+        ctx.http.method = method.parse::<Method>().unwrap_or(Method::GET);
+        ctx.http.path = Some(path.to_owned());
+        ctx.http.protocol = Some("HTTP/1.1".into());
+        ctx.http.source_ip = Some("127.0.0.1".into());
+        let route_scoped = jwt.as_ref().is_some_and(|(_, scopes)| scopes.is_some());
+        if let Some((claims, scopes)) = jwt {
+            let mut description = ApiGatewayRequestAuthorizerJwtDescription::default();
+            description.claims = claims;
+            description.scopes = scopes;
+            let mut authorizer = ApiGatewayRequestAuthorizer::default();
+            authorizer.jwt = Some(description);
+            ctx.authorizer = Some(authorizer);
+        }
+
+        let mut event = serde_json::to_value(&request).map_err(|e| InvokeError::Payload {
             function: function.logical_id.clone(),
             message: e.to_string(),
         })?;
-    let body = match response.body {
-        Some(Body::Text(t)) => t,
-        Some(Body::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
-        _ => String::new(),
-    };
-    let status = u16::try_from(response.status_code).unwrap_or(500);
-    let header = |name: &str| {
-        response
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let location = header("location");
-    tracing::info!(
-        function = %function.name,
-        route = %format!("{} {}", route.method, route.path),
-        status,
-        outcome = if status < 500 { "ok" } else { "failed" },
-        duration_ms = started.elapsed().as_millis() as u64,
-        order_id = %location.rsplit('/').next().unwrap_or(""),
-        correlation_id = %header("x-correlation-id"),
-        "invocation"
-    );
-    Ok(HttpResponse {
-        status,
-        headers: response
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect(),
-        body,
-    })
+        // API Gateway sends `"scopes": null` for a route without scopes; the event type
+        // leaves the key out.
+        if let Some(jwt) = event.pointer_mut("/requestContext/authorizer/jwt")
+            && !route_scoped
+        {
+            jwt["scopes"] = serde_json::Value::Null;
+        }
+        let started = std::time::Instant::now();
+        let answer = match self.invoker.invoke(function, event).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::error!(function = %function.name, error = %e, "invocation failed");
+                return Ok(HttpResponse::problem(
+                    502,
+                    "bad-gateway",
+                    "the function failed",
+                ));
+            }
+        };
+        let response: ApiGatewayV2httpResponse =
+            serde_json::from_value(answer).map_err(|e| InvokeError::Payload {
+                function: function.logical_id.clone(),
+                message: e.to_string(),
+            })?;
+        let body = match response.body {
+            Some(Body::Text(t)) => t,
+            Some(Body::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+            _ => String::new(),
+        };
+        let status = u16::try_from(response.status_code).unwrap_or(500);
+        let header = |name: &str| {
+            response
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let location = header("location");
+        tracing::info!(
+            function = %function.name,
+            route = %format!("{} {}", route.method, route.path),
+            status,
+            outcome = if status < 500 { "ok" } else { "failed" },
+            duration_ms = started.elapsed().as_millis() as u64,
+            order_id = %location.rsplit('/').next().unwrap_or(""),
+            correlation_id = %header("x-correlation-id"),
+            "invocation"
+        );
+        Ok(HttpResponse {
+            status,
+            headers: response
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        v.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+            body,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{match_route, serve};
+    use super::{HttpApi, match_route};
     use crate::InProcess;
     use crate::provision::{Route, Stack};
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_404() {
@@ -211,6 +325,7 @@ mod tests {
             method: method.into(),
             path: path.into(),
             function: "Api".into(),
+            authorization: None,
         };
         let stack = Stack {
             prefix: "t".into(),
@@ -221,21 +336,22 @@ mod tests {
             state_machines: Default::default(),
             functions: Default::default(),
             outputs: Default::default(),
+            stage: "$default".into(),
+            authorizers: Default::default(),
             routes: vec![
                 route("POST", "/v1/orders"),
                 route("GET", "/v1/orders/{id}"),
                 route("POST", "/v1/orders/{id}/cancel"),
             ],
         };
-        let functions = InProcess::new();
-        let r = serve(&stack, &functions, "TRACE", "/v1/orders/o-1", &[], None)
+        let api = HttpApi::new(Arc::new(stack), Arc::new(InProcess::new()));
+        let r = api
+            .serve("TRACE", "/v1/orders/o-1", &[], None)
             .await
             .unwrap();
         assert_eq!(r.status, 405);
         assert!(r.headers.contains(&("allow".into(), "GET".into())));
-        let r = serve(&stack, &functions, "DELETE", "/v1/nothing", &[], None)
-            .await
-            .unwrap();
+        let r = api.serve("DELETE", "/v1/nothing", &[], None).await.unwrap();
         assert_eq!(r.status, 404);
     }
 

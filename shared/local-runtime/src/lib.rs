@@ -7,6 +7,8 @@
 
 pub mod http_api;
 pub mod invoke;
+pub mod jwt_authorizer;
+pub mod oidc_issuer;
 pub mod provision;
 pub mod schedules;
 pub mod sqs_poller;

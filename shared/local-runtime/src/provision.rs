@@ -2,6 +2,7 @@
 //! stacks (one per test) can share one emulator.
 
 use crate::ACCOUNT_ID;
+use crate::jwt_authorizer::AuthorizerSpec;
 use crate::template::{Names, Template, TemplateError, resolve};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -19,8 +20,6 @@ const CLOUD_ONLY: &[&str] = &[
     "AWS::SQS::QueuePolicy",
     "AWS::Lambda::Permission",
     "AWS::ApiGatewayV2::Api",
-    "AWS::ApiGatewayV2::Stage",
-    "AWS::ApiGatewayV2::Authorizer",
     "AWS::ApiGatewayV2::Integration",
 ];
 
@@ -85,7 +84,21 @@ pub struct Route {
     pub path: String,
     /// Logical id of the function.
     pub function: String,
+    /// The JWT authorizer in front of it, if any.
+    pub authorization: Option<RouteAuthorization>,
 }
+
+/// A route's `AuthorizationType: JWT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteAuthorization {
+    /// Logical id of the authorizer.
+    pub authorizer: String,
+    /// `AuthorizationScopes`: the token needs at least one of them (none: any token).
+    pub scopes: Vec<String>,
+}
+
+/// The stage API Gateway serves the API on when the template declares none.
+pub const DEFAULT_STAGE: &str = "$default";
 
 /// A stack as created in the emulator.
 #[derive(Debug, Clone)]
@@ -108,6 +121,10 @@ pub struct Stack {
     pub outputs: BTreeMap<String, String>,
     /// HTTP routes.
     pub routes: Vec<Route>,
+    /// The HTTP API's stage (`$default`: served at the root, no path prefix).
+    pub stage: String,
+    /// Logical id to JWT authorizer.
+    pub authorizers: BTreeMap<String, AuthorizerSpec>,
 }
 
 impl Stack {
@@ -392,6 +409,8 @@ pub async fn provision(
         functions: BTreeMap::new(),
         routes: Vec::new(),
         outputs: BTreeMap::new(),
+        stage: DEFAULT_STAGE.to_owned(),
+        authorizers: BTreeMap::new(),
     };
 
     for (id, r) in &active {
@@ -408,6 +427,8 @@ pub async fn provision(
                     | "AWS::Serverless::StateMachine"
                     | "AWS::Serverless::Function"
                     | "AWS::ApiGatewayV2::Route"
+                    | "AWS::ApiGatewayV2::Stage"
+                    | "AWS::ApiGatewayV2::Authorizer"
             )
         {
             return Err(unsupported(
@@ -776,6 +797,7 @@ pub async fn provision(
                         method: ep["Method"].as_str().unwrap_or("ANY").to_uppercase(),
                         path: ep["Path"].as_str().unwrap_or("/").to_owned(),
                         function: (*id).clone(),
+                        authorization: None,
                     }),
                     other => {
                         return Err(unsupported(
@@ -802,11 +824,106 @@ pub async fn provision(
         );
     }
 
+    let stages: Vec<_> = active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::ApiGatewayV2::Stage")
+        .collect();
+    if let [(id, r)] = stages.as_slice() {
+        let p = props(id, r, &names)?;
+        stack.stage = p
+            .get("StageName")
+            .and_then(Value::as_str)
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| unsupported(id, "StageName must be a name or $default"))?
+            .to_owned();
+    } else if stages.len() > 1 {
+        return Err(unsupported(
+            stages[1].0,
+            "the local runtime serves one stage of one HTTP API",
+        ));
+    }
+
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::ApiGatewayV2::Authorizer")
+    {
+        let p = props(id, r, &names)?;
+        if p.get("AuthorizerType").and_then(Value::as_str) != Some("JWT") {
+            return Err(unsupported(
+                id,
+                "only JWT authorizers run locally (AuthorizerType: JWT)",
+            ));
+        }
+        let identity_header = match p.get("IdentitySource").and_then(Value::as_array) {
+            Some(sources) if sources.len() == 1 => sources[0]
+                .as_str()
+                .and_then(|s| s.strip_prefix("$request.header."))
+                .map(str::to_ascii_lowercase),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            unsupported(
+                id,
+                "IdentitySource must be one $request.header.NAME, as JWT authorizers require",
+            )
+        })?;
+        let issuer = p
+            .pointer("/JwtConfiguration/Issuer")
+            .and_then(Value::as_str)
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| unsupported(id, "JwtConfiguration.Issuer is empty"))?
+            .to_owned();
+        let audiences: Vec<String> = p
+            .pointer("/JwtConfiguration/Audience")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(text).collect())
+            .unwrap_or_default();
+        if audiences.is_empty() {
+            return Err(unsupported(id, "JwtConfiguration.Audience is empty"));
+        }
+        stack.authorizers.insert(
+            (*id).clone(),
+            AuthorizerSpec {
+                identity_header,
+                issuer,
+                audiences,
+            },
+        );
+    }
+
     for (id, r) in active
         .iter()
         .filter(|(_, r)| kind(r) == "AWS::ApiGatewayV2::Route")
     {
         let p = props(id, r, &names)?;
+        let authorization = match p.get("AuthorizationType").and_then(Value::as_str) {
+            None | Some("NONE") => None,
+            Some("JWT") => {
+                let authorizer = p
+                    .get("AuthorizerId")
+                    .and_then(Value::as_str)
+                    .filter(|a| stack.authorizers.contains_key(*a))
+                    .ok_or_else(|| {
+                        unsupported(
+                            id,
+                            "AuthorizerId must name a JWT authorizer of the template",
+                        )
+                    })?
+                    .to_owned();
+                let scopes = p
+                    .get("AuthorizationScopes")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(text).collect())
+                    .unwrap_or_default();
+                Some(RouteAuthorization { authorizer, scopes })
+            }
+            Some(other) => {
+                return Err(unsupported(
+                    id,
+                    format!("AuthorizationType {other} is not supported locally"),
+                ));
+            }
+        };
         let route_key = p
             .get("RouteKey")
             .and_then(Value::as_str)
@@ -849,6 +966,7 @@ pub async fn provision(
             method: method.to_owned(),
             path: path.to_owned(),
             function: function.logical_id.clone(),
+            authorization,
         });
     }
 
