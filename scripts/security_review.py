@@ -8,7 +8,9 @@ Checks (see docs/security.md):
   wildcards  no `*` in an action, no `Resource: "*"` unless listed in
              security/suppressions.yaml with the reason AWS gives no resource type.
   encryption every table, queue and secret is encrypted at rest.
-  auth       every API route requires an authorizer on every stage but dev.
+  auth       every API route requires the JWT authorizer on every stage and with either
+             issuer (the stack's Cognito user pool, or a JwtIssuer given), and the
+             authorizer then has an issuer and an audience.
   secrets    no secret in the template (literal keys, passwords, tokens in env vars or
              parameter defaults) or in tracked files (AWS keys, private keys, live keys).
   checkov    every failed checkov check is suppressed in security/suppressions.yaml
@@ -253,6 +255,18 @@ def condition(name, template, params):
     return bool(evaluate(template["Conditions"][name], template, params))
 
 
+def referenced(value):
+    """Every resource or parameter a value names through Ref or ${...} in Fn::Sub."""
+    if isinstance(value, list):
+        return [r for item in value for r in referenced(item)]
+    if not isinstance(value, dict):
+        return []
+    found = [value["Ref"]] if isinstance(value.get("Ref"), str) else []
+    if isinstance(value.get("Fn::Sub"), str):
+        found += re.findall(r"\$\{([A-Za-z0-9]+)[.}]", value["Fn::Sub"])
+    return found + [r for key, item in value.items() if key != "Ref" for r in referenced(item)]
+
+
 def check_auth(template):
     problems = []
     stage = template["Parameters"]["Stage"]
@@ -263,21 +277,34 @@ def check_auth(template):
     problems += [f"{lid}: implicit SAM API; declare routes explicitly" for lid in apis]
     if not routes:
         problems.append("no API routes found")
+
+    def active(lid, params):
+        res = template["Resources"].get(lid or "")
+        return res is not None and ("Condition" not in res or condition(res["Condition"], template, params))
+
     for value in stage["AllowedValues"]:
-        if value == "dev":
-            continue
-        params = {"Stage": value}
-        for lid, route in routes.items():
-            props = route["Properties"]
-            kind = evaluate(props.get("AuthorizationType", "NONE"), template, params)
-            if kind in ("NONE", None):
-                problems.append(f"{lid}: no authorization on stage {value}")
-            authorizer = evaluate(props.get("AuthorizerId"), template, params)
-            if kind in ("JWT", "CUSTOM"):
+        for issuer in ("", "https://idp.example.org/"):
+            params = {"Stage": value, "JwtIssuer": issuer, "JwtAudience": "api" if issuer else ""}
+            source = "a given issuer" if issuer else "the stack's user pool"
+            where = f"stage {value}, {source}"
+            for lid, route in routes.items():
+                props = route["Properties"]
+                kind = evaluate(props.get("AuthorizationType", "NONE"), template, params)
+                if kind != "JWT":
+                    problems.append(f"{lid}: no JWT authorizer on {where}")
+                    continue
+                authorizer = evaluate(props.get("AuthorizerId"), template, params)
                 target = authorizer.get("Ref") if isinstance(authorizer, dict) else None
-                res = template["Resources"].get(target or "")
-                if res is None or ("Condition" in res and not condition(res["Condition"], template, params)):
-                    problems.append(f"{lid}: authorizer missing on stage {value}")
+                if not active(target, params):
+                    problems.append(f"{lid}: authorizer missing on {where}")
+                    continue
+                jwt = template["Resources"][target]["Properties"].get("JwtConfiguration", {})
+                found_issuer = evaluate(jwt.get("Issuer", ""), template, params)
+                audience = evaluate(jwt.get("Audience", []), template, params)
+                if found_issuer in ("", None) or not audience or "" in audience:
+                    problems.append(f"{target}: no issuer or audience on {where}")
+                refs = [r for r in referenced([found_issuer, audience]) if r in template["Resources"]]
+                problems += [f"{target}: {r} does not exist on {where}" for r in refs if not active(r, params)]
     return problems
 
 
