@@ -237,9 +237,12 @@ impl Chaos {
         }
     }
 
-    /// Orders the orders API stored and never enqueued.
-    fn stranded(&self) -> Vec<String> {
-        lock(&self.stranded).values().cloned().collect()
+    /// Orders the orders API stored and never enqueued, with their shoppers.
+    fn stranded(&self) -> Vec<(String, String)> {
+        lock(&self.stranded)
+            .iter()
+            .map(|(index, order_id)| (shopper(*index), order_id.clone()))
+            .collect()
     }
 
     fn order_of_token(&self, token: &str) -> String {
@@ -534,6 +537,8 @@ impl Invoker for ChaosInvoker {
 #[derive(Debug, Clone)]
 struct Placed {
     order_id: String,
+    /// Who placed it: only they can read it through the API.
+    customer: String,
     total: u64,
     lines: Vec<(String, u32)>,
     /// Stored by the orders API and never enqueued: the shopper was never told of it.
@@ -727,8 +732,9 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
 
     let accepted = lock(&placed).len();
     let mut placed = lock(&placed).clone();
-    placed.extend(chaos.stranded().into_iter().map(|order_id| Placed {
+    placed.extend(chaos.stranded().into_iter().map(|(customer, order_id)| Placed {
         order_id,
+        customer,
         total: 0,
         lines: Vec::new(),
         stranded: true,
@@ -860,8 +866,8 @@ async fn drive_order(
         .iter()
         .map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity}))
         .collect();
+    let customer = shopper(index);
     let body = json!({
-        "customerId": format!("chaos-{index}"),
         "currency": "EUR",
         "paymentToken": token,
         "express": express,
@@ -877,7 +883,9 @@ async fn drive_order(
     let mut answer = None;
     let give_up = Instant::now() + Duration::from_secs(90);
     while Instant::now() < give_up {
-        let r = app.http("POST", "/v1/orders", &headers, Some(&body)).await;
+        let r = app
+            .http_as(&customer, "POST", "/v1/orders", &headers, Some(&body))
+            .await;
         if r.status < 500 && r.status != 409 {
             answer = Some(r);
             break;
@@ -893,15 +901,31 @@ async fn drive_order(
     chaos.register(&order_id, index, token.starts_with("tok_decline"));
     lock(placed).push(Placed {
         order_id: order_id.clone(),
+        customer: customer.clone(),
         total: json["total"].as_u64().unwrap_or_default(),
         lines,
         stranded: false,
     });
     if chaos.rng(index, 3).random_bool(0.05) {
-        app.http("POST", &format!("/v1/orders/{order_id}/cancel"), &[], None)
-            .await;
+        app.http_as(
+            &customer,
+            "POST",
+            &format!("/v1/orders/{order_id}/cancel"),
+            &[],
+            None,
+        )
+        .await;
     }
-    app.poll_terminal(&order_id, Duration::from_secs(90)).await;
+    app.poll_terminal(&customer, &order_id, Duration::from_secs(90))
+        .await;
+}
+
+/// Shoppers of a chaos run: orders are placed, read and cancelled as one of them, so
+/// the run goes through the authorizer and the ownership rules as shoppers do.
+const SHOPPERS: usize = 7;
+
+fn shopper(index: usize) -> String {
+    format!("chaos-shopper-{}", index % SHOPPERS)
 }
 
 /// Every confirmed order announced `OrderConfirmed` and every cancelled one
@@ -991,7 +1015,7 @@ async fn wait_quiet(
     within: Duration,
 ) {
     let deadline = Instant::now() + within;
-    let mut open: Vec<&str> = placed.iter().map(|o| o.order_id.as_str()).collect();
+    let mut open: Vec<&Placed> = placed.iter().collect();
     while Instant::now() < deadline {
         operator_pass(app, ops, operator).await;
         let running = shop::ops::saga::list(ops, Some("RUNNING"), None)
@@ -1006,9 +1030,9 @@ async fn wait_quiet(
                 .unwrap_or(1);
         }
         let mut still_open = Vec::new();
-        for order_id in open {
-            if !app.is_terminal(order_id).await {
-                still_open.push(order_id);
+        for order in open {
+            if !app.is_terminal(&order.customer, &order.order_id).await {
+                still_open.push(order);
             }
         }
         open = still_open;
@@ -1034,10 +1058,10 @@ impl App {
         .await
     }
 
-    /// Whether the order is `CONFIRMED` or `CANCELLED`.
-    pub async fn is_terminal(&self, order_id: &str) -> bool {
+    /// Whether `customer`'s order is `CONFIRMED` or `CANCELLED`, as they read it.
+    pub async fn is_terminal(&self, customer: &str, order_id: &str) -> bool {
         let r = self
-            .http("GET", &format!("/v1/orders/{order_id}"), &[], None)
+            .http_as(customer, "GET", &format!("/v1/orders/{order_id}"), &[], None)
             .await;
         let order: Value = serde_json::from_str(&r.body).unwrap_or_default();
         matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED"))
@@ -1045,9 +1069,9 @@ impl App {
 
     /// Polls until the order is terminal or `within` passes (no assertion: the chaos
     /// run checks everything once the system is quiet).
-    pub async fn poll_terminal(&self, order_id: &str, within: Duration) {
+    pub async fn poll_terminal(&self, customer: &str, order_id: &str, within: Duration) {
         let deadline = Instant::now() + within;
-        while Instant::now() < deadline && !self.is_terminal(order_id).await {
+        while Instant::now() < deadline && !self.is_terminal(customer, order_id).await {
             tokio::time::sleep(Duration::from_secs(4)).await;
         }
     }

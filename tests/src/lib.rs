@@ -6,7 +6,8 @@ pub mod chaos;
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::Target;
-use local_runtime::http_api::{HttpResponse, serve};
+use local_runtime::http_api::{HttpApi, HttpResponse};
+use local_runtime::oidc_issuer::{IssuerKey, LOCAL_AUDIENCE, LocalIssuer, TokenRequest};
 use local_runtime::provision::{Clients, FunctionSpec, Stack, provision};
 use local_runtime::{InvokeError, Invoker, Template};
 use serde_json::{Value, json};
@@ -32,6 +33,16 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(Path::to_owned)
         .unwrap_or_default()
+}
+
+/// The shopper [`App::http`] speaks for.
+pub const SHOPPER: &str = "cust-42";
+
+/// One signing key for every stack of the test process (each has its own issuer URL).
+fn issuer_key() -> IssuerKey {
+    static KEY: std::sync::OnceLock<IssuerKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| IssuerKey::generate().expect("RSA key"))
+        .clone()
 }
 
 /// Port wrappers for fault injection, as `shop local` accepts them.
@@ -74,6 +85,9 @@ pub struct App {
     pub sandbox: Arc<SandboxProvider>,
     /// Every SQS body delivered to a function.
     pub recording: Arc<Recording>,
+    /// The identity provider the stack's authorizer trusts, served on loopback.
+    pub issuer: LocalIssuer,
+    http_api: HttpApi,
     tap_queue: String,
     shutdown: watch::Sender<bool>,
     _emulator: Emulator,
@@ -155,6 +169,17 @@ impl App {
         for (k, v) in parameters {
             overrides.insert((*k).to_owned(), (*v).to_owned());
         }
+        let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("issuer port");
+        let issuer = LocalIssuer::new(
+            format!("http://{}", issuer_listener.local_addr().expect("address")),
+            LOCAL_AUDIENCE,
+            issuer_key(),
+        );
+        for (k, v) in issuer.template_parameters() {
+            overrides.entry(k).or_insert(v);
+        }
         let parameters = overrides;
         let stack = provision(&template, &prefix, &parameters, &clients, "us-east-1")
             .await
@@ -180,25 +205,67 @@ impl App {
         let tap_queue = tap_every_event(&sdk, &stack).await;
         seed(&sdk, &stack).await;
         let (shutdown, rx) = watch::channel(false);
+        tokio::spawn(issuer.clone().serve(issuer_listener, rx.clone()));
         local_runtime::sqs_poller::spawn_all(
             stack.clone(),
             aws_sdk_sqs::Client::new(&sdk),
             recording.clone(),
             rx,
         );
+        let http_api = HttpApi::new(stack.clone(), recording.clone());
         App {
             stack,
             sdk,
             sandbox,
             recording,
+            issuer,
+            http_api,
             tap_queue,
             shutdown,
             _emulator: emulator,
         }
     }
 
-    /// Sends an HTTP request through the template's routes.
+    /// A bearer token of `customer` from the stack's issuer, valid for ten minutes.
+    pub fn token(&self, customer: &str) -> String {
+        self.issuer
+            .mint(&TokenRequest {
+                subject: customer.to_owned(),
+                scopes: Vec::new(),
+                lifetime: Duration::from_secs(600),
+            })
+            .expect("token signs")
+    }
+
+    /// Sends an HTTP request as [`SHOPPER`] through the template's routes.
     pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        self.http_as(SHOPPER, method, path, headers, body).await
+    }
+
+    /// Sends an HTTP request with `customer`'s token through the template's routes
+    /// and authorizer.
+    pub async fn http_as(
+        &self,
+        customer: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        let bearer = format!("Bearer {}", self.token(customer));
+        let mut all = vec![("authorization", bearer.as_str())];
+        all.extend_from_slice(headers);
+        self.http_raw(method, path, &all, body).await
+    }
+
+    /// Sends an HTTP request with exactly these headers (no token unless given).
+    pub async fn http_raw(
         &self,
         method: &str,
         path: &str,
@@ -209,16 +276,10 @@ impl App {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        serve(
-            &self.stack,
-            self.recording.as_ref(),
-            method,
-            path,
-            &headers,
-            body.map(str::to_owned),
-        )
-        .await
-        .expect("http invoke")
+        self.http_api
+            .serve(method, path, &headers, body.map(str::to_owned))
+            .await
+            .expect("http invoke")
     }
 
     /// Places an order for `lines` paid with `token`; returns the order id.
@@ -229,7 +290,6 @@ impl App {
         idempotency_key: Option<&str>,
     ) -> (HttpResponse, Value) {
         let body = json!({
-            "customerId": "cust-42",
             "currency": "EUR",
             "paymentToken": token,
             "lines": lines.iter().map(|(s, q)| json!({"sku": s, "quantity": q})).collect::<Vec<_>>(),

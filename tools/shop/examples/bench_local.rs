@@ -170,12 +170,12 @@ async fn main() {
     let (local, local_wall) = run_closed_loop(orders, in_flight, move |_| {
         let app = shopper.clone();
         async move {
-            let body = r#"{"customerId":"bench","currency":"EUR","paymentToken":"tok_visa","lines":[{"sku":"MUG","quantity":1}]}"#;
+            let body = r#"{"currency":"EUR","paymentToken":"tok_visa","lines":[{"sku":"MUG","quantity":1}]}"#;
             let started = Instant::now();
-            let placed = app.request("POST", "/v1/orders", Some(body)).await.expect("answer");
+            let placed = app.request("bench", "POST", "/v1/orders", Some(body)).await.expect("answer");
             let id = serde_json::from_str::<Value>(&placed.body).unwrap()["orderId"].as_str().unwrap().to_owned();
             loop {
-                let r = app.request("GET", &format!("/v1/orders/{id}"), None).await.expect("answer");
+                let r = app.request("bench", "GET", &format!("/v1/orders/{id}"), None).await.expect("answer");
                 let status = serde_json::from_str::<Value>(&r.body).unwrap()["status"].as_str().unwrap_or("").to_owned();
                 if status == "CONFIRMED" || status == "CANCELLED" {
                     return started.elapsed();

@@ -84,11 +84,11 @@ async fn queue_backlog(app: &LocalApp, n: usize) {
 /// execution exists.
 async fn time_to_saga(app: &LocalApp, express: bool) -> (Duration, Duration) {
     let body = format!(
-        r#"{{"customerId":"probe","currency":"EUR","paymentToken":"tok_visa","express":{express},"lines":[{{"sku":"TEE","quantity":1}}]}}"#
+        r#"{{"currency":"EUR","paymentToken":"tok_visa","express":{express},"lines":[{{"sku":"TEE","quantity":1}}]}}"#
     );
     let started = Instant::now();
     let placed = app
-        .request("POST", "/v1/orders", Some(&body))
+        .request("probe", "POST", "/v1/orders", Some(&body))
         .await
         .expect("the API answers");
     let answered = started.elapsed();
@@ -163,6 +163,7 @@ async fn main() {
         root,
         endpoint: None,
         port: 0,
+        issuer_port: 0,
         invoke_url: None,
         seed: None,
         stack_name: "bench-priority".into(),

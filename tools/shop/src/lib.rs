@@ -9,3 +9,4 @@ pub mod ops;
 pub mod remote;
 pub mod seed;
 pub mod server;
+pub mod token;

@@ -5,10 +5,11 @@
 
 use crate::emulator::{Emulator, EmulatorError};
 use crate::functions::{PortWrappers, link};
-use crate::ops::stack::{LocalStackFile, StackOutputs};
+use crate::ops::stack::{LocalIssuerFile, LocalStackFile, StackOutputs};
 use crate::remote::RemoteInvoker;
 use crate::seed::{Seed, SeedError};
-use local_runtime::http_api::{HttpResponse, serve};
+use local_runtime::http_api::{HttpApi, HttpResponse};
+use local_runtime::oidc_issuer::{IssuerError, IssuerKey, LOCAL_AUDIENCE, LocalIssuer, TokenRequest};
 use local_runtime::provision::{Clients, ProvisionError, Stack, provision};
 use local_runtime::{Invoker, Template, TemplateError};
 use shop_aws::catalog::DynamoCatalog;
@@ -31,6 +32,8 @@ pub struct LocalOptions {
     pub endpoint: Option<String>,
     /// Port of the HTTP API; 0 picks a free one.
     pub port: u16,
+    /// Port of the local OpenID Connect issuer; 0 picks a free one.
+    pub issuer_port: u16,
     /// Invoke functions through this Lambda invoke URL instead of in process.
     pub invoke_url: Option<String>,
     /// Seed file; `local/seed.json` when absent.
@@ -66,6 +69,9 @@ pub enum LocalError {
     /// The HTTP port could not be bound.
     #[error("cannot listen on 127.0.0.1:{0}: {1}")]
     Listen(u16, #[source] std::io::Error),
+    /// The local issuer's key could not be read or created.
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
     /// The functions' env file could not be written.
     #[error("cannot write {0}: {1}")]
     EnvFile(String, #[source] std::io::Error),
@@ -94,12 +100,20 @@ pub struct LocalApp {
     pub sandbox: Option<Arc<SandboxProvider>>,
     /// How functions are invoked.
     pub invoker: Arc<dyn Invoker>,
+    /// The identity provider the stack's JWT authorizer trusts.
+    pub issuer: LocalIssuer,
+    /// The HTTP API, as the server serves it.
+    pub http: Arc<HttpApi>,
     /// Time from start to ready.
     pub startup: Duration,
     emulator: Emulator,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// The local issuer's signing key in the state folder, shared by every local stack
+/// and kept across restarts, so a token outlives a restart of `shop local`.
+pub const ISSUER_KEY_FILE: &str = "local-issuer.pem";
 
 /// SDK configuration for the emulator: fixed test credentials, so no credential
 /// provider probes the network.
@@ -146,11 +160,33 @@ impl LocalApp {
         };
         let sdk = emulator_sdk(&emulator.endpoint).await;
         let template = Template::load(&options.root.join("template.yaml"))?;
+        let issuer_listener = TcpListener::bind(("127.0.0.1", options.issuer_port))
+            .await
+            .map_err(|e| LocalError::Listen(options.issuer_port, e))?;
+        let issuer_url = format!(
+            "http://127.0.0.1:{}",
+            issuer_listener
+                .local_addr()
+                .map(|a| a.port())
+                .unwrap_or(options.issuer_port)
+        );
+        let issuer_key_file = state_dir.join(ISSUER_KEY_FILE);
+        let issuer = LocalIssuer::new(
+            issuer_url,
+            LOCAL_AUDIENCE,
+            IssuerKey::load_or_create(&issuer_key_file)?,
+        );
+        // The stack trusts the local issuer as a deployment trusts an existing identity
+        // provider, unless the developer names another one.
+        let mut parameters = options.parameters.clone();
+        for (k, v) in issuer.template_parameters() {
+            parameters.entry(k).or_insert(v);
+        }
         let stack = Arc::new(
             provision(
                 &template,
                 &options.stack_name,
-                &options.parameters,
+                &parameters,
                 &Clients::new(&sdk),
                 "us-east-1",
             )
@@ -183,12 +219,15 @@ impl LocalApp {
             }
         };
         let (shutdown, rx) = watch::channel(false);
-        let mut tasks = local_runtime::sqs_poller::spawn_all(
+        let mut tasks = vec![tokio::spawn(
+            issuer.clone().serve(issuer_listener, rx.clone()),
+        )];
+        tasks.extend(local_runtime::sqs_poller::spawn_all(
             stack.clone(),
             aws_sdk_sqs::Client::new(&sdk),
             invoker.clone(),
             rx.clone(),
-        );
+        ));
         tasks.extend(local_runtime::schedules::spawn_all(
             stack.clone(),
             invoker.clone(),
@@ -201,12 +240,8 @@ impl LocalApp {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or(options.port);
-        tasks.push(tokio::spawn(crate::server::run(
-            listener,
-            stack.clone(),
-            invoker.clone(),
-            rx,
-        )));
+        let http = Arc::new(HttpApi::new(stack.clone(), invoker.clone()));
+        tasks.push(tokio::spawn(crate::server::run(listener, http.clone(), rx)));
         let api_url = format!("http://127.0.0.1:{port}");
         let mut outputs = stack.outputs.clone();
         outputs.insert("ApiUrl".into(), api_url.clone());
@@ -215,6 +250,11 @@ impl LocalApp {
             endpoint: emulator.endpoint.clone(),
             region: stack.region.clone(),
             outputs: StackOutputs(outputs),
+            issuer: Some(LocalIssuerFile {
+                url: issuer.url.clone(),
+                audience: issuer.audience.clone(),
+                key_file: issuer_key_file,
+            }),
         }
         .write(&stack_file)?;
         Ok(Self {
@@ -227,6 +267,8 @@ impl LocalApp {
             env_file,
             sandbox,
             invoker,
+            issuer,
+            http,
             startup: started.elapsed(),
             emulator,
             shutdown,
@@ -234,24 +276,31 @@ impl LocalApp {
         })
     }
 
-    /// Sends a request through the template's routes, as the HTTP server does.
+    /// Sends a request as `customer` (with a token from the local issuer) through the
+    /// template's routes and authorizer, as the HTTP server does.
     pub async fn request(
         &self,
+        customer: &str,
         method: &str,
         path: &str,
         body: Option<&str>,
     ) -> Option<HttpResponse> {
-        let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
-        serve(
-            &self.stack,
-            self.invoker.as_ref(),
-            method,
-            path,
-            &headers,
-            body.map(str::to_owned),
-        )
-        .await
-        .ok()
+        let token = self
+            .issuer
+            .mint(&TokenRequest {
+                subject: customer.to_owned(),
+                scopes: Vec::new(),
+                lifetime: Duration::from_secs(300),
+            })
+            .ok()?;
+        let headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("authorization".to_owned(), format!("Bearer {token}")),
+        ];
+        self.http
+            .serve(method, path, &headers, body.map(str::to_owned))
+            .await
+            .ok()
     }
 
     /// Where everything is, for the console.
@@ -275,6 +324,10 @@ impl LocalApp {
         for (id, t) in &self.stack.tables {
             out.push_str(&format!("  table           {id:<20} {t}\n"));
         }
+        out.push_str(&format!(
+            "  token issuer    {} (a token: shop token --customer ID)\n",
+            self.issuer.url
+        ));
         out.push_str(&format!(
             "  functions env   {} (cargo lambda watch --env-file)\n  operator tools  shop dlq list --local, shop saga list --local ({})\n  invoking        {}\n",
             self.env_file.display(),

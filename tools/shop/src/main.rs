@@ -22,6 +22,10 @@ enum Command {
         /// Port of the HTTP API on 127.0.0.1.
         #[arg(long, default_value_t = 3000)]
         port: u16,
+        /// Port of the local token issuer (OpenID Connect discovery and JWKS) on
+        /// 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 3001)]
+        issuer_port: u16,
         /// Use an AWS-API emulator that is already running instead of starting moto.
         #[arg(long, value_name = "URL")]
         endpoint: Option<String>,
@@ -61,6 +65,32 @@ enum Command {
         #[command(subcommand)]
         command: ops_cli::SagaCommand,
     },
+    /// Print a bearer token for a shopper that the running `shop local` accepts:
+    /// curl -H "Authorization: Bearer $(shop token --customer me)" localhost:3000/v1/orders
+    Token {
+        /// The shopper: the token's subject (`sub`), who owns the orders it places.
+        #[arg(long)]
+        customer: String,
+        /// An OAuth scope for the `scope` claim (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// How long the token is valid, e.g. 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        expires: Duration,
+        /// The app `shop local` is running (the default; accepted for symmetry with
+        /// the operator commands).
+        #[arg(long, conflicts_with = "stack")]
+        local: bool,
+        /// A deployed stack: refused, its tokens come from its identity provider.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
+        /// The --stack-name `shop local` was started with.
+        #[arg(long, value_name = "NAME", default_value = "shop")]
+        local_stack: String,
+        /// Folder of `shop local`'s stack file.
+        #[arg(long, default_value = ".shop")]
+        state_dir: PathBuf,
+    },
 }
 
 fn parse_parameter(raw: &str) -> Result<(String, String), String> {
@@ -98,6 +128,9 @@ pub(crate) async fn wait_for_stop() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The shopper the demo places its orders as.
+const DEMO_CUSTOMER: &str = "demo";
+
 async fn demo(app: &LocalApp) -> bool {
     let cases = [
         ("MUG", 1, "tok_visa", "CONFIRMED"),
@@ -108,9 +141,12 @@ async fn demo(app: &LocalApp) -> bool {
     println!("\ndemo orders:");
     for (sku, quantity, token, expected) in cases {
         let body = format!(
-            r#"{{"customerId":"demo","currency":"EUR","paymentToken":"{token}","lines":[{{"sku":"{sku}","quantity":{quantity}}}]}}"#
+            r#"{{"currency":"EUR","paymentToken":"{token}","lines":[{{"sku":"{sku}","quantity":{quantity}}}]}}"#
         );
-        let Some(placed) = app.request("POST", "/v1/orders", Some(&body)).await else {
+        let Some(placed) = app
+            .request(DEMO_CUSTOMER, "POST", "/v1/orders", Some(&body))
+            .await
+        else {
             println!("  {sku} x{quantity} with {token}: the API did not answer");
             all_as_expected = false;
             continue;
@@ -129,7 +165,10 @@ async fn demo(app: &LocalApp) -> bool {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut order = Value::Null;
         while Instant::now() < deadline {
-            if let Some(r) = app.request("GET", &format!("/v1/orders/{id}"), None).await {
+            if let Some(r) = app
+                .request(DEMO_CUSTOMER, "GET", &format!("/v1/orders/{id}"), None)
+                .await
+            {
                 order = serde_json::from_str(&r.body).unwrap_or(Value::Null);
                 if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
                     break;
@@ -160,6 +199,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Local {
             port,
+            issuer_port,
             endpoint,
             invoke_url,
             seed,
@@ -172,6 +212,7 @@ async fn main() -> ExitCode {
                 root,
                 endpoint,
                 port,
+                issuer_port,
                 invoke_url,
                 seed,
                 stack_name,
@@ -202,5 +243,38 @@ async fn main() -> ExitCode {
         }
         Command::Dlq { stack, command } => finish(ops_cli::dlq(stack, command).await, "dlq"),
         Command::Saga { stack, command } => finish(ops_cli::saga(stack, command).await, "saga"),
+        Command::Token {
+            customer,
+            scopes,
+            expires,
+            local: _,
+            stack,
+            local_stack,
+            state_dir,
+        } => {
+            let result = match stack {
+                Some(stack) => Err(shop::ops::OpsError::Refused(format!(
+                    "{stack} is a deployed stack: its tokens come from its identity provider \
+                     (the Cognito user pool in its outputs ShopperUserPoolId and \
+                     ShopperUserPoolClientId, or the issuer it was given); see README, Identity"
+                ))),
+                None => shop::token::local_token(
+                    &state_dir,
+                    &local_stack,
+                    &local_runtime::oidc_issuer::TokenRequest {
+                        subject: customer,
+                        scopes,
+                        lifetime: expires,
+                    },
+                ),
+            };
+            finish(
+                result.map(|token| {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }),
+                "token",
+            )
+        }
     }
 }

@@ -6,9 +6,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use local_runtime::Invoker;
-use local_runtime::http_api::serve;
-use local_runtime::provision::Stack;
+use local_runtime::http_api::HttpApi;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -26,8 +24,7 @@ fn plain(status: u16, body: &str) -> hyper::Response<Full<Bytes>> {
 
 async fn answer(
     request: hyper::Request<hyper::body::Incoming>,
-    stack: Arc<Stack>,
-    invoker: Arc<dyn Invoker>,
+    api: Arc<HttpApi>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let method = request.method().as_str().to_owned();
     let path = request
@@ -52,7 +49,7 @@ async fn answer(
         Err(_) => return Ok(plain(413, "{\"message\":\"Request Entity Too Large\"}")),
     };
     let body = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
-    match serve(&stack, invoker.as_ref(), &method, &path, &headers, body).await {
+    match api.serve(&method, &path, &headers, body).await {
         Ok(r) => {
             let mut response = plain(r.status, &r.body);
             for (k, v) in r.headers {
@@ -73,20 +70,15 @@ async fn answer(
 }
 
 /// Serves until `shutdown` turns true.
-pub async fn run(
-    listener: TcpListener,
-    stack: Arc<Stack>,
-    invoker: Arc<dyn Invoker>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(listener: TcpListener, api: Arc<HttpApi>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (stack, invoker) = (stack.clone(), invoker.clone());
+                let api = api.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| answer(request, stack.clone(), invoker.clone()));
+                    let service = service_fn(move |request| answer(request, api.clone()));
                     if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                         tracing::debug!(error = %e, "connection closed");
                     }

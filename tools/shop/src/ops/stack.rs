@@ -57,6 +57,20 @@ pub struct LocalStackFile {
     pub region: String,
     /// The template's outputs, resolved against the local resources.
     pub outputs: StackOutputs,
+    /// The identity provider the local stack trusts, for `shop token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<LocalIssuerFile>,
+}
+
+/// Where `shop token` finds the local issuer: its URL, audience and signing key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalIssuerFile {
+    /// Issuer URL (the tokens' `iss`).
+    pub url: String,
+    /// The tokens' `aud`.
+    pub audience: String,
+    /// The PEM file of the signing key.
+    pub key_file: PathBuf,
 }
 
 impl LocalStackFile {
