@@ -732,13 +732,18 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
 
     let accepted = lock(&placed).len();
     let mut placed = lock(&placed).clone();
-    placed.extend(chaos.stranded().into_iter().map(|(customer, order_id)| Placed {
-        order_id,
-        customer,
-        total: 0,
-        lines: Vec::new(),
-        stranded: true,
-    }));
+    placed.extend(
+        chaos
+            .stranded()
+            .into_iter()
+            .map(|(customer, order_id)| Placed {
+                order_id,
+                customer,
+                total: 0,
+                lines: Vec::new(),
+                stranded: true,
+            }),
+    );
     tracing::info!(
         orders = placed.len(),
         "chaos: every order placed; waiting for quiet"
@@ -1061,7 +1066,13 @@ impl App {
     /// Whether `customer`'s order is `CONFIRMED` or `CANCELLED`, as they read it.
     pub async fn is_terminal(&self, customer: &str, order_id: &str) -> bool {
         let r = self
-            .http_as(customer, "GET", &format!("/v1/orders/{order_id}"), &[], None)
+            .http_as(
+                customer,
+                "GET",
+                &format!("/v1/orders/{order_id}"),
+                &[],
+                None,
+            )
             .await;
         let order: Value = serde_json::from_str(&r.body).unwrap_or_default();
         matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED"))

@@ -9,7 +9,9 @@ use crate::ops::stack::{LocalIssuerFile, LocalStackFile, StackOutputs};
 use crate::remote::RemoteInvoker;
 use crate::seed::{Seed, SeedError};
 use local_runtime::http_api::{HttpApi, HttpResponse};
-use local_runtime::oidc_issuer::{IssuerError, IssuerKey, LOCAL_AUDIENCE, LocalIssuer, TokenRequest};
+use local_runtime::oidc_issuer::{
+    IssuerError, IssuerKey, LOCAL_AUDIENCE, LocalIssuer, TokenRequest,
+};
 use local_runtime::provision::{Clients, ProvisionError, Stack, provision};
 use local_runtime::{Invoker, Template, TemplateError};
 use shop_aws::catalog::DynamoCatalog;

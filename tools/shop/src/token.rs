@@ -25,10 +25,12 @@ pub fn local_token(
         ));
     }
     let path = LocalStackFile::path(state_dir, stack);
-    let issuer = LocalStackFile::read(&path)?.issuer.ok_or_else(|| OpsError::Outputs {
-        from: path.display().to_string(),
-        reason: "it names no token issuer; restart `shop local`".into(),
-    })?;
+    let issuer = LocalStackFile::read(&path)?
+        .issuer
+        .ok_or_else(|| OpsError::Outputs {
+            from: path.display().to_string(),
+            reason: "it names no token issuer; restart `shop local`".into(),
+        })?;
     let key = IssuerKey::load_or_create(&issuer.key_file)
         .map_err(|e| OpsError::Refused(e.to_string()))?;
     LocalIssuer::new(issuer.url, issuer.audience, key)
