@@ -6,6 +6,8 @@
 #   scripts/schemathesis.sh 50
 # Installs schemathesis into .venv-schemathesis (kept apart from moto's venv), starts
 # `shop local` on a free port (with its own moto server) and stops it afterwards.
+# Every request carries a shopper's bearer token from `shop token`, as clients send
+# it; schemathesis's auth checks also send none and a wrong one, which must be 401.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,17 +21,20 @@ bash scripts/bootstrap.sh
 cargo build --quiet -p shop
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 log="$(mktemp)"
-RUST_LOG=warn target/debug/shop local --port "$port" >"$log" 2>&1 &
+stack="schemathesis$$"
+RUST_LOG=warn target/debug/shop local --port "$port" --issuer-port 0 --stack-name "$stack" >"$log" 2>&1 &
 shop_pid=$!
 cleanup() { kill -TERM "$shop_pid" 2>/dev/null || true; wait "$shop_pid" 2>/dev/null || true; rm -f "$log"; }
 trap cleanup EXIT INT TERM
-for _ in $(seq 1 300); do
-  curl -s -o /dev/null "http://127.0.0.1:$port/v1/orders/ord-0" && break
+for _ in $(seq 1 600); do
+  grep -q "Press Ctrl-C to stop" "$log" && break
   kill -0 "$shop_pid" 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.2
 done
+token="$(target/debug/shop token --customer schemathesis --expires 3h --local-stack "$stack")"
 "$venv/bin/schemathesis" run openapi/orders-api.yaml \
   --url "http://127.0.0.1:$port" \
+  --header "Authorization: Bearer $token" \
   --checks all \
   --max-examples "$examples" \
   --workers 2 \

@@ -1059,6 +1059,7 @@ impl App {
             &ChaosHooks(chaos.clone()),
             &[("OrphanAfterSeconds", "60")],
             Some(chaos),
+            None,
         )
         .await
     }

@@ -128,7 +128,13 @@ impl App {
 
     /// A stack with faults and template parameters besides the test defaults.
     pub async fn start_configured(faults: Faults, parameters: &[(&str, &str)]) -> App {
-        Self::start_full(&faults, parameters, None).await
+        Self::start_full(&faults, parameters, None, None).await
+    }
+
+    /// A stack whose HTTP API is served on the named `stage` instead of the template's
+    /// `$default`, as a deployment that renamed its stage would be.
+    pub async fn start_on_stage(stage: &str) -> App {
+        Self::start_full(&Faults::default(), &[], None, Some(stage)).await
     }
 
     /// A stack with faults in its ports and, with `chaos`, in its event source
@@ -137,6 +143,7 @@ impl App {
         faults: &dyn shop_domain::ports::PortHooks,
         parameters: &[(&str, &str)],
         chaos: Option<Arc<chaos::Chaos>>,
+        stage: Option<&str>,
     ) -> App {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -158,7 +165,14 @@ impl App {
         .await
         .expect("moto server starts (scripts/bootstrap.sh installs it)");
         let sdk = shop::local::emulator_sdk(&emulator.endpoint).await;
-        let template = Template::load(&repo_root().join("template.yaml")).expect("template loads");
+        let mut template =
+            Template::load(&repo_root().join("template.yaml")).expect("template loads");
+        if let Some(stage) = stage {
+            template
+                .resources
+                .get_mut("HttpApiStage")
+                .expect("the stage")["Properties"]["StageName"] = json!(stage);
+        }
         let clients = Clients::new(&sdk);
         // A short provider deadline and visibility timeout keep the timeout and
         // poison-message scenarios quick.

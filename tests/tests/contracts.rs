@@ -28,8 +28,22 @@ fn every_sample_event_is_an_event_its_function_accepts() {
             let file = file.unwrap().path();
             let text = std::fs::read_to_string(&file).unwrap();
             if dir.ends_with("orders-api") {
-                serde_json::from_str::<ApiGatewayV2httpRequest>(&text)
+                let request = serde_json::from_str::<ApiGatewayV2httpRequest>(&text)
                     .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                // As API Gateway passes it after the JWT authorizer: a subject, and the
+                // `$default` stage the template deploys.
+                let subject = request
+                    .request_context
+                    .authorizer
+                    .and_then(|a| a.jwt)
+                    .and_then(|jwt| jwt.claims.get("sub").cloned());
+                assert!(subject.is_some(), "{}: no verified subject", file.display());
+                assert_eq!(
+                    request.request_context.stage.as_deref(),
+                    Some("$default"),
+                    "{}",
+                    file.display()
+                );
             } else if dir.ends_with("orphan-sweeper") {
                 let event: Value = serde_json::from_str(&text)
                     .unwrap_or_else(|e| panic!("{}: {e}", file.display()));

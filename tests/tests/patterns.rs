@@ -31,7 +31,7 @@ async fn express_orders_have_their_own_lane_and_consumer_concurrency() {
     lanes.sort();
     assert_eq!(lanes, [("ExpressOrdersQueue", 2), ("OrdersQueue", 5)]);
     // An express order is accepted, marked and confirmed.
-    let body = r#"{"customerId":"c","currency":"EUR","paymentToken":"tok_visa","express":true,"lines":[{"sku":"MUG","quantity":1}]}"#;
+    let body = r#"{"currency":"EUR","paymentToken":"tok_visa","express":true,"lines":[{"sku":"MUG","quantity":1}]}"#;
     let r = app
         .http(
             "POST",
@@ -197,4 +197,44 @@ async fn a_worker_whose_heartbeats_stop_is_timed_out_early_and_compensated() {
         "{ledger:?}"
     );
     assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_resolve_on_the_stage_the_api_is_served_on() {
+    // GIVEN the template's `$default` stage: links are paths from the root
+    let root = App::start().await;
+    let (r, placed) = root.place(&[("MUG", 1)], "tok_visa", None).await;
+    let location = r.header("location").unwrap().to_owned();
+    assert_eq!(location, format!("/v1/orders/{}", order_id(&placed)));
+    assert_eq!(root.http("GET", &location, &[], None).await.status, 200);
+
+    // GIVEN the same API on a named stage: API Gateway serves it under /{stage} and
+    // keeps the prefix in rawPath, so the API's links must carry it
+    let staged = App::start_on_stage("prod").await;
+    let body =
+        r#"{"currency":"EUR","paymentToken":"tok_visa","lines":[{"sku":"MUG","quantity":1}]}"#;
+    let json = [("content-type", "application/json")];
+    let r = staged
+        .http("POST", "/prod/v1/orders", &json, Some(body))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let location = r.header("location").unwrap().to_owned();
+    assert!(location.starts_with("/prod/v1/orders/ord-"), "{location}");
+    // THEN the Location followed as a client would answers 200, with and without
+    // following the listing's links
+    assert_eq!(staged.http("GET", &location, &[], None).await.status, 200);
+    let list = staged
+        .http("GET", "/prod/v1/orders?limit=1", &[], None)
+        .await;
+    let list: serde_json::Value = serde_json::from_str(&list.body).unwrap();
+    let first = list["orders"][0]["links"]["self"].as_str().unwrap();
+    assert_eq!(first, location);
+    // AND a path without the stage is API Gateway's own 404, before any function
+    let bare = staged
+        .http("GET", &location["/prod".len()..], &[], None)
+        .await;
+    assert_eq!(
+        (bare.status, bare.body.as_str()),
+        (404, r#"{"message":"Not Found"}"#)
+    );
 }

@@ -530,6 +530,22 @@ async fn a_shopper_cancels_before_payment_and_the_saga_compensates() {
     .await;
     let (_, placed) = app.place(&[("MUG", 5)], "tok_visa", None).await;
     let id = order_id(&placed);
+    // AND another shopper, who learnt the id, tries first: told it does not exist
+    let theirs = app
+        .http_as(
+            "someone-else",
+            "POST",
+            &format!("/v1/orders/{id}/cancel"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
+    let unchanged = app
+        .http("GET", &format!("/v1/orders/{id}"), &[], None)
+        .await;
+    let unchanged: Value = serde_json::from_str(&unchanged.body).unwrap();
+    assert!(unchanged["cancelReason"].is_null(), "{unchanged}");
     let cancel = app
         .http("POST", &format!("/v1/orders/{id}/cancel"), &[], None)
         .await;

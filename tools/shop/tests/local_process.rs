@@ -32,6 +32,27 @@ struct Running {
     child: Child,
     api: String,
     emulator: String,
+    stack: String,
+}
+
+impl Running {
+    /// `Bearer <token>` for `customer`, printed by `shop token` as a developer runs it.
+    async fn bearer(&self, customer: &str) -> String {
+        let (code, out, err) = shop_cli(
+            &[
+                "token",
+                "--customer",
+                customer,
+                "--local-stack",
+                &self.stack,
+                "--state-dir",
+            ],
+            &[root().join(".shop")],
+        )
+        .await;
+        assert_eq!(code, 0, "shop token: {err}");
+        format!("Bearer {}", out.trim())
+    }
 }
 
 /// Starts `shop local` and waits for its ready banner.
@@ -42,6 +63,8 @@ async fn shop_local(stack: &str, extra: &[&str]) -> Running {
             "local",
             "--port",
             &port.to_string(),
+            "--issuer-port",
+            "0",
             "--stack-name",
             stack,
             "--root",
@@ -75,6 +98,7 @@ async fn shop_local(stack: &str, extra: &[&str]) -> Running {
         child,
         api: format!("http://127.0.0.1:{port}"),
         emulator,
+        stack: stack.to_owned(),
     }
 }
 
@@ -97,10 +121,16 @@ async fn call(
     (status, h, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
-async fn wait_terminal(api: &str, id: &str, within: Duration) -> Value {
+async fn wait_terminal(api: &str, bearer: &str, id: &str, within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let (_, _, order) = call("GET", &format!("{api}/v1/orders/{id}"), None, &[]).await;
+        let (_, _, order) = call(
+            "GET",
+            &format!("{api}/v1/orders/{id}"),
+            None,
+            &[("authorization", bearer)],
+        )
+        .await;
         if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
             return order;
         }
@@ -113,7 +143,7 @@ async fn wait_terminal(api: &str, id: &str, within: Duration) -> Value {
 }
 
 fn order(sku: &str, quantity: u32, token: &str) -> Value {
-    json!({"customerId": "bb", "currency": "EUR", "paymentToken": token, "lines": [{"sku": sku, "quantity": quantity}]})
+    json!({"currency": "EUR", "paymentToken": token, "lines": [{"sku": sku, "quantity": quantity}]})
 }
 
 async fn stop(mut running: Running) {
@@ -138,13 +168,15 @@ async fn stop(mut running: Running) {
 async fn a_shopper_uses_the_local_app_over_http() {
     let app = shop_local(&format!("bb{}", std::process::id()), &[]).await;
     let api = &app.api;
+    let bearer = app.bearer("bb").await;
+    let bb = ("authorization", bearer.as_str());
 
     // Place an order with an idempotency key, then retry it.
     let (status, _, placed) = call(
         "POST",
         &format!("{api}/v1/orders"),
         Some(order("MUG", 2, "tok_visa")),
-        &[("idempotency-key", "bb-1")],
+        &[("idempotency-key", "bb-1"), bb],
     )
     .await;
     assert_eq!(status, 202, "{placed}");
@@ -152,7 +184,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
         "POST",
         &format!("{api}/v1/orders"),
         Some(order("MUG", 2, "tok_visa")),
-        &[("idempotency-key", "bb-1")],
+        &[("idempotency-key", "bb-1"), bb],
     )
     .await;
     assert_eq!((status, &again), (202, &placed));
@@ -160,10 +192,10 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let id = placed["orderId"].as_str().unwrap().to_owned();
 
     // Poll it to its end; a confirmed order cannot be cancelled.
-    let confirmed = wait_terminal(api, &id, Duration::from_secs(60)).await;
+    let confirmed = wait_terminal(api, &bearer, &id, Duration::from_secs(60)).await;
     assert_eq!(confirmed["status"], "CONFIRMED");
     let (status, headers, problem) =
-        call("POST", &format!("{api}/v1/orders/{id}/cancel"), None, &[]).await;
+        call("POST", &format!("{api}/v1/orders/{id}/cancel"), None, &[bb]).await;
     assert_eq!(status, 409);
     assert_eq!(headers["content-type"], "application/problem+json");
     assert_eq!(
@@ -176,11 +208,12 @@ async fn a_shopper_uses_the_local_app_over_http() {
         "POST",
         &format!("{api}/v1/orders"),
         Some(order("CAP", 1, "tok_visa")),
-        &[],
+        &[bb],
     )
     .await;
     let cancelled = wait_terminal(
         api,
+        &bearer,
         sold_out["orderId"].as_str().unwrap(),
         Duration::from_secs(60),
     )
@@ -190,7 +223,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
         "POST",
         &format!("{api}/v1/orders"),
         Some(order("MUG", 0, "tok_visa")),
-        &[],
+        &[bb],
     )
     .await;
     assert_eq!(status, 422);
@@ -240,10 +273,16 @@ async fn a_shopper_uses_the_local_app_over_http() {
 
 /// Runs `shop <args> --local` against the stack `shop local` started.
 async fn operator(stack: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = args.to_vec();
+    all.extend(["--local", "--local-stack", stack, "--state-dir"]);
+    shop_cli(&all, &[root().join(".shop")]).await
+}
+
+/// Runs the `shop` binary: exit code, stdout, stderr.
+async fn shop_cli(args: &[&str], paths: &[PathBuf]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_shop"))
         .args(args)
-        .args(["--local", "--local-stack", stack, "--state-dir"])
-        .arg(root().join(".shop"))
+        .args(paths)
         .stdin(Stdio::null())
         .output()
         .await
@@ -293,16 +332,18 @@ async fn functions_under_cargo_lambda_watch_run_inside_the_local_wiring() {
     }
 
     // The first invocation of each function compiles it; allow for that.
+    let bearer = app.bearer("watcher").await;
     let (status, _, placed) = call(
         "POST",
         &format!("{}/v1/orders", app.api),
         Some(order("TEE", 1, "tok_visa")),
-        &[],
+        &[("authorization", &bearer)],
     )
     .await;
     assert_eq!(status, 202, "{placed}");
     let done = wait_terminal(
         &app.api,
+        &bearer,
         placed["orderId"].as_str().unwrap(),
         Duration::from_secs(600),
     )
@@ -321,5 +362,252 @@ async fn functions_under_cargo_lambda_watch_run_inside_the_local_wiring() {
         watch.start_kill().unwrap();
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), watch.wait()).await;
+    stop(app).await;
+}
+
+/// Claims for a hand-made token: what the local issuer would sign for `sub`, changed
+/// by `change`.
+fn claims(issuer: &str, change: impl FnOnce(&mut Value)) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut c = json!({"iss": issuer, "sub": "mallory", "aud": local_runtime::oidc_issuer::LOCAL_AUDIENCE,
+                       "iat": now, "nbf": now, "exp": now + 300});
+    change(&mut c);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
+    use local_runtime::oidc_issuer::{IssuerKey, LocalIssuer};
+    let app = shop_local(&format!("id{}", std::process::id()), &[]).await;
+    let api = &app.api;
+    let (alice, bob) = (app.bearer("alice").await, app.bearer("bob").await);
+    let orders = format!("{api}/v1/orders");
+
+    // GIVEN both shoppers send the same Idempotency-Key and body: two orders.
+    let key = ("idempotency-key", "checkout-1");
+    let (status, headers, placed) = call(
+        "POST",
+        &orders,
+        Some(order("MUG", 1, "tok_visa")),
+        &[key, ("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(status, 202, "{placed}");
+    let (status, bob_headers, bobs) = call(
+        "POST",
+        &orders,
+        Some(order("MUG", 1, "tok_visa")),
+        &[key, ("authorization", &bob)],
+    )
+    .await;
+    assert_eq!(status, 202, "{bobs}");
+    assert_ne!(placed["orderId"], bobs["orderId"]);
+    assert!(!bob_headers.contains_key("idempotent-replayed"));
+
+    // The Location of Alice's order, followed as a client would, answers 200.
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let (status, _, read) = call(
+        "GET",
+        &format!("{api}{location}"),
+        None,
+        &[("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["orderId"], placed["orderId"]);
+    assert_eq!(read["customerId"], "alice");
+
+    // Bob reading or cancelling Alice's order gets exactly an unknown id's answer.
+    let id = placed["orderId"].as_str().unwrap();
+    for (method, path) in [
+        ("GET", format!("{orders}/{id}")),
+        ("POST", format!("{orders}/{id}/cancel")),
+    ] {
+        let (status, headers, problem) =
+            call(method, &path, None, &[("authorization", &bob)]).await;
+        assert_eq!(status, 404, "{method} {path}: {problem}");
+        assert_eq!(headers["content-type"], "application/problem+json");
+        assert_eq!(
+            problem["type"],
+            "https://order-saga.example/problems/order-not-found"
+        );
+    }
+    let done = wait_terminal(api, &alice, id, Duration::from_secs(60)).await;
+    assert_eq!(
+        done["status"], "CONFIRMED",
+        "Bob's cancel changed nothing: {done}"
+    );
+
+    // Alice pages through more orders than a page holds: no duplicates, no gaps.
+    let mut mine = vec![id.to_owned()];
+    for _ in 0..4 {
+        let (status, _, more) = call(
+            "POST",
+            &orders,
+            Some(order("TEE", 1, "tok_visa")),
+            &[("authorization", &alice)],
+        )
+        .await;
+        assert_eq!(status, 202);
+        mine.push(more["orderId"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut next = Some(format!("/v1/orders?limit=2"));
+    let mut pages = 0;
+    while let Some(link) = next {
+        let (status, _, page) = call(
+            "GET",
+            &format!("{api}{link}"),
+            None,
+            &[("authorization", &alice)],
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        seen.extend(
+            page["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["orderId"].as_str().unwrap().to_owned()),
+        );
+        next = page["links"]["next"].as_str().map(str::to_owned);
+    }
+    mine.reverse();
+    assert_eq!(seen, mine, "newest first, each once");
+    assert_eq!(pages, 3);
+    let (_, _, bobs_list) = call("GET", &orders, None, &[("authorization", &bob)]).await;
+    assert_eq!(bobs_list["orders"].as_array().unwrap().len(), 1);
+    let (status, _, problem) = call(
+        "GET",
+        &format!("{orders}?limit=500"),
+        None,
+        &[("authorization", &bob)],
+    )
+    .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            400,
+            Some("https://order-saga.example/problems/invalid-query")
+        )
+    );
+
+    // No token, an expired one, another key's, another issuer's, another audience's:
+    // API Gateway's 401, and nothing reaches the function.
+    let stack_file: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(format!(".shop/{}.stack.json", app.stack))).unwrap(),
+    )
+    .unwrap();
+    let issuer_url = stack_file["issuer"]["url"].as_str().unwrap().to_owned();
+    let key = IssuerKey::load_or_create(&root().join(".shop/local-issuer.pem")).unwrap();
+    let ours = LocalIssuer::new(issuer_url.clone(), "unused", key);
+    let stranger = LocalIssuer::new(issuer_url.clone(), "unused", IssuerKey::generate().unwrap());
+    let now = claims(&issuer_url, |_| {})["iat"].as_i64().unwrap();
+    let cases = [
+        (None, "no token"),
+        (
+            Some(
+                ours.sign(&claims(&issuer_url, |c| c["exp"] = json!(now - 5)))
+                    .unwrap(),
+            ),
+            "expired",
+        ),
+        (
+            Some(stranger.sign(&claims(&issuer_url, |_| {})).unwrap()),
+            "another key",
+        ),
+        (
+            Some(
+                ours.sign(&claims(&issuer_url, |c| {
+                    c["iss"] = json!("http://127.0.0.1:9")
+                }))
+                .unwrap(),
+            ),
+            "another issuer",
+        ),
+        (
+            Some(
+                ours.sign(&claims(&issuer_url, |c| c["aud"] = json!("another-api")))
+                    .unwrap(),
+            ),
+            "another audience",
+        ),
+        (Some("not-a-jwt".to_owned()), "garbage"),
+    ];
+    for (token, case) in cases {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("authorization", b.as_str()))
+            .collect();
+        let (status, h, body) =
+            call("POST", &orders, Some(order("MUG", 1, "tok_visa")), &headers).await;
+        assert_eq!(status, 401, "{case}: {body}");
+        assert_eq!(body, json!({"message": "Unauthorized"}), "{case}");
+        if case != "no token" {
+            let challenge = h["www-authenticate"].to_str().unwrap();
+            assert!(
+                challenge.starts_with("Bearer") && challenge.contains("invalid_token"),
+                "{case}: {challenge}"
+            );
+        }
+    }
+    // The same token signed properly is accepted: the refusals were about the token.
+    let good = ours.sign(&claims(&issuer_url, |_| {})).unwrap();
+    let (status, _, _) = call(
+        "GET",
+        &orders,
+        None,
+        &[("authorization", &format!("Bearer {good}"))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, _, all) = call(
+        "GET",
+        &format!("{orders}?limit=100"),
+        None,
+        &[("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(
+        all["orders"].as_array().unwrap().len(),
+        5,
+        "no refused request placed an order"
+    );
+
+    // `shop token` refuses what it cannot sign.
+    let (code, _, err) = shop_cli(
+        &[
+            "token",
+            "--customer",
+            "",
+            "--local-stack",
+            &app.stack,
+            "--state-dir",
+        ],
+        &[root().join(".shop")],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--customer"), "{err}");
+    let (code, _, err) = shop_cli(
+        &[
+            "token",
+            "--customer",
+            "x",
+            "--local-stack",
+            "no-such-stack",
+            "--state-dir",
+        ],
+        &[root().join(".shop")],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("shop local"), "{err}");
+
     stop(app).await;
 }
