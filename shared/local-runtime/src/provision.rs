@@ -178,6 +178,9 @@ pub enum ProvisionError {
     /// The template asks for something the local runtime cannot do.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// A rule of the template refuses the parameters; nothing was created.
+    #[error(transparent)]
+    Rule(#[from] crate::template::RuleViolation),
     /// The emulator refused a call.
     #[error("creating {resource} failed: {message}")]
     Emulator {
@@ -378,6 +381,7 @@ pub async fn provision(
         queues: BTreeMap::new(),
         secrets: BTreeMap::new(),
     };
+    crate::template::check_rules(&names, template)?;
     let mut active: Vec<(&String, &Value)> = Vec::new();
     for (id, resource) in &template.resources {
         if let Some(condition) = resource.get("Condition") {
@@ -1073,6 +1077,56 @@ mod tests {
             message.contains("Stream") && message.contains("AWS::Kinesis::Stream"),
             "{message}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_templates_rules_refuse_a_prod_stack_with_a_placeholder_issuer() {
+        let template = Template::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
+        )
+        .unwrap();
+        // No call reaches this endpoint: the rules refuse before anything is created.
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let refused = |parameters: &[(&str, &str)]| {
+            let parameters: BTreeMap<String, String> = parameters
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let template = template.clone();
+            let clients = Clients::new(&sdk);
+            async move {
+                match provision(&template, "t", &parameters, &clients, "us-east-1").await {
+                    Err(ProvisionError::Rule(v)) => Some(v.rule),
+                    _ => None,
+                }
+            }
+        };
+        let placeholder = [
+            ("Stage", "prod"),
+            ("JwtIssuer", "https://auth.example.com/"),
+            ("JwtAudience", "api"),
+        ];
+        assert_eq!(
+            refused(&placeholder).await.as_deref(),
+            Some("ProdIssuerIsReal")
+        );
+        let no_audience = [("JwtIssuer", "https://idp.example.org/")];
+        assert_eq!(
+            refused(&no_audience).await.as_deref(),
+            Some("IssuerNeedsAudience")
+        );
+        // The same placeholder outside prod, and prod with its own user pool, pass the
+        // rules (and then fail only on the unreachable endpoint, or on the user pool
+        // the local runtime does not create).
+        let dev = [
+            ("JwtIssuer", "https://auth.example.com/"),
+            ("JwtAudience", "api"),
+        ];
+        assert_eq!(refused(&dev).await, None);
+        assert_eq!(refused(&[("Stage", "prod")]).await, None);
     }
 
     #[test]

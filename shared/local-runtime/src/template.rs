@@ -41,6 +41,9 @@ pub struct Template {
     pub parameters: BTreeMap<String, Value>,
     /// Conditions section.
     pub conditions: Map<String, Value>,
+    /// Rules section: parameter assertions CloudFormation checks before it creates
+    /// anything.
+    pub rules: Map<String, Value>,
     /// `Globals.Function`, merged into every `AWS::Serverless::Function`.
     pub function_globals: Value,
     /// Output name to its `Value` expression; operator tools find resources through these.
@@ -119,6 +122,10 @@ impl Template {
             Value::Object(m) => m,
             _ => Map::new(),
         };
+        let rules = match take(&mut doc, "Rules") {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
         let outputs = match take(&mut doc, "Outputs") {
             Value::Object(m) => m
                 .into_iter()
@@ -135,6 +142,7 @@ impl Template {
             resources,
             parameters,
             conditions,
+            rules,
             function_globals,
             outputs,
         })
@@ -306,6 +314,57 @@ fn substitute(text: &str, names: &dyn Names) -> Result<String, String> {
     Ok(out)
 }
 
+/// A rule whose assertion failed, as CloudFormation refuses the stack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule {rule} refuses these parameters: {description}")]
+pub struct RuleViolation {
+    /// The rule's name.
+    pub rule: String,
+    /// Its `AssertDescription`.
+    pub description: String,
+}
+
+/// Checks the template's `Rules` against the parameters `names` resolves, as
+/// CloudFormation does before creating anything: a rule whose `RuleCondition` holds
+/// (or that has none) must have every `Assert` true.
+pub fn check_rules(names: &dyn Names, template: &Template) -> Result<(), RuleViolation> {
+    let violation = |rule: &str, description: String| RuleViolation {
+        rule: rule.to_owned(),
+        description,
+    };
+    for (rule, body) in &template.rules {
+        let applies = match body.get("RuleCondition") {
+            Some(condition) => {
+                evaluate(condition, names, template).map_err(|e| violation(rule, e))?
+            }
+            None => true,
+        };
+        if !applies {
+            continue;
+        }
+        for assertion in body
+            .get("Assertions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let holds = assertion
+                .get("Assert")
+                .ok_or_else(|| "an assertion without Assert".to_owned())
+                .and_then(|a| evaluate(a, names, template))
+                .map_err(|e| violation(rule, e))?;
+            if !holds {
+                let description = assertion
+                    .get("AssertDescription")
+                    .and_then(Value::as_str)
+                    .unwrap_or("an assertion failed");
+                return Err(violation(rule, description.to_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn evaluate_condition(name: &str, names: &dyn Names, template: &Template) -> Result<bool, String> {
     let condition = template
         .conditions
@@ -345,6 +404,18 @@ fn evaluate(expr: &Value, names: &dyn Names, template: &Template) -> Result<bool
             names,
             template,
         ),
+        // Rules only: whether the list holds the value.
+        "Fn::Contains" => {
+            let items = list();
+            let [among, value] = items.as_slice() else {
+                return Err("Fn::Contains needs a list and a value".into());
+            };
+            let value = scalar(resolve(value, names, template)?);
+            let among = resolve(among, names, template)?;
+            Ok(among
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| scalar(v.clone()) == value)))
+        }
         other => Err(format!("unsupported condition function {other}")),
     }
 }
