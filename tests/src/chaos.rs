@@ -325,9 +325,8 @@ struct ChaosQueue {
 impl OrderQueue for ChaosQueue {
     async fn enqueue(&self, order: &Order) -> Result<(), PortError> {
         if let Some(index) = order
-            .customer_id
-            .0
-            .strip_prefix("chaos-")
+            .correlation_id
+            .strip_prefix(REQUEST_PREFIX)
             .and_then(|i| i.parse().ok())
         {
             self.chaos.strand(index, order.order_id.as_str());
@@ -879,9 +878,13 @@ async fn drive_order(
         "lines": items,
     })
     .to_string();
+    // The request's number travels as its correlation id, so the intake queue's fault
+    // wrapper knows which request's plan applies to the order it is handed.
+    let correlation = format!("{REQUEST_PREFIX}{index}");
     let headers = [
         ("content-type", "application/json"),
         ("idempotency-key", key.as_str()),
+        ("x-correlation-id", correlation.as_str()),
     ];
     // A shopper retries errors and "in progress" with the same key, once a second,
     // for longer than the orders API's claim on a key that crashed mid-request.
@@ -924,6 +927,9 @@ async fn drive_order(
     app.poll_terminal(&customer, &order_id, Duration::from_secs(90))
         .await;
 }
+
+/// The correlation id of request `index` is this prefix and the number.
+const REQUEST_PREFIX: &str = "chaos-request-";
 
 /// Shoppers of a chaos run: orders are placed, read and cancelled as one of them, so
 /// the run goes through the authorizer and the ownership rules as shoppers do.

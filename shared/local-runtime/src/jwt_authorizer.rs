@@ -318,6 +318,17 @@ mod tests {
         c
     }
 
+    /// A token of `cust-1` with the `orders/read` scope.
+    fn reader_token(issuer: &LocalIssuer) -> String {
+        issuer
+            .mint(&TokenRequest {
+                subject: "cust-1".into(),
+                scopes: vec!["orders/read".into()],
+                lifetime: Duration::from_secs(60),
+            })
+            .unwrap()
+    }
+
     fn unauthorized(d: &Decision) -> &str {
         match d {
             Decision::Unauthorized(why) => why,
@@ -328,13 +339,7 @@ mod tests {
     #[tokio::test]
     async fn a_valid_token_passes_with_its_claims_as_strings() {
         let (issuer, authorizer, _stop) = issuer_and_authorizer().await;
-        let token = issuer
-            .mint(&TokenRequest {
-                subject: "cust-1".into(),
-                scopes: vec!["orders/read".into()],
-                lifetime: Duration::from_secs(60),
-            })
-            .unwrap();
+        let token = reader_token(&issuer);
         // With the Bearer prefix and without it, as the identity source allows.
         for headers in [bearer(&token), {
             let mut h = HeaderMap::new();
@@ -457,13 +462,7 @@ mod tests {
     #[tokio::test]
     async fn a_valid_token_without_the_route_scope_is_403() {
         let (issuer, authorizer, _stop) = issuer_and_authorizer().await;
-        let token = issuer
-            .mint(&TokenRequest {
-                subject: "cust-1".into(),
-                scopes: vec!["orders/read".into()],
-                lifetime: Duration::from_secs(60),
-            })
-            .unwrap();
+        let token = reader_token(&issuer);
         let decision = authorizer
             .authorize(&bearer(&token), &["orders/write".into()])
             .await;
