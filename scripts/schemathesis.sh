@@ -32,7 +32,7 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 token="$(target/debug/shop token --customer schemathesis --expires 3h --local-stack "$stack")"
-"$venv/bin/schemathesis" run openapi/orders-api.yaml \
+"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run openapi/orders-api.yaml \
   --url "http://127.0.0.1:$port" \
   --header "Authorization: Bearer $token" \
   --checks all \
