@@ -87,11 +87,10 @@ impl Fulfilment {
                         .await?
                     {
                         tracing::info!("shipment created");
-                        observability::emit_metric(
-                            "OrdersConfirmed",
-                            observability::Unit::Count,
+                        observability::emit(
+                            observability::Metric::OrdersConfirmed,
                             1.0,
-                            &[("Service", "orders")],
+                            &["orders"],
                         );
                     } else {
                         tracing::info!("shipment existed; duplicate event ignored");
@@ -104,11 +103,10 @@ impl Fulfilment {
             "OrderCancelled" => {
                 let detail: Cancelled = serde_json::from_value(event.detail)?;
                 tracing::info!(correlation_id = %detail.correlation_id, order_id = %detail.order_id, reason = %detail.reason, "order cancelled");
-                observability::emit_metric(
-                    "OrdersCancelled",
-                    observability::Unit::Count,
+                observability::emit(
+                    observability::Metric::OrdersCancelled,
                     1.0,
-                    &[("Service", "orders"), ("Reason", &detail.reason)],
+                    &["orders", &detail.reason],
                 );
                 Ok(())
             }

@@ -291,12 +291,7 @@ impl OrdersApi {
         match self.service().place(parsed, correlation_id).await {
             Ok(order) => {
                 tracing::info!(order_id = %order.order_id, total = order.total, "order accepted");
-                observability::emit_metric(
-                    "OrdersPlaced",
-                    observability::Unit::Count,
-                    1.0,
-                    &[("Service", "orders")],
-                );
+                observability::emit(observability::Metric::OrdersPlaced, 1.0, &["orders"]);
                 let location = format!("{links}/v1/orders/{}", order.order_id);
                 Reply {
                     location: Some(location.clone()),

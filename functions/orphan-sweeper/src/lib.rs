@@ -136,11 +136,10 @@ impl OrphanSweeper {
             tracing::warn!(order_id = %order_id, "cancelled an order no saga ever started");
         }
         if !report.cancelled.is_empty() {
-            observability::emit_metric(
-                "OrdersOrphaned",
-                observability::Unit::Count,
+            observability::emit(
+                observability::Metric::OrdersOrphaned,
                 report.cancelled.len() as f64,
-                &[("Service", "orders")],
+                &["orders"],
             );
         }
         let summary = SweepSummary::from(report);

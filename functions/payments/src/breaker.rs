@@ -35,11 +35,10 @@ fn report(from: State, to: State) {
         to = to.as_str(),
         "payment provider circuit changed state"
     );
-    observability::emit_metric(
-        "PaymentCircuitStateChanges",
-        observability::Unit::Count,
+    observability::emit(
+        observability::Metric::PaymentCircuitStateChanges,
         1.0,
-        &[("Service", "payments"), ("State", to.as_str())],
+        &["payments", to.as_str()],
     );
 }
 
@@ -80,7 +79,15 @@ impl<C: Clock> GuardedProvider<C> {
         }
     }
 
+    /// The answer while the circuit is open, counted per call
+    /// (`PaymentCircuitRejections`), so "open for minutes" is a metric an alarm can
+    /// watch: rejections in every minute of a few while charges keep coming.
     fn open() -> ProviderError {
+        observability::emit(
+            observability::Metric::PaymentCircuitRejections,
+            1.0,
+            &["payments"],
+        );
         ProviderError::Transient(
             "circuit open: provider calls paused after repeated failures".into(),
         )

@@ -188,12 +188,7 @@ impl Payments {
             if let Err(failure) = &outcome {
                 tracing::info!(error = failure.error, cause = %failure.cause, "command failed");
                 if failure.error == error_names::PAYMENT_DECLINED {
-                    observability::emit_metric(
-                        "PaymentDeclines",
-                        observability::Unit::Count,
-                        1.0,
-                        &[("Service", "payments")],
-                    );
+                    observability::emit(observability::Metric::PaymentDeclines, 1.0, &["payments"]);
                 }
             }
             answer_task(

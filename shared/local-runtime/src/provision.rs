@@ -21,6 +21,18 @@ const CLOUD_ONLY: &[&str] = &[
     "AWS::Lambda::Permission",
     "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Integration",
+    // The alarm topic and its key: alarms locally name the topic's ARN, and the
+    // emulator never evaluates an alarm, so nothing would ever be published.
+    "AWS::KMS::Key",
+    "AWS::SNS::Topic",
+    "AWS::SNS::TopicPolicy",
+    "AWS::SNS::Subscription",
+    // The stack's own identity provider. `shop local` points the authorizer at its
+    // loopback issuer instead (JwtIssuer), so these are not created; a stack
+    // provisioned without an issuer has an authorizer whose Cognito issuer cannot be
+    // reached from here, and every request it guards is refused (401).
+    "AWS::Cognito::UserPool",
+    "AWS::Cognito::UserPoolClient",
 ];
 
 /// Concurrent invocations per SQS event source without `ScalingConfig`: the smallest
@@ -253,6 +265,8 @@ impl Names for LocalNames<'_> {
             "AWS::DynamoDB::Table" | "AWS::Serverless::Function" | "AWS::Events::Rule" => {
                 json!(self.physical(id))
             }
+            "AWS::SNS::Topic" => json!(self.arn("sns", &self.physical(id))),
+            "AWS::Cognito::UserPool" => json!(format!("{}_{}", self.region, self.physical(id))),
             _ => json!(id),
         })
     }
@@ -424,6 +438,7 @@ pub async fn provision(
                 k.as_str(),
                 "AWS::DynamoDB::Table"
                     | "AWS::CloudWatch::Alarm"
+                    | "AWS::CloudWatch::Dashboard"
                     | "AWS::SQS::Queue"
                     | "AWS::SecretsManager::Secret"
                     | "AWS::Events::EventBus"
@@ -981,6 +996,32 @@ pub async fn provision(
         create_alarm(id, &props(id, r, &names)?, &names.physical(id), clients).await?;
     }
 
+    for (id, r) in active
+        .iter()
+        .filter(|(_, r)| kind(r) == "AWS::CloudWatch::Dashboard")
+    {
+        let p = props(id, r, &names)?;
+        let body = p
+            .get("DashboardBody")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unsupported(id, "DashboardBody must be a string"))?;
+        serde_json::from_str::<Value>(body)
+            .map_err(|e| unsupported(id, format!("DashboardBody is not JSON: {e}")))?;
+        clients
+            .cloudwatch
+            .put_dashboard()
+            .dashboard_name(
+                p.get("DashboardName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| names.physical(id)),
+            )
+            .dashboard_body(body)
+            .send()
+            .await
+            .map_err(emulator(id))?;
+    }
+
     for (key, expression) in &template.outputs {
         if let Some(value) = resolve(expression, &names, template)
             .ok()
@@ -1001,37 +1042,78 @@ async fn create_alarm(
     name: &str,
     clients: &Clients,
 ) -> Result<(), ProvisionError> {
-    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+    use aws_sdk_cloudwatch::types::{
+        ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat, Statistic,
+    };
     let number = |key: &str| {
         p.get(key)
             .and_then(text)
             .and_then(|v| v.parse::<f64>().ok())
     };
     let string = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_owned);
-    let dimensions = p
-        .get("Dimensions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|d| {
-            Dimension::builder()
-                .set_name(d["Name"].as_str().map(str::to_owned))
-                .set_value(text(&d["Value"]))
-                .build()
-        })
-        .collect();
+    let strings = |key: &str| -> Option<Vec<String>> {
+        p.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(text).collect())
+    };
+    let dimensions = |v: Option<&Value>| -> Vec<Dimension> {
+        v.and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| {
+                Dimension::builder()
+                    .set_name(d["Name"].as_str().map(str::to_owned))
+                    .set_value(text(&d["Value"]))
+                    .build()
+            })
+            .collect()
+    };
+    // Metric math alarms (`Metrics`): each query as declared.
+    let queries = p.get("Metrics").and_then(Value::as_array).map(|queries| {
+        queries
+            .iter()
+            .map(|q| {
+                let stat = q.get("MetricStat").map(|m| {
+                    MetricStat::builder()
+                        .metric(
+                            Metric::builder()
+                                .set_namespace(m.pointer("/Metric/Namespace").and_then(text))
+                                .set_metric_name(m.pointer("/Metric/MetricName").and_then(text))
+                                .set_dimensions(Some(dimensions(m.pointer("/Metric/Dimensions"))))
+                                .build(),
+                        )
+                        .set_period(m.get("Period").and_then(text).and_then(|v| v.parse().ok()))
+                        .set_stat(m.get("Stat").and_then(text))
+                        .build()
+                });
+                MetricDataQuery::builder()
+                    .set_id(q.get("Id").and_then(text))
+                    .set_expression(q.get("Expression").and_then(text))
+                    .set_label(q.get("Label").and_then(text))
+                    .set_return_data(q.get("ReturnData").and_then(Value::as_bool))
+                    .set_metric_stat(stat)
+                    .build()
+            })
+            .collect::<Vec<_>>()
+    });
+    let single = queries.is_none();
     clients
         .cloudwatch
         .put_metric_alarm()
         .alarm_name(name)
         .set_alarm_description(string("AlarmDescription"))
+        .set_alarm_actions(strings("AlarmActions"))
+        .set_ok_actions(strings("OKActions"))
         .set_namespace(string("Namespace"))
         .set_metric_name(string("MetricName"))
-        .set_dimensions(Some(dimensions))
+        .set_dimensions(single.then(|| dimensions(p.get("Dimensions"))))
         .set_statistic(string("Statistic").map(|s| Statistic::from(s.as_str())))
+        .set_extended_statistic(string("ExtendedStatistic"))
+        .set_metrics(queries)
         .set_period(number("Period").map(|v| v as i32))
         .set_evaluation_periods(number("EvaluationPeriods").map(|v| v as i32))
+        .set_datapoints_to_alarm(number("DatapointsToAlarm").map(|v| v as i32))
         .set_threshold(number("Threshold"))
         .set_comparison_operator(
             string("ComparisonOperator").map(|s| ComparisonOperator::from(s.as_str())),

@@ -57,62 +57,120 @@ pub fn correlation_id_or_new(incoming: Option<&str>) -> String {
 }
 
 /// A metric unit CloudWatch understands.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
-    /// A plain count.
+    /// A count of events.
     Count,
-    /// Milliseconds.
-    Milliseconds,
 }
 
 impl Unit {
     fn as_str(self) -> &'static str {
         match self {
             Self::Count => "Count",
-            Self::Milliseconds => "Milliseconds",
         }
     }
 }
 
-/// Namespace every metric of the suite is published under.
+/// CloudWatch namespace of every metric the functions emit.
 pub const NAMESPACE: &str = "OrderSaga";
 
-/// Builds one EMF document: CloudWatch extracts the metric from the log line, so no
-/// PutMetricData call (and no extra latency or IAM grant) is needed.
+/// Every custom metric the code emits, with its dimensions. The only way to emit one
+/// is [`emit`], so this list is the whole catalogue: the template's alarms and
+/// dashboard are checked against it (tests/tests/contracts.rs), and the EMF lines a
+/// running `shop local` prints are checked against it (tools/shop/tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// An order was accepted (202). Dimensions: Service.
+    OrdersPlaced,
+    /// An order's saga confirmed it. Dimensions: Service.
+    OrdersConfirmed,
+    /// An order ended cancelled. Dimensions: Service, Reason.
+    OrdersCancelled,
+    /// The orphan sweep cancelled orders no saga started. Dimensions: Service.
+    OrdersOrphaned,
+    /// The payment provider declined a card. Dimensions: Service.
+    PaymentDeclines,
+    /// The provider's circuit breaker changed state. Dimensions: Service, State.
+    PaymentCircuitStateChanges,
+    /// A provider call refused because the circuit is open. Dimensions: Service.
+    PaymentCircuitRejections,
+}
+
+impl Metric {
+    /// Every metric, for the contract tests.
+    pub const ALL: [Metric; 7] = [
+        Self::OrdersPlaced,
+        Self::OrdersConfirmed,
+        Self::OrdersCancelled,
+        Self::OrdersOrphaned,
+        Self::PaymentDeclines,
+        Self::PaymentCircuitStateChanges,
+        Self::PaymentCircuitRejections,
+    ];
+
+    /// The CloudWatch metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OrdersPlaced => "OrdersPlaced",
+            Self::OrdersConfirmed => "OrdersConfirmed",
+            Self::OrdersCancelled => "OrdersCancelled",
+            Self::OrdersOrphaned => "OrdersOrphaned",
+            Self::PaymentDeclines => "PaymentDeclines",
+            Self::PaymentCircuitStateChanges => "PaymentCircuitStateChanges",
+            Self::PaymentCircuitRejections => "PaymentCircuitRejections",
+        }
+    }
+
+    /// The names of its dimensions, in the order [`emit`] takes their values.
+    pub fn dimensions(self) -> &'static [&'static str] {
+        match self {
+            Self::OrdersCancelled => &["Service", "Reason"],
+            Self::PaymentCircuitStateChanges => &["Service", "State"],
+            _ => &["Service"],
+        }
+    }
+
+    /// Its unit.
+    pub fn unit(self) -> Unit {
+        Unit::Count
+    }
+}
+
+/// One EMF document: the metric, its dimensions and value, at `timestamp_ms`.
 pub fn emf_line(
-    name: &str,
-    unit: Unit,
+    metric: Metric,
     value: f64,
-    dimensions: &[(&str, &str)],
+    dimension_values: &[&str],
     timestamp_ms: u128,
 ) -> Value {
+    let names = metric.dimensions();
     let mut doc = Map::new();
-    let dim_names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     doc.insert(
         "_aws".into(),
         json!({
             "Timestamp": timestamp_ms as u64,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dim_names],
-                "Metrics": [{ "Name": name, "Unit": unit.as_str() }],
+                "Dimensions": [names],
+                "Metrics": [{ "Name": metric.name(), "Unit": metric.unit().as_str() }],
             }],
         }),
     );
-    for (k, v) in dimensions {
-        doc.insert((*k).into(), json!(v));
+    for (name, value) in names.iter().zip(dimension_values) {
+        doc.insert((*name).into(), json!(value));
     }
-    doc.insert(name.into(), json!(value));
+    doc.insert(metric.name().into(), json!(value));
     Value::Object(doc)
 }
 
-/// Emits one metric as an EMF line on stdout, where the Lambda log agent picks it up.
-pub fn emit_metric(name: &str, unit: Unit, value: f64, dimensions: &[(&str, &str)]) {
+/// Prints one metric as an EMF line on stdout, where Lambda's log agent turns it into
+/// a CloudWatch metric. `dimension_values` follow [`Metric::dimensions`].
+pub fn emit(metric: Metric, value: f64, dimension_values: &[&str]) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    println!("{}", emf_line(name, unit, value, dimensions, now));
+    println!("{}", emf_line(metric, value, dimension_values, now));
 }
 
 #[cfg(test)]
@@ -121,17 +179,11 @@ mod tests {
 
     #[test]
     fn emf_document_declares_the_metric_and_its_dimensions() {
-        let doc = emf_line(
-            "OrdersCancelled",
-            Unit::Count,
-            1.0,
-            &[("Reason", "OutOfStock")],
-            42,
-        );
+        let doc = emf_line(Metric::OrdersCancelled, 1.0, &["orders", "OutOfStock"], 42);
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
         assert_eq!(
-            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
-            "Reason"
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            json!(["Service", "Reason"])
         );
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
