@@ -242,3 +242,197 @@ fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
         "provisioned concurrency only when the parameter asks for it"
     );
 }
+
+/// A custom metric as CloudWatch knows it: name and the set of dimension names.
+type MetricKey = (String, std::collections::BTreeSet<String>);
+
+fn catalogue() -> Vec<MetricKey> {
+    observability::Metric::ALL
+        .iter()
+        .map(|m| {
+            (
+                m.name().to_owned(),
+                m.dimensions().iter().map(|d| (*d).to_owned()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn template() -> local_runtime::Template {
+    local_runtime::Template::load(&repo_root().join("template.yaml")).unwrap()
+}
+
+/// The custom metrics (namespace `OrderSaga`) an alarm watches, directly or in its
+/// metric math.
+fn alarmed_metrics(alarm: &Value) -> Vec<MetricKey> {
+    let props = &alarm["Properties"];
+    let key = |m: &Value| -> Option<MetricKey> {
+        (m["Namespace"] == observability::NAMESPACE).then(|| {
+            let dims = m["Dimensions"]
+                .as_array()
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|d| d["Name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                m["MetricName"].as_str().unwrap_or_default().to_owned(),
+                dims,
+            )
+        })
+    };
+    let mut found: Vec<MetricKey> = key(props).into_iter().collect();
+    for query in props["Metrics"].as_array().into_iter().flatten() {
+        found.extend(key(&query["MetricStat"]["Metric"]));
+    }
+    found
+}
+
+/// The custom metrics the dashboard shows: metric rows (`["OrderSaga", name, dim,
+/// value, ...]`) and SEARCH expressions (`{OrderSaga,Dim,...} MetricName="name"`).
+fn dashboard_metrics(body: &str) -> Vec<MetricKey> {
+    // Placeholders of Fn::Sub become a plain value; the JSON around them stays.
+    let mut text = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        text.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap() + start;
+        text.push('X');
+        rest = &rest[end + 1..];
+    }
+    text.push_str(rest);
+    let doc: Value = serde_json::from_str(&text).expect("DashboardBody is JSON");
+    let mut found = Vec::new();
+    for widget in doc["widgets"].as_array().unwrap() {
+        for row in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let row = row.as_array().unwrap();
+            if row.first() == Some(&json!(observability::NAMESPACE)) {
+                let strings: Vec<&str> = row.iter().filter_map(Value::as_str).collect();
+                let dims = strings[2..].chunks(2).map(|c| c[0].to_owned()).collect();
+                found.push((strings[1].to_owned(), dims));
+            }
+            for entry in row.iter().filter_map(|e| e["expression"].as_str()) {
+                let Some(schema) = entry
+                    .split_once(&format!("{{{},", observability::NAMESPACE))
+                    .and_then(|(_, s)| s.split_once('}'))
+                else {
+                    continue;
+                };
+                let name = schema.1.split('"').nth(1).unwrap_or_default().to_owned();
+                let dims = schema.0.split(',').map(|d| d.trim().to_owned()).collect();
+                found.push((name, dims));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn alarms_and_the_dashboard_watch_only_metrics_the_code_emits_and_show_them_all() {
+    let template = template();
+    let emitted = catalogue();
+    let mut problems = Vec::new();
+    let mut alarmed = 0;
+    for (id, alarm) in template.of_type("AWS::CloudWatch::Alarm") {
+        for metric in alarmed_metrics(alarm) {
+            alarmed += 1;
+            if !emitted.contains(&metric) {
+                problems.push(format!(
+                    "alarm {id} watches {metric:?}, which no code emits"
+                ));
+            }
+        }
+    }
+    let dashboards = template.of_type("AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard");
+    let body = dashboards[0].1["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("DashboardBody is a !Sub string");
+    let shown = dashboard_metrics(body);
+    for metric in &shown {
+        if !emitted.contains(metric) {
+            problems.push(format!(
+                "the dashboard shows {metric:?}, which no code emits"
+            ));
+        }
+    }
+    for metric in &emitted {
+        if !shown.contains(metric) {
+            problems.push(format!("{metric:?} is emitted but not on the dashboard"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(alarmed >= 1, "the breaker alarm watches a custom metric");
+    // The check itself notices a metric nobody emits.
+    let mut wrong = json!({"Properties": {"Namespace": "OrderSaga", "MetricName": "OrdersShipped",
+        "Dimensions": [{"Name": "Service", "Value": "orders"}]}});
+    assert!(!emitted.contains(&alarmed_metrics(&wrong)[0]));
+    wrong["Properties"]["MetricName"] = json!("OrdersPlaced");
+    wrong["Properties"]["Dimensions"] = json!([{"Name": "Region", "Value": "x"}]);
+    assert!(
+        !emitted.contains(&alarmed_metrics(&wrong)[0]),
+        "a wrong dimension set"
+    );
+}
+
+#[test]
+fn every_alarm_notifies_and_names_its_runbook() {
+    let template = template();
+    let alarms = template.of_type("AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 20, "{} alarms", alarms.len());
+    for (id, alarm) in alarms {
+        let props = &alarm["Properties"];
+        for actions in ["AlarmActions", "OKActions"] {
+            assert_eq!(
+                props[actions],
+                json!([{"Ref": "AlarmTopic"}]),
+                "{id}: {actions} notify the alarm topic"
+            );
+        }
+        let description = props["AlarmDescription"].to_string();
+        assert!(
+            description.contains("Runbook:") && description.contains("shop "),
+            "{id}: the description names the runbook command: {description}"
+        );
+    }
+}
+
+#[test]
+fn queue_visibility_never_goes_below_what_lambda_accepts_for_its_consumer() {
+    // Lambda refuses an SQS event source whose queue's visibility timeout is below the
+    // function's timeout; the parameters' MinValue must keep a deploy from it.
+    let template = template();
+    let default_timeout = template.function_globals["Timeout"].as_u64().unwrap();
+    for (id, function) in template.of_type("AWS::Serverless::Function") {
+        let timeout = function["Properties"]["Timeout"]
+            .as_u64()
+            .unwrap_or(default_timeout);
+        for event in function["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(_, e)| e)
+        {
+            if event["Type"] != "SQS" {
+                continue;
+            }
+            let queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+                .as_str()
+                .unwrap();
+            let visibility = &template.resources[queue]["Properties"]["VisibilityTimeout"];
+            let minimum = match visibility.get("Ref").and_then(Value::as_str) {
+                Some(parameter) => template.parameter_declarations[parameter]["MinValue"].as_u64(),
+                None => visibility.as_u64(),
+            };
+            assert!(
+                minimum.is_some_and(|m| m >= timeout),
+                "{id} (timeout {timeout} s) reads {queue}, whose visibility timeout may be {minimum:?}"
+            );
+        }
+    }
+}

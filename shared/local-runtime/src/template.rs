@@ -39,6 +39,9 @@ pub struct Template {
     pub resources: BTreeMap<String, Value>,
     /// Parameter name to its default.
     pub parameters: BTreeMap<String, Value>,
+    /// Parameter name to its whole declaration (type, bounds, pattern), for checks of
+    /// the template itself; the local runtime uses only the defaults.
+    pub parameter_declarations: BTreeMap<String, Value>,
     /// Conditions section.
     pub conditions: Map<String, Value>,
     /// Rules section: parameter assertions CloudFormation checks before it creates
@@ -111,13 +114,14 @@ impl Template {
             Value::Object(m) => m.into_iter().collect(),
             _ => BTreeMap::new(),
         };
-        let parameters = match take(&mut doc, "Parameters") {
-            Value::Object(m) => m
-                .into_iter()
-                .map(|(k, v)| (k, v.get("Default").cloned().unwrap_or(Value::Null)))
-                .collect(),
+        let parameter_declarations: BTreeMap<String, Value> = match take(&mut doc, "Parameters") {
+            Value::Object(m) => m.into_iter().collect(),
             _ => BTreeMap::new(),
         };
+        let parameters = parameter_declarations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get("Default").cloned().unwrap_or(Value::Null)))
+            .collect();
         let conditions = match take(&mut doc, "Conditions") {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -141,6 +145,7 @@ impl Template {
             dir: path.parent().map(Path::to_owned).unwrap_or_default(),
             resources,
             parameters,
+            parameter_declarations,
             conditions,
             rules,
             function_globals,

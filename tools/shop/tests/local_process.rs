@@ -33,6 +33,9 @@ struct Running {
     api: String,
     emulator: String,
     stack: String,
+    /// The EMF metric lines `shop local` printed so far (its in-process functions
+    /// write them to stdout, as a function does on Lambda).
+    metrics: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl Running {
@@ -93,8 +96,19 @@ async fn shop_local(stack: &str, extra: &[&str]) -> Running {
             break;
         }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = metrics.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(doc) = serde_json::from_str::<Value>(&line)
+                && doc.get("_aws").is_some()
+            {
+                seen.lock().unwrap().push(doc);
+            }
+        }
+    });
     Running {
+        metrics,
         child,
         api: format!("http://127.0.0.1:{port}"),
         emulator,
@@ -267,6 +281,47 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let (code, out, _) = operator(&stack, &["dlq", "purge", "OrdersDLQ"]).await;
     assert_eq!(code, 1, "no --yes and no terminal: nothing purged");
     assert!(out.contains("nothing purged"), "{out}");
+
+    // Every metric line the functions printed is one of the catalogue the alarms and
+    // the dashboard are checked against, in its namespace and with its dimensions.
+    // (Fulfilment counts outcomes from the bus, a moment after the order ends.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && !app
+            .metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|doc| doc.get("OrdersCancelled").is_some())
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let lines = app.metrics.lock().unwrap().clone();
+    let mut names = std::collections::BTreeSet::new();
+    for doc in &lines {
+        let declared = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Namespace"], observability::NAMESPACE, "{doc}");
+        let name = declared["Metrics"][0]["Name"].as_str().unwrap();
+        let metric = observability::Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("{name} is not in the catalogue: {doc}"));
+        assert_eq!(
+            declared["Dimensions"][0],
+            json!(metric.dimensions()),
+            "{doc}"
+        );
+        for dimension in metric.dimensions() {
+            assert!(
+                doc[*dimension].is_string(),
+                "{dimension} has a value: {doc}"
+            );
+        }
+        names.insert(name.to_owned());
+    }
+    for expected in ["OrdersPlaced", "OrdersConfirmed", "OrdersCancelled"] {
+        assert!(names.contains(expected), "{expected} among {names:?}");
+    }
 
     stop(app).await;
 }
