@@ -510,7 +510,7 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
         mine.push(more["orderId"].as_str().unwrap().to_owned());
     }
     let mut seen = Vec::new();
-    let mut next = Some(format!("/v1/orders?limit=2"));
+    let mut next = Some("/v1/orders?limit=2".to_owned());
     let mut pages = 0;
     while let Some(link) = next {
         let (status, _, page) = call(
