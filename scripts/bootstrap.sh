@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the tests and the local runtime need into the project's own
-# folders (.venv for Python tools, node_modules for npm tools) and the Rust targets
+# folders (.venv for Python tools, node_modules for npm tools, .tools for cargo-built
+# tools) and the Rust targets
 # Lambda builds for. Safe to re-run: each step is skipped when already done.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,14 @@ fi
 if [ ! -d node_modules/asl-validator ]; then
   echo "bootstrap: npm ci (asl-validator)" >&2
   npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# CloudFormation Guard, AWS's policy-as-code tool (a Rust crate), for
+# scripts/policy-as-code.sh: built once into .tools/ (about 2.5 minutes).
+guard_version="3.2.1"
+if ! "$root/.tools/bin/cfn-guard" --version 2>/dev/null | grep -q "$guard_version"; then
+  echo "bootstrap: cargo install cfn-guard $guard_version into .tools/" >&2
+  cargo install --quiet --locked --root "$root/.tools" cfn-guard --version "$guard_version"
 fi
 
 if command -v rustup >/dev/null 2>&1; then

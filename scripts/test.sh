@@ -25,6 +25,9 @@ step "SAM template (sam validate, sam validate --lint)"
 sam validate
 sam validate --lint
 
+step "policy as code (cfn-guard rules and their tests on the SAM-transformed template, AWS Serverless Rules)"
+scripts/policy-as-code.sh
+
 # The Lambda release build (cross-compiled, LTO) is CPU work while most of the test
 # time is spent waiting on moto; it runs alongside the tests, in a target directory of
 # its own so the two cargo invocations never wait for each other's lock.
