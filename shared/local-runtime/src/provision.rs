@@ -266,6 +266,10 @@ impl Names for LocalNames<'_> {
                 json!(self.physical(id))
             }
             "AWS::SNS::Topic" => json!(self.arn("sns", &self.physical(id))),
+            "AWS::CloudWatch::Dashboard" => {
+                let name = self.template.resources[id].pointer("/Properties/DashboardName")?;
+                resolve(name, self, self.template).ok()?
+            }
             "AWS::Cognito::UserPool" => json!(format!("{}_{}", self.region, self.physical(id))),
             _ => json!(id),
         })

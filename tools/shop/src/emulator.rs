@@ -1,7 +1,7 @@
 //! The AWS-API emulator `shop local` runs: moto server from the project's venv,
 //! started as a child process on a free loopback port and stopped with it.
 
-use crate::remote::LoopbackClient;
+use crate::remote::HttpClient;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -91,7 +91,7 @@ fn free_port() -> Result<u16, EmulatorError> {
 /// is created; it is global and survives resets, so sending it twice is harmless.
 pub async fn enable_step_functions(endpoint: &str) -> Result<(), EmulatorError> {
     let body = br#"{"stepfunctions":{"execute_state_machine":true}}"#.to_vec();
-    let (status, _, text) = LoopbackClient::default()
+    let (status, _, text) = HttpClient::default()
         .send("POST", &format!("{endpoint}/moto-api/config"), body)
         .await
         .map_err(EmulatorError::Start)?;
@@ -135,7 +135,7 @@ impl Emulator {
             log: Some(log),
             child: Some(child),
         };
-        let client = LoopbackClient::default();
+        let client = HttpClient::default();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok((200, _, _)) = client

@@ -9,4 +9,5 @@ pub mod ops;
 pub mod remote;
 pub mod seed;
 pub mod server;
+pub mod smoke;
 pub mod token;

@@ -65,6 +65,36 @@ enum Command {
         #[command(subcommand)]
         command: ops_cli::SagaCommand,
     },
+    /// Load a catalog and its stock (the local/seed.json shape) into the stack
+    /// (--stack or --local); a second run changes nothing.
+    Seed {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
+        /// The seed file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Prove the stack works: a confirmed and a compensated order through the public
+    /// API, followed to their end, invariants checked (--stack or --local).
+    Smoke {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
+        /// A shopper's access token for a deployed stack (locally one is signed).
+        #[arg(long, env = "SHOP_SMOKE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A SKU the catalog sells in EUR, with stock.
+        #[arg(long, default_value = "MUG")]
+        sku: String,
+        /// How long each order may take to end, e.g. 2m.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        within: Duration,
+    },
+    /// Every alarm of the stack: state, what it watches, its runbook (--stack or
+    /// --local); exits 1 while one is in ALARM.
+    Alarms {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
+    },
     /// Print a bearer token for a shopper that the running `shop local` accepts:
     /// curl -H "Authorization: Bearer $(shop token --customer me)" localhost:3000/v1/orders
     Token {
@@ -243,6 +273,14 @@ async fn main() -> ExitCode {
         }
         Command::Dlq { stack, command } => finish(ops_cli::dlq(stack, command).await, "dlq"),
         Command::Saga { stack, command } => finish(ops_cli::saga(stack, command).await, "saga"),
+        Command::Alarms { stack } => finish(ops_cli::alarms(stack).await, "alarms"),
+        Command::Seed { stack, file } => finish(ops_cli::seed(stack, file).await, "seed"),
+        Command::Smoke {
+            stack,
+            token,
+            sku,
+            within,
+        } => finish(ops_cli::smoke(stack, token, sku, within).await, "smoke"),
         Command::Token {
             customer,
             scopes,

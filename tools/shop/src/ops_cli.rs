@@ -305,6 +305,136 @@ fn stop_on_signal() -> Arc<AtomicBool> {
     stop
 }
 
+/// Runs `shop seed FILE`: the catalog and its stock into the stack, idempotently.
+pub async fn seed(args: StackArgs, file: PathBuf) -> Result<ExitCode, OpsError> {
+    let seed = shop::seed::Seed::load(&file).map_err(|e| OpsError::Refused(e.to_string()))?;
+    let ops = connect(&args).await?;
+    let catalog = shop_aws::catalog::DynamoCatalog::new(
+        ops.dynamodb.clone(),
+        ops.outputs.get("CatalogTableName")?,
+    );
+    let stock = shop_aws::stock::DynamoStockStore::new(
+        ops.dynamodb.clone(),
+        ops.outputs.get("InventoryTableName")?,
+    );
+    let added = seed
+        .apply(&catalog, &stock)
+        .await
+        .map_err(|e| OpsError::Aws {
+            operation: "seed",
+            message: e.to_string(),
+        })?;
+    let units: u64 = added.iter().map(|(_, n)| u64::from(*n)).sum();
+    let mut record = AuditRecord::new("seed", &file.display().to_string());
+    record.count = usize::try_from(units).unwrap_or(usize::MAX);
+    record.append(&ops.files)?;
+    if args.json {
+        print_json(&added);
+    } else {
+        for (sku, n) in &added {
+            say!(
+                "{sku:<12} {} {n} units",
+                if *n > 0 {
+                    "restocked"
+                } else {
+                    "already stocked,"
+                }
+            );
+        }
+        say!(
+            "{} catalog items written, {units} units restocked",
+            added.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `shop smoke`: a confirmed order and a compensated one through the public API,
+/// followed to their end, invariants checked. Exits 1 naming the step that failed.
+pub async fn smoke(
+    args: StackArgs,
+    token: Option<String>,
+    sku: String,
+    within: std::time::Duration,
+) -> Result<ExitCode, OpsError> {
+    let ops = connect(&args).await?;
+    let token = match (token, &args.stack) {
+        (Some(token), _) => token,
+        (None, None) => shop::token::local_token(
+            &args.state_dir,
+            &args.local_stack,
+            &local_runtime::oidc_issuer::TokenRequest {
+                subject: format!("smoke-{}", uuid::Uuid::new_v4().simple()),
+                scopes: Vec::new(),
+                lifetime: within * 3,
+            },
+        )?,
+        (None, Some(stack)) => {
+            return Err(OpsError::Refused(format!(
+                "{stack} is a deployed stack: pass a shopper's access token with --token \
+                 (or SHOP_SMOKE_TOKEN); README, Identity, shows how to get one"
+            )));
+        }
+    };
+    let options = shop::smoke::SmokeOptions {
+        api: ops.outputs.get("ApiUrl")?.to_owned(),
+        bearer: format!("Bearer {}", token.trim_start_matches("Bearer ")),
+        sku,
+        within,
+    };
+    let steps = shop::smoke::run(&ops, &options).await;
+    let failed = steps.iter().find(|s| !s.ok).map(|s| s.name.clone());
+    if args.json {
+        print_json(&steps);
+    } else {
+        for step in &steps {
+            say!(
+                "{} {:<60} {}",
+                if step.ok { "ok  " } else { "FAIL" },
+                step.name,
+                step.detail
+            );
+        }
+    }
+    Ok(match failed {
+        Some(step) => {
+            eprintln!("shop smoke: failed at: {step}");
+            ExitCode::from(1)
+        }
+        None => {
+            say!("smoke: every step held");
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+/// Runs `shop alarms`: every alarm of the stack, its state, what it watches and its
+/// runbook. Exits 1 when one is in ALARM, so a script can wait on it.
+pub async fn alarms(args: StackArgs) -> Result<ExitCode, OpsError> {
+    let ops = connect(&args).await?;
+    let all = shop::ops::alarms::list(&ops).await?;
+    let firing = all.iter().any(|a| a.state == "ALARM");
+    if args.json {
+        print_json(&all);
+    } else {
+        for alarm in &all {
+            say!("{:<17} {}", alarm.state, alarm.name);
+            say!("{:<17} watches {}", "", alarm.watches);
+            say!("{:<17} {}", "", alarm.description);
+        }
+        say!(
+            "{} alarms, {} in ALARM",
+            all.len(),
+            all.iter().filter(|a| a.state == "ALARM").count()
+        );
+    }
+    Ok(if firing {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// Runs a `shop dlq` command.
 pub async fn dlq(args: StackArgs, command: DlqCommand) -> Result<ExitCode, OpsError> {
     let ops = connect(&args).await?;

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -11,17 +12,33 @@ use local_runtime::provision::FunctionSpec;
 use local_runtime::{InvokeError, Invoker};
 use serde_json::Value;
 
-/// A plain-HTTP client for loopback services.
+/// A JSON-over-HTTP client: plain HTTP for loopback services (moto, an invoke URL,
+/// `shop local`), HTTPS with the system's root certificates for a deployed API
+/// (`shop smoke --stack`).
 #[derive(Clone)]
-pub struct LoopbackClient(Client<HttpConnector, Full<Bytes>>);
+pub enum HttpClient {
+    /// HTTP and HTTPS.
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    /// HTTP only: the system has no root certificates to verify a server with.
+    Plain(Client<HttpConnector, Full<Bytes>>),
+}
 
-impl Default for LoopbackClient {
+impl Default for HttpClient {
     fn default() -> Self {
-        Self(Client::builder(TokioExecutor::new()).build_http())
+        let builder = Client::builder(TokioExecutor::new());
+        match HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+        {
+            Ok(tls) => Self::Tls(builder.build(tls.https_or_http().enable_http1().build())),
+            Err(e) => {
+                tracing::warn!(error = %e, "no root certificates: HTTPS is unavailable");
+                Self::Plain(builder.build_http())
+            }
+        }
     }
 }
 
-impl LoopbackClient {
+impl HttpClient {
     /// Sends a JSON request and returns status, headers and body.
     pub async fn send(
         &self,
@@ -50,11 +67,11 @@ impl LoopbackClient {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let response = self
-            .0
-            .request(request)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+        let response = match self {
+            Self::Tls(client) => client.request(request).await,
+            Self::Plain(client) => client.request(request).await,
+        }
+        .map_err(|e| format!("{url}: {e}"))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
@@ -70,7 +87,7 @@ impl LoopbackClient {
 /// Invokes functions by binary name at `{base}/2015-03-31/functions/{name}/invocations`.
 pub struct RemoteInvoker {
     base: String,
-    client: LoopbackClient,
+    client: HttpClient,
 }
 
 impl RemoteInvoker {
@@ -78,7 +95,7 @@ impl RemoteInvoker {
     pub fn new(base: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            client: LoopbackClient::default(),
+            client: HttpClient::default(),
         }
     }
 }

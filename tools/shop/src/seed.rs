@@ -1,8 +1,10 @@
-//! Demo catalog and stock, loaded into a fresh stack.
+//! A catalog and its stock, loaded into a stack: by `shop local` at start and by
+//! `shop seed` into a deployed or running one, through the same adapters the
+//! functions use (the catalog table, and the stock store's restock, which is the
+//! inventory service's restock path). Loading twice changes nothing.
 
 use serde::Deserialize;
 use shop_aws::catalog::{CatalogItem, DynamoCatalog};
-use shop_aws::stock::DynamoStockStore;
 use shop_domain::Sku;
 use shop_domain::ports::{PortError, PriceList, StockStore};
 use std::path::Path;
@@ -51,12 +53,15 @@ impl Seed {
         serde_json::from_str(&text).map_err(|e| SeedError::Invalid(shown, e))
     }
 
-    /// Writes the catalog and the opening stock.
+    /// Writes the catalog (overwriting each item) and restocks each SKU whose units on
+    /// hand (available and reserved) are below its seed stock by the difference, so a
+    /// second run adds nothing. Returns the units added per SKU.
     pub async fn apply(
         &self,
         catalog: &DynamoCatalog,
-        stock: &DynamoStockStore,
-    ) -> Result<(), SeedError> {
+        stock: &dyn StockStore,
+    ) -> Result<Vec<(Sku, u32)>, SeedError> {
+        let mut added = Vec::with_capacity(self.catalog.len());
         for item in &self.catalog {
             catalog
                 .put(&CatalogItem {
@@ -65,8 +70,18 @@ impl Seed {
                     prices: item.prices.clone(),
                 })
                 .await?;
-            stock.restock(&item.sku, item.stock).await?;
+            let on_hand = stock
+                .level(&item.sku)
+                .await?
+                .map(|l| l.available + l.reserved)
+                .unwrap_or(0);
+            let missing = u64::from(item.stock).saturating_sub(on_hand);
+            let missing = u32::try_from(missing).unwrap_or(u32::MAX);
+            if missing > 0 {
+                stock.restock(&item.sku, missing).await?;
+            }
+            added.push((item.sku.clone(), missing));
         }
-        Ok(())
+        Ok(added)
     }
 }

@@ -6,7 +6,7 @@
 use nix::sys::signal::{self, Signal};
 use nix::unistd::{self, Pid};
 use serde_json::{Value, json};
-use shop::remote::LoopbackClient;
+use shop::remote::HttpClient;
 use shop_aws::stock::DynamoStockStore;
 use shop_domain::Sku;
 use shop_domain::ports::StockStore;
@@ -122,7 +122,7 @@ async fn call(
     body: Option<Value>,
     headers: &[(&str, &str)],
 ) -> (u16, http::HeaderMap, Value) {
-    let client = LoopbackClient::default();
+    let client = HttpClient::default();
     let (status, h, b) = client
         .send_with_headers(
             method,
@@ -168,7 +168,7 @@ async fn stop(mut running: Running) {
         .expect("shop local stops on SIGTERM")
         .unwrap();
     assert!(status.success(), "clean exit, got {status}");
-    let refused = LoopbackClient::default()
+    let refused = HttpClient::default()
         .send(
             "GET",
             &format!("{}/moto-api/", running.emulator),
@@ -281,6 +281,26 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let (code, out, _) = operator(&stack, &["dlq", "purge", "OrdersDLQ"]).await;
     assert_eq!(code, 1, "no --yes and no terminal: nothing purged");
     assert!(out.contains("nothing purged"), "{out}");
+
+    // Seeding the running stack again adds nothing: the seed is already on hand.
+    let seed_file = root().join("local/seed.json");
+    let (code, out, err) = operator(&stack, &["seed", seed_file.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 units restocked"), "{out}");
+    // The smoke test a deploy ends with: a confirmed and a compensated order, through
+    // the API with a token, invariants checked.
+    let (code, out, err) = operator(&stack, &["smoke", "--within", "60s"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("smoke: every step held"), "{out}");
+    assert!(out.contains("PaymentDeclined"), "{out}");
+    // Every alarm, each with the topic it pages and its runbook.
+    let (code, out, err) = operator(&stack, &["alarms"]).await;
+    assert_eq!(code, 0, "no alarm fires on the emulator: {out}{err}");
+    assert!(out.contains("20 alarms, 0 in ALARM"), "{out}");
+    assert!(
+        out.contains("PaymentCircuitRejections") && out.contains("Runbook:"),
+        "{out}"
+    );
 
     // Every metric line the functions printed is one of the catalogue the alarms and
     // the dashboard are checked against, in its namespace and with its dimensions.

@@ -1,6 +1,7 @@
 //! Operator commands: inspect and replay dead-letter queues, inspect and redrive failed
 //! sagas. They speak only AWS APIs, so the same commands work on AWS and on `shop local`.
 
+pub mod alarms;
 pub mod audit;
 pub mod dlq;
 pub mod filter;
