@@ -7,7 +7,7 @@ Checks (see docs/security.md):
              definition; both against docs/security.md's table.
   wildcards  no `*` in an action, no `Resource: "*"` unless listed in
              security/suppressions.yaml with the reason AWS gives no resource type.
-  encryption every table, queue and secret is encrypted at rest.
+  encryption every table, queue, topic and secret is encrypted at rest.
   auth       every API route requires the JWT authorizer on every stage and with either
              issuer (the stack's Cognito user pool, or a JwtIssuer given), and the
              authorizer then has an issuer and an audience.
@@ -228,6 +228,8 @@ def check_encryption(template):
         if kind == "AWS::SQS::Queue" and props.get("SqsManagedSseEnabled") is not True \
                 and "KmsMasterKeyId" not in props:
             problems.append(f"{lid}: queue without SqsManagedSseEnabled or KmsMasterKeyId")
+        if kind == "AWS::SNS::Topic" and "KmsMasterKeyId" not in props:
+            problems.append(f"{lid}: topic without KmsMasterKeyId")
         if kind == "AWS::SecretsManager::Secret" and "SecretString" in props:
             problems.append(f"{lid}: secret value written in the template")
     return problems
