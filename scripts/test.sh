@@ -28,12 +28,14 @@ sam validate --lint
 step "policy as code (cfn-guard rules and their tests on the SAM-transformed template, AWS Serverless Rules)"
 scripts/policy-as-code.sh
 
-# The Lambda release build (cross-compiled, LTO) is CPU work while most of the test
-# time is spent waiting on moto; it runs alongside the tests, in a target directory of
-# its own so the two cargo invocations never wait for each other's lock.
-step "release build of every function for Lambda (cargo lambda build --release --arm64), in the background"
+# The deploy artifact itself: `sam build` of the whole template, which builds every
+# function with cargo lambda (release, LTO, arm64) as `sam deploy` would upload it. It
+# is CPU work while most of the test time is spent waiting on moto, so it runs
+# alongside the tests, in a target directory of its own so the two cargo invocations
+# never wait for each other's lock.
+step "sam build of the whole template (cargo lambda, release, arm64), in the background"
 build_log="$(mktemp)"
-CARGO_TARGET_DIR="$root/target/lambda-release" setsid cargo lambda build --release --arm64 >"$build_log" 2>&1 &
+CARGO_TARGET_DIR="$root/target/lambda-release" setsid sam build --build-dir "$root/target/sam-build" >"$build_log" 2>&1 &
 build_pid=$!
 
 step "unit, adapter (moto), contract, end-to-end saga and chaos tests"
@@ -55,14 +57,17 @@ failed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log
 step "security review (IAM grants against the calls just made, wildcards, encryption, auth, secrets, checkov)"
 scripts/security-review.sh --calls "$calls"
 
-step "waiting for the release build"
+step "waiting for sam build"
 if ! wait "$build_pid"; then
   cat "$build_log"
-  echo "release build failed"
+  echo "sam build failed"
   exit 1
 fi
-tail -1 "$build_log"
-ls target/lambda-release/lambda/*/bootstrap >/dev/null
+grep -m1 "Build Succeeded" "$build_log"
+functions="$(grep -c "BuildMethod: rust-cargolambda" template.yaml)"
+built="$(ls target/sam-build/*/bootstrap | wc -l)"
+[ "$built" -eq "$functions" ] || { cat "$build_log"; echo "sam build produced $built of $functions functions"; exit 1; }
+echo "sam build: $built functions in target/sam-build"
 
 echo
 echo "tests: $passed passed, $failed failed"
