@@ -189,6 +189,36 @@ mod tests {
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
     }
 
+    #[tokio::test]
+    async fn an_outage_reaches_the_provider_at_most_environments_times_threshold_per_window() {
+        // GIVEN the template's breaker (5 failures in 30 s) in each of 1, 2 and 4
+        // execution environments (PaymentsConcurrency), and a provider that is down
+        for environments in [1u32, 2, 4] {
+            let flaky = Arc::new(Flaky {
+                down: Mutex::new(true),
+                calls: AtomicU32::new(0),
+            });
+            let config = config_from_env(&|_| None).unwrap();
+            let clock = FakeClock(Arc::new(Mutex::new(Instant::now())));
+            let guarded: Vec<_> = (0..environments)
+                .map(|_| GuardedProvider::with_clock(flaky.clone(), config.clone(), clock.clone()))
+                .collect();
+            // WHEN 100 charges per environment arrive within the window
+            for _ in 0..100 {
+                for environment in &guarded {
+                    let _ = environment.charge(&request()).await;
+                }
+            }
+            // THEN the provider saw exactly environments x 5 of them, and every
+            // breaker is open
+            assert_eq!(
+                flaky.calls.load(Ordering::SeqCst),
+                environments * config.failure_threshold
+            );
+            assert!(guarded.iter().all(|g| g.state() == State::Open));
+        }
+    }
+
     #[test]
     fn configuration_is_read_and_validated() {
         let env = |k: &str| (k == "PAYMENT_BREAKER_FAILURES").then(|| "7".to_string());
