@@ -201,7 +201,7 @@ mod tests {
             let config = config_from_env(&|_| None).unwrap();
             let clock = FakeClock(Arc::new(Mutex::new(Instant::now())));
             let guarded: Vec<_> = (0..environments)
-                .map(|_| GuardedProvider::with_clock(flaky.clone(), config.clone(), clock.clone()))
+                .map(|_| GuardedProvider::with_clock(flaky.clone(), config, clock.clone()))
                 .collect();
             // WHEN 100 charges per environment arrive within the window
             for _ in 0..100 {
