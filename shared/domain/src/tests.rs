@@ -35,6 +35,19 @@ fn request(lines: &str) -> crate::request::PlaceOrderRequest {
     .unwrap()
 }
 
+/// The orders API's service over these fakes.
+fn service<'a>(
+    catalog: &'a FakeCatalog,
+    orders: &'a FakeOrders,
+    queue: &'a FakeQueue,
+) -> OrderService<'a> {
+    OrderService {
+        catalog,
+        orders,
+        queue,
+    }
+}
+
 fn line(sku: &str, quantity: u32) -> OrderLine {
     OrderLine {
         sku: Sku(sku.into()),
@@ -47,11 +60,7 @@ fn line(sku: &str, quantity: u32) -> OrderLine {
 async fn placing_prices_from_the_catalog_and_enqueues() {
     // GIVEN a catalog and a working queue
     let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
-    let service = OrderService {
-        catalog: &catalog,
-        orders: &orders,
-        queue: &queue,
-    };
+    let service = service(&catalog, &orders, &queue);
     // WHEN an order for two mugs and one tee is placed
     let order = service
         .place(
@@ -69,11 +78,7 @@ async fn placing_prices_from_the_catalog_and_enqueues() {
 #[tokio::test]
 async fn unknown_skus_are_named_and_nothing_is_stored() {
     let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
-    let service = OrderService {
-        catalog: &catalog,
-        orders: &orders,
-        queue: &queue,
-    };
+    let service = service(&catalog, &orders, &queue);
     let err = service
         .place(
             request(r#"[{"sku":"MUG","quantity":1},{"sku":"NOPE","quantity":1}]"#),
@@ -92,11 +97,7 @@ async fn an_intake_outage_cancels_the_stored_order_and_fails_the_call() {
         down: true,
         ..FakeQueue::default()
     };
-    let service = OrderService {
-        catalog: &catalog,
-        orders: &orders,
-        queue: &queue,
-    };
+    let service = service(&catalog, &orders, &queue);
     let err = service
         .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
         .await
@@ -115,11 +116,7 @@ async fn an_intake_outage_cancels_the_stored_order_and_fails_the_call() {
 #[tokio::test]
 async fn cancellation_is_refused_once_payment_started() {
     let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
-    let service = OrderService {
-        catalog: &catalog,
-        orders: &orders,
-        queue: &queue,
-    };
+    let service = service(&catalog, &orders, &queue);
     let order = service
         .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
         .await
@@ -144,11 +141,7 @@ async fn cancellation_is_refused_once_payment_started() {
 async fn another_customer_cannot_cancel_an_order_and_is_told_it_does_not_exist() {
     // GIVEN c-1's pending order
     let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
-    let service = OrderService {
-        catalog: &catalog,
-        orders: &orders,
-        queue: &queue,
-    };
+    let service = service(&catalog, &orders, &queue);
     let order = service
         .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
         .await
