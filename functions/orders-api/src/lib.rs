@@ -558,6 +558,12 @@ fn internal_error() -> Reply {
     .into()
 }
 
+/// A stored timestamp in the API's one format; the saga's come from Step Functions (and
+/// from the emulator in another RFC 3339 form).
+fn timestamp(raw: &str) -> String {
+    shop_domain::normalize_timestamp(raw).unwrap_or_else(|| raw.to_owned())
+}
+
 /// An order in a listing: enough to show it in a list, with the link to the whole.
 fn summary(order: &Order, link: &str) -> Value {
     json!({
@@ -566,7 +572,7 @@ fn summary(order: &Order, link: &str) -> Value {
         "lines": order.lines,
         "total": order.total,
         "currency": order.currency,
-        "createdAt": order.created_at,
+        "createdAt": timestamp(&order.created_at),
         "express": order.express,
         "cancelReason": order.cancel_reason(),
         "links": { "self": link },
@@ -582,9 +588,13 @@ pub fn view(order: &Order) -> Value {
         "lines": order.lines,
         "total": order.total,
         "currency": order.currency,
-        "history": order.history,
+        "history": order.history.iter().map(|change| {
+            let mut change = change.clone();
+            change.at = timestamp(&change.at);
+            change
+        }).collect::<Vec<_>>(),
         "cancelReason": order.cancel_reason(),
-        "createdAt": order.created_at,
+        "createdAt": timestamp(&order.created_at),
         "express": order.express,
     })
 }

@@ -662,3 +662,40 @@ async fn every_answer_matches_the_openapi_document() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_order_speaks_one_timestamp_format_whoever_wrote_it() {
+    // GIVEN an order whose history the saga extended with the emulator's timestamp form
+    let (api, orders) = api_with(Arc::new(catalog()));
+    let placed = body_of(
+        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+            .await,
+    );
+    let id = OrderId::parse(placed["orderId"].as_str().unwrap()).unwrap();
+    orders
+        .0
+        .lock()
+        .unwrap()
+        .get_mut(&id)
+        .unwrap()
+        .history
+        .push(shop_domain::StatusChange {
+            status: OrderStatus::Reserved,
+            at: "2026-11-29T04:12:50.367183+00:00".into(),
+            reason: None,
+        });
+    // WHEN the shopper reads it
+    let order = body_of(
+        &api.handle(request("GET", &format!("/v1/orders/{id}"), None, &[]))
+            .await,
+    );
+    // THEN every timestamp is UTC with milliseconds
+    let shape = |t: &Value| {
+        let t = t.as_str().unwrap();
+        t.len() == 24 && t.ends_with('Z') && t.as_bytes()[19] == b'.'
+    };
+    assert!(shape(&order["createdAt"]), "{order}");
+    let history = order["history"].as_array().unwrap();
+    assert!(history.iter().all(|c| shape(&c["at"])), "{order}");
+    assert_eq!(history[1]["at"], "2026-11-29T04:12:50.367Z");
+}

@@ -17,9 +17,7 @@ pub const ORPHAN_REASON: &str = "intake-never-started";
 /// The creation time before which a pending order with no saga counts as stranded:
 /// `after` before now, RFC 3339 like every stored timestamp so the two compare as text.
 pub fn cutoff(after: std::time::Duration) -> String {
-    let at = time::OffsetDateTime::now_utc() - after;
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+    crate::rfc3339(time::OffsetDateTime::now_utc() - after)
 }
 
 /// What one sweep did.
