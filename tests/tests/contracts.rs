@@ -436,3 +436,89 @@ fn queue_visibility_never_goes_below_what_lambda_accepts_for_its_consumer() {
         }
     }
 }
+
+#[test]
+fn the_error_names_and_their_retries_are_the_state_machines() {
+    use shop_domain::commands::{Service, TaskError};
+    let text =
+        std::fs::read_to_string(repo_root().join("statemachine/order-saga.asl.json")).unwrap();
+    let definition: Value = serde_json::from_str(&text).unwrap();
+    let name_of = |raw: &str| TaskError::ALL.into_iter().find(|e| e.name() == raw);
+    let mut caught_by_name = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    let mut commands = 0;
+    for (state_name, state) in definition["States"].as_object().unwrap() {
+        let listed = |block: &str| -> Vec<Vec<String>> {
+            state[block]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    b["ErrorEquals"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e.as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .collect()
+        };
+        let (retries, catches) = (listed("Retry"), listed("Catch"));
+        // Every name a block matches is a service's, AWS's own (States.*), or a
+        // direct integration's (DynamoDB.*): a misspelt name would never match.
+        for name in retries.iter().chain(&catches).flatten() {
+            if !name.starts_with("States.")
+                && !name.starts_with("DynamoDB.")
+                && name_of(name).is_none()
+            {
+                problems.push(format!(
+                    "{state_name} matches {name}, which no service raises"
+                ));
+            }
+        }
+        if state["Resource"] != "arn:aws:states:::sqs:sendMessage.waitForTaskToken" {
+            continue;
+        }
+        let service = match state["Parameters"]["QueueUrl"].as_str() {
+            Some("${InventoryQueueUrl}") => Service::Inventory,
+            Some("${PaymentsQueueUrl}") => Service::Payments,
+            _ => continue,
+        };
+        let retried: Vec<&str> = retries.iter().flatten().map(String::as_str).collect();
+        if retried == ["States.ALL"] {
+            continue; // a compensation: it retries everything, then escalates
+        }
+        commands += 1;
+        for error in TaskError::ALL
+            .iter()
+            .filter(|e| e.raised_by().contains(&service))
+        {
+            let is_retried = retried.contains(&error.name());
+            if is_retried != error.is_transient() {
+                problems.push(format!(
+                    "{state_name}: {error} is {} but the definition {} it",
+                    if error.is_transient() {
+                        "transient"
+                    } else {
+                        "final"
+                    },
+                    if is_retried {
+                        "retries"
+                    } else {
+                        "does not retry"
+                    }
+                ));
+            }
+        }
+        for name in catches.iter().flatten() {
+            caught_by_name.extend(name_of(name));
+        }
+    }
+    assert_eq!(
+        commands, 2,
+        "Reserve and Charge are the saga's forward commands"
+    );
+    // A declined card skips the refund: the only final error the saga tells apart.
+    assert!(caught_by_name.contains(&TaskError::PaymentDeclined));
+    assert!(problems.is_empty(), "{problems:#?}");
+}

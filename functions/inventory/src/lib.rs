@@ -117,7 +117,7 @@ impl Inventory {
                 }
             };
             if let Err(failure) = &outcome {
-                tracing::info!(error = failure.error, cause = %failure.cause, "command failed");
+                tracing::info!(error = failure.error.name(), cause = %failure.cause, "command failed");
             }
             answer_task(
                 self.callbacks.as_ref(),

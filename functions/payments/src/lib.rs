@@ -7,7 +7,7 @@ pub mod breaker;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
 use shop_aws::ConfigError;
-use shop_domain::commands::{Envelope, PaymentCommand, answer_task, error_names, with_heartbeats};
+use shop_domain::commands::{Envelope, PaymentCommand, TaskError, answer_task, with_heartbeats};
 use shop_domain::payment::{InvalidProviderKey, PaymentService, ProviderKey, SandboxProvider};
 use shop_domain::ports::{
     EventPublisher, NoHooks, PaymentLedger, PaymentProvider, PortError, PortHooks, TaskCallbacks,
@@ -186,8 +186,8 @@ impl Payments {
             )
             .await;
             if let Err(failure) = &outcome {
-                tracing::info!(error = failure.error, cause = %failure.cause, "command failed");
-                if failure.error == error_names::PAYMENT_DECLINED {
+                tracing::info!(error = failure.error.name(), cause = %failure.cause, "command failed");
+                if failure.error == TaskError::PaymentDeclined {
                     observability::emit(observability::Metric::PaymentDeclines, 1.0, &["payments"]);
                 }
             }

@@ -6,21 +6,81 @@ use crate::order::{Currency, OrderId, OrderLine, Sku};
 use crate::stock::MAX_RESTOCK;
 use serde::{Deserialize, Serialize};
 
-/// Error names the state machine's `Retry` and `Catch` match on. Changing one is a
-/// breaking change to the saga definition.
-pub mod error_names {
+/// The errors a command's failure is named by: exactly the names the state machine's
+/// `Retry` and `Catch` blocks match (a contract test reads the definition and checks
+/// both ways). Transient ones are retried with backoff; the others end the step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskError {
     /// Not enough stock for at least one line.
-    pub const OUT_OF_STOCK: &str = "OutOfStock";
+    OutOfStock,
     /// The provider refused the card.
-    pub const PAYMENT_DECLINED: &str = "PaymentDeclined";
+    PaymentDeclined,
     /// A compensation already ran for this order: a late command is refused.
-    pub const ORDER_CANCELLED: &str = "OrderCancelled";
+    OrderCancelled,
     /// Inventory storage is briefly unavailable; retry.
-    pub const INVENTORY_UNAVAILABLE: &str = "InventoryUnavailable";
+    InventoryUnavailable,
     /// The payment provider or ledger is briefly unavailable; retry with the same key.
-    pub const PAYMENT_UNAVAILABLE: &str = "PaymentProviderUnavailable";
+    PaymentProviderUnavailable,
     /// The provider did not answer in time; retrying with the same key is safe.
-    pub const PAYMENT_TIMEOUT: &str = "PaymentTimeout";
+    PaymentTimeout,
+}
+
+/// The service whose commands raise an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Reserve, Release.
+    Inventory,
+    /// Charge, Refund.
+    Payments,
+}
+
+impl TaskError {
+    /// Every error, for the contract tests.
+    pub const ALL: [TaskError; 6] = [
+        Self::OutOfStock,
+        Self::PaymentDeclined,
+        Self::OrderCancelled,
+        Self::InventoryUnavailable,
+        Self::PaymentProviderUnavailable,
+        Self::PaymentTimeout,
+    ];
+
+    /// The name Step Functions sees (`SendTaskFailure`'s `error`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OutOfStock => "OutOfStock",
+            Self::PaymentDeclined => "PaymentDeclined",
+            Self::OrderCancelled => "OrderCancelled",
+            Self::InventoryUnavailable => "InventoryUnavailable",
+            Self::PaymentProviderUnavailable => "PaymentProviderUnavailable",
+            Self::PaymentTimeout => "PaymentTimeout",
+        }
+    }
+
+    /// Whether the saga retries it rather than compensating at once.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::InventoryUnavailable | Self::PaymentProviderUnavailable | Self::PaymentTimeout
+        )
+    }
+
+    /// The services whose commands can fail with it.
+    pub fn raised_by(self) -> &'static [Service] {
+        match self {
+            Self::OutOfStock | Self::InventoryUnavailable => &[Service::Inventory],
+            Self::PaymentDeclined | Self::PaymentProviderUnavailable | Self::PaymentTimeout => {
+                &[Service::Payments]
+            }
+            Self::OrderCancelled => &[Service::Inventory, Service::Payments],
+        }
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Fields every command carries besides its own.
@@ -178,15 +238,15 @@ pub enum PaymentCommand {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}: {cause}")]
 pub struct TaskFailure {
-    /// One of [`error_names`].
-    pub error: &'static str,
+    /// The name the saga's `Retry` and `Catch` match.
+    pub error: TaskError,
     /// Human-readable detail for operators.
     pub cause: String,
 }
 
 impl TaskFailure {
     /// A failure with the given name and cause.
-    pub fn new(error: &'static str, cause: impl Into<String>) -> Self {
+    pub fn new(error: TaskError, cause: impl Into<String>) -> Self {
         Self {
             error,
             cause: cause.into(),
@@ -195,12 +255,7 @@ impl TaskFailure {
 
     /// Whether the saga retries this failure rather than compensating at once.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.error,
-            error_names::INVENTORY_UNAVAILABLE
-                | error_names::PAYMENT_UNAVAILABLE
-                | error_names::PAYMENT_TIMEOUT
-        )
+        self.error.is_transient()
     }
 }
 
@@ -248,14 +303,18 @@ pub async fn answer_task(
         match &outcome {
             Ok(_) => tracing::info!("operator command done"),
             Err(failure) => {
-                tracing::warn!(error = failure.error, cause = %failure.cause, "operator command failed")
+                tracing::warn!(error = failure.error.name(), cause = %failure.cause, "operator command failed")
             }
         }
         return Ok(());
     };
     let delivered = match &outcome {
         Ok(output) => callbacks.succeed(token, output).await?,
-        Err(failure) => callbacks.fail(token, failure.error, &failure.cause).await?,
+        Err(failure) => {
+            callbacks
+                .fail(token, failure.error.name(), &failure.cause)
+                .await?
+        }
     };
     if !delivered {
         tracing::warn!("task token no longer waiting; the saga already moved on");

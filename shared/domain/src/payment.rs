@@ -1,7 +1,7 @@
 //! Charging and refunding through a provider, with a ledger that makes every step
 //! idempotent and leaves a tombstone when a compensation ran first.
 
-use crate::commands::{TaskFailure, error_names};
+use crate::commands::{TaskError, TaskFailure};
 use crate::events::DomainEvent;
 use crate::order::{Currency, OrderId};
 use crate::ports::{EventPublisher, PaymentLedger, PaymentProvider, PortError};
@@ -123,12 +123,12 @@ fn record(
 }
 
 fn unavailable(e: PortError) -> TaskFailure {
-    TaskFailure::new(error_names::PAYMENT_UNAVAILABLE, e.to_string())
+    TaskFailure::new(TaskError::PaymentProviderUnavailable, e.to_string())
 }
 
 fn tombstoned(order_id: &OrderId) -> TaskFailure {
     TaskFailure::new(
-        error_names::ORDER_CANCELLED,
+        TaskError::OrderCancelled,
         format!("order {order_id} was compensated; late charge refused"),
     )
 }
@@ -174,7 +174,7 @@ impl PaymentService<'_> {
             }
             Some((LedgerStatus::Declined, _)) => {
                 return Err(TaskFailure::new(
-                    error_names::PAYMENT_DECLINED,
+                    TaskError::PaymentDeclined,
                     "card declined earlier for this order",
                 ));
             }
@@ -197,7 +197,7 @@ impl PaymentService<'_> {
                     .map_err(unavailable)?
                 {
                     return Err(TaskFailure::new(
-                        error_names::PAYMENT_UNAVAILABLE,
+                        TaskError::PaymentProviderUnavailable,
                         "ledger changed concurrently; retry",
                     ));
                 }
@@ -231,7 +231,7 @@ impl PaymentService<'_> {
                         .refund(&request.idempotency_key)
                         .await
                         .map_err(|e| {
-                            TaskFailure::new(error_names::PAYMENT_UNAVAILABLE, e.to_string())
+                            TaskFailure::new(TaskError::PaymentProviderUnavailable, e.to_string())
                         })?;
                     return Err(tombstoned(order_id));
                 }
@@ -263,15 +263,14 @@ impl PaymentService<'_> {
                     &reason,
                 ))
                 .await?;
-                Err(TaskFailure::new(error_names::PAYMENT_DECLINED, reason))
+                Err(TaskFailure::new(TaskError::PaymentDeclined, reason))
             }
             Err(ProviderError::Voided) => Err(tombstoned(order_id)),
-            Err(e @ ProviderError::Timeout(_)) => Err(TaskFailure::new(
-                error_names::PAYMENT_TIMEOUT,
-                e.to_string(),
-            )),
+            Err(e @ ProviderError::Timeout(_)) => {
+                Err(TaskFailure::new(TaskError::PaymentTimeout, e.to_string()))
+            }
             Err(e @ ProviderError::Transient(_)) => Err(TaskFailure::new(
-                error_names::PAYMENT_UNAVAILABLE,
+                TaskError::PaymentProviderUnavailable,
                 e.to_string(),
             )),
         }
@@ -308,7 +307,10 @@ impl PaymentService<'_> {
                             .refund(&charge_key(order_id))
                             .await
                             .map_err(|e| {
-                                TaskFailure::new(error_names::PAYMENT_UNAVAILABLE, e.to_string())
+                                TaskFailure::new(
+                                    TaskError::PaymentProviderUnavailable,
+                                    e.to_string(),
+                                )
                             })?;
                     let status = if refunded {
                         LedgerStatus::Refunded
@@ -343,7 +345,7 @@ impl PaymentService<'_> {
             }
         }
         Err(TaskFailure::new(
-            error_names::PAYMENT_UNAVAILABLE,
+            TaskError::PaymentProviderUnavailable,
             "ledger kept changing during refund; retry",
         ))
     }

@@ -1,6 +1,6 @@
 //! Reserving and releasing stock for a whole order at once.
 
-use crate::commands::{TaskFailure, error_names};
+use crate::commands::{TaskError, TaskFailure};
 use crate::events::DomainEvent;
 use crate::order::{OrderId, OrderLine, Sku};
 use crate::ports::{
@@ -11,7 +11,7 @@ use crate::ports::{
 pub const MAX_RESTOCK: u32 = 1_000_000;
 
 fn unavailable(e: PortError) -> TaskFailure {
-    TaskFailure::new(error_names::INVENTORY_UNAVAILABLE, e.to_string())
+    TaskFailure::new(TaskError::InventoryUnavailable, e.to_string())
 }
 
 /// The ports the inventory service works with.
@@ -46,7 +46,7 @@ impl InventoryService<'_> {
             }
             ReserveOutcome::AlreadyReserved => Ok(outcome),
             ReserveOutcome::OutOfStock(skus) => Err(TaskFailure::new(
-                error_names::OUT_OF_STOCK,
+                TaskError::OutOfStock,
                 format!(
                     "not enough stock for {}",
                     skus.iter()
@@ -56,7 +56,7 @@ impl InventoryService<'_> {
                 ),
             )),
             ReserveOutcome::Tombstoned => Err(TaskFailure::new(
-                error_names::ORDER_CANCELLED,
+                TaskError::OrderCancelled,
                 format!("order {order_id} was compensated; late reserve refused"),
             )),
         }

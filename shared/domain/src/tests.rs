@@ -1,6 +1,6 @@
 //! Behaviour of the domain services over in-memory ports.
 
-use crate::commands::error_names;
+use crate::commands::TaskError;
 use crate::fakes::*;
 use crate::listing::PageRequest;
 use crate::order::*;
@@ -213,7 +213,7 @@ async fn reserve_is_all_or_nothing_and_idempotent() {
         .await
         .unwrap_err();
     // THEN nothing is held and the failure is named OutOfStock
-    assert_eq!(err.error, error_names::OUT_OF_STOCK);
+    assert_eq!(err.error, TaskError::OutOfStock);
     assert_eq!(
         stock
             .level(&Sku("TEE".into()))
@@ -258,7 +258,7 @@ async fn release_leaves_a_tombstone_that_refuses_a_late_reserve() {
         .reserve(&order, "c", &[line("MUG", 1)])
         .await
         .unwrap_err();
-    assert_eq!(late.error, error_names::ORDER_CANCELLED);
+    assert_eq!(late.error, TaskError::OrderCancelled);
     assert_eq!(
         stock
             .level(&Sku("MUG".into()))
@@ -336,7 +336,7 @@ async fn declines_and_transient_failures_have_their_names() {
         .charge(&declined, "c", 1, Currency::EUR, "tok_decline")
         .await
         .unwrap_err();
-    assert_eq!(err.error, error_names::PAYMENT_DECLINED);
+    assert_eq!(err.error, TaskError::PaymentDeclined);
 
     let flaky = OrderId::generate();
     for _ in 0..2 {
@@ -356,7 +356,7 @@ async fn declines_and_transient_failures_have_their_names() {
         .charge(&slow, "c", 1, Currency::EUR, "tok_timeout")
         .await
         .unwrap_err();
-    assert_eq!(err.error, error_names::PAYMENT_TIMEOUT);
+    assert_eq!(err.error, TaskError::PaymentTimeout);
 }
 
 #[tokio::test]
@@ -381,7 +381,7 @@ async fn refund_then_late_charge_is_refused_and_nets_zero() {
         .charge(&order, "c", 700, Currency::EUR, "tok_visa")
         .await
         .unwrap_err();
-    assert_eq!(late.error, error_names::ORDER_CANCELLED);
+    assert_eq!(late.error, TaskError::OrderCancelled);
     assert_eq!(provider.net_captured(&order), 0);
 
     let never_charged = OrderId::generate();
@@ -393,7 +393,7 @@ async fn refund_then_late_charge_is_refused_and_nets_zero() {
         .charge(&never_charged, "c", 1, Currency::EUR, "tok_visa")
         .await
         .unwrap_err();
-    assert_eq!(late.error, error_names::ORDER_CANCELLED);
+    assert_eq!(late.error, TaskError::OrderCancelled);
     assert_eq!(provider.attempts(&never_charged), 0);
     assert_eq!(
         events.detail_types(),
