@@ -3,10 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use shop_domain::CustomerId;
 use shop_domain::request::{MAX_LINES, MAX_QUANTITY, parse_place_order};
 
 fuzz_target!(|body: &[u8]| {
-    if let Ok(order) = parse_place_order(body) {
+    let caller = CustomerId("fuzz".into());
+    if let Ok(order) = parse_place_order(body, &caller) {
+        assert_eq!(order.customer_id, caller);
         assert!((1..=MAX_LINES).contains(&order.lines.len()));
         assert!(
             order

@@ -2,6 +2,7 @@
 //! answer with. The JSON shapes are produced by `statemachine/order-saga.asl.json`;
 //! `schemas/commands/*.json` pin them and contract tests check both sides.
 
+use crate::lines::LineViolation;
 use crate::order::{Currency, OrderId, OrderLine, Sku};
 use crate::stock::MAX_RESTOCK;
 use serde::{Deserialize, Serialize};
@@ -133,26 +134,19 @@ impl<C: Command> Envelope<C> {
     }
 }
 
-/// The rules of an order's lines, as the API enforces them when the order is placed.
+/// The rules of an order's lines ([`crate::lines`]), as the API enforced them when the
+/// order was placed: a command breaking one was not sent by the saga.
 fn invalid_lines(lines: &[OrderLine]) -> Option<String> {
-    let max_quantity = u32::try_from(crate::request::MAX_QUANTITY).unwrap_or(u32::MAX);
-    if lines.is_empty() || lines.len() > crate::request::MAX_LINES {
-        return Some(format!(
-            "{} lines; an order has 1 to {}",
-            lines.len(),
-            crate::request::MAX_LINES
-        ));
-    }
-    let mut skus = std::collections::BTreeSet::new();
-    for line in lines {
-        if !(1..=max_quantity).contains(&line.quantity) {
-            return Some(format!("quantity {} of {}", line.quantity, line.sku));
+    let quantity = |l: &OrderLine| i64::from(l.quantity);
+    let found = crate::lines::violations(lines.iter().map(|l| (l.sku.0.as_str(), quantity(l))));
+    found.first().map(|violation| match *violation {
+        LineViolation::Count(n) => {
+            format!("{n} lines; an order has 1 to {}", crate::lines::MAX_LINES)
         }
-        if !skus.insert(&line.sku) {
-            return Some(format!("{} appears twice", line.sku));
-        }
-    }
-    None
+        LineViolation::Sku(i) => format!("SKU {:?} is not a catalog SKU", lines[i].sku.0),
+        LineViolation::Duplicate(i) => format!("{} appears twice", lines[i].sku),
+        LineViolation::Quantity(i) => format!("quantity {} of {}", lines[i].quantity, lines[i].sku),
+    })
 }
 
 impl Command for InventoryCommand {

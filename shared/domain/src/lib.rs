@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod events;
+pub mod lines;
 pub mod listing;
 pub mod order;
 pub mod orphans;

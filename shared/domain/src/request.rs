@@ -3,14 +3,11 @@
 
 use crate::order::{Currency, CustomerId, Sku};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
 /// Largest request body accepted; larger bodies are refused before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Most lines one order may have.
-pub const MAX_LINES: usize = 50;
-/// Largest quantity of one line.
-pub const MAX_QUANTITY: i64 = 1000;
+use crate::lines::{LineViolation, MAX_SKU_LEN, is_identifier};
+pub use crate::lines::{MAX_LINES, MAX_QUANTITY};
 
 /// The body as the client sent it: shapes only, nothing trusted yet.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -140,13 +137,6 @@ pub fn parse_json_shape<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
     })
 }
 
-fn is_identifier(raw: &str, max: usize) -> bool {
-    (1..=max).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 /// Applies the rules that need no catalog: sizes, ranges, formats, duplicates, and
 /// that a `customerId`, if sent, is the caller.
 pub fn validate(
@@ -177,36 +167,33 @@ pub fn validate(
             "must be 1-128 characters of letters, digits, '-', '_' or '.'",
         );
     }
-    if raw.lines.is_empty() || raw.lines.len() > MAX_LINES {
-        fail(
-            "lines".into(),
-            &format!("must have between 1 and {MAX_LINES} lines"),
-        );
-    }
-    let mut seen = BTreeSet::new();
-    let mut lines = Vec::with_capacity(raw.lines.len());
-    for (i, line) in raw.lines.iter().enumerate() {
-        if !is_identifier(&line.sku, 64) {
-            fail(
+    let line_rules =
+        crate::lines::violations(raw.lines.iter().map(|l| (l.sku.as_str(), l.quantity)));
+    for violation in &line_rules {
+        match *violation {
+            LineViolation::Count(_) => fail(
+                "lines".into(),
+                &format!("must have between 1 and {MAX_LINES} lines"),
+            ),
+            LineViolation::Sku(i) => fail(
                 format!("lines[{i}].sku"),
-                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
-            );
-        } else if !seen.insert(line.sku.as_str()) {
-            fail(
+                &format!("must be 1-{MAX_SKU_LEN} characters of letters, digits, '-', '_' or '.'"),
+            ),
+            LineViolation::Duplicate(i) => fail(
                 format!("lines[{i}].sku"),
                 "appears more than once; combine the quantities into one line",
-            );
-        }
-        match u32::try_from(line.quantity) {
-            Ok(q) if (1..=MAX_QUANTITY).contains(&line.quantity) => {
-                lines.push((Sku(line.sku.clone()), q))
-            }
-            _ => fail(
+            ),
+            LineViolation::Quantity(i) => fail(
                 format!("lines[{i}].quantity"),
                 &format!("must be between 1 and {MAX_QUANTITY}"),
             ),
         }
     }
+    let lines: Vec<(Sku, u32)> = raw
+        .lines
+        .iter()
+        .filter_map(|l| Some((Sku(l.sku.clone()), u32::try_from(l.quantity).ok()?)))
+        .collect();
     match currency {
         Some(currency) if errors.is_empty() => Ok(PlaceOrderRequest {
             customer_id: caller.clone(),
