@@ -48,6 +48,14 @@ fn service<'a>(
     }
 }
 
+/// A pending order of one mug, placed through the service.
+async fn one_mug(service: &OrderService<'_>) -> Order {
+    service
+        .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
+        .await
+        .unwrap()
+}
+
 fn line(sku: &str, quantity: u32) -> OrderLine {
     OrderLine {
         sku: Sku(sku.into()),
@@ -117,10 +125,7 @@ async fn an_intake_outage_cancels_the_stored_order_and_fails_the_call() {
 async fn cancellation_is_refused_once_payment_started() {
     let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
     let service = service(&catalog, &orders, &queue);
-    let order = service
-        .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
-        .await
-        .unwrap();
+    let order = one_mug(&service).await;
     orders
         .0
         .lock()
@@ -142,10 +147,7 @@ async fn another_customer_cannot_cancel_an_order_and_is_told_it_does_not_exist()
     // GIVEN c-1's pending order
     let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
     let service = service(&catalog, &orders, &queue);
-    let order = service
-        .place(request(r#"[{"sku":"MUG","quantity":1}]"#), "c")
-        .await
-        .unwrap();
+    let order = one_mug(&service).await;
     // WHEN c-2 cancels it
     let outcome = service
         .cancel(&order.order_id, &CustomerId("c-2".into()))
