@@ -566,36 +566,39 @@ fn timestamp(raw: &str) -> String {
 
 /// An order in a listing: enough to show it in a list, with the link to the whole.
 fn summary(order: &Order, link: &str) -> Value {
-    json!({
-        "orderId": order.order_id,
-        "status": order.status,
-        "lines": order.lines,
-        "total": order.total,
-        "currency": order.currency,
-        "createdAt": timestamp(&order.created_at),
-        "express": order.express,
-        "cancelReason": order.cancel_reason(),
-        "links": { "self": link },
-    })
+    let mut summary = shared_fields(order);
+    summary["links"] = json!({ "self": link });
+    summary
 }
 
 /// The order as shoppers see it: everything but the payment token.
 pub fn view(order: &Order) -> Value {
+    let mut view = shared_fields(order);
+    view["customerId"] = json!(order.customer_id);
+    let history: Vec<_> = order
+        .history
+        .iter()
+        .map(|change| {
+            let mut change = change.clone();
+            change.at = timestamp(&change.at);
+            change
+        })
+        .collect();
+    view["history"] = json!(history);
+    view
+}
+
+/// What a listing and a whole order both show.
+fn shared_fields(order: &Order) -> Value {
     json!({
         "orderId": order.order_id,
-        "customerId": order.customer_id,
         "status": order.status,
         "lines": order.lines,
         "total": order.total,
         "currency": order.currency,
-        "history": order.history.iter().map(|change| {
-            let mut change = change.clone();
-            change.at = timestamp(&change.at);
-            change
-        }).collect::<Vec<_>>(),
-        "cancelReason": order.cancel_reason(),
         "createdAt": timestamp(&order.created_at),
         "express": order.express,
+        "cancelReason": order.cancel_reason(),
     })
 }
 

@@ -49,11 +49,7 @@ impl ListCursor {
         }
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let cursor: Self = serde_json::from_slice(&bytes).ok()?;
-        let timestamp_ok = time::OffsetDateTime::parse(
-            &cursor.created_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .is_ok();
+        let timestamp_ok = crate::normalize_timestamp(&cursor.created_at).is_some();
         let id_ok = OrderId::parse(cursor.order_id.as_str()).is_some();
         (timestamp_ok && id_ok).then_some(cursor)
     }
