@@ -7,7 +7,7 @@ pub mod chaos;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::Target;
 use local_runtime::http_api::{HttpApi, HttpResponse};
-use local_runtime::oidc_issuer::{IssuerKey, LOCAL_AUDIENCE, LocalIssuer, TokenRequest};
+use local_runtime::oidc_issuer::{IssuerKey, LocalIssuer, TokenRequest};
 use local_runtime::provision::{Clients, FunctionSpec, Stack, provision};
 use local_runtime::{InvokeError, Invoker, Template};
 use serde_json::{Value, json};
@@ -183,14 +183,9 @@ impl App {
         for (k, v) in parameters {
             overrides.insert((*k).to_owned(), (*v).to_owned());
         }
-        let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let (issuer, issuer_listener) = LocalIssuer::bind(0, issuer_key())
             .await
             .expect("issuer port");
-        let issuer = LocalIssuer::new(
-            format!("http://{}", issuer_listener.local_addr().expect("address")),
-            LOCAL_AUDIENCE,
-            issuer_key(),
-        );
         for (k, v) in issuer.template_parameters() {
             overrides.entry(k).or_insert(v);
         }

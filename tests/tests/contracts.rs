@@ -170,7 +170,7 @@ fn every_detail_type_the_saga_and_the_rules_use_has_a_schema() {
 /// queues it consumes; the API reaches the alias, not `$LATEST`.
 #[test]
 fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
-    let template = local_runtime::Template::load(&repo_root().join("template.yaml")).unwrap();
+    let template = template();
     let globals = &template.function_globals;
     assert_eq!(globals["AutoPublishAlias"], "live");
     assert_eq!(

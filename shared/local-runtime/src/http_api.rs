@@ -9,7 +9,7 @@
 
 use crate::invoke::{InvokeError, Invoker};
 use crate::jwt_authorizer::{Decision, JwtAuthorizer};
-use crate::provision::{DEFAULT_STAGE, Stack};
+use crate::provision::{DEFAULT_STAGE, Route, Stack};
 use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
     ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
@@ -91,7 +91,12 @@ pub struct HttpApi {
     stack: Arc<Stack>,
     invoker: Arc<dyn Invoker>,
     authorizers: BTreeMap<String, JwtAuthorizer>,
+    /// The stage's path prefix: empty for `$default`, `/{stage}` otherwise.
+    stage_prefix: String,
 }
+
+/// The verified claims and the scopes a route's authorizer passes to the function.
+type Verified = (HashMap<String, String>, Option<Vec<String>>);
 
 /// The challenge API Gateway's JWT authorizer sends with a 401 or 403.
 fn challenge(error: &str, description: &str) -> String {
@@ -106,20 +111,45 @@ impl HttpApi {
             .iter()
             .map(|(id, spec)| (id.clone(), JwtAuthorizer::new(spec.clone())))
             .collect();
+        let stage_prefix = if stack.stage == DEFAULT_STAGE {
+            String::new()
+        } else {
+            format!("/{}", stack.stage)
+        };
         Self {
             stack,
             invoker,
             authorizers,
+            stage_prefix,
         }
     }
 
-    /// The path prefix of the stage: empty for `$default`, `/{stage}` otherwise.
-    pub fn stage_prefix(&self) -> String {
-        if self.stack.stage == DEFAULT_STAGE {
-            String::new()
-        } else {
-            format!("/{}", self.stack.stage)
-        }
+    /// Runs the route's JWT authorizer, if it has one: the claims to pass on, or API
+    /// Gateway's 401/403 answer.
+    async fn authorize(
+        &self,
+        route: &Route,
+        headers: &HeaderMap,
+    ) -> Result<Result<Option<Verified>, HttpResponse>, InvokeError> {
+        let Some(auth) = &route.authorization else {
+            return Ok(Ok(None));
+        };
+        let authorizer = self
+            .authorizers
+            .get(&auth.authorizer)
+            .ok_or_else(|| InvokeError::Unknown(auth.authorizer.clone()))?;
+        Ok(match authorizer.authorize(headers, &auth.scopes).await {
+            Decision::Allow { claims, scopes } => Ok(Some((claims, scopes))),
+            Decision::Unauthorized(why) => {
+                let challenge = (!why.is_empty()).then(|| challenge("invalid_token", &why));
+                Err(HttpResponse::gateway(401, "Unauthorized", challenge))
+            }
+            Decision::Forbidden(why) => Err(HttpResponse::gateway(
+                403,
+                "Forbidden",
+                Some(challenge("insufficient_scope", &why)),
+            )),
+        })
     }
 
     /// Serves one request: 404 when no route matches, 401/403 when the route's
@@ -136,9 +166,9 @@ impl HttpApi {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        let prefix = self.stage_prefix();
+        let prefix = self.stage_prefix.as_str();
         let Some(route_path) = path
-            .strip_prefix(prefix.as_str())
+            .strip_prefix(prefix)
             .filter(|rest| prefix.is_empty() || rest.is_empty() || rest.starts_with('/'))
         else {
             return Ok(HttpResponse::gateway(404, "Not Found", None));
@@ -176,31 +206,10 @@ impl HttpApi {
                 header_map.append(name, value);
             }
         }
-        let mut jwt = None;
-        if let Some(auth) = &route.authorization {
-            let authorizer = self
-                .authorizers
-                .get(&auth.authorizer)
-                .ok_or_else(|| InvokeError::Unknown(auth.authorizer.clone()))?;
-            match authorizer.authorize(&header_map, &auth.scopes).await {
-                Decision::Allow { claims, scopes } => jwt = Some((claims, scopes)),
-                Decision::Unauthorized(why) => {
-                    let challenge = if why.is_empty() {
-                        None
-                    } else {
-                        Some(challenge("invalid_token", &why))
-                    };
-                    return Ok(HttpResponse::gateway(401, "Unauthorized", challenge));
-                }
-                Decision::Forbidden(why) => {
-                    return Ok(HttpResponse::gateway(
-                        403,
-                        "Forbidden",
-                        Some(challenge("insufficient_scope", &why)),
-                    ));
-                }
-            }
-        }
+        let jwt = match self.authorize(route, &header_map).await? {
+            Ok(jwt) => jwt,
+            Err(refusal) => return Ok(refusal),
+        };
         let function = stack
             .functions
             .get(&route.function)

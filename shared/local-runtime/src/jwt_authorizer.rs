@@ -120,11 +120,6 @@ impl JwtAuthorizer {
         }
     }
 
-    /// What it is configured with.
-    pub fn spec(&self) -> &AuthorizerSpec {
-        &self.spec
-    }
-
     /// Decides one request to a route that requires `route_scopes` (empty: none).
     pub async fn authorize(&self, headers: &HeaderMap, route_scopes: &[String]) -> Decision {
         let Some(raw) = headers

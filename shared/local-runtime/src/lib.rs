@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod http_api;
+pub mod http_server;
 pub mod invoke;
 pub mod jwt_authorizer;
 pub mod oidc_issuer;

@@ -13,13 +13,9 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -192,6 +188,14 @@ impl LocalIssuer {
         }
     }
 
+    /// An issuer signing with `key` for [`LOCAL_AUDIENCE`], on 127.0.0.1:`port` (0: a
+    /// free port); [`LocalIssuer::serve`] answers on the listener.
+    pub async fn bind(port: u16, key: IssuerKey) -> std::io::Result<(Self, TcpListener)> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        Ok((Self::new(url, LOCAL_AUDIENCE, key), listener))
+    }
+
     /// The template parameters that point the stack's JWT authorizer at this issuer:
     /// the same ones a deployment with its own identity provider sets.
     pub fn template_parameters(&self) -> [(String, String); 2] {
@@ -241,24 +245,13 @@ impl LocalIssuer {
     }
 
     /// Serves the discovery document and the key set until `shutdown` turns true.
-    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
         let issuer = Arc::new(self);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let issuer = issuer.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request| {
-                            let issuer = issuer.clone();
-                            async move { Ok::<_, Infallible>(issuer.answer(request.uri().path())) }
-                        });
-                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                    });
-                }
-            }
-        }
+        crate::http_server::run(listener, shutdown, move |request| {
+            let answer = issuer.answer(request.uri().path());
+            async move { answer }
+        })
+        .await
     }
 
     fn answer(&self, path: &str) -> hyper::Response<Full<Bytes>> {

@@ -379,6 +379,16 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// The scalars of a list (`Audience`, `AuthorizationScopes`, `AlarmActions`), as text;
+/// empty when absent.
+fn texts(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(text)
+        .collect()
+}
+
 /// Creates every resource of `template` under `prefix` and describes the result.
 pub async fn provision(
     template: &Template,
@@ -896,11 +906,7 @@ pub async fn provision(
             .filter(|i| !i.is_empty())
             .ok_or_else(|| unsupported(id, "JwtConfiguration.Issuer is empty"))?
             .to_owned();
-        let audiences: Vec<String> = p
-            .pointer("/JwtConfiguration/Audience")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(text).collect())
-            .unwrap_or_default();
+        let audiences = texts(p.pointer("/JwtConfiguration/Audience"));
         if audiences.is_empty() {
             return Err(unsupported(id, "JwtConfiguration.Audience is empty"));
         }
@@ -933,11 +939,7 @@ pub async fn provision(
                         )
                     })?
                     .to_owned();
-                let scopes = p
-                    .get("AuthorizationScopes")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(text).collect())
-                    .unwrap_or_default();
+                let scopes = texts(p.get("AuthorizationScopes"));
                 Some(RouteAuthorization { authorizer, scopes })
             }
             Some(other) => {
@@ -1055,16 +1057,11 @@ async fn create_alarm(
             .and_then(|v| v.parse::<f64>().ok())
     };
     let string = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_owned);
-    let strings = |key: &str| -> Option<Vec<String>> {
-        p.get(key)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(text).collect())
-    };
+    let strings = |key: &str| p.get(key).is_some().then(|| texts(p.get(key)));
     let dimensions = |v: Option<&Value>| -> Vec<Dimension> {
         v.and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-            .iter()
+            .into_iter()
+            .flatten()
             .map(|d| {
                 Dimension::builder()
                     .set_name(d["Name"].as_str().map(str::to_owned))

@@ -9,9 +9,7 @@ use crate::ops::stack::{LocalIssuerFile, LocalStackFile, StackOutputs};
 use crate::remote::RemoteInvoker;
 use crate::seed::{Seed, SeedError};
 use local_runtime::http_api::{HttpApi, HttpResponse};
-use local_runtime::oidc_issuer::{
-    IssuerError, IssuerKey, LOCAL_AUDIENCE, LocalIssuer, TokenRequest,
-};
+use local_runtime::oidc_issuer::{IssuerError, IssuerKey, LocalIssuer, TokenRequest};
 use local_runtime::provision::{Clients, ProvisionError, Stack, provision};
 use local_runtime::{Invoker, Template, TemplateError};
 use shop_aws::catalog::DynamoCatalog;
@@ -162,22 +160,13 @@ impl LocalApp {
         };
         let sdk = emulator_sdk(&emulator.endpoint).await;
         let template = Template::load(&options.root.join("template.yaml"))?;
-        let issuer_listener = TcpListener::bind(("127.0.0.1", options.issuer_port))
-            .await
-            .map_err(|e| LocalError::Listen(options.issuer_port, e))?;
-        let issuer_url = format!(
-            "http://127.0.0.1:{}",
-            issuer_listener
-                .local_addr()
-                .map(|a| a.port())
-                .unwrap_or(options.issuer_port)
-        );
         let issuer_key_file = state_dir.join(ISSUER_KEY_FILE);
-        let issuer = LocalIssuer::new(
-            issuer_url,
-            LOCAL_AUDIENCE,
+        let (issuer, issuer_listener) = LocalIssuer::bind(
+            options.issuer_port,
             IssuerKey::load_or_create(&issuer_key_file)?,
-        );
+        )
+        .await
+        .map_err(|e| LocalError::Listen(options.issuer_port, e))?;
         // The stack trusts the local issuer as a deployment trusts an existing identity
         // provider, unless the developer names another one.
         let mut parameters = options.parameters.clone();

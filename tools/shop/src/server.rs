@@ -3,11 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use local_runtime::http_api::HttpApi;
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,7 +21,7 @@ fn plain(status: u16, body: &str) -> hyper::Response<Full<Bytes>> {
 async fn answer(
     request: hyper::Request<hyper::body::Incoming>,
     api: Arc<HttpApi>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> hyper::Response<Full<Bytes>> {
     let method = request.method().as_str().to_owned();
     let path = request
         .uri()
@@ -46,7 +42,7 @@ async fn answer(
         .await
     {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(plain(413, "{\"message\":\"Request Entity Too Large\"}")),
+        Err(_) => return plain(413, "{\"message\":\"Request Entity Too Large\"}"),
     };
     let body = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
     match api.serve(&method, &path, &headers, body).await {
@@ -60,30 +56,19 @@ async fn answer(
                     response.headers_mut().append(k, v);
                 }
             }
-            Ok(response)
+            response
         }
         Err(e) => {
             tracing::error!(error = %e, "invocation failed");
-            Ok(plain(502, "{\"message\":\"Internal Server Error\"}"))
+            plain(502, "{\"message\":\"Internal Server Error\"}")
         }
     }
 }
 
 /// Serves until `shutdown` turns true.
-pub async fn run(listener: TcpListener, api: Arc<HttpApi>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let api = api.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| answer(request, api.clone()));
-                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                        tracing::debug!(error = %e, "connection closed");
-                    }
-                });
-            }
-        }
-    }
+pub async fn run(listener: TcpListener, api: Arc<HttpApi>, shutdown: watch::Receiver<bool>) {
+    local_runtime::http_server::run(listener, shutdown, move |request| {
+        answer(request, api.clone())
+    })
+    .await
 }
