@@ -95,9 +95,12 @@ enum Command {
         #[command(flatten)]
         stack: ops_cli::StackArgs,
     },
-    /// Print a bearer token for a shopper that the running `shop local` accepts:
+    /// Print a bearer token for a shopper that the running `shop local` accepts
+    /// (--local is the default; a --stack's tokens come from its identity provider):
     /// curl -H "Authorization: Bearer $(shop token --customer me)" localhost:3000/v1/orders
     Token {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
         /// The shopper: the token's subject (`sub`), who owns the orders it places.
         #[arg(long)]
         customer: String,
@@ -107,19 +110,6 @@ enum Command {
         /// How long the token is valid, e.g. 15m, 1h, 7d.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         expires: Duration,
-        /// The app `shop local` is running (the default; accepted for symmetry with
-        /// the operator commands).
-        #[arg(long, conflicts_with = "stack")]
-        local: bool,
-        /// A deployed stack: refused, its tokens come from its identity provider.
-        #[arg(long, value_name = "NAME")]
-        stack: Option<String>,
-        /// The --stack-name `shop local` was started with.
-        #[arg(long, value_name = "NAME", default_value = "shop")]
-        local_stack: String,
-        /// Folder of `shop local`'s stack file.
-        #[arg(long, default_value = ".shop")]
-        state_dir: PathBuf,
     },
 }
 
@@ -282,37 +272,10 @@ async fn main() -> ExitCode {
             within,
         } => finish(ops_cli::smoke(stack, token, sku, within).await, "smoke"),
         Command::Token {
+            stack,
             customer,
             scopes,
             expires,
-            local: _,
-            stack,
-            local_stack,
-            state_dir,
-        } => {
-            let result = match stack {
-                Some(stack) => Err(shop::ops::OpsError::Refused(format!(
-                    "{stack} is a deployed stack: its tokens come from its identity provider \
-                     (the Cognito user pool in its outputs ShopperUserPoolId and \
-                     ShopperUserPoolClientId, or the issuer it was given); see README, Identity"
-                ))),
-                None => shop::token::local_token(
-                    &state_dir,
-                    &local_stack,
-                    &local_runtime::oidc_issuer::TokenRequest {
-                        subject: customer,
-                        scopes,
-                        lifetime: expires,
-                    },
-                ),
-            };
-            finish(
-                result.map(|token| {
-                    println!("{token}");
-                    ExitCode::SUCCESS
-                }),
-                "token",
-            )
-        }
+        } => finish(ops_cli::token(stack, customer, scopes, expires), "token"),
     }
 }

@@ -349,6 +349,33 @@ pub async fn seed(args: StackArgs, file: PathBuf) -> Result<ExitCode, OpsError> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs `shop token`: prints a token the local stack's issuer signed for `customer`.
+pub fn token(
+    args: StackArgs,
+    customer: String,
+    scopes: Vec<String>,
+    lifetime: std::time::Duration,
+) -> Result<ExitCode, OpsError> {
+    if let Some(stack) = &args.stack {
+        return Err(OpsError::Refused(format!(
+            "{stack} is a deployed stack: its tokens come from its identity provider \
+             (the Cognito user pool in its outputs ShopperUserPoolId and \
+             ShopperUserPoolClientId, or the issuer it was given); see README, Identity"
+        )));
+    }
+    let token = shop::token::local_token(
+        &args.state_dir,
+        &args.local_stack,
+        &local_runtime::oidc_issuer::TokenRequest {
+            subject: customer,
+            scopes,
+            lifetime,
+        },
+    )?;
+    say!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `shop smoke`: a confirmed order and a compensated one through the public API,
 /// followed to their end, invariants checked. Exits 1 naming the step that failed.
 pub async fn smoke(
