@@ -12,17 +12,17 @@ use local_runtime::{InvokeError, Invoker};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
-use shop::ops::dlq::{ReplayOptions, replay};
-use shop::ops::saga::{replay_compensations, show};
-use shop::ops::stack::Ops;
 use shop_domain::events::DomainEvent;
 use shop_domain::orphans::ORPHAN_REASON;
 use shop_domain::payment::{ChargeRequest, ProviderError};
 use shop_domain::ports::{
-    EventPublisher, OrderQueue, PaymentProvider, PortError, PortHooks, ReleaseOutcome,
-    ReserveOutcome, SagaStarter, StartOutcome, StockLevel, StockStore, TaskCallbacks,
+    EventPublisher, OrderQueue, PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome,
+    SagaStarter, StartOutcome, StockLevel, StockStore, TaskCallbacks,
 };
 use shop_domain::{Order, OrderId, OrderLine, OrderStatus, Sku};
+use shop_ops::dlq::{ReplayOptions, replay};
+use shop_ops::saga::{replay_compensations, show};
+use shop_ops::stack::Ops;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicBool;
@@ -255,46 +255,46 @@ impl Chaos {
     }
 }
 
-/// The port hooks that inject a run's faults: every port the functions are built with
-/// passes through a wrapper that consults the run.
-pub struct ChaosHooks(pub Arc<Chaos>);
-
-impl PortHooks for ChaosHooks {
-    fn queue(&self, inner: Arc<dyn OrderQueue>) -> Arc<dyn OrderQueue> {
-        Arc::new(ChaosQueue {
-            inner,
-            chaos: self.0.clone(),
-        })
+/// Puts a run's fault injectors in front of the ports the functions are built with:
+/// the API's intake queue, intake's saga starter, inventory's stock store, the
+/// payment provider (inside the circuit breaker), the task callbacks of inventory and
+/// payments, and the event publishers of intake, inventory and payments.
+fn inject(chaos: &Arc<Chaos>, ports: &mut crate::AppPorts) {
+    let chaos = || chaos.clone();
+    ports.orders_api.queue = Arc::new(ChaosQueue {
+        inner: ports.orders_api.queue.clone(),
+        chaos: chaos(),
+    });
+    ports.order_intake.saga = Arc::new(ChaosSaga {
+        inner: ports.order_intake.saga.clone(),
+        chaos: chaos(),
+    });
+    ports.inventory.stock = Arc::new(ChaosStock {
+        inner: ports.inventory.stock.clone(),
+        chaos: chaos(),
+    });
+    ports.payments.provider = Arc::new(ChaosProvider {
+        inner: ports.payments.provider.clone(),
+        chaos: chaos(),
+    });
+    for callbacks in [
+        &mut ports.inventory.callbacks,
+        &mut ports.payments.callbacks,
+    ] {
+        *callbacks = Arc::new(ChaosCallbacks {
+            inner: callbacks.clone(),
+            chaos: chaos(),
+        });
     }
-    fn saga(&self, inner: Arc<dyn SagaStarter>) -> Arc<dyn SagaStarter> {
-        Arc::new(ChaosSaga {
-            inner,
-            chaos: self.0.clone(),
-        })
-    }
-    fn stock(&self, inner: Arc<dyn StockStore>) -> Arc<dyn StockStore> {
-        Arc::new(ChaosStock {
-            inner,
-            chaos: self.0.clone(),
-        })
-    }
-    fn provider(&self, inner: Arc<dyn PaymentProvider>) -> Arc<dyn PaymentProvider> {
-        Arc::new(ChaosProvider {
-            inner,
-            chaos: self.0.clone(),
-        })
-    }
-    fn callbacks(&self, inner: Arc<dyn TaskCallbacks>) -> Arc<dyn TaskCallbacks> {
-        Arc::new(ChaosCallbacks {
-            inner,
-            chaos: self.0.clone(),
-        })
-    }
-    fn events(&self, inner: Arc<dyn EventPublisher>) -> Arc<dyn EventPublisher> {
-        Arc::new(ChaosEvents {
-            inner,
-            chaos: self.0.clone(),
-        })
+    for events in [
+        &mut ports.order_intake.events,
+        &mut ports.inventory.events,
+        &mut ports.payments.events,
+    ] {
+        *events = Arc::new(ChaosEvents {
+            inner: events.clone(),
+            chaos: chaos(),
+        });
     }
 }
 
@@ -1029,13 +1029,13 @@ async fn wait_quiet(
     let mut open: Vec<&Placed> = placed.iter().collect();
     while Instant::now() < deadline {
         operator_pass(app, ops, operator).await;
-        let running = shop::ops::saga::list(ops, Some("RUNNING"), None)
+        let running = shop_ops::saga::list(ops, Some("RUNNING"), None)
             .await
             .map(|r| r.len())
             .unwrap_or(usize::MAX);
         let mut dead_letters = 0;
         for dlq in ops.dead_letter_queues() {
-            dead_letters += shop::ops::dlq::depth(ops, &dlq.key)
+            dead_letters += shop_ops::dlq::depth(ops, &dlq.key)
                 .await
                 .map(|(_, d)| d)
                 .unwrap_or(1);
@@ -1061,8 +1061,9 @@ impl App {
     pub async fn start_chaos(chaos: Arc<Chaos>) -> App {
         // The shortest orphan age the template allows, so the sweep cancels stranded
         // orders within the run.
+        let faults = chaos.clone();
         Self::start_full(
-            &ChaosHooks(chaos.clone()),
+            Some(Arc::new(move |ports| inject(&faults, ports))),
             &[("OrphanAfterSeconds", "60")],
             Some(chaos),
             None,

@@ -1,19 +1,18 @@
-//! Test harness: one fresh stack per test in the shared moto server, created from
-//! `template.yaml` by the local runtime, with every function linked in process and
-//! fed by the same SQS pollers `shop local` uses.
+//! Test harness: one fresh stack per test, each on its own moto server, started by
+//! the builder `shop local` uses (`local_app`): the template's resources, every
+//! function built as its `main.rs` builds it, the same SQS pollers, schedules, HTTP
+//! API and token issuer.
 
 pub mod chaos;
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::Target;
+use local_app::{InvokerLayer, LocalApp, LocalOptions, PortEdit};
 use local_runtime::http_api::{HttpApi, HttpResponse};
-use local_runtime::oidc_issuer::{IssuerKey, LocalIssuer, TokenRequest};
-use local_runtime::provision::{Clients, FunctionSpec, Stack, provision};
+use local_runtime::oidc_issuer::{LocalIssuer, TokenRequest};
+use local_runtime::provision::{FunctionSpec, Stack};
 use local_runtime::{InvokeError, Invoker, Template};
 use serde_json::{Value, json};
-use shop::emulator::Emulator;
-use shop::seed::Seed;
-use shop_aws::catalog::DynamoCatalog;
 use shop_aws::ledger::DynamoLedger;
 use shop_aws::stock::DynamoStockStore;
 use shop_domain::payment::{LedgerRecord, SandboxProvider};
@@ -25,7 +24,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -38,19 +36,17 @@ pub fn repo_root() -> PathBuf {
 /// The shopper [`App::http`] speaks for.
 pub const SHOPPER: &str = "cust-42";
 
-/// One signing key for every stack of the test process (each has its own issuer URL).
-fn issuer_key() -> IssuerKey {
-    static KEY: std::sync::OnceLock<IssuerKey> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| IssuerKey::generate().expect("RSA key"))
-        .clone()
-}
-
-/// Port wrappers for fault injection, as `shop local` accepts them.
-pub use shop::functions::PortWrappers as Faults;
+/// The ports of every function; a test replaces one to inject a fault.
+pub use local_app::functions::AppPorts;
 
 /// Delays every reservation, so a test can act while an order is still `PENDING`.
-pub fn slow_reservations(delay: Duration) -> shop::functions::PortWrapper<dyn StockStore> {
-    Arc::new(move |inner| Arc::new(SlowStock { inner, delay }) as Arc<dyn StockStore>)
+pub fn slow_reservations(delay: Duration) -> impl Fn(&mut AppPorts) + Send + Sync + 'static {
+    move |ports| {
+        ports.inventory.stock = Arc::new(SlowStock {
+            inner: ports.inventory.stock.clone(),
+            delay,
+        })
+    }
 }
 
 /// Records the body of every SQS record each function receives, for contract checks.
@@ -75,7 +71,8 @@ impl Invoker for Recording {
     }
 }
 
-/// A running stack.
+/// A running stack: `shop local`'s own, started by the same builder, with every event
+/// published on the bus copied to a queue the test reads.
 pub struct App {
     /// What was created.
     pub stack: Arc<Stack>,
@@ -87,10 +84,9 @@ pub struct App {
     pub recording: Arc<Recording>,
     /// The identity provider the stack's authorizer trusts, served on loopback.
     pub issuer: LocalIssuer,
-    http_api: HttpApi,
+    http_api: Arc<HttpApi>,
     tap_queue: String,
-    shutdown: watch::Sender<bool>,
-    _emulator: Emulator,
+    _local: LocalApp,
 }
 
 struct SlowStock {
@@ -118,29 +114,32 @@ impl StockStore for SlowStock {
 impl App {
     /// A fresh stack with no faults.
     pub async fn start() -> App {
-        Self::start_with(Faults::default()).await
+        Self::start_full(None, &[], None, None).await
     }
 
-    /// A fresh stack whose ports are wrapped as `faults` says.
-    pub async fn start_with(faults: Faults) -> App {
+    /// A fresh stack whose ports `faults` replaces.
+    pub async fn start_with(faults: impl Fn(&mut AppPorts) + Send + Sync + 'static) -> App {
         Self::start_configured(faults, &[]).await
     }
 
     /// A stack with faults and template parameters besides the test defaults.
-    pub async fn start_configured(faults: Faults, parameters: &[(&str, &str)]) -> App {
-        Self::start_full(&faults, parameters, None, None).await
+    pub async fn start_configured(
+        faults: impl Fn(&mut AppPorts) + Send + Sync + 'static,
+        parameters: &[(&str, &str)],
+    ) -> App {
+        Self::start_full(Some(Arc::new(faults)), parameters, None, None).await
     }
 
     /// A stack whose HTTP API is served on the named `stage` instead of the template's
     /// `$default`, as a deployment that renamed its stage would be.
     pub async fn start_on_stage(stage: &str) -> App {
-        Self::start_full(&Faults::default(), &[], None, Some(stage)).await
+        Self::start_full(None, &[], None, Some(stage)).await
     }
 
     /// A stack with faults in its ports and, with `chaos`, in its event source
     /// mappings (duplicate deliveries).
     async fn start_full(
-        faults: &dyn shop_domain::ports::PortHooks,
+        faults: Option<PortEdit>,
         parameters: &[(&str, &str)],
         chaos: Option<Arc<chaos::Chaos>>,
         stage: Option<&str>,
@@ -152,19 +151,6 @@ impl App {
                     .unwrap_or_else(|_| "warn,local_runtime=info,e2e=info".into()),
             )
             .try_init();
-        // One moto server per test: moto shares state between threads without
-        // locking everywhere, and concurrent sagas of unrelated tests in one server
-        // occasionally fail inside the emulator. A private server per stack removes
-        // that interference (about a second to start).
-        let prefix = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let emulator = Emulator::start(
-            &repo_root(),
-            &std::env::temp_dir().join("order-saga-e2e"),
-            &prefix,
-        )
-        .await
-        .expect("moto server starts (scripts/bootstrap.sh installs it)");
-        let sdk = shop::local::emulator_sdk(&emulator.endpoint).await;
         let mut template =
             Template::load(&repo_root().join("template.yaml")).expect("template loads");
         if let Some(stage) = stage {
@@ -173,7 +159,6 @@ impl App {
                 .get_mut("HttpApiStage")
                 .expect("the stage")["Properties"]["StageName"] = json!(stage);
         }
-        let clients = Clients::new(&sdk);
         // A short provider deadline and visibility timeout keep the timeout and
         // poison-message scenarios quick.
         let mut overrides = BTreeMap::from([
@@ -183,55 +168,54 @@ impl App {
         for (k, v) in parameters {
             overrides.insert((*k).to_owned(), (*v).to_owned());
         }
-        let (issuer, issuer_listener) = LocalIssuer::bind(0, issuer_key())
-            .await
-            .expect("issuer port");
-        for (k, v) in issuer.template_parameters() {
-            overrides.entry(k).or_insert(v);
-        }
-        let parameters = overrides;
-        let stack = provision(&template, &prefix, &parameters, &clients, "us-east-1")
-            .await
-            .expect("stack provisions");
-        let stack = Arc::new(stack);
-
-        let linked = shop::functions::link(&sdk, &stack, faults)
-            .await
-            .expect("functions link");
-        let sandbox = linked.sandbox;
-        let functions: Arc<dyn Invoker> = Arc::new(linked.functions);
-        let functions = match chaos {
-            Some(chaos) => Arc::new(chaos::ChaosInvoker {
+        let recording: Arc<Mutex<Option<Arc<Recording>>>> = Arc::default();
+        let recorded = recording.clone();
+        let layer: InvokerLayer = Arc::new(move |functions| {
+            let functions = match &chaos {
+                Some(chaos) => Arc::new(chaos::ChaosInvoker {
+                    inner: functions,
+                    chaos: chaos.clone(),
+                }) as Arc<dyn Invoker>,
+                None => functions,
+            };
+            let recording = Arc::new(Recording {
                 inner: functions,
-                chaos,
-            }),
-            None => functions,
-        };
-        let recording = Arc::new(Recording {
-            inner: functions,
-            bodies: Mutex::default(),
+                bodies: Mutex::default(),
+            });
+            *recorded.lock().unwrap() = Some(recording.clone());
+            recording
         });
-        let tap_queue = tap_every_event(&sdk, &stack).await;
-        seed(&sdk, &stack).await;
-        let (shutdown, rx) = watch::channel(false);
-        tokio::spawn(issuer.clone().serve(issuer_listener, rx.clone()));
-        local_runtime::sqs_poller::spawn_all(
-            stack.clone(),
-            aws_sdk_sqs::Client::new(&sdk),
-            recording.clone(),
-            rx,
-        );
-        let http_api = HttpApi::new(stack.clone(), recording.clone());
+        // One moto server per test: moto shares state between threads without
+        // locking everywhere, and concurrent sagas of unrelated tests in one server
+        // occasionally fail inside the emulator. A private server per stack removes
+        // that interference (about a second to start).
+        let local = LocalApp::start(LocalOptions {
+            root: repo_root(),
+            state_dir: Some(std::env::temp_dir().join("order-saga-e2e")),
+            template: Some(template),
+            stack_name: format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+            parameters: overrides,
+            ports: faults,
+            invoker: Some(layer),
+            ..LocalOptions::default()
+        })
+        .await
+        .expect("the local stack starts (scripts/bootstrap.sh installs moto)");
+        let recording = recording
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the invoker layer ran");
+        let tap_queue = tap_every_event(&local.sdk, &local.stack).await;
         App {
-            stack,
-            sdk,
-            sandbox,
+            stack: local.stack.clone(),
+            sdk: local.sdk.clone(),
+            sandbox: local.sandbox.clone().expect("functions run in process"),
             recording,
-            issuer,
-            http_api,
+            issuer: local.issuer.clone(),
+            http_api: local.http.clone(),
             tap_queue,
-            shutdown,
-            _emulator: emulator,
+            _local: local,
         }
     }
 
@@ -322,11 +306,11 @@ impl App {
     }
 
     /// Operator commands against this stack, keeping their audit log and journal in `dir`.
-    pub fn ops(&self, dir: &Path) -> shop::ops::stack::Ops {
-        shop::ops::stack::Ops::new(
+    pub fn ops(&self, dir: &Path) -> shop_ops::stack::Ops {
+        shop_ops::stack::Ops::new(
             &self.sdk,
-            shop::ops::stack::StackOutputs(self.stack.outputs.clone()),
-            shop::ops::audit::OpsFiles::in_dir(dir),
+            shop_ops::stack::StackOutputs(self.stack.outputs.clone()),
+            shop_ops::audit::OpsFiles::in_dir(dir),
         )
     }
 
@@ -526,12 +510,6 @@ impl App {
     }
 }
 
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-    }
-}
-
 /// A test-only rule that copies every `shop.*` event to a queue, so tests can see and
 /// schema-check everything the system emits.
 async fn tap_every_event(sdk: &aws_config::SdkConfig, stack: &Stack) -> String {
@@ -573,23 +551,6 @@ async fn tap_every_event(sdk: &aws_config::SdkConfig, stack: &Stack) -> String {
         .await
         .unwrap();
     url
-}
-
-async fn seed(sdk: &aws_config::SdkConfig, stack: &Stack) {
-    Seed::load(&repo_root().join("local/seed.json"))
-        .expect("seed file")
-        .apply(
-            &DynamoCatalog::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                stack.tables["CatalogTable"].clone(),
-            ),
-            &DynamoStockStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                stack.tables["InventoryTable"].clone(),
-            ),
-        )
-        .await
-        .expect("seed applies");
 }
 
 /// Validates every event against its versioned schema; returns the failures.

@@ -4,17 +4,17 @@
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
-use e2e::{App, Faults};
+use e2e::App;
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
-use shop::ops::OpsError;
-use shop::ops::audit::{Journal, read_audit};
-use shop::ops::dlq::{self, ReplayOptions, Source};
-use shop::ops::saga::{self, RedrivePlan};
-use shop::ops::stack::Ops;
 use shop_domain::OrderId;
 use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
 use shop_domain::ports::{PaymentProvider, PortError, SagaStarter, StartOutcome};
+use shop_ops::OpsError;
+use shop_ops::audit::{Journal, read_audit};
+use shop_ops::dlq::{self, ReplayOptions, Source};
+use shop_ops::saga::{self, RedrivePlan};
+use shop_ops::stack::Ops;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,14 +80,11 @@ async fn poison_orders_are_peeked_then_replayed_after_the_fix_and_complete() {
     // GIVEN an intake whose saga starter is down
     let broken = Arc::new(AtomicBool::new(true));
     let flag = broken.clone();
-    let app = App::start_with(Faults {
-        saga: Some(Arc::new(move |inner| {
-            Arc::new(Outage {
-                inner,
-                broken: flag.clone(),
-            }) as Arc<dyn SagaStarter>
-        })),
-        ..Faults::default()
+    let app = App::start_with(move |ports| {
+        ports.order_intake.saga = Arc::new(Outage {
+            inner: ports.order_intake.saga.clone(),
+            broken: flag.clone(),
+        })
     })
     .await;
     let dir = scratch();
@@ -247,8 +244,8 @@ async fn spare_queues(app: &App, fifo: bool) -> (Ops, PathBuf, String, String) {
     let dir = scratch();
     let ops = Ops::new(
         &app.sdk,
-        shop::ops::stack::StackOutputs(outputs),
-        shop::ops::audit::OpsFiles::in_dir(&dir),
+        shop_ops::stack::StackOutputs(outputs),
+        shop_ops::audit::OpsFiles::in_dir(&dir),
     );
     (ops, dir, source_url, dlq_url)
 }
@@ -506,7 +503,7 @@ async fn bad_operator_input_is_refused_and_foreign_messages_stay_put() {
     );
     // malformed filter
     let err = "detail..orderId=1"
-        .parse::<shop::ops::filter::Filter>()
+        .parse::<shop_ops::filter::Filter>()
         .unwrap_err();
     assert!(matches!(err, OpsError::Filter { .. }), "{err}");
     // a DLQ holding a foreign message beside a real command
@@ -595,14 +592,11 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
     // GIVEN a payment provider that is down for charges and refunds
     let broken = Arc::new(AtomicBool::new(true));
     let flag = broken.clone();
-    let app = App::start_with(Faults {
-        provider: Some(Arc::new(move |inner| {
-            Arc::new(ProviderOutage {
-                inner,
-                broken: flag.clone(),
-            }) as Arc<dyn PaymentProvider>
-        })),
-        ..Faults::default()
+    let app = App::start_with(move |ports| {
+        ports.payments.provider = Arc::new(ProviderOutage {
+            inner: ports.payments.provider.clone(),
+            broken: flag.clone(),
+        })
     })
     .await;
     let ops = app.ops(&scratch());

@@ -2,7 +2,7 @@
 //! on the slow payment step.
 
 use async_trait::async_trait;
-use e2e::{App, Faults};
+use e2e::{App, AppPorts};
 use serde_json::Value;
 use shop_domain::OrderId;
 use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
@@ -119,22 +119,22 @@ async fn slow_payments(deliver: bool) -> (App, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let beats = count.clone();
     let app = App::start_configured(
-        Faults {
-            provider: Some(Arc::new(|inner| {
-                Arc::new(SlowFirstCharge {
-                    inner,
-                    delay: Duration::from_secs(30),
-                    seen: Mutex::default(),
-                }) as Arc<dyn PaymentProvider>
-            })),
-            callbacks: Some(Arc::new(move |inner| {
-                Arc::new(Beats {
-                    inner,
+        move |ports: &mut AppPorts| {
+            ports.payments.provider = Arc::new(SlowFirstCharge {
+                inner: ports.payments.provider.clone(),
+                delay: Duration::from_secs(30),
+                seen: Mutex::default(),
+            });
+            for callbacks in [
+                &mut ports.inventory.callbacks,
+                &mut ports.payments.callbacks,
+            ] {
+                *callbacks = Arc::new(Beats {
+                    inner: callbacks.clone(),
                     deliver,
                     count: beats.clone(),
-                }) as Arc<dyn TaskCallbacks>
-            })),
-            ..Faults::default()
+                });
+            }
         },
         &[("PaymentProviderTimeoutMs", "45000")],
     )

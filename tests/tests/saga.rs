@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use e2e::{App, Faults, command_violations, schema_violations, slow_reservations};
+use e2e::{App, command_violations, schema_violations, slow_reservations};
 use serde_json::{Value, json};
 use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
 use shop_domain::ports::{OrderQueue, PaymentProvider, PortError};
@@ -246,11 +246,8 @@ impl PaymentProvider for RefundsAlwaysFail {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_compensation_that_keeps_failing_goes_to_the_work_queue_and_fails_the_run() {
-    let app = App::start_with(Faults {
-        provider: Some(Arc::new(|inner| {
-            Arc::new(RefundsAlwaysFail(inner)) as Arc<dyn PaymentProvider>
-        })),
-        ..Faults::default()
+    let app = App::start_with(|ports| {
+        ports.payments.provider = Arc::new(RefundsAlwaysFail(ports.payments.provider.clone()))
     })
     .await;
     let (_, placed) = app.place(&[("MUG", 1)], "tok_unavailable", None).await;
@@ -394,14 +391,11 @@ impl OrderQueue for CrashBeforeEnqueue {
 async fn an_order_stranded_by_a_crash_before_intake_is_cancelled_by_the_sweep() {
     let stranded = Arc::new(std::sync::Mutex::new(None));
     let record = stranded.clone();
-    let faults = Faults {
-        queue: Some(Arc::new(move |inner| {
-            Arc::new(CrashBeforeEnqueue {
-                inner,
-                stranded: record.clone(),
-            }) as Arc<dyn OrderQueue>
-        })),
-        ..Faults::default()
+    let faults = move |ports: &mut e2e::AppPorts| {
+        ports.orders_api.queue = Arc::new(CrashBeforeEnqueue {
+            inner: ports.orders_api.queue.clone(),
+            stranded: record.clone(),
+        })
     };
     let app = App::start_configured(faults, &[("OrphanAfterSeconds", "60")]).await;
     let sweep = || async {
@@ -523,11 +517,7 @@ async fn a_message_delivered_twice_starts_one_saga_and_charges_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shopper_cancels_before_payment_and_the_saga_compensates() {
     // GIVEN reservations that take a second, so the cancel lands while PENDING
-    let app = App::start_with(Faults {
-        stock: Some(slow_reservations(Duration::from_secs(1))),
-        ..Faults::default()
-    })
-    .await;
+    let app = App::start_with(slow_reservations(Duration::from_secs(1))).await;
     let (_, placed) = app.place(&[("MUG", 5)], "tok_visa", None).await;
     let id = order_id(&placed);
     // AND another shopper, who learnt the id, tries first: told it does not exist
@@ -612,11 +602,8 @@ impl shop_domain::ports::StockStore for PoisonReserve {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_command_is_dead_lettered_and_the_saga_compensates_on_timeout() {
     // GIVEN an inventory handler that crashes on every Reserve
-    let app = App::start_with(Faults {
-        stock: Some(Arc::new(|inner| {
-            Arc::new(PoisonReserve(inner)) as Arc<dyn shop_domain::ports::StockStore>
-        })),
-        ..Faults::default()
+    let app = App::start_with(|ports| {
+        ports.inventory.stock = Arc::new(PoisonReserve(ports.inventory.stock.clone()))
     })
     .await;
     let (_, placed) = app.place(&[("MUG", 1)], "tok_visa", None).await;
@@ -644,11 +631,7 @@ async fn hostile_queue_messages_are_dead_lettered_and_nothing_else_breaks() {
     // GIVEN messages no producer of ours sends: not JSON, wrong types, an unknown
     // command, a missing field, and a body near SQS's 256 KiB limit (the payments
     // queue's visibility lowered so five deliveries take seconds, not 15 minutes)
-    let app = App::start_configured(
-        Faults::default(),
-        &[("PaymentsQueueVisibilityTimeout", "4")],
-    )
-    .await;
+    let app = App::start_configured(|_| {}, &[("PaymentsQueueVisibilityTimeout", "4")]).await;
     let huge = format!(
         r#"{{"command":"Reserve","orderId":"ord-01a2040b059d7423bb9e5f0baee65274","lines":[{}]}}"#,
         vec![r#"{"sku":"MUG","quantity":1,"unitPrice":1}"#; 5500].join(",")

@@ -7,7 +7,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::Deserialize;
 use serde_json::Value;
-use shop_aws::ConfigError;
+use shop_aws::{ConfigError, Settings};
 use shop_domain::ports::{PortError, ShipmentStore};
 use shop_domain::{OrderId, OrderLine};
 use std::sync::Arc;
@@ -43,6 +43,42 @@ struct Cancelled {
     reason: String,
 }
 
+/// What the function reads from its environment, parsed once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `SHIPMENTS_TABLE`: one shipment per confirmed order.
+    pub shipments_table: String,
+}
+
+impl Config {
+    /// Reads every setting, naming the first that is missing.
+    pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            shipments_table: env.required("SHIPMENTS_TABLE")?,
+        })
+    }
+}
+
+/// The port the function works through. A test replaces it to inject a fault.
+#[derive(Clone)]
+pub struct Ports {
+    /// Shipments created for confirmed orders.
+    pub shipments: Arc<dyn ShipmentStore>,
+}
+
+impl Ports {
+    /// The AWS adapter, with its client built once.
+    pub fn aws(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        let sdk = &shop_aws::for_function(sdk, "fulfilment");
+        Self {
+            shipments: Arc::new(shop_aws::shipments::DynamoShipmentStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.shipments_table.clone(),
+            )),
+        }
+    }
+}
+
 /// The fulfilment function with its port.
 pub struct Fulfilment {
     shipments: Arc<dyn ShipmentStore>,
@@ -50,22 +86,10 @@ pub struct Fulfilment {
 
 impl Fulfilment {
     /// Wires the function to its port.
-    pub fn new(shipments: Arc<dyn ShipmentStore>) -> Self {
-        Self { shipments }
-    }
-
-    /// Builds the AWS adapter from the function's environment.
-    pub fn from_env(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let sdk = &shop_aws::for_function(sdk, "fulfilment");
-        Ok(Self::new(Arc::new(
-            shop_aws::shipments::DynamoShipmentStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                shop_aws::required(env, "SHIPMENTS_TABLE")?,
-            ),
-        )))
+    pub fn new(ports: Ports) -> Self {
+        Self {
+            shipments: ports.shipments,
+        }
     }
 
     /// Processes a batch, reporting only the failed records.
@@ -144,7 +168,9 @@ mod tests {
     #[tokio::test]
     async fn ships_each_confirmed_order_once_and_rejects_foreign_events() {
         let shipments = Arc::new(FakeShipments::default());
-        let fulfilment = Fulfilment::new(shipments.clone());
+        let fulfilment = Fulfilment::new(Ports {
+            shipments: shipments.clone(),
+        });
         let confirmed = r#"{"orderId":"ord-1","correlationId":"c","lines":[{"sku":"A","quantity":1,"unitPrice":5}]}"#;
         let mut event = SqsEvent::default();
         event.records = vec![

@@ -4,11 +4,9 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
-use shop_aws::ConfigError;
+use shop_aws::{ConfigError, Settings};
 use shop_domain::commands::{Envelope, InventoryCommand, answer_task};
-use shop_domain::ports::{
-    EventPublisher, NoHooks, PortError, PortHooks, StockStore, TaskCallbacks,
-};
+use shop_domain::ports::{EventPublisher, PortError, StockStore, TaskCallbacks};
 use shop_domain::stock::InventoryService;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -24,55 +22,65 @@ pub enum CommandError {
     Port(#[from] PortError),
 }
 
+/// What the function reads from its environment, parsed once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `INVENTORY_TABLE`: stock levels and reservations.
+    pub inventory_table: String,
+    /// `EVENT_BUS_NAME`: where stock events are published.
+    pub event_bus_name: String,
+}
+
+impl Config {
+    /// Reads every setting, naming the first that is missing.
+    pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            inventory_table: env.required("INVENTORY_TABLE")?,
+            event_bus_name: env.required("EVENT_BUS_NAME")?,
+        })
+    }
+}
+
+/// The ports the function works through. A test replaces one to inject a fault.
+#[derive(Clone)]
+pub struct Ports {
+    /// Stock and per-order reservations.
+    pub stock: Arc<dyn StockStore>,
+    /// Publishes stock events.
+    pub events: Arc<dyn EventPublisher>,
+    /// Answers and heartbeats to the saga's task tokens.
+    pub callbacks: Arc<dyn TaskCallbacks>,
+}
+
+impl Ports {
+    /// The AWS adapters, with clients built once.
+    pub fn aws(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        let sdk = &shop_aws::for_function(sdk, "inventory");
+        Self {
+            stock: Arc::new(shop_aws::stock::DynamoStockStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.inventory_table.clone(),
+            )),
+            events: Arc::new(shop_aws::events::EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                config.event_bus_name.clone(),
+            )),
+            callbacks: Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
+                aws_sdk_sfn::Client::new(sdk),
+            )),
+        }
+    }
+}
+
 /// The inventory function with its ports.
 pub struct Inventory {
-    stock: Arc<dyn StockStore>,
-    events: Arc<dyn EventPublisher>,
-    callbacks: Arc<dyn TaskCallbacks>,
+    ports: Ports,
 }
 
 impl Inventory {
     /// Wires the function to its ports.
-    pub fn new(
-        stock: Arc<dyn StockStore>,
-        events: Arc<dyn EventPublisher>,
-        callbacks: Arc<dyn TaskCallbacks>,
-    ) -> Self {
-        Self {
-            stock,
-            events,
-            callbacks,
-        }
-    }
-
-    /// Builds the AWS adapters from the function's environment.
-    pub fn from_env(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        Self::from_env_with_hooks(sdk, env, &NoHooks)
-    }
-
-    /// Like [`Inventory::from_env`], with the ports passed through `hooks` (latency
-    /// and fault injection in the local runner and the end-to-end tests).
-    pub fn from_env_with_hooks(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-        hooks: &dyn PortHooks,
-    ) -> Result<Self, ConfigError> {
-        let sdk = &shop_aws::for_function(sdk, "inventory");
-        Ok(Self::new(
-            hooks.stock(Arc::new(shop_aws::stock::DynamoStockStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                shop_aws::required(env, "INVENTORY_TABLE")?,
-            ))),
-            hooks.events(Arc::new(shop_aws::events::EventBridgePublisher::from_env(
-                sdk, env,
-            )?)),
-            hooks.callbacks(Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
-                aws_sdk_sfn::Client::new(sdk),
-            ))),
-        ))
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
     }
 
     /// Processes a batch, reporting only the failed records.
@@ -85,8 +93,8 @@ impl Inventory {
             Envelope::decode(message.body.as_deref().unwrap_or(""))?;
         let correlation_id = envelope.correlation_id.clone().unwrap_or_default();
         let service = InventoryService {
-            stock: self.stock.as_ref(),
-            events: self.events.as_ref(),
+            stock: self.ports.stock.as_ref(),
+            events: self.ports.events.as_ref(),
         };
         let span = tracing::info_span!("command", correlation_id = %correlation_id, order_id = tracing::field::Empty);
         async {
@@ -120,7 +128,7 @@ impl Inventory {
                 tracing::info!(error = failure.error.name(), cause = %failure.cause, "command failed");
             }
             answer_task(
-                self.callbacks.as_ref(),
+                self.ports.callbacks.as_ref(),
                 envelope.task_token.as_deref(),
                 outcome,
             )
@@ -155,11 +163,11 @@ mod tests {
     #[tokio::test]
     async fn answers_reserve_with_success_or_out_of_stock_by_name() {
         let callbacks = Arc::new(FakeCallbacks::default());
-        let inventory = Inventory::new(
-            Arc::new(FakeStock::with(&[("MUG", 1)])),
-            Arc::new(FakeEvents::default()),
-            callbacks.clone(),
-        );
+        let inventory = Inventory::new(Ports {
+            stock: Arc::new(FakeStock::with(&[("MUG", 1)])),
+            events: Arc::new(FakeEvents::default()),
+            callbacks: callbacks.clone(),
+        });
         let ok = r#"{"command":"Reserve","taskToken":"t1","orderId":"ord-1","lines":[{"sku":"MUG","quantity":1,"unitPrice":1}]}"#;
         let short = r#"{"command":"Reserve","taskToken":"t2","orderId":"ord-2","lines":[{"sku":"MUG","quantity":1,"unitPrice":1}]}"#;
         let response = inventory

@@ -3,12 +3,10 @@
 #![warn(missing_docs)]
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use shop_aws::ConfigError;
+use shop_aws::{ConfigError, Settings};
 use shop_domain::Order;
 use shop_domain::events::DomainEvent;
-use shop_domain::ports::{
-    EventPublisher, NoHooks, PortError, PortHooks, SagaStarter, StartOutcome,
-};
+use shop_domain::ports::{EventPublisher, PortError, SagaStarter, StartOutcome};
 use shop_domain::services::saga_input;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -24,43 +22,60 @@ pub enum IntakeError {
     Port(#[from] PortError),
 }
 
+/// What the function reads from its environment, parsed once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `STATE_MACHINE_ARN`: the saga each order starts.
+    pub state_machine_arn: String,
+    /// `EVENT_BUS_NAME`: where `OrderPlaced` is published.
+    pub event_bus_name: String,
+}
+
+impl Config {
+    /// Reads every setting, naming the first that is missing.
+    pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            state_machine_arn: env.required("STATE_MACHINE_ARN")?,
+            event_bus_name: env.required("EVENT_BUS_NAME")?,
+        })
+    }
+}
+
+/// The ports the function works through. A test replaces one to inject a fault.
+#[derive(Clone)]
+pub struct Ports {
+    /// Starts the saga execution named after the order.
+    pub saga: Arc<dyn SagaStarter>,
+    /// Publishes `OrderPlaced`.
+    pub events: Arc<dyn EventPublisher>,
+}
+
+impl Ports {
+    /// The AWS adapters, with clients built once.
+    pub fn aws(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        let sdk = &shop_aws::for_function(sdk, "order-intake");
+        Self {
+            saga: Arc::new(shop_aws::saga::SfnSagaStarter::new(
+                aws_sdk_sfn::Client::new(sdk),
+                config.state_machine_arn.clone(),
+            )),
+            events: Arc::new(shop_aws::events::EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                config.event_bus_name.clone(),
+            )),
+        }
+    }
+}
+
 /// The intake function with its ports.
 pub struct Intake {
-    saga: Arc<dyn SagaStarter>,
-    events: Arc<dyn EventPublisher>,
+    ports: Ports,
 }
 
 impl Intake {
     /// Wires the function to its ports.
-    pub fn new(saga: Arc<dyn SagaStarter>, events: Arc<dyn EventPublisher>) -> Self {
-        Self { saga, events }
-    }
-
-    /// Builds the AWS adapters from the function's environment.
-    pub fn from_env(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        Self::from_env_with_hooks(sdk, env, &NoHooks)
-    }
-
-    /// Like [`Intake::from_env`], with the ports passed through `hooks` (fault
-    /// injection in the local runner and the end-to-end tests).
-    pub fn from_env_with_hooks(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-        hooks: &dyn PortHooks,
-    ) -> Result<Self, ConfigError> {
-        let sdk = &shop_aws::for_function(sdk, "order-intake");
-        Ok(Self::new(
-            hooks.saga(Arc::new(shop_aws::saga::SfnSagaStarter::new(
-                aws_sdk_sfn::Client::new(sdk),
-                shop_aws::required(env, "STATE_MACHINE_ARN")?,
-            ))),
-            hooks.events(Arc::new(shop_aws::events::EventBridgePublisher::from_env(
-                sdk, env,
-            )?)),
-        ))
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
     }
 
     /// Processes a batch, reporting only the failed records.
@@ -73,12 +88,14 @@ impl Intake {
         let span = tracing::info_span!("order", correlation_id = %order.correlation_id, order_id = %order.order_id);
         async {
             let outcome = self
+                .ports
                 .saga
                 .start(&order.order_id, &saga_input(&order))
                 .await?;
             // Published on redelivery too: if an earlier attempt started the saga and
             // died before publishing, this is the only chance. Consumers dedupe by id.
-            self.events
+            self.ports
+                .events
                 .publish(&[DomainEvent::order_placed(&order)])
                 .await?;
             match outcome {
@@ -141,7 +158,10 @@ mod tests {
             message("m3", &order),
         ];
         let saga = Arc::new(FakeSaga::default());
-        let intake = Intake::new(saga.clone(), Arc::new(FakeEvents::default()));
+        let intake = Intake::new(Ports {
+            saga: saga.clone(),
+            events: Arc::new(FakeEvents::default()),
+        });
         // WHEN the batch is handled
         let response = intake.handle(event).await;
         // THEN one saga runs and only the foreign message comes back

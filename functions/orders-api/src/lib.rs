@@ -18,9 +18,9 @@ use identity::IdentityError;
 use problem::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shop_aws::ConfigError;
+use shop_aws::{ConfigError, Settings};
 use shop_domain::listing::{ListCursor, PageRequest, PageRequestError};
-use shop_domain::ports::{CancelOutcome, Catalog, NoHooks, OrderQueue, OrderStore, PortHooks};
+use shop_domain::ports::{CancelOutcome, Catalog, OrderQueue, OrderStore};
 use shop_domain::request::{self, MAX_BODY_BYTES, RequestError};
 use shop_domain::services::{OrderService, PlaceOrderError};
 use shop_domain::{CustomerId, Order, OrderId};
@@ -73,6 +73,74 @@ impl From<Problem> for Reply {
     }
 }
 
+/// What the function reads from its environment, parsed once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CATALOG_TABLE`: products and prices.
+    pub catalog_table: String,
+    /// `ORDERS_TABLE`: the orders.
+    pub orders_table: String,
+    /// `ORDERS_QUEUE_URL`: the intake queue of standard orders.
+    pub orders_queue_url: String,
+    /// `EXPRESS_ORDERS_QUEUE_URL`: the intake queue of express orders.
+    pub express_orders_queue_url: String,
+    /// `IDEMPOTENCY_TABLE`: the keys of `POST /v1/orders`.
+    pub idempotency_table: String,
+}
+
+impl Config {
+    /// Reads every setting, naming the first that is missing.
+    pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            catalog_table: env.required("CATALOG_TABLE")?,
+            orders_table: env.required("ORDERS_TABLE")?,
+            orders_queue_url: env.required("ORDERS_QUEUE_URL")?,
+            express_orders_queue_url: env.required("EXPRESS_ORDERS_QUEUE_URL")?,
+            idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
+        })
+    }
+}
+
+/// The ports the API works through. A test replaces one to inject a fault.
+#[derive(Clone)]
+pub struct Ports {
+    /// Prices of the products.
+    pub catalog: Arc<dyn Catalog>,
+    /// The orders.
+    pub orders: Arc<dyn OrderStore>,
+    /// Hands accepted orders to intake.
+    pub queue: Arc<dyn OrderQueue>,
+    /// Remembers `Idempotency-Key`s and their answers.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+}
+
+impl Ports {
+    /// The AWS adapters, with clients built once.
+    pub fn aws(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        let sdk = &shop_aws::for_function(sdk, "orders-api");
+        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+        Self {
+            catalog: Arc::new(shop_aws::catalog::DynamoCatalog::new(
+                dynamo.clone(),
+                config.catalog_table.clone(),
+            )),
+            orders: Arc::new(shop_aws::orders::DynamoOrderStore::new(
+                dynamo.clone(),
+                config.orders_table.clone(),
+            )),
+            queue: Arc::new(shop_aws::queue::SqsOrderQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                config.orders_queue_url.clone(),
+                config.express_orders_queue_url.clone(),
+            )),
+            idempotency: Arc::new(shop_aws::idempotency_store::DynamoIdempotencyStore::new(
+                dynamo,
+                config.idempotency_table.clone(),
+            )),
+        }
+    }
+}
+
 /// The API with its ports; built once per process.
 pub struct OrdersApi {
     catalog: Arc<dyn Catalog>,
@@ -83,57 +151,13 @@ pub struct OrdersApi {
 
 impl OrdersApi {
     /// Wires the API to its ports.
-    pub fn new(
-        catalog: Arc<dyn Catalog>,
-        orders: Arc<dyn OrderStore>,
-        queue: Arc<dyn OrderQueue>,
-        idempotency_store: Arc<dyn IdempotencyStore>,
-    ) -> Self {
+    pub fn new(ports: Ports) -> Self {
         Self {
-            catalog,
-            orders,
-            queue,
-            idempotency: Idempotency::new(idempotency_store, IDEMPOTENCY_EXPIRY, IDEMPOTENCY_LOCK),
+            catalog: ports.catalog,
+            orders: ports.orders,
+            queue: ports.queue,
+            idempotency: Idempotency::new(ports.idempotency, IDEMPOTENCY_EXPIRY, IDEMPOTENCY_LOCK),
         }
-    }
-
-    /// Builds the AWS adapters from the function's environment.
-    pub fn from_env(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        Self::from_env_with_hooks(sdk, env, &NoHooks)
-    }
-
-    /// Like [`OrdersApi::from_env`], with the intake queue passed through `hooks`
-    /// (a crash between storing and enqueueing, in the chaos run).
-    pub fn from_env_with_hooks(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-        hooks: &dyn PortHooks,
-    ) -> Result<Self, ConfigError> {
-        let sdk = &shop_aws::for_function(sdk, "orders-api");
-        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        Ok(Self::new(
-            Arc::new(shop_aws::catalog::DynamoCatalog::new(
-                dynamo.clone(),
-                shop_aws::required(env, "CATALOG_TABLE")?,
-            )),
-            Arc::new(shop_aws::orders::DynamoOrderStore::new(
-                dynamo.clone(),
-                shop_aws::required(env, "ORDERS_TABLE")?,
-            )),
-            hooks.queue(Arc::new(shop_aws::queue::SqsOrderQueue::new(
-                sqs,
-                shop_aws::required(env, "ORDERS_QUEUE_URL")?,
-                shop_aws::required(env, "EXPRESS_ORDERS_QUEUE_URL")?,
-            ))),
-            Arc::new(shop_aws::idempotency_store::DynamoIdempotencyStore::new(
-                dynamo,
-                shop_aws::required(env, "IDEMPOTENCY_TABLE")?,
-            )),
-        ))
     }
 
     /// Answers one request. Never fails and never panics outward: a panic inside

@@ -17,12 +17,12 @@ fn catalog() -> FakeCatalog {
 
 fn api_with(catalog: Arc<dyn Catalog>) -> (OrdersApi, Arc<FakeOrders>) {
     let orders = Arc::new(FakeOrders::default());
-    let api = OrdersApi::new(
+    let api = OrdersApi::new(Ports {
         catalog,
-        orders.clone(),
-        Arc::new(FakeQueue::default()),
-        Arc::new(idempotency::InMemoryStore::default()),
-    );
+        orders: orders.clone(),
+        queue: Arc::new(FakeQueue::default()),
+        idempotency: Arc::new(idempotency::InMemoryStore::default()),
+    });
     (api, orders)
 }
 

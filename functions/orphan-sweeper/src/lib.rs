@@ -5,7 +5,7 @@
 #![warn(missing_docs)]
 
 use serde::Serialize;
-use shop_aws::ConfigError;
+use shop_aws::{ConfigError, Settings};
 use shop_domain::orphans::{OrphanSweep, SweepReport, cutoff};
 use shop_domain::ports::{EventPublisher, OrderStore, PendingOrders, PortError, SagaRuns};
 use std::sync::Arc;
@@ -47,73 +47,87 @@ impl From<SweepReport> for SweepSummary {
     }
 }
 
-/// The sweeper's settings or an adapter are wrong; the function cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    /// A required variable is missing.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// `ORPHAN_AFTER_SECONDS` is not a whole number of seconds of at least 60.
-    #[error("ORPHAN_AFTER_SECONDS must be a whole number of seconds >= 60, got {0:?}")]
-    OrphanAfter(String),
+/// What the function reads from its environment, parsed once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ORDERS_TABLE`: the orders and their pending index.
+    pub orders_table: String,
+    /// `STATE_MACHINE_ARN`: the saga whose executions tell a stranded order.
+    pub state_machine_arn: String,
+    /// `EVENT_BUS_NAME`: where the cancellations are announced.
+    pub event_bus_name: String,
+    /// `ORPHAN_AFTER_SECONDS` (default 900, at least 60): how long a pending order
+    /// with no saga waits before it counts as stranded.
+    pub orphan_after: Duration,
+}
+
+impl Config {
+    /// Reads every setting, naming the first that is missing or malformed.
+    pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            orders_table: env.required("ORDERS_TABLE")?,
+            state_machine_arn: env.required("STATE_MACHINE_ARN")?,
+            event_bus_name: env.required("EVENT_BUS_NAME")?,
+            orphan_after: Duration::from_secs(env.parsed(
+                "ORPHAN_AFTER_SECONDS",
+                DEFAULT_ORPHAN_AFTER_SECONDS,
+                "a whole number of seconds of at least 60",
+                |s| *s >= 60,
+            )?),
+        })
+    }
+}
+
+/// The ports the sweeper works through. A test replaces one to inject a fault.
+#[derive(Clone)]
+pub struct Ports {
+    /// The index of orders stored as pending.
+    pub pending: Arc<dyn PendingOrders>,
+    /// The orders, cancelled conditionally.
+    pub orders: Arc<dyn OrderStore>,
+    /// Whether an order's saga was ever started.
+    pub runs: Arc<dyn SagaRuns>,
+    /// Announces the cancellations.
+    pub events: Arc<dyn EventPublisher>,
+}
+
+impl Ports {
+    /// The AWS adapters, with clients built once.
+    pub fn aws(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        let sdk = &shop_aws::for_function(sdk, "orphan-sweeper");
+        let store = Arc::new(shop_aws::orders::DynamoOrderStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            config.orders_table.clone(),
+        ));
+        Self {
+            pending: store.clone(),
+            orders: store,
+            runs: Arc::new(shop_aws::saga::SfnSagaStarter::new(
+                aws_sdk_sfn::Client::new(sdk),
+                config.state_machine_arn.clone(),
+            )),
+            events: Arc::new(shop_aws::events::EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                config.event_bus_name.clone(),
+            )),
+        }
+    }
 }
 
 /// The sweeper with its ports.
 pub struct OrphanSweeper {
-    pending: Arc<dyn PendingOrders>,
-    orders: Arc<dyn OrderStore>,
-    runs: Arc<dyn SagaRuns>,
-    events: Arc<dyn EventPublisher>,
+    ports: Ports,
     after: Duration,
 }
 
 impl OrphanSweeper {
-    /// Wires the sweeper to its ports; orders pending longer than `after` with no
-    /// saga are cancelled.
-    pub fn new(
-        pending: Arc<dyn PendingOrders>,
-        orders: Arc<dyn OrderStore>,
-        runs: Arc<dyn SagaRuns>,
-        events: Arc<dyn EventPublisher>,
-        after: Duration,
-    ) -> Self {
+    /// Wires the sweeper to its ports; orders pending longer than the configured age
+    /// with no saga are cancelled.
+    pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
-            pending,
-            orders,
-            runs,
-            events,
-            after,
+            ports,
+            after: config.orphan_after,
         }
-    }
-
-    /// Builds the AWS adapters from the function's environment.
-    pub fn from_env(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, InitError> {
-        let sdk = &shop_aws::for_function(sdk, "orphan-sweeper");
-        let after = match env("ORPHAN_AFTER_SECONDS") {
-            None => DEFAULT_ORPHAN_AFTER_SECONDS,
-            Some(text) => text
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s >= 60)
-                .ok_or(InitError::OrphanAfter(text))?,
-        };
-        let store = Arc::new(shop_aws::orders::DynamoOrderStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            shop_aws::required(env, "ORDERS_TABLE")?,
-        ));
-        Ok(Self::new(
-            store.clone(),
-            store,
-            Arc::new(shop_aws::saga::SfnSagaStarter::new(
-                aws_sdk_sfn::Client::new(sdk),
-                shop_aws::required(env, "STATE_MACHINE_ARN")?,
-            )),
-            Arc::new(shop_aws::events::EventBridgePublisher::from_env(sdk, env)?),
-            Duration::from_secs(after),
-        ))
     }
 
     /// One scheduled run. The schedule's event carries nothing the sweep needs. A
@@ -121,10 +135,10 @@ impl OrphanSweeper {
     /// was done before it stays done, and the next run picks up the rest.
     pub async fn handle(&self) -> Result<SweepSummary, PortError> {
         let report = OrphanSweep {
-            pending: self.pending.as_ref(),
-            orders: self.orders.as_ref(),
-            runs: self.runs.as_ref(),
-            events: self.events.as_ref(),
+            pending: self.ports.pending.as_ref(),
+            orders: self.ports.orders.as_ref(),
+            runs: self.ports.runs.as_ref(),
+            events: self.ports.events.as_ref(),
         }
         .sweep(
             &cutoff(self.after),
@@ -173,12 +187,20 @@ mod tests {
             orders.insert(order).await.unwrap();
         }
         let events = Arc::new(FakeEvents::default());
+        let config = Config {
+            orders_table: "orders".into(),
+            state_machine_arn: "saga".into(),
+            event_bus_name: "bus".into(),
+            orphan_after: Duration::from_secs(900),
+        };
         let sweeper = OrphanSweeper::new(
-            pending,
-            orders.clone(),
-            Arc::new(FakeRuns::default()),
-            events.clone(),
-            Duration::from_secs(900),
+            &config,
+            Ports {
+                pending,
+                orders: orders.clone(),
+                runs: Arc::new(FakeRuns::default()),
+                events: events.clone(),
+            },
         );
         let summary = sweeper.handle().await.unwrap();
         assert_eq!(summary.cancelled, [old.order_id.as_str()]);
@@ -191,14 +213,13 @@ mod tests {
 
     #[test]
     fn refuses_an_orphan_age_below_a_minute() {
-        let sdk = aws_config::SdkConfig::builder().build();
         let env = |name: &str| match name {
             "ORPHAN_AFTER_SECONDS" => Some("5".to_owned()),
             _ => Some("x".to_owned()),
         };
         assert!(matches!(
-            OrphanSweeper::from_env(&sdk, &env),
-            Err(InitError::OrphanAfter(v)) if v == "5"
+            Config::from_env(Settings::new(&env)),
+            Err(ConfigError::Invalid { name: "ORPHAN_AFTER_SECONDS", value, .. }) if value == "5"
         ));
     }
 }

@@ -6,7 +6,11 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
-    let sweeper = orphan_sweeper::OrphanSweeper::from_env(&sdk, &|name| std::env::var(name).ok())?;
+    let config = orphan_sweeper::Config::from_env(shop_aws::Settings::new(&|name| {
+        std::env::var(name).ok()
+    }))?;
+    let sweeper =
+        orphan_sweeper::OrphanSweeper::new(&config, orphan_sweeper::Ports::aws(&sdk, &config));
     let sweeper = &sweeper;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         sweeper.handle().await.map_err(lambda_runtime::Error::from)

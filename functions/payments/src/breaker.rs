@@ -4,30 +4,9 @@
 
 use async_trait::async_trait;
 use circuit_breaker::{CircuitBreaker, Clock, Config, State, SystemClock};
-use shop_aws::ConfigError;
 use shop_domain::payment::{ChargeRequest, ProviderError};
 use shop_domain::ports::PaymentProvider;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Breaker settings from `PAYMENT_BREAKER_FAILURES` (default 5),
-/// `PAYMENT_BREAKER_WINDOW_SECONDS` (30) and `PAYMENT_BREAKER_COOL_DOWN_SECONDS` (20).
-pub fn config_from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let number = |name: &str, default: u64| match env(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ConfigError(format!("{name} (not a positive whole number)"))),
-    };
-    Ok(Config {
-        failure_threshold: u32::try_from(number("PAYMENT_BREAKER_FAILURES", 5)?)
-            .unwrap_or(u32::MAX),
-        window: Duration::from_secs(number("PAYMENT_BREAKER_WINDOW_SECONDS", 30)?),
-        cool_down: Duration::from_secs(number("PAYMENT_BREAKER_COOL_DOWN_SECONDS", 20)?),
-    })
-}
 
 fn report(from: State, to: State) {
     tracing::warn!(
@@ -121,7 +100,7 @@ mod tests {
     use shop_domain::Currency;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     #[derive(Clone)]
     struct FakeClock(Arc<Mutex<Instant>>);
@@ -198,7 +177,7 @@ mod tests {
                 down: Mutex::new(true),
                 calls: AtomicU32::new(0),
             });
-            let config = config_from_env(&|_| None).unwrap();
+            let config = crate::tests::config(&[]).unwrap().breaker;
             let clock = FakeClock(Arc::new(Mutex::new(Instant::now())));
             let guarded: Vec<_> = (0..environments)
                 .map(|_| GuardedProvider::with_clock(flaky.clone(), config, clock.clone()))
@@ -217,18 +196,5 @@ mod tests {
             );
             assert!(guarded.iter().all(|g| g.state() == State::Open));
         }
-    }
-
-    #[test]
-    fn configuration_is_read_and_validated() {
-        let env = |k: &str| (k == "PAYMENT_BREAKER_FAILURES").then(|| "7".to_string());
-        assert_eq!(config_from_env(&env).unwrap().failure_threshold, 7);
-        let bad = |k: &str| (k == "PAYMENT_BREAKER_COOL_DOWN_SECONDS").then(|| "soon".to_string());
-        assert!(
-            config_from_env(&bad)
-                .unwrap_err()
-                .to_string()
-                .contains("PAYMENT_BREAKER_COOL_DOWN_SECONDS")
-        );
     }
 }

@@ -6,18 +6,18 @@ pub mod breaker;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
-use shop_aws::ConfigError;
+use shop_aws::{ConfigError, Settings};
 use shop_domain::commands::{Envelope, PaymentCommand, TaskError, answer_task, with_heartbeats};
 use shop_domain::payment::{InvalidProviderKey, PaymentService, ProviderKey, SandboxProvider};
 use shop_domain::ports::{
-    EventPublisher, NoHooks, PaymentLedger, PaymentProvider, PortError, PortHooks, TaskCallbacks,
+    EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
 };
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-/// Provider deadline when `PAYMENT_PROVIDER_TIMEOUT_MS` is not set.
-pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Provider deadline, in milliseconds, when `PAYMENT_PROVIDER_TIMEOUT_MS` is not set.
+pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 5_000;
 
 /// Why a message was not processed (it is redelivered, then dead-lettered).
 #[derive(Debug, thiserror::Error)]
@@ -30,20 +30,59 @@ pub enum CommandError {
     Port(#[from] PortError),
 }
 
-/// The payments function with its ports.
-pub struct Payments {
-    ledger: Arc<dyn PaymentLedger>,
-    provider: Arc<dyn PaymentProvider>,
-    events: Arc<dyn EventPublisher>,
-    callbacks: Arc<dyn TaskCallbacks>,
-}
-
-/// Environment variable naming the Secrets Manager secret that holds the provider's
-/// API key (a JSON secret with the key in [`PROVIDER_KEY_FIELD`]).
-pub const PROVIDER_KEY_SECRET: &str = "PAYMENT_PROVIDER_KEY_SECRET";
-
 /// The field of the secret's JSON that holds the API key.
 pub const PROVIDER_KEY_FIELD: &str = "apiKey";
+
+/// What the function reads from its environment, parsed once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PAYMENTS_TABLE`: the ledger.
+    pub payments_table: String,
+    /// `EVENT_BUS_NAME`: where payment events are published.
+    pub event_bus_name: String,
+    /// `PAYMENT_PROVIDER_KEY_SECRET`: the Secrets Manager secret holding the provider's
+    /// API key (a JSON secret with the key in [`PROVIDER_KEY_FIELD`]).
+    pub provider_key_secret: String,
+    /// `PAYMENT_PROVIDER_TIMEOUT_MS` (default 5000): how long one provider call may take.
+    pub provider_timeout: Duration,
+    /// `PAYMENT_BREAKER_FAILURES` (5), `PAYMENT_BREAKER_WINDOW_SECONDS` (30) and
+    /// `PAYMENT_BREAKER_COOL_DOWN_SECONDS` (20): the provider's circuit breaker.
+    pub breaker: circuit_breaker::Config,
+}
+
+impl Config {
+    /// Reads every setting, naming the first that is missing or malformed.
+    pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
+        let positive = |n: &u64| *n > 0;
+        const WHOLE: &str = "a whole number above 0";
+        Ok(Self {
+            payments_table: env.required("PAYMENTS_TABLE")?,
+            event_bus_name: env.required("EVENT_BUS_NAME")?,
+            provider_key_secret: env.required("PAYMENT_PROVIDER_KEY_SECRET")?,
+            provider_timeout: Duration::from_millis(env.parsed(
+                "PAYMENT_PROVIDER_TIMEOUT_MS",
+                DEFAULT_PROVIDER_TIMEOUT_MS,
+                "a number of milliseconds above 0",
+                positive,
+            )?),
+            breaker: circuit_breaker::Config {
+                failure_threshold: env.parsed("PAYMENT_BREAKER_FAILURES", 5, WHOLE, |n| *n > 0)?,
+                window: Duration::from_secs(env.parsed(
+                    "PAYMENT_BREAKER_WINDOW_SECONDS",
+                    30,
+                    WHOLE,
+                    positive,
+                )?),
+                cool_down: Duration::from_secs(env.parsed(
+                    "PAYMENT_BREAKER_COOL_DOWN_SECONDS",
+                    20,
+                    WHOLE,
+                    positive,
+                )?),
+            },
+        })
+    }
+}
 
 /// Why the payments function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,81 +98,85 @@ pub enum InitError {
     Key(#[from] InvalidProviderKey),
 }
 
-/// The sandbox provider configured from the environment. Its API key is read from
-/// Secrets Manager here, once per cold start, and held in memory: no key in the
-/// template, the environment or the code, and no secrets call on a warm invocation.
-/// A real provider plugs in by implementing [`PaymentProvider`] and being passed to
-/// [`Payments::from_env_with_provider`].
-pub async fn sandbox_from_env(
+/// The sandbox provider. Its API key is read from Secrets Manager here, once per cold
+/// start, and held in memory: no key in the template, the environment or the code,
+/// and no secrets call on a warm invocation. A real provider plugs in by implementing
+/// [`PaymentProvider`] and being passed to [`Ports::aws`] instead.
+pub async fn sandbox_provider(
     sdk: &aws_config::SdkConfig,
-    env: &dyn Fn(&str) -> Option<String>,
+    config: &Config,
 ) -> Result<SandboxProvider, InitError> {
-    let deadline = match env("PAYMENT_PROVIDER_TIMEOUT_MS") {
-        None => DEFAULT_PROVIDER_TIMEOUT,
-        Some(raw) => raw.parse::<u64>().map(Duration::from_millis).map_err(|_| {
-            ConfigError("PAYMENT_PROVIDER_TIMEOUT_MS (not a number of milliseconds)".into())
-        })?,
-    };
     let secrets = aws_sdk_secretsmanager::Client::new(&shop_aws::for_function(sdk, "payments"));
-    let secret = shop_aws::required(env, PROVIDER_KEY_SECRET)?;
-    let key = shop_aws::secrets::read_json_field(&secrets, &secret, PROVIDER_KEY_FIELD).await?;
-    let provider = SandboxProvider::new(deadline, ProviderKey::new(key)?);
+    let key = shop_aws::secrets::read_json_field(
+        &secrets,
+        &config.provider_key_secret,
+        PROVIDER_KEY_FIELD,
+    )
+    .await?;
+    let provider = SandboxProvider::new(config.provider_timeout, ProviderKey::new(key)?);
     tracing::info!(key = ?provider.key(), "payment provider key loaded");
     Ok(provider)
 }
 
-impl Payments {
-    /// Wires the function to its ports.
-    pub fn new(
-        ledger: Arc<dyn PaymentLedger>,
+/// The ports the function works through. A test replaces one to inject a fault.
+#[derive(Clone)]
+pub struct Ports {
+    /// One record per order, conditional transitions only.
+    pub ledger: Arc<dyn PaymentLedger>,
+    /// The card processor, which [`Payments::new`] puts behind the circuit breaker.
+    pub provider: Arc<dyn PaymentProvider>,
+    /// Publishes payment events.
+    pub events: Arc<dyn EventPublisher>,
+    /// Answers and heartbeats to the saga's task tokens.
+    pub callbacks: Arc<dyn TaskCallbacks>,
+}
+
+impl Ports {
+    /// The AWS adapters around `provider`, with clients built once.
+    pub fn aws(
+        sdk: &aws_config::SdkConfig,
+        config: &Config,
         provider: Arc<dyn PaymentProvider>,
-        events: Arc<dyn EventPublisher>,
-        callbacks: Arc<dyn TaskCallbacks>,
     ) -> Self {
-        Self {
-            ledger,
-            provider,
-            events,
-            callbacks,
-        }
-    }
-
-    /// Builds the AWS adapters and the sandbox provider from the environment.
-    pub async fn from_env(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, InitError> {
-        let provider = Arc::new(sandbox_from_env(sdk, env).await?);
-        Ok(Self::from_env_with_provider(sdk, env, provider, &NoHooks)?)
-    }
-
-    /// Builds the AWS adapters from the environment around a given provider, which
-    /// is guarded by a circuit breaker configured from the environment too. Every
-    /// port passes through `hooks` (fault injection in the local runner and tests).
-    pub fn from_env_with_provider(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-        provider: Arc<dyn PaymentProvider>,
-        hooks: &dyn PortHooks,
-    ) -> Result<Self, ConfigError> {
         let sdk = &shop_aws::for_function(sdk, "payments");
-        let provider: Arc<dyn PaymentProvider> = Arc::new(breaker::GuardedProvider::new(
-            hooks.provider(provider),
-            breaker::config_from_env(env)?,
-        ));
-        Ok(Self::new(
-            Arc::new(shop_aws::ledger::DynamoLedger::new(
+        Self {
+            ledger: Arc::new(shop_aws::ledger::DynamoLedger::new(
                 aws_sdk_dynamodb::Client::new(sdk),
-                shop_aws::required(env, "PAYMENTS_TABLE")?,
+                config.payments_table.clone(),
             )),
             provider,
-            hooks.events(Arc::new(shop_aws::events::EventBridgePublisher::from_env(
-                sdk, env,
-            )?)),
-            hooks.callbacks(Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
+            events: Arc::new(shop_aws::events::EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                config.event_bus_name.clone(),
+            )),
+            callbacks: Arc::new(shop_aws::saga::SfnTaskCallbacks::new(
                 aws_sdk_sfn::Client::new(sdk),
-            ))),
-        ))
+            )),
+        }
+    }
+}
+
+/// The payments function with its ports.
+pub struct Payments {
+    ledger: Arc<dyn PaymentLedger>,
+    provider: Arc<dyn PaymentProvider>,
+    events: Arc<dyn EventPublisher>,
+    callbacks: Arc<dyn TaskCallbacks>,
+}
+
+impl Payments {
+    /// Wires the function to its ports, the provider behind a circuit breaker
+    /// configured by `config`.
+    pub fn new(config: &Config, ports: Ports) -> Self {
+        Self {
+            ledger: ports.ledger,
+            provider: Arc::new(breaker::GuardedProvider::new(
+                ports.provider,
+                config.breaker,
+            )),
+            events: ports.events,
+            callbacks: ports.callbacks,
+        }
     }
 
     /// Processes a batch, reporting only the failed records.
@@ -205,21 +248,62 @@ impl Payments {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use shop_domain::fakes::{FakeCallbacks, FakeEvents, FakeLedger};
+
+    /// The configuration the template gives, with `extra` variables set besides.
+    pub(crate) fn config(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(&str, &str)> = [
+            ("PAYMENTS_TABLE", "payments"),
+            ("EVENT_BUS_NAME", "bus"),
+            ("PAYMENT_PROVIDER_KEY_SECRET", "secret"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+        Config::from_env(Settings::new(&|name| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }))
+    }
+
+    #[test]
+    fn configuration_is_read_and_validated() {
+        let read = config(&[("PAYMENT_BREAKER_FAILURES", "7")]).unwrap();
+        assert_eq!(read.breaker.failure_threshold, 7);
+        assert_eq!(
+            read.provider_timeout,
+            Duration::from_millis(DEFAULT_PROVIDER_TIMEOUT_MS)
+        );
+        let bad = config(&[("PAYMENT_BREAKER_COOL_DOWN_SECONDS", "soon")]).unwrap_err();
+        assert!(
+            bad.to_string()
+                .contains("PAYMENT_BREAKER_COOL_DOWN_SECONDS")
+        );
+        let zero = config(&[("PAYMENT_PROVIDER_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(zero.to_string().contains("PAYMENT_PROVIDER_TIMEOUT_MS"));
+        let missing = config(&[("PAYMENTS_TABLE", "")]).unwrap_err();
+        assert_eq!(missing, ConfigError::Missing("PAYMENTS_TABLE"));
+    }
 
     #[tokio::test]
     async fn charge_answers_with_the_capture_and_decline_by_name() {
         let callbacks = Arc::new(FakeCallbacks::default());
+        let config = config(&[]).unwrap();
         let payments = Payments::new(
-            Arc::new(FakeLedger::default()),
-            Arc::new(SandboxProvider::new(
-                Duration::from_millis(5),
-                ProviderKey::new("sandbox-key-0123456789").unwrap(),
-            )),
-            Arc::new(FakeEvents::default()),
-            callbacks.clone(),
+            &config,
+            Ports {
+                ledger: Arc::new(FakeLedger::default()),
+                provider: Arc::new(SandboxProvider::new(
+                    Duration::from_millis(5),
+                    ProviderKey::new("sandbox-key-0123456789").unwrap(),
+                )),
+                events: Arc::new(FakeEvents::default()),
+                callbacks: callbacks.clone(),
+            },
         );
         let mut event = SqsEvent::default();
         for (i, token) in ["tok_visa", "tok_decline"].iter().enumerate() {

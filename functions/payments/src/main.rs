@@ -8,7 +8,13 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
-    let function = payments::Payments::from_env(&sdk, &|name| std::env::var(name).ok()).await?;
+    let config =
+        payments::Config::from_env(shop_aws::Settings::new(&|name| std::env::var(name).ok()))?;
+    let provider = payments::sandbox_provider(&sdk, &config).await?;
+    let function = payments::Payments::new(
+        &config,
+        payments::Ports::aws(&sdk, &config, std::sync::Arc::new(provider)),
+    );
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, std::convert::Infallible>(function.handle(event.payload).await)

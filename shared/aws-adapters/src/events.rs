@@ -30,17 +30,6 @@ impl EventBridgePublisher {
         }
     }
 
-    /// Publisher for the bus named by `EVENT_BUS_NAME`.
-    pub fn from_env(
-        sdk: &aws_config::SdkConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, crate::ConfigError> {
-        Ok(Self::new(
-            Client::new(sdk),
-            crate::required(env, "EVENT_BUS_NAME")?,
-        ))
-    }
-
     fn entry(&self, event: &DomainEvent) -> PutEventsRequestEntry {
         PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus_name)

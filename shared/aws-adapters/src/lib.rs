@@ -11,9 +11,11 @@ pub mod orders;
 pub mod queue;
 pub mod saga;
 pub mod secrets;
+pub mod settings;
 pub mod shipments;
 pub mod stock;
 
+pub use settings::{ConfigError, Settings};
 use shop_domain::ports::PortError;
 
 /// Loads the shared SDK configuration from the environment, once per process.
@@ -58,22 +60,6 @@ pub fn for_function(sdk: &aws_config::SdkConfig, name: &'static str) -> aws_conf
 /// The root certificates every AWS service endpoint chains to: Amazon Root CA 1–4 and
 /// Starfield Services Root CA G2 (the cross-signer of the Amazon roots).
 const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");
-
-/// Reads a required setting, naming it when it is missing so a misconfigured
-/// deployment fails at cold start with a clear message.
-pub fn required(
-    lookup: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<String, ConfigError> {
-    lookup(name)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ConfigError(name.to_owned()))
-}
-
-/// A required environment variable is missing.
-#[derive(Debug, thiserror::Error)]
-#[error("environment variable {0} is not set")]
-pub struct ConfigError(pub String);
 
 /// Wraps an SDK error with the operation it failed in, rendering the whole error
 /// chain (service code and message) so logs and task causes are actionable.

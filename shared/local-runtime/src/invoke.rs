@@ -1,6 +1,7 @@
 //! Invoking a function with a JSON event, the way Lambda does: in process, or
 //! through a Lambda invoke URL.
 
+use crate::http_client::HttpClient;
 use crate::provision::FunctionSpec;
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -117,5 +118,47 @@ impl Invoker for InProcess {
                 message: "handler panicked".into(),
             }),
         }
+    }
+}
+
+/// Invokes functions through a Lambda invoke URL (such as the one `cargo lambda watch`
+/// serves), by binary name at `{base}/2015-03-31/functions/{name}/invocations`.
+pub struct InvokeUrl {
+    base: String,
+    client: HttpClient,
+}
+
+impl InvokeUrl {
+    /// An invoker for the given invoke URL, e.g. `http://127.0.0.1:9000`.
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            client: HttpClient::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Invoker for InvokeUrl {
+    async fn invoke(&self, function: &FunctionSpec, event: Value) -> Result<Value, InvokeError> {
+        let name = function.binary.as_deref().unwrap_or(&function.logical_id);
+        let url = format!("{}/2015-03-31/functions/{name}/invocations", self.base);
+        let failed = |message: String| InvokeError::Failed {
+            function: function.logical_id.clone(),
+            message,
+        };
+        let (status, headers, body) = self
+            .client
+            .send("POST", &url, event.to_string().into_bytes())
+            .await
+            .map_err(failed)?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !(200..300).contains(&status) || headers.contains_key("x-amz-function-error") {
+            return Err(failed(format!("status {status}: {text}")));
+        }
+        serde_json::from_str(&text).map_err(|e| InvokeError::Payload {
+            function: function.logical_id.clone(),
+            message: format!("{e}: {text}"),
+        })
     }
 }

@@ -5,7 +5,9 @@
 //! wiring; the end-to-end tests and `shop local` use this same code.
 #![warn(missing_docs)]
 
+pub mod emulator;
 pub mod http_api;
+pub mod http_client;
 pub mod http_server;
 pub mod invoke;
 pub mod jwt_authorizer;
@@ -15,7 +17,7 @@ pub mod schedules;
 pub mod sqs_poller;
 pub mod template;
 
-pub use invoke::{FunctionHandler, InProcess, InvokeError, Invoker};
+pub use invoke::{FunctionHandler, InProcess, InvokeError, InvokeUrl, Invoker};
 pub use provision::{Stack, provision};
 pub use template::{Template, TemplateError};
 

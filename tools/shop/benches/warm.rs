@@ -232,14 +232,27 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     // Logs as in Lambda (JSON, info), written nowhere: their formatting is part of the cost.
     observability::init_logging_to(std::io::sink);
 
-    let api = orders_api::OrdersApi::from_env(&sdk, &env).expect("orders-api");
-    let intake = order_intake::Intake::from_env(&sdk, &env).expect("order-intake");
-    let inventory = inventory::Inventory::from_env(&sdk, &env).expect("inventory");
-    let payments = runtime
-        .block_on(payments::Payments::from_env(&sdk, &env))
+    // Each function built as its main.rs builds it.
+    let env = shop_aws::Settings::new(&env);
+    let config = orders_api::Config::from_env(env).expect("orders-api");
+    let api = orders_api::OrdersApi::new(orders_api::Ports::aws(&sdk, &config));
+    let config = order_intake::Config::from_env(env).expect("order-intake");
+    let intake = order_intake::Intake::new(order_intake::Ports::aws(&sdk, &config));
+    let config = inventory::Config::from_env(env).expect("inventory");
+    let inventory = inventory::Inventory::new(inventory::Ports::aws(&sdk, &config));
+    let config = payments::Config::from_env(env).expect("payments");
+    let provider = runtime
+        .block_on(payments::sandbox_provider(&sdk, &config))
         .expect("payments");
-    let fulfilment = fulfilment::Fulfilment::from_env(&sdk, &env).expect("fulfilment");
-    let sweeper = orphan_sweeper::OrphanSweeper::from_env(&sdk, &env).expect("orphan-sweeper");
+    let payments = payments::Payments::new(
+        &config,
+        payments::Ports::aws(&sdk, &config, std::sync::Arc::new(provider)),
+    );
+    let config = fulfilment::Config::from_env(env).expect("fulfilment");
+    let fulfilment = fulfilment::Fulfilment::new(fulfilment::Ports::aws(&sdk, &config));
+    let config = orphan_sweeper::Config::from_env(env).expect("orphan-sweeper");
+    let sweeper =
+        orphan_sweeper::OrphanSweeper::new(&config, orphan_sweeper::Ports::aws(&sdk, &config));
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
 
     let place: ApiGatewayV2httpRequest =

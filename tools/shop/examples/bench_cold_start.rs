@@ -255,7 +255,7 @@ async fn main() {
         );
     }
     let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("run under scripts/with-moto.sh");
-    let sdk = shop::local::emulator_sdk(&endpoint).await;
+    let sdk = local_runtime::emulator::emulator_sdk(&endpoint).await;
     let template = local_runtime::Template::load(&root.join("template.yaml")).expect("template");
     let stack = local_runtime::provision(
         &template,

@@ -7,9 +7,10 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
+use local_app::{LocalApp, LocalOptions};
+use local_runtime::emulator::Emulator;
+use local_runtime::emulator::emulator_sdk;
 use serde_json::{Value, json};
-use shop::emulator::Emulator;
-use shop::local::{LocalApp, LocalOptions, emulator_sdk};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;

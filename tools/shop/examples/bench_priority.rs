@@ -14,8 +14,8 @@
 //!   scripts/with-moto.sh cargo run --profile local-bench -p shop --example bench_priority -- [N ...]
 
 use async_trait::async_trait;
+use local_app::{LocalApp, LocalOptions};
 use serde_json::Value;
-use shop::local::{LocalApp, LocalOptions};
 use shop_domain::Order;
 use shop_domain::OrderId;
 use shop_domain::ports::{PortError, SagaStarter, StartOutcome};
@@ -161,19 +161,12 @@ async fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let app = LocalApp::start(LocalOptions {
         root,
-        endpoint: None,
-        port: 0,
-        issuer_port: 0,
-        invoke_url: None,
-        seed: None,
         stack_name: "bench-priority".into(),
-        wrappers: shop::functions::PortWrappers {
-            saga: Some(Arc::new(|inner| {
-                Arc::new(BacklogStarter(inner)) as Arc<dyn SagaStarter>
-            })),
-            ..Default::default()
-        },
+        ports: Some(Arc::new(|ports| {
+            ports.order_intake.saga = Arc::new(BacklogStarter(ports.order_intake.saga.clone()))
+        })),
         parameters: [("StandardIntakeConcurrency".to_owned(), "2".to_owned())].into(),
+        ..LocalOptions::default()
     })
     .await
     .expect("shop local starts");

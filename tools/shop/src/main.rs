@@ -1,11 +1,13 @@
 use clap::{Parser, Subcommand};
+use local_app::{LocalApp, LocalOptions};
 use serde_json::Value;
-use shop::local::{LocalApp, LocalOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 mod ops_cli;
+mod smoke;
+mod token;
 
 /// Developer and operator tool for the order saga suite.
 #[derive(Parser)]
@@ -120,7 +122,7 @@ fn parse_parameter(raw: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{raw:?} is not KEY=VALUE"))
 }
 
-fn finish(result: Result<ExitCode, shop::ops::OpsError>, what: &str) -> ExitCode {
+fn finish(result: Result<ExitCode, shop_ops::OpsError>, what: &str) -> ExitCode {
     result.unwrap_or_else(|e| {
         eprintln!("shop {what}: {e}");
         ExitCode::from(2)
@@ -236,8 +238,8 @@ async fn main() -> ExitCode {
                 invoke_url,
                 seed,
                 stack_name,
-                wrappers: Default::default(),
                 parameters: parameters.into_iter().collect(),
+                ..LocalOptions::default()
             };
             let app = match LocalApp::start(options).await {
                 Ok(app) => app,

@@ -1,5 +1,5 @@
 //! The `shop dlq` and `shop saga` subcommands: argument parsing and console output over
-//! the `shop::ops` library.
+//! the `shop_ops` library.
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -17,13 +17,13 @@ macro_rules! say_inline {
     }};
 }
 use indicatif::{ProgressBar, ProgressStyle};
-use shop::local::emulator_sdk;
-use shop::ops::OpsError;
-use shop::ops::audit::{AuditRecord, OpsFiles};
-use shop::ops::dlq::{self, DeadLetter, ReplayOptions};
-use shop::ops::filter::Filter;
-use shop::ops::saga::{self, RedrivePlan};
-use shop::ops::stack::{LocalStackFile, Ops, StackOutputs};
+use local_runtime::emulator::emulator_sdk;
+use shop_ops::OpsError;
+use shop_ops::audit::{AuditRecord, OpsFiles};
+use shop_ops::dlq::{self, DeadLetter, ReplayOptions};
+use shop_ops::filter::Filter;
+use shop_ops::saga::{self, RedrivePlan};
+use shop_ops::stack::{LocalStackFile, Ops, StackOutputs};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -307,7 +307,7 @@ fn stop_on_signal() -> Arc<AtomicBool> {
 
 /// Runs `shop seed FILE`: the catalog and its stock into the stack, idempotently.
 pub async fn seed(args: StackArgs, file: PathBuf) -> Result<ExitCode, OpsError> {
-    let seed = shop::seed::Seed::load(&file).map_err(|e| OpsError::Refused(e.to_string()))?;
+    let seed = shop_ops::seed::Seed::load(&file).map_err(|e| OpsError::Refused(e.to_string()))?;
     let ops = connect(&args).await?;
     let catalog = shop_aws::catalog::DynamoCatalog::new(
         ops.dynamodb.clone(),
@@ -363,7 +363,7 @@ pub fn token(
              ShopperUserPoolClientId, or the issuer it was given); see README, Identity"
         )));
     }
-    let token = shop::token::local_token(
+    let token = crate::token::local_token(
         &args.state_dir,
         &args.local_stack,
         &local_runtime::oidc_issuer::TokenRequest {
@@ -387,7 +387,7 @@ pub async fn smoke(
     let ops = connect(&args).await?;
     let token = match (token, &args.stack) {
         (Some(token), _) => token,
-        (None, None) => shop::token::local_token(
+        (None, None) => crate::token::local_token(
             &args.state_dir,
             &args.local_stack,
             &local_runtime::oidc_issuer::TokenRequest {
@@ -403,13 +403,13 @@ pub async fn smoke(
             )));
         }
     };
-    let options = shop::smoke::SmokeOptions {
+    let options = crate::smoke::SmokeOptions {
         api: ops.outputs.get("ApiUrl")?.to_owned(),
         bearer: format!("Bearer {}", token.trim_start_matches("Bearer ")),
         sku,
         within,
     };
-    let steps = shop::smoke::run(&ops, &options).await;
+    let steps = crate::smoke::run(&ops, &options).await;
     let failed = steps.iter().find(|s| !s.ok).map(|s| s.name.clone());
     if args.json {
         print_json(&steps);
@@ -439,7 +439,7 @@ pub async fn smoke(
 /// runbook. Exits 1 when one is in ALARM, so a script can wait on it.
 pub async fn alarms(args: StackArgs) -> Result<ExitCode, OpsError> {
     let ops = connect(&args).await?;
-    let all = shop::ops::alarms::list(&ops).await?;
+    let all = shop_ops::alarms::list(&ops).await?;
     let firing = all.iter().any(|a| a.state == "ALARM");
     if args.json {
         print_json(&all);

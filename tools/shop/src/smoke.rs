@@ -3,11 +3,11 @@
 //! token, a sandbox card that confirms and one that must compensate, each order
 //! followed to its end and checked with the invariants `shop saga show` uses.
 
-use crate::ops::saga;
-use crate::ops::stack::Ops;
-use crate::remote::HttpClient;
+use local_runtime::http_client::HttpClient;
 use serde::Serialize;
 use serde_json::{Value, json};
+use shop_ops::saga;
+use shop_ops::stack::Ops;
 use std::time::{Duration, Instant};
 
 /// What the smoke test needs besides the stack.

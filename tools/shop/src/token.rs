@@ -1,10 +1,10 @@
 //! `shop token`: a bearer token the running `shop local` accepts, signed by the local
 //! issuer its stack trusts (found through the stack file `shop local` writes).
 
-use crate::ops::OpsError;
-use crate::ops::stack::LocalStackFile;
 use local_runtime::oidc_issuer::{IssuerKey, LocalIssuer, TokenRequest};
 use shop_domain::CustomerId;
+use shop_ops::OpsError;
+use shop_ops::stack::LocalStackFile;
 use std::path::Path;
 
 /// Signs a token for `request.subject` with the issuer of the local stack `stack`.

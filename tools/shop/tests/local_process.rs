@@ -3,10 +3,10 @@
 //! emulator to check stock. A second test runs the functions under
 //! `cargo lambda watch` and points `shop local --invoke-url` at it.
 
+use local_runtime::http_client::HttpClient;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::{self, Pid};
 use serde_json::{Value, json};
-use shop::remote::HttpClient;
 use shop_aws::stock::DynamoStockStore;
 use shop_domain::Sku;
 use shop_domain::ports::StockStore;
@@ -244,7 +244,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
     assert_eq!(problem["errors"][0]["field"], "lines[0].quantity");
 
     // The stock in the emulator shows exactly one reservation of two mugs.
-    let sdk = shop::local::emulator_sdk(&app.emulator).await;
+    let sdk = local_runtime::emulator::emulator_sdk(&app.emulator).await;
     let stock = DynamoStockStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         format!("bb{}-InventoryTable", std::process::id()),

@@ -2,7 +2,7 @@
 //! `shop local` writes on this machine. Both carry the same output keys.
 
 use super::OpsError;
-use crate::ops::audit::OpsFiles;
+use crate::audit::OpsFiles;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

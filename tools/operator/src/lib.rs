@@ -6,6 +6,7 @@ pub mod audit;
 pub mod dlq;
 pub mod filter;
 pub mod saga;
+pub mod seed;
 pub mod stack;
 
 /// Why an operator command could not do what was asked. Returned before any message is

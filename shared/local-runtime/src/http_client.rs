@@ -1,16 +1,12 @@
-//! Invoking functions through a Lambda invoke URL (such as the one `cargo lambda
-//! watch` serves), and the small HTTP client the CLI uses for it and for moto.
+//! The small JSON-over-HTTP client of the local stack and the CLI: moto's control
+//! API, a Lambda invoke URL, the deployed API in `shop smoke`.
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use local_runtime::provision::FunctionSpec;
-use local_runtime::{InvokeError, Invoker};
-use serde_json::Value;
 
 /// A JSON-over-HTTP client: plain HTTP for loopback services (moto, an invoke URL,
 /// `shop local`), HTTPS with the system's root certificates for a deployed API
@@ -81,46 +77,5 @@ impl HttpClient {
             .map_err(|e| e.to_string())?
             .to_bytes();
         Ok((status, headers, body.to_vec()))
-    }
-}
-
-/// Invokes functions by binary name at `{base}/2015-03-31/functions/{name}/invocations`.
-pub struct RemoteInvoker {
-    base: String,
-    client: HttpClient,
-}
-
-impl RemoteInvoker {
-    /// An invoker for the given invoke URL, e.g. `http://127.0.0.1:9000`.
-    pub fn new(base: &str) -> Self {
-        Self {
-            base: base.trim_end_matches('/').to_owned(),
-            client: HttpClient::default(),
-        }
-    }
-}
-
-#[async_trait]
-impl Invoker for RemoteInvoker {
-    async fn invoke(&self, function: &FunctionSpec, event: Value) -> Result<Value, InvokeError> {
-        let name = function.binary.as_deref().unwrap_or(&function.logical_id);
-        let url = format!("{}/2015-03-31/functions/{name}/invocations", self.base);
-        let failed = |message: String| InvokeError::Failed {
-            function: function.logical_id.clone(),
-            message,
-        };
-        let (status, headers, body) = self
-            .client
-            .send("POST", &url, event.to_string().into_bytes())
-            .await
-            .map_err(failed)?;
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if !(200..300).contains(&status) || headers.contains_key("x-amz-function-error") {
-            return Err(failed(format!("status {status}: {text}")));
-        }
-        serde_json::from_str(&text).map_err(|e| InvokeError::Payload {
-            function: function.logical_id.clone(),
-            message: format!("{e}: {text}"),
-        })
     }
 }

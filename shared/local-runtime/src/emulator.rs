@@ -1,7 +1,8 @@
-//! The AWS-API emulator `shop local` runs: moto server from the project's venv,
-//! started as a child process on a free loopback port and stopped with it.
+//! The AWS-API emulator a local stack runs against: moto server from the project's
+//! venv, started as a child process on a free loopback port and stopped with it, and
+//! the SDK configuration that talks to it.
 
-use crate::remote::HttpClient;
+use crate::http_client::HttpClient;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -177,4 +178,21 @@ impl Emulator {
             let _ = child.wait().await;
         }
     }
+}
+
+/// SDK configuration for the emulator: fixed test credentials, so no credential
+/// provider probes the network.
+pub async fn emulator_sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "shop-local",
+        ))
+        .load()
+        .await
 }

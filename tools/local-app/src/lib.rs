@@ -1,20 +1,23 @@
-//! `shop local`: the whole app on one machine. Starts (or attaches to) the emulator,
-//! creates what `template.yaml` declares, seeds demo data, runs every SQS event
-//! source and serves the HTTP API, invoking functions in process or through a
-//! Lambda invoke URL (`cargo lambda watch`).
+//! The whole app on one machine, as `shop local` runs it and the end-to-end tests
+//! test it: starts (or attaches to) the emulator, creates what `template.yaml`
+//! declares, seeds the catalog, builds every function as its `main.rs` does, runs
+//! every SQS event source and schedule, and serves the HTTP API and the token issuer,
+//! invoking functions in process or through a Lambda invoke URL (`cargo lambda watch`).
+#![warn(missing_docs)]
 
-use crate::emulator::{Emulator, EmulatorError};
-use crate::functions::{PortWrappers, link};
-use crate::ops::stack::{LocalIssuerFile, LocalStackFile, StackOutputs};
-use crate::remote::RemoteInvoker;
-use crate::seed::{Seed, SeedError};
+pub mod functions;
+
+use functions::{AppConfig, AppPorts, LinkError};
+use local_runtime::emulator::{Emulator, EmulatorError, emulator_sdk};
 use local_runtime::http_api::{HttpApi, HttpResponse};
 use local_runtime::oidc_issuer::{IssuerError, IssuerKey, LocalIssuer, TokenRequest};
 use local_runtime::provision::{Clients, ProvisionError, Stack, provision};
-use local_runtime::{Invoker, Template, TemplateError};
+use local_runtime::{InvokeUrl, Invoker, Template, TemplateError};
 use shop_aws::catalog::DynamoCatalog;
 use shop_aws::stock::DynamoStockStore;
 use shop_domain::payment::SandboxProvider;
+use shop_ops::seed::{Seed, SeedError};
+use shop_ops::stack::{LocalIssuerFile, LocalStackFile, StackOutputs};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,11 +26,23 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// What `shop local` was asked to do.
+/// Replaces ports of the in-process functions before they are built (fault injection).
+pub type PortEdit = Arc<dyn Fn(&mut AppPorts) + Send + Sync>;
+
+/// Wraps the invoker every event source, schedule and the HTTP API call functions
+/// through (recording or duplicating deliveries in tests).
+pub type InvokerLayer = Arc<dyn Fn(Arc<dyn Invoker>) -> Arc<dyn Invoker> + Send + Sync>;
+
+/// What to start.
 #[derive(Clone, Default)]
 pub struct LocalOptions {
-    /// Folder holding `template.yaml`.
+    /// Folder holding `template.yaml`, `local/` and the project's `.venv`.
     pub root: PathBuf,
+    /// Where the emulator log, the functions' env file, the stack file and the
+    /// issuer's key go; `<root>/.shop` when absent.
+    pub state_dir: Option<PathBuf>,
+    /// The template to run instead of `<root>/template.yaml`.
+    pub template: Option<Template>,
     /// Use this emulator instead of starting moto.
     pub endpoint: Option<String>,
     /// Port of the HTTP API; 0 picks a free one.
@@ -40,8 +55,10 @@ pub struct LocalOptions {
     pub seed: Option<PathBuf>,
     /// Prefix of every resource name.
     pub stack_name: String,
-    /// Port wrappers for in-process functions (fault injection in tests).
-    pub wrappers: PortWrappers,
+    /// Ports replaced in the in-process functions (fault injection in tests).
+    pub ports: Option<PortEdit>,
+    /// A layer around the invoker (in tests).
+    pub invoker: Option<InvokerLayer>,
     /// Template parameter values instead of their defaults, as `sam deploy
     /// --parameter-overrides` takes them.
     pub parameters: BTreeMap<String, String>,
@@ -65,7 +82,7 @@ pub enum LocalError {
     /// A function could not start: its configuration is incomplete or a secret it
     /// reads at cold start is unusable.
     #[error(transparent)]
-    Init(#[from] crate::functions::LinkError),
+    Init(#[from] LinkError),
     /// The HTTP port could not be bound.
     #[error("cannot listen on 127.0.0.1:{0}: {1}")]
     Listen(u16, #[source] std::io::Error),
@@ -77,7 +94,7 @@ pub enum LocalError {
     EnvFile(String, #[source] std::io::Error),
     /// The stack file for operator commands could not be written.
     #[error(transparent)]
-    StackFile(#[from] crate::ops::OpsError),
+    StackFile(#[from] shop_ops::OpsError),
 }
 
 /// A running local app.
@@ -115,23 +132,6 @@ pub struct LocalApp {
 /// and kept across restarts, so a token outlives a restart of `shop local`.
 pub const ISSUER_KEY_FILE: &str = "local-issuer.pem";
 
-/// SDK configuration for the emulator: fixed test credentials, so no credential
-/// provider probes the network.
-pub async fn emulator_sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "shop-local",
-        ))
-        .load()
-        .await
-}
-
 fn write_env_file(path: &PathBuf, endpoint: &str, stack: &Stack) -> Result<(), LocalError> {
     let mut vars = BTreeMap::new();
     for function in stack.functions.values() {
@@ -153,13 +153,19 @@ impl LocalApp {
     /// Starts everything and returns once the API answers.
     pub async fn start(options: LocalOptions) -> Result<Self, LocalError> {
         let started = Instant::now();
-        let state_dir = options.root.join(".shop");
+        let state_dir = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| options.root.join(".shop"));
         let emulator = match &options.endpoint {
             Some(endpoint) => Emulator::attach(endpoint).await?,
             None => Emulator::start(&options.root, &state_dir, &options.stack_name).await?,
         };
         let sdk = emulator_sdk(&emulator.endpoint).await;
-        let template = Template::load(&options.root.join("template.yaml"))?;
+        let template = match &options.template {
+            Some(template) => template.clone(),
+            None => Template::load(&options.root.join("template.yaml"))?,
+        };
         let issuer_key_file = state_dir.join(ISSUER_KEY_FILE);
         let (issuer, issuer_listener) = LocalIssuer::bind(
             options.issuer_port,
@@ -203,11 +209,19 @@ impl LocalApp {
         write_env_file(&env_file, &emulator.endpoint, &stack)?;
 
         let (invoker, sandbox): (Arc<dyn Invoker>, _) = match &options.invoke_url {
-            Some(url) => (Arc::new(RemoteInvoker::new(url)), None),
+            Some(url) => (Arc::new(InvokeUrl::new(url)), None),
             None => {
-                let linked = link(&sdk, &stack, &options.wrappers).await?;
-                (Arc::new(linked.functions), Some(linked.sandbox))
+                let config = AppConfig::from_stack(&stack)?;
+                let (mut ports, sandbox) = config.aws_ports(&sdk).await?;
+                if let Some(edit) = &options.ports {
+                    edit(&mut ports);
+                }
+                (Arc::new(config.link(ports)), Some(sandbox))
             }
+        };
+        let invoker = match &options.invoker {
+            Some(layer) => layer(invoker),
+            None => invoker,
         };
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(
@@ -232,7 +246,11 @@ impl LocalApp {
             .map(|a| a.port())
             .unwrap_or(options.port);
         let http = Arc::new(HttpApi::new(stack.clone(), invoker.clone()));
-        tasks.push(tokio::spawn(crate::server::run(listener, http.clone(), rx)));
+        tasks.push(tokio::spawn(local_runtime::http_server::serve_api(
+            listener,
+            http.clone(),
+            rx,
+        )));
         let api_url = format!("http://127.0.0.1:{port}");
         let mut outputs = stack.outputs.clone();
         outputs.insert("ApiUrl".into(), api_url.clone());

@@ -1,0 +1,163 @@
+//! Every function of the template, built as its `main.rs` builds it: its configuration
+//! read from the environment the template gives it, its ports built from that
+//! configuration by the AWS adapters. A test injects a fault by replacing one port in
+//! [`AppPorts`] before the functions are linked; nothing else differs from a
+//! deployment.
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::event::sqs::SqsEvent;
+use local_runtime::InProcess;
+use local_runtime::provision::Stack;
+use shop_aws::{ConfigError, Settings};
+use shop_domain::payment::SandboxProvider;
+use std::sync::Arc;
+
+/// The configuration of every function, as each reads it at cold start.
+pub struct AppConfig {
+    /// `OrdersApiFunction`.
+    pub orders_api: orders_api::Config,
+    /// `OrderIntakeFunction`.
+    pub order_intake: order_intake::Config,
+    /// `InventoryFunction`.
+    pub inventory: inventory::Config,
+    /// `PaymentsFunction`.
+    pub payments: payments::Config,
+    /// `FulfilmentFunction`.
+    pub fulfilment: fulfilment::Config,
+    /// `OrphanSweeperFunction`.
+    pub orphan_sweeper: orphan_sweeper::Config,
+}
+
+/// The ports of every function. Replace one to put a fault injector in front of it.
+#[derive(Clone)]
+pub struct AppPorts {
+    /// `OrdersApiFunction`.
+    pub orders_api: orders_api::Ports,
+    /// `OrderIntakeFunction`.
+    pub order_intake: order_intake::Ports,
+    /// `InventoryFunction`.
+    pub inventory: inventory::Ports,
+    /// `PaymentsFunction` (its provider sits inside the circuit breaker).
+    pub payments: payments::Ports,
+    /// `FulfilmentFunction`.
+    pub fulfilment: fulfilment::Ports,
+    /// `OrphanSweeperFunction`.
+    pub orphan_sweeper: orphan_sweeper::Ports,
+}
+
+/// A function could not be built from its template environment, as its cold start
+/// would fail on Lambda.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The template declares no such function.
+    #[error("the template has no function {0}")]
+    MissingFunction(&'static str),
+    /// A function's setting is missing or malformed.
+    #[error("{function}: {source}")]
+    Config {
+        /// The function's logical id.
+        function: &'static str,
+        /// What is wrong.
+        #[source]
+        source: ConfigError,
+    },
+    /// The payments function could not start (its provider key).
+    #[error("PaymentsFunction: {0}")]
+    Payments(#[source] payments::InitError),
+}
+
+fn read<T>(
+    stack: &Stack,
+    function: &'static str,
+    from_env: impl Fn(Settings<'_>) -> Result<T, ConfigError>,
+) -> Result<T, LinkError> {
+    let spec = stack
+        .functions
+        .get(function)
+        .ok_or(LinkError::MissingFunction(function))?;
+    let lookup = |name: &str| spec.env.get(name).cloned();
+    from_env(Settings::new(&lookup)).map_err(|source| LinkError::Config { function, source })
+}
+
+impl AppConfig {
+    /// Reads every function's configuration from the environment the template gives it.
+    pub fn from_stack(stack: &Stack) -> Result<Self, LinkError> {
+        Ok(Self {
+            orders_api: read(stack, "OrdersApiFunction", orders_api::Config::from_env)?,
+            order_intake: read(stack, "OrderIntakeFunction", order_intake::Config::from_env)?,
+            inventory: read(stack, "InventoryFunction", inventory::Config::from_env)?,
+            payments: read(stack, "PaymentsFunction", payments::Config::from_env)?,
+            fulfilment: read(stack, "FulfilmentFunction", fulfilment::Config::from_env)?,
+            orphan_sweeper: read(
+                stack,
+                "OrphanSweeperFunction",
+                orphan_sweeper::Config::from_env,
+            )?,
+        })
+    }
+
+    /// The AWS ports of every function, and the sandbox provider behind payments
+    /// (whose captures the tests read).
+    pub async fn aws_ports(
+        &self,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<(AppPorts, Arc<SandboxProvider>), LinkError> {
+        let sandbox = Arc::new(
+            payments::sandbox_provider(sdk, &self.payments)
+                .await
+                .map_err(LinkError::Payments)?,
+        );
+        let ports = AppPorts {
+            orders_api: orders_api::Ports::aws(sdk, &self.orders_api),
+            order_intake: order_intake::Ports::aws(sdk, &self.order_intake),
+            inventory: inventory::Ports::aws(sdk, &self.inventory),
+            payments: payments::Ports::aws(sdk, &self.payments, sandbox.clone()),
+            fulfilment: fulfilment::Ports::aws(sdk, &self.fulfilment),
+            orphan_sweeper: orphan_sweeper::Ports::aws(sdk, &self.orphan_sweeper),
+        };
+        Ok((ports, sandbox))
+    }
+
+    /// Builds every function from its ports and registers its handler under its
+    /// logical id.
+    pub fn link(&self, ports: AppPorts) -> InProcess {
+        let mut functions = InProcess::new();
+        let api = Arc::new(orders_api::OrdersApi::new(ports.orders_api));
+        functions.register(
+            "OrdersApiFunction",
+            move |request: ApiGatewayV2httpRequest| {
+                let api = api.clone();
+                async move { api.handle(request).await }
+            },
+        );
+        let intake = Arc::new(order_intake::Intake::new(ports.order_intake));
+        functions.register("OrderIntakeFunction", move |event: SqsEvent| {
+            let intake = intake.clone();
+            async move { intake.handle(event).await }
+        });
+        let inventory = Arc::new(inventory::Inventory::new(ports.inventory));
+        functions.register("InventoryFunction", move |event: SqsEvent| {
+            let inventory = inventory.clone();
+            async move { inventory.handle(event).await }
+        });
+        let payments = Arc::new(payments::Payments::new(&self.payments, ports.payments));
+        functions.register("PaymentsFunction", move |event: SqsEvent| {
+            let payments = payments.clone();
+            async move { payments.handle(event).await }
+        });
+        let fulfilment = Arc::new(fulfilment::Fulfilment::new(ports.fulfilment));
+        functions.register("FulfilmentFunction", move |event: SqsEvent| {
+            let fulfilment = fulfilment.clone();
+            async move { fulfilment.handle(event).await }
+        });
+        let sweeper = Arc::new(orphan_sweeper::OrphanSweeper::new(
+            &self.orphan_sweeper,
+            ports.orphan_sweeper,
+        ));
+        functions.register_fallible("OrphanSweeperFunction", move |_: serde_json::Value| {
+            let sweeper = sweeper.clone();
+            async move { sweeper.handle().await }
+        });
+        functions
+    }
+}
