@@ -605,13 +605,15 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
     let (status, _) = app.wait_execution(&id, WAIT).await;
     assert_eq!(status, "FAILED");
     // THEN `list --status FAILED` names the order, the failing state and the error
-    let failed = saga::list(&ops, Some("FAILED"), None).await.unwrap();
+    let failed = saga::list(&ops, Some(saga::RunStatus::Failed), None)
+        .await
+        .unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].order_id, id);
     assert_eq!(failed[0].state.as_deref(), Some("RefundPayment"));
     assert_eq!(failed[0].error.as_deref(), Some("CompensationFailed"));
     assert!(
-        saga::list(&ops, Some("RUNNING"), None)
+        saga::list(&ops, Some(saga::RunStatus::Running), None)
             .await
             .unwrap()
             .is_empty()
@@ -640,7 +642,10 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
             .starts_with("PaymentProviderUnavailable"),
         "{charge:?}"
     );
-    assert_eq!(report.reservation.as_ref().unwrap().status, "RESERVED");
+    assert_eq!(
+        report.reservation.as_ref().unwrap().status,
+        shop_aws::stock::ReservationStatus::Reserved
+    );
     assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
     // AND the case waits on the compensation queue
     let cases = saga::compensations(&ops, 10).await.unwrap();

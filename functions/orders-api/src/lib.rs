@@ -295,7 +295,7 @@ impl OrdersApi {
                 false,
             ),
             Err(e @ (IdempotencyError::Store(_) | IdempotencyError::Corrupt(_))) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "idempotency store failed");
+                tracing::error!(error = %observability::ErrorChain(&e), "idempotency store failed");
                 (unavailable(), false)
             }
         }
@@ -347,7 +347,7 @@ impl OrdersApi {
             )
             .into(),
             Err(PlaceOrderError::Unavailable(e)) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "placing order failed");
+                tracing::error!(error = %observability::ErrorChain(&e), "placing order failed");
                 unavailable()
             }
         }
@@ -369,7 +369,7 @@ impl OrdersApi {
             Ok(Some(order)) if order.is_owned_by(caller) => Reply::json(200, view(&order)),
             Ok(_) => not_found(raw_id),
             Err(e) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "reading order failed");
+                tracing::error!(error = %observability::ErrorChain(&e), "reading order failed");
                 unavailable()
             }
         }
@@ -419,7 +419,7 @@ impl OrdersApi {
                 Reply::json(200, json!({ "orders": orders, "links": page_links }))
             }
             Err(e) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "listing orders failed");
+                tracing::error!(error = %observability::ErrorChain(&e), "listing orders failed");
                 unavailable()
             }
         }
@@ -443,7 +443,7 @@ impl OrdersApi {
             )
             .into(),
             Err(e) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "cancelling order failed");
+                tracing::error!(error = %observability::ErrorChain(&e), "cancelling order failed");
                 unavailable()
             }
         }

@@ -13,7 +13,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         orphan_sweeper::OrphanSweeper::new(&config, orphan_sweeper::Ports::aws(&sdk, &config));
     let sweeper = &sweeper;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-        sweeper.handle().await.map_err(lambda_runtime::Error::from)
+        sweeper
+            .handle()
+            .await
+            .map_err(|e| lambda_runtime::Error::from(observability::ErrorChain(&e).to_string()))
     }))
     .await
 }

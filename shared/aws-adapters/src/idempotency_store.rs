@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use idempotency::{Begin, IdempotencyStore, Record, RecordStatus, StoreError};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -88,6 +89,8 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .expression_attribute_names("#l", "lockExpiresAt")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            // The live record comes back with the refusal: no second read.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
@@ -96,17 +99,14 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("key", s(&record.key))
-                    .consistent_read(true)
-                    .send()
-                    .await?;
-                match out.item {
+                let existing = match e.into_service_error() {
+                    PutItemError::ConditionalCheckFailedException(refusal) => refusal.item,
+                    _ => None,
+                };
+                match existing {
                     Some(item) => Ok(Begin::Existing(read(&item)?)),
-                    // Deleted between our write and read: the caller may retry.
+                    // DynamoDB returns the item that failed the condition; without one,
+                    // treat the key as busy: the caller may retry.
                     None => Ok(Begin::Existing(Record {
                         status: RecordStatus::InProgress,
                         ..record.clone()

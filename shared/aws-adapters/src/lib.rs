@@ -61,14 +61,14 @@ pub fn for_function(sdk: &aws_config::SdkConfig, name: &'static str) -> aws_conf
 /// Starfield Services Root CA G2 (the cross-signer of the Amazon roots).
 const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");
 
-/// Wraps an SDK error with the operation it failed in, rendering the whole error
-/// chain (service code and message) so logs and task causes are actionable.
+/// Wraps an SDK error with the operation it failed in. The SDK error stays the typed
+/// source, so its chain (dispatch failure, service code and message) reaches the logs,
+/// the task failure's cause and the operator through `observability::ErrorChain`.
 pub(crate) fn port_error<E>(operation: &'static str, e: E) -> PortError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let text = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string();
-    PortError::new(operation, text)
+    PortError::new(operation, e)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use crate::port_error;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use shop_domain::listing::{ListCursor, OrderPage, PageRequest};
 use shop_domain::ports::{CancelOutcome, OrderStore, PendingOrders, PortError};
@@ -132,6 +133,10 @@ impl OrderStore for DynamoOrderStore {
             )
             .expression_attribute_values(":change", AttributeValue::L(vec![change]))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            // A refusal carries the order as it is: no second read to tell why.
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
         match result {
@@ -144,7 +149,15 @@ impl OrderStore for DynamoOrderStore {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(match self.get(order_id).await? {
+                let existing = match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(refusal) => refusal.item,
+                    _ => None,
+                };
+                let order: Option<Order> = existing
+                    .map(serde_dynamo::from_item)
+                    .transpose()
+                    .map_err(|e| port_error("orders.cancel", e))?;
+                Ok(match order {
                     Some(order) if owner.is_none_or(|caller| order.is_owned_by(caller)) => {
                         CancelOutcome::NotCancellable(order.status)
                     }

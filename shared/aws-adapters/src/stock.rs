@@ -13,8 +13,25 @@ use shop_domain::ports::{PortError, ReleaseOutcome, ReserveOutcome, StockLevel, 
 use shop_domain::{OrderId, OrderLine, Sku};
 use std::collections::HashMap;
 
-const RESERVED: &str = "RESERVED";
-const RELEASED: &str = "RELEASED";
+/// Where an order's reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationStatus {
+    /// The order holds its lines' units.
+    Reserved,
+    /// Given back, or never held: a tombstone that refuses a late `Reserve`.
+    Released,
+}
+
+impl ReservationStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "RESERVED",
+            Self::Released => "RELEASED",
+        }
+    }
+}
 
 /// An order's reservation item: `RESERVED` while it holds stock, `RELEASED` as a
 /// tombstone once released (a late `Reserve` for the order is then refused).
@@ -24,8 +41,8 @@ pub struct Reservation {
     pk: String,
     /// The order.
     pub order_id: OrderId,
-    /// `RESERVED` or `RELEASED`.
-    pub status: String,
+    /// Held or released.
+    pub status: ReservationStatus,
     /// The lines held or released.
     pub lines: Vec<OrderLine>,
 }
@@ -147,7 +164,10 @@ impl DynamoStockStore {
         if condition.contains(":reserved") {
             put = put
                 .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":reserved", AttributeValue::S(RESERVED.into()));
+                .expression_attribute_values(
+                    ":reserved",
+                    AttributeValue::S(ReservationStatus::Reserved.as_str().into()),
+                );
         }
         let put = put
             .build()
@@ -166,7 +186,7 @@ impl StockStore for DynamoStockStore {
         let reservation = Reservation {
             pk: format!("RES#{order_id}"),
             order_id: order_id.clone(),
-            status: RESERVED.into(),
+            status: ReservationStatus::Reserved,
             lines: lines.to_vec(),
         };
         let mut items = vec![
@@ -187,7 +207,9 @@ impl StockStore for DynamoStockStore {
         };
         match failed_conditions(&e) {
             Some(failed) if failed.contains(&0) => match self.reservation(order_id).await? {
-                Some(r) if r.status == RESERVED => Ok(ReserveOutcome::AlreadyReserved),
+                Some(r) if r.status == ReservationStatus::Reserved => {
+                    Ok(ReserveOutcome::AlreadyReserved)
+                }
                 Some(_) => Ok(ReserveOutcome::Tombstoned),
                 None => Err(PortError::new(
                     "stock.reserve",
@@ -214,7 +236,7 @@ impl StockStore for DynamoStockStore {
                 let tombstone = Reservation {
                     pk: format!("RES#{order_id}"),
                     order_id: order_id.clone(),
-                    status: RELEASED.into(),
+                    status: ReservationStatus::Released,
                     lines: lines.to_vec(),
                 };
                 let put = self
@@ -232,11 +254,11 @@ impl StockStore for DynamoStockStore {
                     Err(e) => return Err(port_error("stock.release", e)),
                 }
             };
-            if held.status != RESERVED {
+            if held.status != ReservationStatus::Reserved {
                 return Ok(ReleaseOutcome::AlreadyReleased);
             }
             let released = Reservation {
-                status: RELEASED.into(),
+                status: ReservationStatus::Released,
                 ..held
             };
             let mut items = vec![self.put_reservation(&released, "#s = :reserved").await?];

@@ -228,6 +228,11 @@ pub enum PaymentCommand {
     },
 }
 
+/// Longest cause, in characters, of a failure caused by a dependency. Step Functions
+/// takes 32,768; an operator reading `shop saga show` needs the operation and the
+/// service's message, not a response dump.
+pub const MAX_CAUSE_CHARS: usize = 400;
+
 /// A named failure to report with SendTaskFailure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}: {cause}")]
@@ -245,6 +250,18 @@ impl TaskFailure {
             error,
             cause: cause.into(),
         }
+    }
+
+    /// A dependency failed: the cause is the error's whole chain (the operation, the
+    /// service's code and message), cut to [`MAX_CAUSE_CHARS`] so the execution history
+    /// an operator reads stays short.
+    pub fn unavailable(error: TaskError, cause: &(dyn std::error::Error + 'static)) -> Self {
+        let chain = observability::ErrorChain(cause).to_string();
+        let cause = match chain.char_indices().nth(MAX_CAUSE_CHARS) {
+            Some((cut, _)) => format!("{}…", &chain[..cut]),
+            None => chain,
+        };
+        Self::new(error, cause)
     }
 
     /// Whether the saga retries this failure rather than compensating at once.

@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod events;
+pub mod invariants;
 pub mod lines;
 pub mod listing;
 pub mod order;

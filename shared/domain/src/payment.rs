@@ -123,7 +123,7 @@ fn record(
 }
 
 fn unavailable(e: PortError) -> TaskFailure {
-    TaskFailure::new(TaskError::PaymentProviderUnavailable, e.to_string())
+    TaskFailure::unavailable(TaskError::PaymentProviderUnavailable, &e)
 }
 
 fn tombstoned(order_id: &OrderId) -> TaskFailure {
@@ -231,7 +231,7 @@ impl PaymentService<'_> {
                         .refund(&request.idempotency_key)
                         .await
                         .map_err(|e| {
-                            TaskFailure::new(TaskError::PaymentProviderUnavailable, e.to_string())
+                            TaskFailure::unavailable(TaskError::PaymentProviderUnavailable, &e)
                         })?;
                     return Err(tombstoned(order_id));
                 }

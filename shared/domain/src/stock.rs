@@ -11,7 +11,7 @@ use crate::ports::{
 pub const MAX_RESTOCK: u32 = 1_000_000;
 
 fn unavailable(e: PortError) -> TaskFailure {
-    TaskFailure::new(TaskError::InventoryUnavailable, e.to_string())
+    TaskFailure::unavailable(TaskError::InventoryUnavailable, &e)
 }
 
 /// The ports the inventory service works with.

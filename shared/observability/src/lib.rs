@@ -7,6 +7,29 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// An error and every cause under it, `outer: inner: root`, for the places a person
+/// reads an error (logs, a task failure's cause, an operator's console). A wrapper's
+/// own text is skipped when its cause repeats it, as transparent wrappers do.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut written = String::new();
+        let mut current = Some(self.0);
+        while let Some(error) = current {
+            let text = error.to_string();
+            if !written.ends_with(&text) {
+                if !written.is_empty() {
+                    written.push_str(": ");
+                }
+                written.push_str(&text);
+            }
+            current = error.source();
+        }
+        f.write_str(&written)
+    }
+}
+
 /// Header and message attribute that carry the correlation id between services.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
@@ -157,6 +180,36 @@ pub fn emit(metric: Metric, value: f64, dimension_values: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_shows_every_cause_once() {
+        let root = Layer(
+            "ConditionalCheckFailedException: the condition failed",
+            None,
+        );
+        let transparent = Layer("service error", Some(Box::new(root)));
+        let same = Layer("service error", Some(Box::new(transparent)));
+        let port = Layer("stock.reserve failed", Some(Box::new(same)));
+        assert_eq!(
+            ErrorChain(&port).to_string(),
+            "stock.reserve failed: service error: ConditionalCheckFailedException: the condition failed"
+        );
+    }
 
     #[test]
     fn emf_document_declares_the_metric_and_its_dimensions() {

@@ -46,11 +46,13 @@ async fn run_one<F, Fut, E>(message: SqsMessage, handler: &F) -> Result<(), Reco
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     match AssertUnwindSafe(handler(message)).catch_unwind().await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(RecordError::Retry(e.to_string())),
+        Ok(Err(e)) => Err(RecordError::Retry(
+            observability::ErrorChain(&e).to_string(),
+        )),
         Err(payload) => Err(RecordError::Panicked(panic_message(payload))),
     }
 }
@@ -61,7 +63,7 @@ pub async fn process_batch<F, Fut, E>(event: SqsEvent, handler: F) -> SqsBatchRe
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     let fifo = event.records.first().is_some_and(is_fifo);
     let mut failures = Vec::new();
@@ -134,10 +136,10 @@ mod tests {
         e
     }
 
-    async fn handle(m: SqsMessage) -> Result<(), String> {
+    async fn handle(m: SqsMessage) -> Result<(), std::fmt::Error> {
         match m.body.as_deref() {
             Some("panic") => panic!("boom"),
-            Some("fail") => Err("nope".into()),
+            Some("fail") => Err(std::fmt::Error),
             _ => Ok(()),
         }
     }

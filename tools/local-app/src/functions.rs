@@ -156,7 +156,12 @@ impl AppConfig {
         ));
         functions.register_fallible("OrphanSweeperFunction", move |_: serde_json::Value| {
             let sweeper = sweeper.clone();
-            async move { sweeper.handle().await }
+            async move {
+                sweeper
+                    .handle()
+                    .await
+                    .map_err(|e| observability::ErrorChain(&e).to_string())
+            }
         });
         functions
     }

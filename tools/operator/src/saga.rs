@@ -19,8 +19,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use shop_aws::ledger::DynamoLedger;
 use shop_aws::orders::DynamoOrderStore;
-use shop_aws::stock::{DynamoStockStore, Reservation};
-use shop_domain::payment::{LedgerRecord, LedgerStatus};
+use shop_aws::stock::{DynamoStockStore, Reservation, ReservationStatus};
+use shop_domain::invariants::{OrderFacts, check_order};
+use shop_domain::payment::LedgerRecord;
 use shop_domain::ports::{OrderStore, PaymentLedger};
 use shop_domain::{Order, OrderId, OrderStatus};
 
@@ -49,6 +50,50 @@ pub fn wire_name(status: &impl Serialize) -> String {
         .unwrap_or_default()
 }
 
+/// Where a saga execution stands, as Step Functions reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    /// In progress.
+    Running,
+    /// Finished.
+    Succeeded,
+    /// Failed (for this saga: a compensation kept failing, or an unexpected error).
+    Failed,
+    /// Hit the state machine's timeout.
+    TimedOut,
+    /// Stopped by someone.
+    Aborted,
+    /// Being redriven by Step Functions.
+    PendingRedrive,
+}
+
+impl RunStatus {
+    /// The name Step Functions gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Aborted => "ABORTED",
+            Self::PendingRedrive => "PENDING_REDRIVE",
+        }
+    }
+
+    fn from_sdk(status: &ExecutionStatus) -> Option<Self> {
+        Some(match status {
+            ExecutionStatus::Running => Self::Running,
+            ExecutionStatus::Succeeded => Self::Succeeded,
+            ExecutionStatus::Failed => Self::Failed,
+            ExecutionStatus::TimedOut => Self::TimedOut,
+            ExecutionStatus::Aborted => Self::Aborted,
+            ExecutionStatus::PendingRedrive => Self::PendingRedrive,
+            _ => return None,
+        })
+    }
+}
+
 /// One saga execution.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -59,8 +104,8 @@ pub struct Execution {
     pub arn: String,
     /// The order it runs for.
     pub order_id: String,
-    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED.
-    pub status: String,
+    /// Where it stands.
+    pub status: RunStatus,
     /// Start time.
     pub started: String,
     /// End time.
@@ -249,7 +294,10 @@ async fn execution(
             order_id: order_of(&name),
             name,
             arn: arn.to_owned(),
-            status: out.status.as_str().to_owned(),
+            status: RunStatus::from_sdk(&out.status).ok_or_else(|| OpsError::Aws {
+                operation: "states:DescribeExecution",
+                message: format!("unknown execution status {}", out.status.as_str()),
+            })?,
             started: stamp(&out.start_date),
             stopped: out.stop_date.as_ref().map(stamp),
             error: out.error,
@@ -264,7 +312,7 @@ async fn execution(
 /// `shop saga list`: executions, newest first, optionally by status and start time.
 pub async fn list(
     ops: &Ops,
-    status: Option<&str>,
+    status: Option<RunStatus>,
     since: Option<time::OffsetDateTime>,
 ) -> Result<Vec<Execution>, OpsError> {
     let machine = ops.outputs.get("StateMachineArn")?;
@@ -275,7 +323,7 @@ pub async fn list(
             .sfn
             .list_executions()
             .state_machine_arn(machine)
-            .set_status_filter(status.map(ExecutionStatus::from))
+            .set_status_filter(status.map(|s| ExecutionStatus::from(s.as_str())))
             .set_next_token(token)
             .send()
             .await
@@ -319,47 +367,23 @@ pub struct SagaReport {
     pub violations: Vec<String>,
 }
 
-/// The invariants of DESIGN.md that one order's data can show: a confirmed order holds
-/// its stock and was captured; a cancelled one holds nothing and kept no money; an order
-/// in between has a saga running.
+/// The invariants one order's records can show (`shop_domain::invariants`), as an
+/// operator reads them.
 pub fn check_invariants(
     order: Option<&Order>,
     reservation: Option<&Reservation>,
     ledger: Option<&LedgerRecord>,
     running: bool,
 ) -> Vec<String> {
-    let Some(order) = order else {
-        return vec!["no order is stored under this id".into()];
-    };
-    let held = reservation.is_some_and(|r| r.status == "RESERVED");
-    let captured = ledger.is_some_and(|l| l.status == LedgerStatus::Captured);
-    let mut out = Vec::new();
-    match order.status {
-        OrderStatus::Confirmed => {
-            if !held {
-                out.push("confirmed, but no stock is reserved for it".to_owned());
-            }
-            if !captured {
-                out.push("confirmed, but the ledger shows no capture".to_owned());
-            }
-        }
-        OrderStatus::Cancelled => {
-            if held {
-                out.push("cancelled, but its stock is still reserved".to_owned());
-            }
-            if captured {
-                out.push("cancelled, but the card is still charged".to_owned());
-            }
-        }
-        ref other if !running => {
-            out.push(format!(
-                "{} and no saga is running for it",
-                wire_name(other)
-            ));
-        }
-        _ => {}
-    }
-    out
+    check_order(&OrderFacts {
+        order,
+        stock_held: reservation.is_some_and(|r| r.status == ReservationStatus::Reserved),
+        ledger: ledger.map(|l| l.status),
+        saga_running: running,
+    })
+    .iter()
+    .map(ToString::to_string)
+    .collect()
 }
 
 fn execution_arn(machine: &str, name: &str) -> String {
@@ -397,7 +421,7 @@ pub async fn show(ops: &Ops, order_id: &str) -> Result<SagaReport, OpsError> {
         .get(&id)
         .await
         .map_err(port)?;
-    let running = runs.iter().any(|(e, _)| e.status == "RUNNING");
+    let running = runs.iter().any(|(e, _)| e.status == RunStatus::Running);
     let violations = check_invariants(
         order.as_ref(),
         reservation.as_ref(),
@@ -473,9 +497,9 @@ pub fn plan(report: &SagaReport) -> RedrivePlan {
         return nothing("no saga run exists for this order".into());
     };
     let name = format!("{}-redrive-{}", report.order_id, report.runs.len());
-    match latest.status.as_str() {
-        "RUNNING" => return nothing(format!("{} is still running", latest.name)),
-        "SUCCEEDED" => return nothing(format!("{} succeeded", latest.name)),
+    match latest.status {
+        RunStatus::Running => return nothing(format!("{} is still running", latest.name)),
+        RunStatus::Succeeded => return nothing(format!("{} succeeded", latest.name)),
         _ => {}
     }
     if latest.error.as_deref() == Some("CompensationFailed")
@@ -510,7 +534,7 @@ pub fn plan(report: &SagaReport) -> RedrivePlan {
         Some(OrderStatus::Reserved | OrderStatus::PaymentPending) => {
             let failure = json!({
                 "Error": "SagaInterrupted",
-                "Cause": format!("the run ended {} and an operator redrove it", latest.status),
+                "Cause": format!("the run ended {} and an operator redrove it", latest.status.as_str()),
             });
             RedrivePlan::Restart {
                 name,
@@ -662,12 +686,12 @@ pub async fn replay_compensations(
 mod tests {
     use super::*;
 
-    fn run(status: &str, error: Option<&str>, state: Option<&str>, input: Value) -> Execution {
+    fn run(status: RunStatus, error: Option<&str>, state: Option<&str>, input: Value) -> Execution {
         Execution {
             name: "ord-x".into(),
             arn: "arn:aws:states:us-east-1:1:execution:m:ord-x".into(),
             order_id: "ord-x".into(),
-            status: status.into(),
+            status,
             started: String::new(),
             stopped: None,
             error: error.map(str::to_owned),
@@ -721,7 +745,7 @@ mod tests {
         let r = report(
             vec![(
                 run(
-                    "FAILED",
+                    RunStatus::Failed,
                     Some("CompensationFailed"),
                     Some("ReleaseStock"),
                     json!({}),
@@ -748,7 +772,7 @@ mod tests {
         let r = report(
             vec![(
                 run(
-                    "FAILED",
+                    RunStatus::Failed,
                     Some("CompensationFailed"),
                     Some("PublishOrderConfirmed"),
                     json!({}),
@@ -775,7 +799,12 @@ mod tests {
         for (status, resume) in cases {
             let r = report(
                 vec![(
-                    run("ABORTED", None, Some("ChargePayment"), original.clone()),
+                    run(
+                        RunStatus::Aborted,
+                        None,
+                        Some("ChargePayment"),
+                        original.clone(),
+                    ),
                     vec![],
                 )],
                 Some(status),
@@ -790,7 +819,7 @@ mod tests {
             assert_eq!(input["orderId"], "ord-x");
         }
         let done = report(
-            vec![(run("TIMED_OUT", None, None, original), vec![])],
+            vec![(run(RunStatus::TimedOut, None, None, original), vec![])],
             Some(OrderStatus::Confirmed),
         );
         let RedrivePlan::Native { fallback, .. } = plan(&done) else {
@@ -801,7 +830,7 @@ mod tests {
 
     #[test]
     fn running_or_succeeded_runs_are_left_alone() {
-        for status in ["RUNNING", "SUCCEEDED"] {
+        for status in [RunStatus::Running, RunStatus::Succeeded] {
             let r = report(vec![(run(status, None, None, json!({})), vec![])], None);
             assert!(matches!(plan(&r), RedrivePlan::Nothing { .. }));
         }

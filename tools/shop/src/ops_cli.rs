@@ -117,14 +117,14 @@ pub enum Status {
     Succeeded,
 }
 
-impl Status {
-    fn api(self) -> &'static str {
-        match self {
-            Self::Failed => "FAILED",
-            Self::TimedOut => "TIMED_OUT",
-            Self::Running => "RUNNING",
-            Self::Aborted => "ABORTED",
-            Self::Succeeded => "SUCCEEDED",
+impl From<Status> for saga::RunStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Failed => Self::Failed,
+            Status::TimedOut => Self::TimedOut,
+            Status::Running => Self::Running,
+            Status::Aborted => Self::Aborted,
+            Status::Succeeded => Self::Succeeded,
         }
     }
 }
@@ -628,7 +628,7 @@ pub async fn saga(args: StackArgs, command: SagaCommand) -> Result<ExitCode, Ops
     match command {
         SagaCommand::List { status, since } => {
             let since = since.as_deref().map(parse_since).transpose()?;
-            let runs = saga::list(&ops, status.map(Status::api), since).await?;
+            let runs = saga::list(&ops, status.map(Into::into), since).await?;
             if args.json {
                 print_json(&runs);
                 return Ok(ExitCode::SUCCESS);
@@ -644,7 +644,7 @@ pub async fn saga(args: StackArgs, command: SagaCommand) -> Result<ExitCode, Ops
                 say!(
                     "{:<48} {:<10} {:<22} {:<28} {}",
                     r.name,
-                    r.status,
+                    r.status.as_str(),
                     r.state.as_deref().unwrap_or("-"),
                     r.error.as_deref().unwrap_or("-"),
                     r.started
@@ -684,7 +684,11 @@ pub async fn saga(args: StackArgs, command: SagaCommand) -> Result<ExitCode, Ops
                 None => say!("  status   (no order stored)"),
             }
             match &report.reservation {
-                Some(r) => say!("  stock    {} ({} line(s))", r.status, r.lines.len()),
+                Some(r) => say!(
+                    "  stock    {} ({} line(s))",
+                    r.status.as_str(),
+                    r.lines.len()
+                ),
                 None => say!("  stock    no reservation"),
             }
             match &report.ledger {
@@ -700,7 +704,7 @@ pub async fn saga(args: StackArgs, command: SagaCommand) -> Result<ExitCode, Ops
                 say!(
                     "run {}  {}{}",
                     run.name,
-                    run.status,
+                    run.status.as_str(),
                     run.error
                         .as_ref()
                         .map(|e| format!("  {e}: {}", run.cause.as_deref().unwrap_or("")))

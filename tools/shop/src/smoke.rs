@@ -133,9 +133,11 @@ impl Run<'_> {
         // the run to end before the invariants, which expect no run in between.
         let mut report = saga::show(self.ops, &order_id).await;
         while Instant::now() < deadline
-            && report
-                .as_ref()
-                .is_ok_and(|r| r.runs.iter().any(|(run, _)| run.status == "RUNNING"))
+            && report.as_ref().is_ok_and(|r| {
+                r.runs
+                    .iter()
+                    .any(|(run, _)| run.status == shop_ops::saga::RunStatus::Running)
+            })
         {
             tokio::time::sleep(Duration::from_millis(500)).await;
             report = saga::show(self.ops, &order_id).await;

@@ -1,0 +1,216 @@
+//! What must hold for an order once its saga has settled, written once: `shop saga
+//! show` checks one order on AWS or on `shop local`, the chaos run checks every order
+//! after thousands of injected faults. `docs/invariants.md` says why each holds.
+
+use crate::order::{Order, OrderStatus, Sku};
+use crate::payment::LedgerStatus;
+use crate::ports::StockLevel;
+
+/// What the system records about one order, read from its tables and its saga runs.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderFacts<'a> {
+    /// The order as stored, if any.
+    pub order: Option<&'a Order>,
+    /// Whether its stock reservation holds units (not released, not a tombstone).
+    pub stock_held: bool,
+    /// Its ledger entry's status, if any.
+    pub ledger: Option<LedgerStatus>,
+    /// Whether one of its saga runs is still running.
+    pub saga_running: bool,
+}
+
+/// A broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// The id names no order.
+    #[error("no order is stored under this id")]
+    NotStored,
+    /// A confirmed order must hold its stock.
+    #[error("confirmed, but no stock is reserved for it")]
+    ConfirmedWithoutStock,
+    /// A confirmed order must have been captured.
+    #[error("confirmed, but the ledger shows no capture")]
+    ConfirmedWithoutCapture,
+    /// A cancelled order must hold no stock.
+    #[error("cancelled, but its stock is still reserved")]
+    CancelledHoldingStock,
+    /// A cancelled order must keep no money.
+    #[error("cancelled, but the card is still charged")]
+    CancelledStillCharged,
+    /// An order between placed and settled must have a saga moving it.
+    #[error("{} and no saga is running for it", .0.as_str())]
+    StuckWithoutSaga(OrderStatus),
+    /// The provider must hold exactly a confirmed order's total.
+    #[error("confirmed, but the provider holds {held} of {total}")]
+    ConfirmedAmountMismatch {
+        /// Net captured at the provider.
+        held: u64,
+        /// The order's total.
+        total: u64,
+    },
+    /// The provider must hold nothing for a cancelled order.
+    #[error("cancelled, but the provider holds {0}")]
+    CancelledMoneyKept(u64),
+    /// Units are neither created nor lost: what is available plus what is held is what
+    /// there was, and what is held is what confirmed orders bought.
+    #[error(
+        "stock of {sku}: started with {start}, now available {available} + reserved {reserved}, confirmed orders hold {sold}"
+    )]
+    StockNotConserved {
+        /// The SKU.
+        sku: String,
+        /// Units at the start.
+        start: u64,
+        /// Units available now.
+        available: u64,
+        /// Units reserved now.
+        reserved: u64,
+        /// Units confirmed orders bought.
+        sold: u64,
+    },
+}
+
+/// The invariants one order's records can show: a confirmed order holds its stock and
+/// was captured; a cancelled one holds nothing and kept no money; an order in between
+/// has a saga running.
+pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
+    let Some(order) = facts.order else {
+        return vec![Violation::NotStored];
+    };
+    let captured = facts.ledger == Some(LedgerStatus::Captured);
+    let mut out = Vec::new();
+    match order.status {
+        OrderStatus::Confirmed => {
+            if !facts.stock_held {
+                out.push(Violation::ConfirmedWithoutStock);
+            }
+            if !captured {
+                out.push(Violation::ConfirmedWithoutCapture);
+            }
+        }
+        OrderStatus::Cancelled => {
+            if facts.stock_held {
+                out.push(Violation::CancelledHoldingStock);
+            }
+            if captured {
+                out.push(Violation::CancelledStillCharged);
+            }
+        }
+        other if !facts.saga_running => out.push(Violation::StuckWithoutSaga(other)),
+        _ => {}
+    }
+    out
+}
+
+/// The money invariant at the provider, which only the provider's books show: a
+/// confirmed order's total is captured exactly once, a cancelled order keeps nothing.
+pub fn check_money(order: &Order, provider_net: u64) -> Option<Violation> {
+    match order.status {
+        OrderStatus::Confirmed if provider_net != order.total => {
+            Some(Violation::ConfirmedAmountMismatch {
+                held: provider_net,
+                total: order.total,
+            })
+        }
+        OrderStatus::Cancelled if provider_net != 0 => {
+            Some(Violation::CancelledMoneyKept(provider_net))
+        }
+        _ => None,
+    }
+}
+
+/// The stock invariant of one SKU once every saga has settled.
+pub fn check_stock(sku: &Sku, start: u64, now: StockLevel, sold: u64) -> Option<Violation> {
+    (now.available + now.reserved != start || now.reserved != sold).then(|| {
+        Violation::StockNotConserved {
+            sku: sku.0.clone(),
+            start,
+            available: now.available,
+            reserved: now.reserved,
+            sold,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::pending_order;
+
+    fn facts(
+        order: Option<&Order>,
+        stock_held: bool,
+        ledger: Option<LedgerStatus>,
+    ) -> Vec<Violation> {
+        check_order(&OrderFacts {
+            order,
+            stock_held,
+            ledger,
+            saga_running: false,
+        })
+    }
+
+    #[test]
+    fn a_settled_order_is_consistent_only_with_its_stock_and_money() {
+        let mut order = pending_order("MUG", 1, 100);
+        order.status = OrderStatus::Confirmed;
+        assert_eq!(facts(Some(&order), true, Some(LedgerStatus::Captured)), []);
+        assert_eq!(
+            facts(Some(&order), false, None),
+            [
+                Violation::ConfirmedWithoutStock,
+                Violation::ConfirmedWithoutCapture
+            ]
+        );
+        assert_eq!(check_money(&order, 100), None);
+        assert!(check_money(&order, 200).is_some());
+        order.status = OrderStatus::Cancelled;
+        assert_eq!(facts(Some(&order), false, Some(LedgerStatus::Refunded)), []);
+        assert_eq!(
+            facts(Some(&order), true, Some(LedgerStatus::Captured)),
+            [
+                Violation::CancelledHoldingStock,
+                Violation::CancelledStillCharged
+            ]
+        );
+        assert_eq!(
+            check_money(&order, 100),
+            Some(Violation::CancelledMoneyKept(100))
+        );
+    }
+
+    #[test]
+    fn an_unsettled_order_needs_a_running_saga() {
+        let order = pending_order("MUG", 1, 100);
+        assert_eq!(
+            facts(Some(&order), false, None),
+            [Violation::StuckWithoutSaga(OrderStatus::Pending)]
+        );
+        let running = OrderFacts {
+            order: Some(&order),
+            stock_held: false,
+            ledger: None,
+            saga_running: true,
+        };
+        assert_eq!(check_order(&running), []);
+        assert_eq!(facts(None, false, None), [Violation::NotStored]);
+    }
+
+    #[test]
+    fn stock_is_conserved_and_held_only_by_confirmed_orders() {
+        let sku = Sku("MUG".into());
+        let level = |available, reserved| StockLevel {
+            available,
+            reserved,
+        };
+        assert_eq!(check_stock(&sku, 10, level(7, 3), 3), None);
+        assert!(
+            check_stock(&sku, 10, level(7, 2), 2).is_some(),
+            "a unit lost"
+        );
+        assert!(
+            check_stock(&sku, 10, level(6, 4), 3).is_some(),
+            "held by no order"
+        );
+    }
+}
