@@ -26,14 +26,11 @@ use shop_domain::services::{OrderService, PlaceOrderError};
 use shop_domain::{CustomerId, Order, OrderId};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
-/// After this long an in-progress key is considered abandoned (above the function
-/// timeout, so a live request is never overtaken).
-pub const IDEMPOTENCY_LOCK: Duration = Duration::from_secs(30);
 
 /// An HTTP answer before it is shaped into the API Gateway response. Stored as the
 /// result of an idempotent request and replayed verbatim.
@@ -156,21 +153,29 @@ impl OrdersApi {
             catalog: ports.catalog,
             orders: ports.orders,
             queue: ports.queue,
-            idempotency: Idempotency::new(ports.idempotency, IDEMPOTENCY_EXPIRY, IDEMPOTENCY_LOCK),
+            idempotency: Idempotency::new(ports.idempotency, IDEMPOTENCY_EXPIRY),
         }
     }
 
     /// Answers one request. Never fails and never panics outward: a panic inside
-    /// becomes a 500 problem.
-    pub async fn handle(&self, request: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    /// becomes a 500 problem. `deadline` is when Lambda stops the invocation
+    /// (`Context::deadline`): an `Idempotency-Key` is held in progress until then.
+    pub async fn handle(
+        &self,
+        request: ApiGatewayV2httpRequest,
+        deadline: SystemTime,
+    ) -> ApiGatewayV2httpResponse {
         let correlation_id = observability::correlation_id_or_new(
             header(&request.headers, observability::CORRELATION_HEADER)
                 .or(request.request_context.request_id.as_deref()),
         );
         let span = tracing::info_span!("request", correlation_id = %correlation_id, route = request.route_key.as_deref().unwrap_or(""));
-        let outcome = AssertUnwindSafe(self.route(&request, &correlation_id).instrument(span))
-            .catch_unwind()
-            .await;
+        let outcome = AssertUnwindSafe(
+            self.route(&request, &correlation_id, deadline)
+                .instrument(span),
+        )
+        .catch_unwind()
+        .await;
         let (reply, replayed) = outcome.unwrap_or_else(|_| {
             tracing::error!(correlation_id = %correlation_id, "handler panicked");
             (internal_error(), false)
@@ -182,6 +187,7 @@ impl OrdersApi {
         &self,
         request: &ApiGatewayV2httpRequest,
         correlation_id: &str,
+        deadline: SystemTime,
     ) -> (Reply, bool) {
         let method = request.request_context.http.method.as_str();
         let path = request
@@ -214,7 +220,10 @@ impl OrdersApi {
         let links = identity::stage_prefix(request);
         let id = request.path_parameters.get("id").map(String::as_str);
         match (method, route) {
-            ("POST", Route::Orders) => self.place(request, &caller, &links, correlation_id).await,
+            ("POST", Route::Orders) => {
+                self.place(request, &caller, &links, correlation_id, deadline)
+                    .await
+            }
             ("GET", Route::Orders) => (self.list(request, &caller, &links).await, false),
             ("GET", Route::Order(raw)) => (self.get(id.unwrap_or(raw), &caller).await, false),
             ("POST", Route::Cancel(raw)) => (self.cancel(id.unwrap_or(raw), &caller).await, false),
@@ -237,6 +246,7 @@ impl OrdersApi {
         caller: &CustomerId,
         links: &str,
         correlation_id: &str,
+        deadline: SystemTime,
     ) -> (Reply, bool) {
         let body = match request_body(request) {
             Ok(body) => body,
@@ -261,7 +271,7 @@ impl OrdersApi {
         let fingerprint = canonical_payload(&body);
         let result = self
             .idempotency
-            .run(&scoped, &fingerprint, || async {
+            .run(&scoped, &fingerprint, deadline, || async {
                 let reply = place_once().await;
                 if reply.status >= 500 {
                     Err(reply)

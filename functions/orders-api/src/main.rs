@@ -14,7 +14,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let api = &api;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, std::convert::Infallible>(api.handle(event.payload).await)
+            Ok::<_, std::convert::Infallible>(
+                api.handle(event.payload, event.context.deadline()).await,
+            )
         },
     ))
     .await

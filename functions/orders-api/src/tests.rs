@@ -8,6 +8,11 @@ use shop_domain::ports::{PortError, PriceList};
 use shop_domain::{Currency, CustomerId, OrderStatus, Sku};
 use std::collections::HashMap;
 
+/// The deadline of an invocation that has the template's 10 s left.
+fn deadline() -> std::time::SystemTime {
+    std::time::SystemTime::now() + Duration::from_secs(10)
+}
+
 fn catalog() -> FakeCatalog {
     FakeCatalog(HashMap::from([(
         Sku("MUG".into()),
@@ -106,7 +111,7 @@ fn problem_type(r: &ApiGatewayV2httpResponse) -> String {
 async fn places_an_order_priced_by_the_catalog() {
     let (api, _) = api_with(Arc::new(catalog()));
     let r = api
-        .handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+        .handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
         .await;
     assert_eq!(r.status_code, 202);
     let body = body_of(&r);
@@ -117,12 +122,10 @@ async fn places_an_order_priced_by_the_catalog() {
     );
 
     let got = api
-        .handle(request(
-            "GET",
-            r.headers["location"].to_str().unwrap(),
-            None,
-            &[],
-        ))
+        .handle(
+            request("GET", r.headers["location"].to_str().unwrap(), None, &[]),
+            deadline(),
+        )
         .await;
     assert_eq!(got.status_code, 200);
     assert_eq!(body_of(&got)["status"], "PENDING");
@@ -167,7 +170,9 @@ async fn bad_input_gets_a_problem_with_a_stable_type_and_the_field() {
         (Some(&extra_field), 400, "invalid-request", None),
     ];
     for (body, status, slug, field) in cases {
-        let r = api.handle(request("POST", "/v1/orders", body, &[])).await;
+        let r = api
+            .handle(request("POST", "/v1/orders", body, &[]), deadline())
+            .await;
         assert_eq!(r.status_code, i64::from(status), "{body:?}");
         assert_eq!(problem_type(&r), slug);
         if let Some(field) = field {
@@ -186,19 +191,31 @@ async fn wrong_media_type_and_unknown_routes_are_problems() {
     let mut r = request("POST", "/v1/orders", Some(ORDER), &[]);
     r.headers
         .insert("content-type", HeaderValue::from_static("text/plain"));
-    assert_eq!(problem_type(&api.handle(r).await), "unsupported-media-type");
     assert_eq!(
-        problem_type(&api.handle(request("GET", "/v2/things", None, &[])).await),
+        problem_type(&api.handle(r, deadline()).await),
+        "unsupported-media-type"
+    );
+    assert_eq!(
+        problem_type(
+            &api.handle(request("GET", "/v2/things", None, &[]), deadline())
+                .await
+        ),
         "route-not-found"
     );
     assert_eq!(
-        problem_type(&api.handle(request("DELETE", "/v1/orders", None, &[])).await),
+        problem_type(
+            &api.handle(request("DELETE", "/v1/orders", None, &[]), deadline())
+                .await
+        ),
         "method-not-allowed"
     );
     assert_eq!(
         problem_type(
-            &api.handle(request("GET", "/v1/orders/ord-missing", None, &[]))
-                .await
+            &api.handle(
+                request("GET", "/v1/orders/ord-missing", None, &[]),
+                deadline()
+            )
+            .await
         ),
         "order-not-found"
     );
@@ -209,23 +226,24 @@ async fn idempotency_key_replays_the_first_answer_and_refuses_another_body() {
     let (api, orders) = api_with(Arc::new(catalog()));
     let key = [("idempotency-key", "k-1")];
     let first = api
-        .handle(request("POST", "/v1/orders", Some(ORDER), &key))
+        .handle(request("POST", "/v1/orders", Some(ORDER), &key), deadline())
         .await;
     let reordered = r#"{"lines":[{"quantity":2,"sku":"MUG"}],"currency":"EUR","customerId":"c-1","paymentToken":"tok_ok"}"#;
     let again = api
-        .handle(request("POST", "/v1/orders", Some(reordered), &key))
+        .handle(
+            request("POST", "/v1/orders", Some(reordered), &key),
+            deadline(),
+        )
         .await;
     assert_eq!(body_of(&first), body_of(&again));
     assert_eq!(again.headers["idempotent-replayed"], "true");
     assert_eq!(orders.0.lock().unwrap().len(), 1);
 
     let other = api
-        .handle(request(
-            "POST",
-            "/v1/orders",
-            Some(&ORDER.replace("2}", "3}")),
-            &key,
-        ))
+        .handle(
+            request("POST", "/v1/orders", Some(&ORDER.replace("2}", "3}")), &key),
+            deadline(),
+        )
         .await;
     assert_eq!(other.status_code, 422);
     assert_eq!(problem_type(&other), "idempotency-key-reused");
@@ -235,34 +253,30 @@ async fn idempotency_key_replays_the_first_answer_and_refuses_another_body() {
 async fn cancel_before_payment_succeeds_and_after_is_a_conflict() {
     let (api, orders) = api_with(Arc::new(catalog()));
     let placed = body_of(
-        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
             .await,
     );
     let id = placed["orderId"].as_str().unwrap().to_owned();
     let cancelled = api
-        .handle(request(
-            "POST",
-            &format!("/v1/orders/{id}/cancel"),
-            None,
-            &[],
-        ))
+        .handle(
+            request("POST", &format!("/v1/orders/{id}/cancel"), None, &[]),
+            deadline(),
+        )
         .await;
     assert_eq!(cancelled.status_code, 200);
     assert_eq!(body_of(&cancelled)["cancelReason"], "cancelled-by-customer");
 
     let second = body_of(
-        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
             .await,
     );
     let id = OrderId::parse(second["orderId"].as_str().unwrap()).unwrap();
     orders.0.lock().unwrap().get_mut(&id).unwrap().status = OrderStatus::PaymentPending;
     let late = api
-        .handle(request(
-            "POST",
-            &format!("/v1/orders/{id}/cancel"),
-            None,
-            &[],
-        ))
+        .handle(
+            request("POST", &format!("/v1/orders/{id}/cancel"), None, &[]),
+            deadline(),
+        )
         .await;
     assert_eq!(late.status_code, 409);
     assert_eq!(problem_type(&late), "order-not-cancellable");
@@ -278,7 +292,9 @@ async fn a_request_without_verified_claims_is_refused_never_served_anonymously()
         ("GET", "/v1/orders/ord-0193abc", None),
     ] {
         // WHEN anyone calls it
-        let r = api.handle(anonymous(method, path, body, &[])).await;
+        let r = api
+            .handle(anonymous(method, path, body, &[]), deadline())
+            .await;
         // THEN 401 with a problem and a Bearer challenge, and nothing is stored
         assert_eq!(r.status_code, 401, "{method} {path}");
         assert_eq!(problem_type(&r), "unauthenticated");
@@ -293,13 +309,10 @@ async fn the_owner_is_the_token_subject_and_a_body_customer_id_must_match() {
     // A body without customerId places an order for the caller.
     let body = r#"{"currency":"EUR","paymentToken":"tok_ok","lines":[{"sku":"MUG","quantity":1}]}"#;
     let placed = api
-        .handle(request_as(
-            "shopper-a",
-            "POST",
-            "/v1/orders",
-            Some(body),
-            &[],
-        ))
+        .handle(
+            request_as("shopper-a", "POST", "/v1/orders", Some(body), &[]),
+            deadline(),
+        )
         .await;
     assert_eq!(placed.status_code, 202);
     let id = OrderId::parse(body_of(&placed)["orderId"].as_str().unwrap()).unwrap();
@@ -309,13 +322,10 @@ async fn the_owner_is_the_token_subject_and_a_body_customer_id_must_match() {
     );
     // Someone else's customerId is refused, and nothing is stored.
     let r = api
-        .handle(request_as(
-            "shopper-a",
-            "POST",
-            "/v1/orders",
-            Some(ORDER),
-            &[],
-        ))
+        .handle(
+            request_as("shopper-a", "POST", "/v1/orders", Some(ORDER), &[]),
+            deadline(),
+        )
         .await;
     assert_eq!(r.status_code, 403);
     assert_eq!(problem_type(&r), "customer-mismatch");
@@ -328,7 +338,7 @@ async fn another_shoppers_order_answers_exactly_as_an_unknown_id() {
     // GIVEN c-1's order
     let (api, orders) = api_with(Arc::new(catalog()));
     let placed = body_of(
-        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
             .await,
     );
     let id = placed["orderId"].as_str().unwrap();
@@ -347,10 +357,13 @@ async fn another_shoppers_order_answers_exactly_as_an_unknown_id() {
         };
         // WHEN c-2 reads or cancels it, and asks for an id that does not exist
         let theirs = api
-            .handle(request_as("c-2", method, &path, None, &[]))
+            .handle(request_as("c-2", method, &path, None, &[]), deadline())
             .await;
         let missing = api
-            .handle(request_as("c-2", method, &unknown_path, None, &[]))
+            .handle(
+                request_as("c-2", method, &unknown_path, None, &[]),
+                deadline(),
+            )
             .await;
         // THEN both are the same 404, apart from the id echoed in the detail
         assert_eq!(theirs.status_code, 404);
@@ -373,23 +386,32 @@ async fn an_idempotency_key_is_scoped_to_its_shopper() {
     let body = r#"{"currency":"EUR","paymentToken":"tok_ok","lines":[{"sku":"MUG","quantity":1}]}"#;
     let key = [("idempotency-key", "checkout-1")];
     let a = api
-        .handle(request_as("a", "POST", "/v1/orders", Some(body), &key))
+        .handle(
+            request_as("a", "POST", "/v1/orders", Some(body), &key),
+            deadline(),
+        )
         .await;
     let b = api
-        .handle(request_as("b", "POST", "/v1/orders", Some(body), &key))
+        .handle(
+            request_as("b", "POST", "/v1/orders", Some(body), &key),
+            deadline(),
+        )
         .await;
     assert_eq!((a.status_code, b.status_code), (202, 202));
     assert_ne!(body_of(&a)["orderId"], body_of(&b)["orderId"]);
     assert!(!b.headers.contains_key("idempotent-replayed"));
     // A subject that ends where another's key would begin is still someone else.
     let tricky = api
-        .handle(request_as(
-            "a#checkout",
-            "POST",
-            "/v1/orders",
-            Some(body),
-            &[("idempotency-key", "1")],
-        ))
+        .handle(
+            request_as(
+                "a#checkout",
+                "POST",
+                "/v1/orders",
+                Some(body),
+                &[("idempotency-key", "1")],
+            ),
+            deadline(),
+        )
         .await;
     assert_eq!(tricky.status_code, 202);
     assert_eq!(orders.0.lock().unwrap().len(), 3);
@@ -403,7 +425,10 @@ async fn a_shopper_lists_only_their_orders_a_page_at_a_time() {
     let mut mine = Vec::new();
     for customer in ["c-1", "c-2", "c-1", "c-1", "c-2", "c-1", "c-1"] {
         let r = api
-            .handle(request_as(customer, "POST", "/v1/orders", Some(body), &[]))
+            .handle(
+                request_as(customer, "POST", "/v1/orders", Some(body), &[]),
+                deadline(),
+            )
             .await;
         if customer == "c-1" {
             mine.push(body_of(&r)["orderId"].as_str().unwrap().to_owned());
@@ -413,7 +438,9 @@ async fn a_shopper_lists_only_their_orders_a_page_at_a_time() {
     let mut link = Some("/v1/orders?limit=2".to_owned());
     let mut seen = Vec::new();
     while let Some(path) = link {
-        let page = api.handle(request("GET", &path, None, &[])).await;
+        let page = api
+            .handle(request("GET", &path, None, &[]), deadline())
+            .await;
         assert_eq!(page.status_code, 200);
         let page = body_of(&page);
         assert!(page["orders"].as_array().unwrap().len() <= 2);
@@ -439,7 +466,9 @@ async fn a_shopper_lists_only_their_orders_a_page_at_a_time() {
         ("/v1/orders?limit=abc", "invalid-query", "limit"),
         ("/v1/orders?cursor=not-a-cursor", "invalid-cursor", "cursor"),
     ] {
-        let r = api.handle(request("GET", path, None, &[])).await;
+        let r = api
+            .handle(request("GET", path, None, &[]), deadline())
+            .await;
         assert_eq!(r.status_code, 400, "{path}");
         assert_eq!(problem_type(&r), slug);
         assert_eq!(body_of(&r)["errors"][0]["field"], field);
@@ -452,14 +481,14 @@ async fn links_resolve_on_a_named_stage() {
     let (api, _) = api_with(Arc::new(catalog()));
     let mut placed = request("POST", "/prod/v1/orders", Some(ORDER), &[]);
     placed.request_context.stage = Some("prod".into());
-    let placed = api.handle(placed).await;
+    let placed = api.handle(placed, deadline()).await;
     // THEN the Location carries the stage
     let location = placed.headers["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with("/prod/v1/orders/ord-"), "{location}");
     assert_eq!(body_of(&placed)["links"]["self"], location);
     let mut list = request("GET", "/prod/v1/orders?limit=1", None, &[]);
     list.request_context.stage = Some("prod".into());
-    let list = body_of(&api.handle(list).await);
+    let list = body_of(&api.handle(list, deadline()).await);
     assert!(
         list["links"]["self"]
             .as_str()
@@ -481,7 +510,7 @@ impl Catalog for PanickingCatalog {
 async fn a_panic_becomes_a_500_problem() {
     let (api, _) = api_with(Arc::new(PanickingCatalog));
     let r = api
-        .handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+        .handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
         .await;
     assert_eq!(r.status_code, 500);
     assert_eq!(problem_type(&r), "internal-error");
@@ -560,12 +589,15 @@ async fn every_answer_matches_the_openapi_document() {
     assert_eq!(doc["openapi"], "3.1.0");
     let (api, _) = api_with(Arc::new(catalog()));
     let placed = api
-        .handle(request(
-            "POST",
-            "/v1/orders",
-            Some(ORDER),
-            &[("idempotency-key", "k1")],
-        ))
+        .handle(
+            request(
+                "POST",
+                "/v1/orders",
+                Some(ORDER),
+                &[("idempotency-key", "k1")],
+            ),
+            deadline(),
+        )
         .await;
     let id = body_of(&placed)["orderId"].as_str().unwrap().to_owned();
     let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(70_000));
@@ -639,17 +671,22 @@ async fn every_answer_matches_the_openapi_document() {
     let mut statuses = Vec::new();
     for case in &cases {
         let r = api
-            .handle(request(
-                &case.method.to_uppercase(),
-                &case.path,
-                case.body.as_deref(),
-                &case.headers,
-            ))
+            .handle(
+                request(
+                    &case.method.to_uppercase(),
+                    &case.path,
+                    case.body.as_deref(),
+                    &case.headers,
+                ),
+                deadline(),
+            )
             .await;
         statuses.push(r.status_code);
         problems.extend(conforms(&doc, case.template, case.method, &r));
     }
-    let unauthenticated = api.handle(anonymous("GET", "/v1/orders", None, &[])).await;
+    let unauthenticated = api
+        .handle(anonymous("GET", "/v1/orders", None, &[]), deadline())
+        .await;
     statuses.push(unauthenticated.status_code);
     problems.extend(conforms(&doc, post, "get", &unauthenticated));
     assert!(problems.is_empty(), "{problems:#?}");
@@ -668,7 +705,7 @@ async fn an_order_speaks_one_timestamp_format_whoever_wrote_it() {
     // GIVEN an order whose history the saga extended with the emulator's timestamp form
     let (api, orders) = api_with(Arc::new(catalog()));
     let placed = body_of(
-        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]))
+        &api.handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
             .await,
     );
     let id = OrderId::parse(placed["orderId"].as_str().unwrap()).unwrap();
@@ -686,8 +723,11 @@ async fn an_order_speaks_one_timestamp_format_whoever_wrote_it() {
         });
     // WHEN the shopper reads it
     let order = body_of(
-        &api.handle(request("GET", &format!("/v1/orders/{id}"), None, &[]))
-            .await,
+        &api.handle(
+            request("GET", &format!("/v1/orders/{id}"), None, &[]),
+            deadline(),
+        )
+        .await,
     );
     // THEN every timestamp is UTC with milliseconds
     let shape = |t: &Value| {

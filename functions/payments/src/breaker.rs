@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use circuit_breaker::{CircuitBreaker, Clock, Config, State, SystemClock};
 use shop_domain::payment::{ChargeRequest, ProviderError};
 use shop_domain::ports::PaymentProvider;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 fn report(from: State, to: State) {
     tracing::warn!(
@@ -73,24 +75,52 @@ impl<C: Clock> GuardedProvider<C> {
     }
 }
 
-#[async_trait]
-impl<C: Clock> PaymentProvider for GuardedProvider<C> {
-    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
-        if !self.breaker.allow() {
-            return Err(Self::open());
+/// The guarded provider as one invocation uses it: no call outlives `until`. A call
+/// cut short answers [`ProviderError::Timeout`], counted by the breaker like any slow
+/// answer, so the saga retries it with the same idempotency key.
+pub struct Bounded<'a, C: Clock = SystemClock> {
+    guarded: &'a GuardedProvider<C>,
+    until: SystemTime,
+}
+
+impl<C: Clock> GuardedProvider<C> {
+    /// The provider for an invocation whose provider calls must end by `until`.
+    pub fn until(&self, until: SystemTime) -> Bounded<'_, C> {
+        Bounded {
+            guarded: self,
+            until,
         }
-        let result = self.inner.charge(request).await;
-        self.observe(&result);
+    }
+}
+
+impl<C: Clock> Bounded<'_, C> {
+    async fn call<T>(
+        &self,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        if !self.guarded.breaker.allow() {
+            return Err(GuardedProvider::<C>::open());
+        }
+        let left = self
+            .until
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let result = tokio::time::timeout(left, call)
+            .await
+            .unwrap_or(Err(ProviderError::Timeout(left)));
+        self.guarded.observe(&result);
         result
+    }
+}
+
+#[async_trait]
+impl<C: Clock> PaymentProvider for Bounded<'_, C> {
+    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        self.call(self.guarded.inner.charge(request)).await
     }
 
     async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
-        if !self.breaker.allow() {
-            return Err(Self::open());
-        }
-        let result = self.inner.refund(charge_key).await;
-        self.observe(&result);
-        result
+        self.call(self.guarded.inner.refund(charge_key)).await
     }
 }
 
@@ -101,6 +131,11 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{Duration, Instant};
+
+    /// A deadline no test call reaches.
+    fn later() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(60)
+    }
 
     #[derive(Clone)]
     struct FakeClock(Arc<Mutex<Instant>>);
@@ -154,18 +189,55 @@ mod tests {
         };
         let guarded = GuardedProvider::with_clock(flaky.clone(), config, clock.clone());
         for _ in 0..3 {
-            assert!(guarded.charge(&request()).await.is_err());
+            assert!(guarded.until(later()).charge(&request()).await.is_err());
         }
         // Open: fails fast without calling the provider.
-        let err = guarded.charge(&request()).await.unwrap_err();
+        let err = guarded.until(later()).charge(&request()).await.unwrap_err();
         assert!(matches!(err, ProviderError::Transient(ref m) if m.contains("circuit open")));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
         // After the cool-down a probe goes through and closes the breaker.
         *flaky.down.lock().unwrap() = false;
         *clock.0.lock().unwrap() += Duration::from_secs(20);
-        assert_eq!(guarded.charge(&request()).await.unwrap(), "ch_1");
+        assert_eq!(
+            guarded.until(later()).charge(&request()).await.unwrap(),
+            "ch_1"
+        );
         assert_eq!(guarded.state(), State::Closed);
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn no_call_outlives_the_invocation_deadline() {
+        // GIVEN a provider that answers after 10 s and an invocation with 50 ms left
+        struct Slow;
+        #[async_trait]
+        impl PaymentProvider for Slow {
+            async fn charge(&self, _: &ChargeRequest) -> Result<String, ProviderError> {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok("ch_late".into())
+            }
+            async fn refund(&self, _: &str) -> Result<bool, ProviderError> {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(true)
+            }
+        }
+        let guarded =
+            GuardedProvider::new(Arc::new(Slow), crate::tests::config(&[]).unwrap().breaker);
+        let bounded = guarded.until(SystemTime::now() + Duration::from_millis(50));
+        // WHEN it charges and refunds
+        let started = Instant::now();
+        let charge = bounded.charge(&request()).await;
+        let refund = bounded.refund("key").await;
+        // THEN both answer a timeout at the deadline, not the provider's 10 s
+        assert!(
+            matches!(charge, Err(ProviderError::Timeout(_))),
+            "{charge:?}"
+        );
+        assert!(
+            matches!(refund, Err(ProviderError::Timeout(_))),
+            "{refund:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
@@ -185,7 +257,7 @@ mod tests {
             // WHEN 100 charges per environment arrive within the window
             for _ in 0..100 {
                 for environment in &guarded {
-                    let _ = environment.charge(&request()).await;
+                    let _ = environment.until(later()).charge(&request()).await;
                 }
             }
             // THEN the provider saw exactly environments x 5 of them, and every

@@ -13,7 +13,7 @@ use shop_domain::ports::{
     EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
 };
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
 /// Provider deadline, in milliseconds, when `PAYMENT_PROVIDER_TIMEOUT_MS` is not set.
@@ -156,10 +156,14 @@ impl Ports {
     }
 }
 
+/// How long before the invocation's deadline every provider call must have ended: the
+/// time left to record the outcome in the ledger and answer the saga.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(2);
+
 /// The payments function with its ports.
 pub struct Payments {
     ledger: Arc<dyn PaymentLedger>,
-    provider: Arc<dyn PaymentProvider>,
+    provider: breaker::GuardedProvider,
     events: Arc<dyn EventPublisher>,
     callbacks: Arc<dyn TaskCallbacks>,
 }
@@ -170,27 +174,33 @@ impl Payments {
     pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
             ledger: ports.ledger,
-            provider: Arc::new(breaker::GuardedProvider::new(
-                ports.provider,
-                config.breaker,
-            )),
+            provider: breaker::GuardedProvider::new(ports.provider, config.breaker),
             events: ports.events,
             callbacks: ports.callbacks,
         }
     }
 
-    /// Processes a batch, reporting only the failed records.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        sqs_batch::process_batch(event, |message| self.execute(message)).await
+    /// Processes a batch, reporting only the failed records. `deadline` is when Lambda
+    /// stops the invocation (`Context::deadline`): every provider call ends
+    /// [`ANSWER_MARGIN`] before it.
+    pub async fn handle(&self, event: SqsEvent, deadline: SystemTime) -> SqsBatchResponse {
+        let provider = self
+            .provider
+            .until(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
+        sqs_batch::process_batch(event, |message| self.execute(message, &provider)).await
     }
 
-    async fn execute(&self, message: SqsMessage) -> Result<(), CommandError> {
+    async fn execute(
+        &self,
+        message: SqsMessage,
+        provider: &dyn PaymentProvider,
+    ) -> Result<(), CommandError> {
         let envelope: Envelope<PaymentCommand> =
             Envelope::decode(message.body.as_deref().unwrap_or(""))?;
         let correlation_id = envelope.correlation_id.clone().unwrap_or_default();
         let service = PaymentService {
             ledger: self.ledger.as_ref(),
-            provider: self.provider.as_ref(),
+            provider,
             events: self.events.as_ref(),
         };
         let order_id = match &envelope.command {
@@ -314,7 +324,9 @@ pub(crate) mod tests {
             ));
             event.records.push(m);
         }
-        let response = payments.handle(event).await;
+        let response = payments
+            .handle(event, SystemTime::now() + Duration::from_secs(30))
+            .await;
         assert!(response.batch_item_failures.is_empty());
         let ok = callbacks.succeeded.lock().unwrap();
         assert_eq!(ok[0].0, "t0");

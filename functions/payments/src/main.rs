@@ -17,7 +17,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     );
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, std::convert::Infallible>(function.handle(event.payload).await)
+        Ok::<_, std::convert::Infallible>(
+            function
+                .handle(event.payload, event.context.deadline())
+                .await,
+        )
     }))
     .await
 }

@@ -1,7 +1,9 @@
 //! Idempotent execution of a unit of work, keyed by a caller-chosen key.
 //!
-//! The first call with a key takes a lock record (with its own expiry, so a crashed
-//! worker never blocks the key forever), runs the work and stores its result. A later
+//! The first call with a key takes a lock record that expires when the invocation
+//! holding it must end (Lambda's deadline, as Powertools ties it to the remaining time),
+//! so a crashed worker never blocks the key for longer than it could have run; it runs
+//! the work and stores its result. A later
 //! call with the same key and the same payload gets the stored result; with a
 //! different payload it is refused, since the key was reused for another request.
 //! Failures release the key so the caller can retry.
@@ -120,25 +122,30 @@ fn epoch_seconds() -> u64 {
 pub struct Idempotency<S> {
     store: S,
     expiry: Duration,
-    lock_timeout: Duration,
+}
+
+/// Epoch seconds of `at`, rounded up: a lock taken until `at` is never released early.
+fn epoch_seconds_ceil(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+        .unwrap_or_default()
 }
 
 impl<S: IdempotencyStore> Idempotency<S> {
-    /// Keys live for `expiry`; an in-progress lock can be taken over after `lock_timeout`
-    /// (set it above the function timeout).
-    pub fn new(store: S, expiry: Duration, lock_timeout: Duration) -> Self {
-        Self {
-            store,
-            expiry,
-            lock_timeout,
-        }
+    /// Keys live for `expiry`.
+    pub fn new(store: S, expiry: Duration) -> Self {
+        Self { store, expiry }
     }
 
-    /// Runs `work` unless `key` already has a result for the same payload.
+    /// Runs `work` unless `key` already has a result for the same payload. The key is
+    /// held in progress until `deadline`, the moment the invocation running the work
+    /// is stopped: after it, no live worker can still be running it, and another call
+    /// may take the key over.
     pub async fn run<T, E, F, Fut>(
         &self,
         key: &str,
         payload: &[u8],
+        deadline: SystemTime,
         work: F,
     ) -> Result<Outcome<T>, IdempotencyError<E>>
     where
@@ -152,7 +159,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
             payload_hash: payload_hash(payload),
             status: RecordStatus::InProgress,
             expires_at: now + self.expiry.as_secs(),
-            lock_expires_at: now + self.lock_timeout.as_secs(),
+            lock_expires_at: epoch_seconds_ceil(deadline),
             response: None,
         };
         match self
@@ -243,12 +250,13 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    /// The deadline of an invocation with 30 s left.
+    fn soon() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(30)
+    }
+
     fn idem() -> Idempotency<InMemoryStore> {
-        Idempotency::new(
-            InMemoryStore::default(),
-            Duration::from_secs(86_400),
-            Duration::from_secs(30),
-        )
+        Idempotency::new(InMemoryStore::default(), Duration::from_secs(86_400))
     }
 
     #[tokio::test]
@@ -260,11 +268,11 @@ mod tests {
             Ok::<_, String>(41 + runs.load(Ordering::SeqCst))
         };
         assert_eq!(
-            idem.run("k", b"body", work).await.unwrap(),
+            idem.run("k", b"body", soon(), work).await.unwrap(),
             Outcome::Fresh(42)
         );
         assert_eq!(
-            idem.run("k", b"body", work).await.unwrap(),
+            idem.run("k", b"body", soon(), work).await.unwrap(),
             Outcome::Replayed(42)
         );
         assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -273,11 +281,11 @@ mod tests {
     #[tokio::test]
     async fn same_key_other_payload_is_refused() {
         let idem = idem();
-        idem.run("k", b"a", || async { Ok::<_, String>(1) })
+        idem.run("k", b"a", soon(), || async { Ok::<_, String>(1) })
             .await
             .unwrap();
         let err = idem
-            .run("k", b"b", || async { Ok::<_, String>(2) })
+            .run("k", b"b", soon(), || async { Ok::<_, String>(2) })
             .await
             .unwrap_err();
         assert!(matches!(err, IdempotencyError::PayloadMismatch));
@@ -287,16 +295,31 @@ mod tests {
     async fn failed_work_releases_the_key() {
         let idem = idem();
         let err = idem
-            .run("k", b"a", || async { Err::<u8, _>("down") })
+            .run("k", b"a", soon(), || async { Err::<u8, _>("down") })
             .await
             .unwrap_err();
         assert!(matches!(err, IdempotencyError::Work("down")));
         assert_eq!(
-            idem.run("k", b"a", || async { Ok::<_, &str>(7) })
+            idem.run("k", b"a", soon(), || async { Ok::<_, &str>(7) })
                 .await
                 .unwrap(),
             Outcome::Fresh(7)
         );
+    }
+
+    #[tokio::test]
+    async fn the_lock_lasts_until_the_invocation_deadline_and_no_longer() {
+        let store = std::sync::Arc::new(InMemoryStore::default());
+        let idem = Idempotency::new(store.clone(), Duration::from_secs(60));
+        let deadline = UNIX_EPOCH + Duration::from_millis(4_000_000_000_250);
+        let seen = idem
+            .run("k", b"a", deadline, || async {
+                Ok::<_, String>(store.0.lock().unwrap().get("k").map(|r| r.lock_expires_at))
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(seen, Some(4_000_000_001), "rounded up, never early");
     }
 
     #[tokio::test]
@@ -311,9 +334,9 @@ mod tests {
             response: None,
         };
         store.begin(&stuck, 0).await.unwrap();
-        let idem = Idempotency::new(store, Duration::from_secs(60), Duration::from_secs(30));
+        let idem = Idempotency::new(store, Duration::from_secs(60));
         let err = idem
-            .run("k", b"a", || async { Ok::<_, String>(1) })
+            .run("k", b"a", soon(), || async { Ok::<_, String>(1) })
             .await
             .unwrap_err();
         assert!(matches!(err, IdempotencyError::InProgress));
@@ -324,9 +347,9 @@ mod tests {
         };
         let store = InMemoryStore::default();
         store.begin(&expired, 0).await.unwrap();
-        let idem = Idempotency::new(store, Duration::from_secs(60), Duration::from_secs(30));
+        let idem = Idempotency::new(store, Duration::from_secs(60));
         assert_eq!(
-            idem.run("k", b"a", || async { Ok::<_, String>(1) })
+            idem.run("k", b"a", soon(), || async { Ok::<_, String>(1) })
                 .await
                 .unwrap(),
             Outcome::Fresh(1)

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// An invocation failed as Lambda would report it (the function errored or crashed).
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +45,9 @@ pub trait Invoker: Send + Sync {
     async fn invoke(&self, function: &FunctionSpec, event: Value) -> Result<Value, InvokeError>;
 }
 
-/// A type-erased in-process handler.
+/// A type-erased in-process handler: the event and the invocation's deadline.
 pub type FunctionHandler =
-    Arc<dyn Fn(Value) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
+    Arc<dyn Fn(Value, SystemTime) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
 
 /// Functions linked into this process, by logical id.
 #[derive(Default, Clone)]
@@ -60,18 +61,19 @@ impl InProcess {
         Self::default()
     }
 
-    /// Registers the handler of a function: it receives the typed event and returns
-    /// the typed answer, exactly as under `lambda_runtime`.
+    /// Registers the handler of a function: it receives the typed event and the
+    /// invocation's deadline (Lambda's `Context::deadline`: now plus the function's
+    /// `Timeout`) and returns the typed answer, exactly as under `lambda_runtime`.
     pub fn register<E, R, F, Fut>(&mut self, logical_id: &str, handler: F)
     where
         E: DeserializeOwned + Send + 'static,
         R: Serialize + 'static,
-        F: Fn(E) -> Fut + Send + Sync + 'static,
+        F: Fn(E, SystemTime) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = R> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        self.register_fallible(logical_id, move |event: E| {
-            let answer = handler(event);
+        self.register_fallible(logical_id, move |event: E, deadline| {
+            let answer = handler(event, deadline);
             async move { Ok::<R, std::convert::Infallible>(answer.await) }
         });
     }
@@ -83,15 +85,15 @@ impl InProcess {
         E: DeserializeOwned + Send + 'static,
         R: Serialize + 'static,
         X: std::fmt::Display + 'static,
-        F: Fn(E) -> Fut + Send + Sync + 'static,
+        F: Fn(E, SystemTime) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, X>> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let erased: FunctionHandler = Arc::new(move |event: Value| {
+        let erased: FunctionHandler = Arc::new(move |event: Value, deadline| {
             let handler = handler.clone();
             async move {
                 let event: E = serde_json::from_value(event).map_err(|e| format!("event: {e}"))?;
-                let answer = handler(event).await.map_err(|e| e.to_string())?;
+                let answer = handler(event, deadline).await.map_err(|e| e.to_string())?;
                 serde_json::to_value(answer).map_err(|e| format!("answer: {e}"))
             }
             .boxed()
@@ -107,7 +109,13 @@ impl Invoker for InProcess {
             .handlers
             .get(&function.logical_id)
             .ok_or_else(|| InvokeError::Unknown(function.logical_id.clone()))?;
-        match AssertUnwindSafe(handler(event)).catch_unwind().await {
+        // The deadline Lambda would give; the local runtime does not stop a handler at
+        // it (an emulated worker that hangs keeps hanging, as the chaos run needs).
+        let deadline = SystemTime::now() + function.timeout;
+        match AssertUnwindSafe(handler(event, deadline))
+            .catch_unwind()
+            .await
+        {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(message)) => Err(InvokeError::Payload {
                 function: function.logical_id.clone(),

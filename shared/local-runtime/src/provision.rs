@@ -69,6 +69,9 @@ pub struct SqsSource {
     pub max_concurrency: usize,
 }
 
+/// Lambda's timeout when a function declares none.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 3;
+
 /// A function as declared.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
@@ -85,6 +88,9 @@ pub struct FunctionSpec {
     pub sqs_sources: Vec<SqsSource>,
     /// Periods of its `Schedule` events (`rate(...)` expressions).
     pub schedules: Vec<std::time::Duration>,
+    /// Its `Timeout` (or the template's global one; Lambda's default is 3 s): what an
+    /// invocation's deadline is measured from.
+    pub timeout: std::time::Duration,
 }
 
 /// An HTTP route to a function.
@@ -853,6 +859,12 @@ pub async fn provision(
                 env,
                 sqs_sources,
                 schedules,
+                timeout: std::time::Duration::from_secs(
+                    p.get("Timeout")
+                        .or_else(|| globals.get("Timeout"))
+                        .and_then(|t| t.as_u64().or_else(|| t.as_str()?.parse().ok()))
+                        .unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+                ),
             },
         );
     }

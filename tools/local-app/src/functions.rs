@@ -125,28 +125,28 @@ impl AppConfig {
         let api = Arc::new(orders_api::OrdersApi::new(ports.orders_api));
         functions.register(
             "OrdersApiFunction",
-            move |request: ApiGatewayV2httpRequest| {
+            move |request: ApiGatewayV2httpRequest, deadline| {
                 let api = api.clone();
-                async move { api.handle(request).await }
+                async move { api.handle(request, deadline).await }
             },
         );
         let intake = Arc::new(order_intake::Intake::new(ports.order_intake));
-        functions.register("OrderIntakeFunction", move |event: SqsEvent| {
+        functions.register("OrderIntakeFunction", move |event: SqsEvent, _| {
             let intake = intake.clone();
             async move { intake.handle(event).await }
         });
         let inventory = Arc::new(inventory::Inventory::new(ports.inventory));
-        functions.register("InventoryFunction", move |event: SqsEvent| {
+        functions.register("InventoryFunction", move |event: SqsEvent, _| {
             let inventory = inventory.clone();
             async move { inventory.handle(event).await }
         });
         let payments = Arc::new(payments::Payments::new(&self.payments, ports.payments));
-        functions.register("PaymentsFunction", move |event: SqsEvent| {
+        functions.register("PaymentsFunction", move |event: SqsEvent, deadline| {
             let payments = payments.clone();
-            async move { payments.handle(event).await }
+            async move { payments.handle(event, deadline).await }
         });
         let fulfilment = Arc::new(fulfilment::Fulfilment::new(ports.fulfilment));
-        functions.register("FulfilmentFunction", move |event: SqsEvent| {
+        functions.register("FulfilmentFunction", move |event: SqsEvent, _| {
             let fulfilment = fulfilment.clone();
             async move { fulfilment.handle(event).await }
         });
@@ -154,7 +154,7 @@ impl AppConfig {
             &self.orphan_sweeper,
             ports.orphan_sweeper,
         ));
-        functions.register_fallible("OrphanSweeperFunction", move |_: serde_json::Value| {
+        functions.register_fallible("OrphanSweeperFunction", move |_: serde_json::Value, _| {
             let sweeper = sweeper.clone();
             async move {
                 sweeper

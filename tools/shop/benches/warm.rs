@@ -280,7 +280,8 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     });
     group.bench_function("orders-api: place an order", |b| {
         b.to_async(&runtime).iter(|| async {
-            let response = api.handle(place.clone()).await;
+            let deadline = std::time::SystemTime::now() + Duration::from_secs(10);
+            let response = api.handle(place.clone(), deadline).await;
             assert_eq!(response.status_code, 202, "{:?}", response.body);
         })
     });
@@ -295,7 +296,7 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
         inventory.handle(e)
     });
     bench_batch(&mut group, &runtime, "payments: charge", &charge, |e| {
-        payments.handle(e)
+        payments.handle(e, std::time::SystemTime::now() + Duration::from_secs(30))
     });
     bench_batch(&mut group, &runtime, "fulfilment: ship", &ship, |e| {
         fulfilment.handle(e)
