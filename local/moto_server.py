@@ -1,4 +1,5 @@
-"""moto server, made safe for concurrent DynamoDB writes.
+"""moto server, made safe for concurrent DynamoDB writes, and the one way this project
+starts it (`shop local`, the end-to-end tests and scripts/with-moto.sh all run this file).
 
 moto serves requests on threads without locking, and its TransactWriteItems
 snapshots every table the transaction touches and restores that snapshot when a
@@ -38,7 +39,18 @@ an execution except a lazily drawn heap key, drawn here before sharing so concur
 executions cannot draw it twice.
 The answers are unchanged; only the time to compute them is.
 
-Usage: python local/moto_server.py [moto_server options]
+What can be done on the wire is WSGI middleware around moto's app (`Serialized`,
+`CallLog`); what needs moto's internals is a patch below, each target checked by
+local/test_moto_server.py, and the whole file refuses to run on another moto version
+than the one it was written for (`EXPECTED_MOTO`).
+
+Usage:
+  python local/moto_server.py [-H HOST] [-p PORT] [--ready-file FILE]
+      serves; with -p 0 a free port is picked and `http://HOST:PORT` is written to
+      FILE once the server answers.
+  python local/moto_server.py --run -- COMMAND...
+      serves on a free loopback port, runs COMMAND with AWS_ENDPOINT_URL and test
+      credentials pointing at it, stops when COMMAND ends, exits with its status.
 """
 
 import copy
@@ -53,7 +65,12 @@ import threading
 import time
 import types
 
+import argparse
+import subprocess
+import urllib.request
+
 import jsonpath_ng.ext
+import moto
 import moto.backends
 import moto.core.utils
 import moto.stepfunctions.parser.asl.utils.boto_client as sfn_boto
@@ -65,23 +82,40 @@ from moto.sqs.models import SQSBackend
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-from moto.server import main
+from moto.core.config import default_user_config
+from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
+                                           create_backend_app)
+from werkzeug.serving import make_server
 
-_WRITES = threading.RLock()
+# The moto every patch below was written and checked against (scripts/requirements.txt
+# pins it). Another version may have moved a patched function or changed what it does.
+EXPECTED_MOTO = "5.2.5"
+
+# Requests AWS isolates and moto does not, by X-Amz-Target: every DynamoDB write, and
+# StartExecution. Step Functions' own DynamoDB calls come back over HTTP, so they pass
+# through here too.
+_DYNAMODB_WRITES = threading.Lock()
+_SERIALIZED = {
+    **{f"DynamoDB_20120810.{op}": _DYNAMODB_WRITES for op in (
+        "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")},
+    "AWSStepFunctions.StartExecution": threading.Lock(),
+}
 
 
-def _holding(lock, method):
-    def locked(self, *args, **kwargs):
+class Serialized:
+    """WSGI middleware: one request at a time of each serialized kind, answered whole
+    before the next starts."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        lock = _SERIALIZED.get(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if lock is None:
+            return self.app(environ, start_response)
         with lock:
-            return method(self, *args, **kwargs)
+            return list(self.app(environ, start_response))
 
-    locked.__name__ = method.__name__
-    return locked
-
-
-StepFunctionsParserBackend.start_execution = _holding(
-    threading.Lock(), StepFunctionsParserBackend.start_execution)
 
 _TRANSACTION = threading.local()
 
@@ -133,9 +167,6 @@ def _item_level_snapshots(method):
 
 dynamodb_models.copy = _TableSnapshots()
 DynamoDBBackend.transact_write_items = _item_level_snapshots(DynamoDBBackend.transact_write_items)
-for _name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
-    setattr(DynamoDBBackend, _name, _holding(_WRITES, getattr(DynamoDBBackend, _name)))
-
 
 
 def _copy(function):
@@ -267,8 +298,15 @@ def _calls(service, operation, body):
         yield f"secretsmanager:{operation}", _name(body.get("SecretId"))
 
 
-def _logged(call, path):
-    def dispatch(self, environ, start_response):
+class CallLog:
+    """WSGI middleware: appends the IAM action and resource of every call a function
+    makes to `path`, one JSON line each."""
+
+    def __init__(self, app, path):
+        self.app = app
+        self.path = path
+
+    def __call__(self, environ, start_response):
         agent = environ.get("HTTP_X_AMZ_USER_AGENT", "") + " " + environ.get("HTTP_USER_AGENT", "")
         app = _APP.search(agent)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -286,16 +324,74 @@ def _logged(call, path):
                 lines = [{"function": app.group(1), "action": f"{service}:{operation}",
                           "resource": None, "unparsed": str(e)}]
             text = "".join(json.dumps(line) + "\n" for line in lines)
-            with _LOG_LOCK, open(path, "a", encoding="utf-8") as log:
+            with _LOG_LOCK, open(self.path, "a", encoding="utf-8") as log:
                 log.write(text)
-        return call(self, environ, start_response)
-
-    return dispatch
+        return self.app(environ, start_response)
 
 
-if os.environ.get("SHOP_AWS_CALL_LOG"):
-    DomainDispatcherApplication.__call__ = _logged(
-        DomainDispatcherApplication.__call__, os.environ["SHOP_AWS_CALL_LOG"])
+def application():
+    """moto's app as this project serves it: Step Functions executes state machines
+    (what `POST /moto-api/config` would switch on, set before any is created), writes
+    are serialized, and calls are logged when SHOP_AWS_CALL_LOG names a file."""
+    if moto.__version__ != EXPECTED_MOTO:
+        sys.exit(f"local/moto_server.py was written for moto {EXPECTED_MOTO}, found "
+                 f"{moto.__version__}: check every patch (python local/test_moto_server.py) "
+                 "before moving the pin in scripts/requirements.txt")
+    default_user_config["stepfunctions"]["execute_state_machine"] = True
+    app = DomainDispatcherApplication(create_backend_app)
+    app = Serialized(app)
+    if os.environ.get("SHOP_AWS_CALL_LOG"):
+        app = CallLog(app, os.environ["SHOP_AWS_CALL_LOG"])
+    return app
+
+
+def _wait_until_answering(endpoint, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"moto server did not answer on {endpoint} within {seconds} s")
+
+
+def serve(host, port):
+    """Serves on `port` (0: a free one) until the process ends; returns the endpoint
+    once it answers."""
+    server = make_server(host, port, application(), threaded=True,
+                         request_handler=MotoRequestHandler)
+    # Step Functions' service integrations call back to this port.
+    os.environ["MOTO_PORT"] = str(server.port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://{host}:{server.port}"
+    _wait_until_answering(endpoint)
+    return endpoint
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=0)
+    parser.add_argument("--ready-file")
+    parser.add_argument("--run", action="store_true",
+                        help="run the command after `--` against the server")
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    endpoint = serve(args.host, args.port)
+    if args.run:
+        print(f"moto server on {endpoint}", file=sys.stderr)
+        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test",
+                   AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_MAX_ATTEMPTS="3")
+        return subprocess.call(command, env=env)
+    if args.ready_file:
+        with open(args.ready_file + ".tmp", "w", encoding="utf-8") as f:
+            f.write(endpoint)
+        os.replace(args.ready_file + ".tmp", args.ready_file)
+    threading.Event().wait()
+    return 0
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -12,10 +12,11 @@ use local_runtime::http_api::{HttpApi, HttpResponse};
 use local_runtime::oidc_issuer::{LocalIssuer, TokenRequest};
 use local_runtime::provision::{FunctionSpec, Stack};
 use local_runtime::{InvokeError, Invoker, Template};
+use payment_sandbox::SandboxProvider;
 use serde_json::{Value, json};
 use shop_aws::ledger::DynamoLedger;
 use shop_aws::stock::DynamoStockStore;
-use shop_domain::payment::{LedgerRecord, SandboxProvider};
+use shop_domain::payment::LedgerRecord;
 use shop_domain::ports::{
     PaymentLedger, PortError, ReleaseOutcome, ReserveOutcome, StockLevel, StockStore,
 };
@@ -378,8 +379,7 @@ impl App {
     }
 
     fn execution_arn(&self, order_id: &str) -> String {
-        let sm = &self.stack.state_machines["OrderSaga"];
-        format!("{}:{order_id}", sm.replace(":stateMachine:", ":execution:"))
+        shop_aws::saga::execution_arn(&self.stack.state_machines["OrderSaga"], order_id)
     }
 
     /// Executions of the saga, by name.

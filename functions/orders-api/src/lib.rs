@@ -305,8 +305,7 @@ impl OrdersApi {
                 false,
             ),
             Err(e @ (IdempotencyError::Store(_) | IdempotencyError::Corrupt(_))) => {
-                tracing::error!(error = %observability::ErrorChain(&e), "idempotency store failed");
-                (unavailable(), false)
+                (unavailable("idempotency store", &e), false)
             }
         }
     }
@@ -356,10 +355,7 @@ impl OrdersApi {
                 "the order total is too large",
             )
             .into(),
-            Err(PlaceOrderError::Unavailable(e)) => {
-                tracing::error!(error = %observability::ErrorChain(&e), "placing order failed");
-                unavailable()
-            }
+            Err(PlaceOrderError::Unavailable(e)) => unavailable("placing order", &e),
         }
     }
 
@@ -378,10 +374,7 @@ impl OrdersApi {
         match self.orders.get(&order_id).await {
             Ok(Some(order)) if order.is_owned_by(caller) => Reply::json(200, view(&order)),
             Ok(_) => not_found(raw_id),
-            Err(e) => {
-                tracing::error!(error = %observability::ErrorChain(&e), "reading order failed");
-                unavailable()
-            }
+            Err(e) => unavailable("reading order", &e),
         }
     }
 
@@ -428,10 +421,7 @@ impl OrdersApi {
                 }
                 Reply::json(200, json!({ "orders": orders, "links": page_links }))
             }
-            Err(e) => {
-                tracing::error!(error = %observability::ErrorChain(&e), "listing orders failed");
-                unavailable()
-            }
+            Err(e) => unavailable("listing orders", &e),
         }
     }
 
@@ -452,10 +442,7 @@ impl OrdersApi {
                 ),
             )
             .into(),
-            Err(e) => {
-                tracing::error!(error = %observability::ErrorChain(&e), "cancelling order failed");
-                unavailable()
-            }
+            Err(e) => unavailable("cancelling order", &e),
         }
     }
 }
@@ -572,7 +559,10 @@ fn not_found(raw_id: &str) -> Reply {
     .into()
 }
 
-fn unavailable() -> Reply {
+/// A dependency failed: the cause goes to the log with its whole chain, the caller
+/// gets a 503 problem telling them to retry (with the same Idempotency-Key).
+fn unavailable(doing: &str, cause: &(dyn std::error::Error + 'static)) -> Reply {
+    tracing::error!(error = %observability::ErrorChain(cause), "{doing} failed");
     Problem::new(
         "service-unavailable",
         "Service unavailable",

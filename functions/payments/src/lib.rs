@@ -5,10 +5,11 @@
 pub mod breaker;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use payment_sandbox::{InvalidProviderKey, ProviderKey, SandboxProvider};
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
 use shop_domain::commands::{Envelope, PaymentCommand, TaskError, answer_task, with_heartbeats};
-use shop_domain::payment::{InvalidProviderKey, PaymentService, ProviderKey, SandboxProvider};
+use shop_domain::payment::PaymentService;
 use shop_domain::ports::{
     EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
 };

@@ -8,6 +8,15 @@ use serde_json::Value;
 use shop_domain::OrderId;
 use shop_domain::ports::{PortError, RunState, SagaRuns, SagaStarter, StartOutcome, TaskCallbacks};
 
+/// The ARN of the execution named `name` of `state_machine_arn`: Step Functions names
+/// an execution `arn:…:execution:<machine>:<name>` under `arn:…:stateMachine:<machine>`.
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
+    format!(
+        "{}:{name}",
+        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
 /// Starts one execution per order, named after it.
 #[derive(Clone)]
 pub struct SfnSagaStarter {
@@ -54,12 +63,7 @@ impl SagaStarter for SfnSagaStarter {
 #[async_trait]
 impl SagaRuns for SfnSagaStarter {
     async fn run_state(&self, order_id: &OrderId) -> Result<RunState, PortError> {
-        let arn = format!(
-            "{}:{}",
-            self.state_machine_arn
-                .replacen(":stateMachine:", ":execution:", 1),
-            order_id.as_str()
-        );
+        let arn = execution_arn(&self.state_machine_arn, order_id.as_str());
         match self
             .client
             .describe_execution()

@@ -4,15 +4,11 @@ use crate::commands::TaskError;
 use crate::fakes::*;
 use crate::listing::PageRequest;
 use crate::order::*;
-use crate::payment::{
-    InvalidProviderKey, LedgerStatus, PaymentService, ProviderKey, SandboxProvider,
-};
 use crate::ports::{CancelOutcome, OrderStore, ReleaseOutcome, ReserveOutcome, StockStore};
 use crate::request::parse_place_order;
 use crate::services::{OrderService, PlaceOrderError};
 use crate::stock::InventoryService;
 use std::collections::HashMap;
-use std::time::Duration;
 
 fn catalog() -> FakeCatalog {
     FakeCatalog(HashMap::from([
@@ -269,136 +265,5 @@ async fn release_leaves_a_tombstone_that_refuses_a_late_reserve() {
             .unwrap()
             .available,
         3
-    );
-}
-
-fn sandbox() -> SandboxProvider {
-    SandboxProvider::new(
-        Duration::from_millis(10),
-        ProviderKey::new("sandbox-key-0123456789").unwrap(),
-    )
-}
-
-#[test]
-fn a_provider_key_is_checked_at_load_and_never_printed() {
-    let key = ProviderKey::new("sk_test_4eC39HqLyjWDarjtT1zdp7dc").unwrap();
-    assert_eq!(key.expose(), "sk_test_4eC39HqLyjWDarjtT1zdp7dc");
-    assert_eq!(format!("{key:?}"), "ProviderKey(…p7dc)");
-    for bad in [
-        "",
-        "short",
-        "sk_test_4eC39HqLyjWDarjtT1zdp7dc\n",
-        "sk test 4eC39HqLyjWDarjt",
-        "ключ-ключ-ключ-ключ",
-    ] {
-        assert_eq!(ProviderKey::new(bad), Err(InvalidProviderKey), "{bad:?}");
-    }
-    assert!(ProviderKey::new("k".repeat(256)).is_ok());
-    assert!(ProviderKey::new("k".repeat(257)).is_err());
-}
-
-fn payments<'a>(
-    ledger: &'a FakeLedger,
-    provider: &'a SandboxProvider,
-    events: &'a FakeEvents,
-) -> PaymentService<'a> {
-    PaymentService {
-        ledger,
-        provider,
-        events,
-    }
-}
-
-#[tokio::test]
-async fn a_charge_captures_once_however_often_it_is_delivered() {
-    let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
-    let provider = sandbox();
-    let service = payments(&ledger, &provider, &events);
-    let order = OrderId::generate();
-    let first = service
-        .charge(&order, "c", 500, Currency::EUR, "tok_visa")
-        .await
-        .unwrap();
-    let again = service
-        .charge(&order, "c", 500, Currency::EUR, "tok_visa")
-        .await
-        .unwrap();
-    assert_eq!(first, again);
-    assert_eq!(provider.net_captured(&order), 500);
-    assert_eq!(events.detail_types(), ["PaymentCaptured"]);
-}
-
-#[tokio::test]
-async fn declines_and_transient_failures_have_their_names() {
-    let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
-    let provider = sandbox();
-    let service = payments(&ledger, &provider, &events);
-    let declined = OrderId::generate();
-    let err = service
-        .charge(&declined, "c", 1, Currency::EUR, "tok_decline")
-        .await
-        .unwrap_err();
-    assert_eq!(err.error, TaskError::PaymentDeclined);
-
-    let flaky = OrderId::generate();
-    for _ in 0..2 {
-        let err = service
-            .charge(&flaky, "c", 1, Currency::EUR, "tok_flaky")
-            .await
-            .unwrap_err();
-        assert!(err.is_transient(), "{err}");
-    }
-    service
-        .charge(&flaky, "c", 1, Currency::EUR, "tok_flaky")
-        .await
-        .unwrap();
-
-    let slow = OrderId::generate();
-    let err = service
-        .charge(&slow, "c", 1, Currency::EUR, "tok_timeout")
-        .await
-        .unwrap_err();
-    assert_eq!(err.error, TaskError::PaymentTimeout);
-}
-
-#[tokio::test]
-async fn refund_then_late_charge_is_refused_and_nets_zero() {
-    let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
-    let provider = sandbox();
-    let service = payments(&ledger, &provider, &events);
-    let order = OrderId::generate();
-    service
-        .charge(&order, "c", 700, Currency::EUR, "tok_visa")
-        .await
-        .unwrap();
-    assert_eq!(
-        service.refund(&order, "c").await.unwrap(),
-        LedgerStatus::Refunded
-    );
-    assert_eq!(
-        service.refund(&order, "c").await.unwrap(),
-        LedgerStatus::Refunded
-    );
-    let late = service
-        .charge(&order, "c", 700, Currency::EUR, "tok_visa")
-        .await
-        .unwrap_err();
-    assert_eq!(late.error, TaskError::OrderCancelled);
-    assert_eq!(provider.net_captured(&order), 0);
-
-    let never_charged = OrderId::generate();
-    assert_eq!(
-        service.refund(&never_charged, "c").await.unwrap(),
-        LedgerStatus::Voided
-    );
-    let late = service
-        .charge(&never_charged, "c", 1, Currency::EUR, "tok_visa")
-        .await
-        .unwrap_err();
-    assert_eq!(late.error, TaskError::OrderCancelled);
-    assert_eq!(provider.attempts(&never_charged), 0);
-    assert_eq!(
-        events.detail_types(),
-        ["PaymentCaptured", "PaymentRefunded"]
     );
 }

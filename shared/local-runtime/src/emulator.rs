@@ -79,17 +79,9 @@ pub async fn ensure_installed(root: &Path) -> Result<PathBuf, EmulatorError> {
     Ok(server)
 }
 
-fn free_port() -> Result<u16, EmulatorError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| EmulatorError::Start(e.to_string()))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| EmulatorError::Start(e.to_string()))
-}
-
-/// Switches on state machine execution. moto requires this before any state machine
-/// is created; it is global and survives resets, so sending it twice is harmless.
+/// Switches on state machine execution in an emulator started elsewhere. moto requires
+/// this before any state machine is created; it is global and survives resets, so
+/// sending it twice is harmless.
 pub async fn enable_step_functions(endpoint: &str) -> Result<(), EmulatorError> {
     let body = br#"{"stepfunctions":{"execute_state_machine":true}}"#.to_vec();
     let (status, _, text) = HttpClient::default()
@@ -107,53 +99,54 @@ pub async fn enable_step_functions(endpoint: &str) -> Result<(), EmulatorError> 
 }
 
 impl Emulator {
-    /// Starts moto server on a free loopback port, writing its log under `state_dir`.
+    /// Starts moto server (`local/moto_server.py`, which picks a free loopback port,
+    /// switches on state machine execution and says where it listens once it answers),
+    /// writing its log under `state_dir`.
     pub async fn start(root: &Path, state_dir: &Path, name: &str) -> Result<Self, EmulatorError> {
         let server = ensure_installed(root).await?;
-        let port = free_port()?;
         std::fs::create_dir_all(state_dir).map_err(|e| EmulatorError::Start(e.to_string()))?;
         let log = state_dir.join(format!("{name}-moto.log"));
+        let ready = state_dir.join(format!("{name}-moto.endpoint"));
+        let _ = std::fs::remove_file(&ready);
         let log_file =
             std::fs::File::create(&log).map_err(|e| EmulatorError::Start(e.to_string()))?;
         let err_file = log_file
             .try_clone()
             .map_err(|e| EmulatorError::Start(e.to_string()))?;
-        // moto through local/moto_server.py, which serializes DynamoDB writes (see there).
-        let child = Command::new(server.with_file_name("python"))
+        let mut child = Command::new(server.with_file_name("python"))
             .arg(root.join("local/moto_server.py"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            // Step Functions service integrations call back to this port.
-            .env("MOTO_PORT", port.to_string())
+            .args(["-H", "127.0.0.1", "-p", "0", "--ready-file"])
+            .arg(&ready)
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(err_file)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| EmulatorError::Start(e.to_string()))?;
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let emulator = Self {
-            endpoint: endpoint.clone(),
-            log: Some(log),
-            child: Some(child),
-        };
-        let client = HttpClient::default();
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _, _)) = client
-                .send("GET", &format!("{endpoint}/moto-api/"), Vec::new())
-                .await
-            {
-                break;
+        let endpoint = loop {
+            if let Ok(endpoint) = std::fs::read_to_string(&ready) {
+                break endpoint.trim().to_owned();
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(EmulatorError::Start(format!(
+                    "moto server exited with {status}; see {}",
+                    log.display()
+                )));
             }
             if Instant::now() > deadline {
                 return Err(EmulatorError::Start(format!(
-                    "no answer on {endpoint} within 30 s"
+                    "moto server did not answer within 30 s; see {}",
+                    log.display()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        enable_step_functions(&endpoint).await?;
-        Ok(emulator)
+        };
+        Ok(Self {
+            endpoint,
+            log: Some(log),
+            child: Some(child),
+        })
     }
 
     /// Uses an emulator that is already running.

@@ -8,8 +8,8 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
 use local_runtime::InProcess;
 use local_runtime::provision::Stack;
+use payment_sandbox::SandboxProvider;
 use shop_aws::{ConfigError, Settings};
-use shop_domain::payment::SandboxProvider;
 use std::sync::Arc;
 
 /// The configuration of every function, as each reads it at cold start.

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use shop_aws::ledger::DynamoLedger;
 use shop_aws::orders::DynamoOrderStore;
+use shop_aws::saga::execution_arn;
 use shop_aws::stock::{DynamoStockStore, Reservation, ReservationStatus};
 use shop_domain::invariants::{OrderFacts, check_order};
 use shop_domain::payment::LedgerRecord;
@@ -384,13 +385,6 @@ pub fn check_invariants(
     .iter()
     .map(ToString::to_string)
     .collect()
-}
-
-fn execution_arn(machine: &str, name: &str) -> String {
-    format!(
-        "{}:{name}",
-        machine.replacen(":stateMachine:", ":execution:", 1)
-    )
 }
 
 /// `shop saga show`: every run of the order with its timeline, and the order's data.

@@ -96,11 +96,7 @@ async fn time_to_saga(app: &LocalApp, express: bool) -> (Duration, Duration) {
         .ok()
         .and_then(|v| v["orderId"].as_str().map(str::to_owned))
         .unwrap_or_else(|| panic!("order placed: {} {}", placed.status, placed.body));
-    let machine = &app.stack.state_machines["OrderSaga"];
-    let arn = format!(
-        "{}:{id}",
-        machine.replacen(":stateMachine:", ":execution:", 1)
-    );
+    let arn = shop_aws::saga::execution_arn(&app.stack.state_machines["OrderSaga"], &id);
     let sfn = aws_sdk_sfn::Client::new(&app.sdk);
     loop {
         if sfn

@@ -1,0 +1,137 @@
+"""Checks every moto internal local/moto_server.py patches, so a moto upgrade fails
+here, loudly, instead of silently changing what the emulator does.
+
+Run: .venv/bin/python local/test_moto_server.py (the README's test command does).
+"""
+
+import inspect
+import io
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from datetime import datetime, timezone
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import moto  # noqa: E402
+import moto.backends  # noqa: E402
+import moto.core.utils  # noqa: E402
+import moto.dynamodb.models as dynamodb_models  # noqa: E402
+import moto.stepfunctions.parser.asl.utils.boto_client as sfn_boto  # noqa: E402
+from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
+from moto.sqs.models import SQSBackend  # noqa: E402
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent  # noqa: E402
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
+
+import moto_server  # noqa: E402  (applies the patches)
+
+
+def params(function):
+    return list(inspect.signature(function).parameters)
+
+
+class PatchTargets(unittest.TestCase):
+    def test_moto_is_the_version_the_patches_were_written_for(self):
+        self.assertEqual(moto.__version__, moto_server.EXPECTED_MOTO)
+
+    def test_transactions_deep_copy_tables_through_the_module_copy(self):
+        # The item-level snapshot stands in for `copy` inside moto.dynamodb.models;
+        # moto must still snapshot tables with `copy.deepcopy` there.
+        source = inspect.getsource(dynamodb_models)
+        self.assertIn("copy.deepcopy(", source)
+        self.assertIsInstance(dynamodb_models.copy, moto_server._TableSnapshots)
+        self.assertEqual(params(DynamoDBBackend.get_keys_value)[:3], ["self", "table", "keys"])
+
+    def test_replaced_bodies_take_the_original_arguments(self):
+        original_unix_time = moto.core.utils.unix_time.__globals__["_shop_unix_time"]
+        self.assertEqual(params(original_unix_time), params(moto_server._unix_time))
+        original_client = sfn_boto.boto_client_for.__globals__["_shop_boto_client_for"]
+        self.assertEqual(params(original_client), params(moto_server._boto_client_for))
+
+    def test_replaced_bodies_answer_as_the_originals(self):
+        original = moto.core.utils.unix_time.__globals__["_shop_unix_time"]
+        at = datetime(2026, 11, 29, 8, 0, 0, tzinfo=timezone.utc).replace(tzinfo=None)
+        self.assertEqual(moto.core.utils.unix_time(at), original(at))
+        self.assertLess(abs(moto.core.utils.unix_time() - original()), 1.0)
+
+    def test_sqs_retention_check_keeps_its_signature(self):
+        self.assertEqual(params(SQSBackend.is_message_valid_based_on_retention_period),
+                         ["self", "queue_name", "message"])
+
+    def test_state_machine_parsing_and_heap_keys_exist(self):
+        self.assertIsInstance(inspect.getattr_static(EvalComponent, "heap_key"), property)
+        self.assertTrue(callable(StepFunctionsParserBackend.start_execution))
+        self.assertTrue(callable(moto.backends.list_of_moto_modules))
+
+
+class Middleware(unittest.TestCase):
+    def test_serialized_requests_never_overlap_and_others_do(self):
+        inside, most = [0], [0]
+        lock = threading.Lock()
+
+        def app(environ, start_response):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+            return [b"ok"]
+
+        served = moto_server.Serialized(app)
+
+        def call(target):
+            served({"HTTP_X_AMZ_TARGET": target}, None)
+
+        for target, expected in (("DynamoDB_20120810.TransactWriteItems", 1),
+                                 ("DynamoDB_20120810.GetItem", 4)):
+            most[0] = 0
+            threads = [threading.Thread(target=call, args=(target,)) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(most[0], expected, target)
+
+    def test_the_call_log_names_each_item_of_a_transaction(self):
+        body = json.dumps({"TransactItems": [
+            {"Put": {"TableName": "inv"}}, {"ConditionCheck": {"TableName": "orders"}}]}).encode()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "calls.jsonl")
+            logged = moto_server.CallLog(lambda environ, start: [b""], path)
+            logged({"HTTP_USER_AGENT": "aws-sdk-rust app/inventory",
+                    "HTTP_X_AMZ_TARGET": "DynamoDB_20120810.TransactWriteItems",
+                    "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}, None)
+            with open(path, encoding="utf-8") as f:
+                lines = [json.loads(line) for line in f]
+        self.assertEqual(lines, [
+            {"function": "inventory", "action": "dynamodb:PutItem", "resource": "inv"},
+            {"function": "inventory", "action": "dynamodb:ConditionCheckItem", "resource": "orders"},
+        ])
+
+
+class Snapshots(unittest.TestCase):
+    def test_a_failed_transaction_restores_only_what_it_named(self):
+        backend = DynamoDBBackend("us-east-1", "123456789012")
+        backend.create_table("t", schema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                             attr=[{"AttributeName": "k", "AttributeType": "S"}],
+                             throughput=None, billing_mode="PAY_PER_REQUEST",
+                             indexes=None, global_indexes=None, streams=None, sse_specification=None,
+                             tags=[], deletion_protection_enabled=False, warm_throughput=None)
+        backend.put_item("t", {"k": {"S": "a"}, "v": {"S": "1"}})
+        with self.assertRaises(Exception):
+            backend.transact_write_items([
+                {"Put": {"TableName": "t", "Item": {"k": {"S": "b"}}}},
+                {"Put": {"TableName": "t", "Item": {"k": {"S": "a"}, "v": {"S": "2"}},
+                         "ConditionExpression": "attribute_not_exists(k)"}},
+            ])
+        self.assertEqual(backend.get_item("t", {"k": {"S": "a"}}).attrs["v"].value, "1")
+        self.assertIsNone(backend.get_item("t", {"k": {"S": "b"}}))
+
+
+if __name__ == "__main__":
+    unittest.main()
