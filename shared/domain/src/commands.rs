@@ -4,7 +4,6 @@
 
 use crate::lines::LineViolation;
 use crate::order::{Currency, OrderId, OrderLine, Sku};
-use crate::stock::MAX_RESTOCK;
 use serde::{Deserialize, Serialize};
 
 /// The errors a command's failure is named by: exactly the names the state machine's
@@ -227,6 +226,9 @@ pub enum PaymentCommand {
         reason: Option<String>,
     },
 }
+
+/// Largest restock in one command, to catch typos like an extra zero.
+pub const MAX_RESTOCK: u32 = 1_000_000;
 
 /// Longest cause, in characters, of a failure caused by a dependency. Step Functions
 /// takes 32,768; an operator reading `shop saga show` needs the operation and the

@@ -7,6 +7,7 @@ pub mod events;
 pub mod invariants;
 pub mod lines;
 pub mod listing;
+pub mod money;
 pub mod order;
 pub mod orphans;
 pub mod payment;

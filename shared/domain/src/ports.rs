@@ -3,8 +3,8 @@
 
 use crate::events::DomainEvent;
 use crate::listing::{OrderPage, PageRequest};
+use crate::money::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError};
 use crate::order::{Currency, CustomerId, Order, OrderId, OrderLine, Sku};
-use crate::payment::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -209,7 +209,7 @@ pub trait PaymentLedger: Send + Sync {
     ) -> Result<bool, PortError>;
 }
 
-/// A card processor. The sandbox implementation lives in [`crate::payment`].
+/// A card processor. The sandbox implementation is the `payment-sandbox` crate.
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
     /// Captures an amount; the same key never captures twice.

@@ -7,9 +7,6 @@ use crate::ports::{
     EventPublisher, PortError, ReleaseOutcome, ReserveOutcome, StockLevel, StockStore,
 };
 
-/// Largest restock in one command, to catch typos like an extra zero.
-pub const MAX_RESTOCK: u32 = 1_000_000;
-
 fn unavailable(e: PortError) -> TaskFailure {
     TaskFailure::unavailable(TaskError::InventoryUnavailable, &e)
 }
