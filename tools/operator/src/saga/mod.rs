@@ -9,14 +9,18 @@
 //! `publish-confirmed`. The saga's tombstones and conditional updates make a repeated
 //! step harmless.
 
-use super::audit::AuditRecord;
-use super::dlq::{DeadLetter, take_each};
-use super::stack::Ops;
-use super::{OpsError, aws};
-use aws_sdk_sfn::primitives::{DateTime, DateTimeFormat};
-use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
+mod compensations;
+mod redrive;
+mod timeline;
+
+pub use compensations::{CompensationCase, compensations, replay_compensations};
+pub use redrive::{RedriveOutcome, RedrivePlan, plan, redrive};
+pub use timeline::Step;
+
+use crate::stack::Ops;
+use crate::{OpsError, aws};
+use aws_sdk_sfn::types::ExecutionStatus;
 use serde::Serialize;
-use serde_json::{Value, json};
 use shop_aws::ledger::DynamoLedger;
 use shop_aws::orders::DynamoOrderStore;
 use shop_aws::saga::execution_arn;
@@ -24,24 +28,8 @@ use shop_aws::stock::{DynamoStockStore, Reservation, ReservationStatus};
 use shop_domain::invariants::{OrderFacts, check_order};
 use shop_domain::payment::LedgerRecord;
 use shop_domain::ports::{OrderStore, PaymentLedger};
-use shop_domain::{Order, OrderId, OrderStatus};
-
-/// The state a run escalates from when a compensation keeps failing.
-const ESCALATE: &str = "EscalateCompensation";
-
-/// RFC 3339 with milliseconds, so timeline columns line up.
-fn stamp(t: &DateTime) -> String {
-    let format = time::format_description::parse_borrowed::<2>(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z",
-    );
-    let at = t.to_millis().ok().and_then(|ms| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-    });
-    match (at, format) {
-        (Some(at), Ok(format)) => at.format(&format).unwrap_or_default(),
-        _ => t.fmt(DateTimeFormat::DateTime).unwrap_or_default(),
-    }
-}
+use shop_domain::{Order, OrderId};
+use timeline::{failing_state, history, stamp, timeline};
 
 /// The name a status has on the wire (`PAYMENT_PENDING`).
 pub fn wire_name(status: &impl Serialize) -> String {
@@ -118,141 +106,7 @@ pub struct Execution {
     /// The state that failed (or, while running, the current state).
     pub state: Option<String>,
     #[serde(skip)]
-    input: Option<String>,
-}
-
-/// One state of a run's timeline.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Step {
-    /// State name.
-    pub state: String,
-    /// When it was entered.
-    pub entered: String,
-    /// Milliseconds from entering to leaving, when it left.
-    pub duration_ms: Option<i64>,
-    /// `ok`, `caught` (failed, handled by a Catch), `failed`, `aborted`, `timed out`,
-    /// `running`.
-    pub outcome: String,
-    /// The last error inside the state.
-    pub error: Option<String>,
-    /// Attempts after the first.
-    pub retries: u32,
-    #[serde(skip)]
-    input: Option<String>,
-    #[serde(skip)]
-    entered_ms: i64,
-    #[serde(skip)]
-    scheduled: u32,
-    #[serde(skip)]
-    succeeded: bool,
-}
-
-/// Folds an execution history into one step per state entered.
-fn timeline(events: &[HistoryEvent]) -> Vec<Step> {
-    let mut steps: Vec<Step> = Vec::new();
-    for e in events {
-        let at = e.timestamp().to_millis().unwrap_or_default();
-        if let Some(d) = e.state_entered_event_details() {
-            steps.push(Step {
-                state: d.name().to_owned(),
-                entered: stamp(e.timestamp()),
-                duration_ms: None,
-                outcome: "running".into(),
-                error: None,
-                retries: 0,
-                input: d.input().map(str::to_owned),
-                entered_ms: at,
-                scheduled: 0,
-                succeeded: false,
-            });
-            continue;
-        }
-        if let Some(d) = e.state_exited_event_details() {
-            if let Some(step) = steps
-                .iter_mut()
-                .rev()
-                .find(|s| s.state == d.name() && s.duration_ms.is_none())
-            {
-                step.duration_ms = Some(at - step.entered_ms);
-                step.outcome = if step.error.is_some() && !step.succeeded {
-                    "caught".into()
-                } else {
-                    "ok".into()
-                };
-                step.retries = step.scheduled.saturating_sub(1);
-            }
-            continue;
-        }
-        let Some(current) = steps.last_mut() else {
-            continue;
-        };
-        match e.r#type() {
-            HistoryEventType::TaskScheduled => {
-                current.scheduled += 1;
-                current.succeeded = false;
-            }
-            HistoryEventType::TaskSucceeded => current.succeeded = true,
-            _ => {}
-        }
-        if let Some(d) = e.task_failed_event_details() {
-            current.error = Some(format!(
-                "{}: {}",
-                d.error().unwrap_or("error"),
-                d.cause().unwrap_or_default()
-            ));
-        } else if let Some(d) = e.task_timed_out_event_details() {
-            current.error = Some(d.error().unwrap_or("States.Timeout").to_owned());
-        }
-        let end = match e.r#type() {
-            HistoryEventType::ExecutionFailed => Some("failed"),
-            HistoryEventType::ExecutionAborted => Some("aborted"),
-            HistoryEventType::ExecutionTimedOut => Some("timed out"),
-            _ => None,
-        };
-        if let Some(end) = end {
-            for step in steps.iter_mut().filter(|s| s.duration_ms.is_none()) {
-                step.outcome = end.into();
-                step.retries = step.scheduled.saturating_sub(1);
-            }
-        }
-    }
-    steps
-}
-
-/// The state to blame: the one a run escalated from, else the last one with an error,
-/// else the last one entered.
-fn failing_state(steps: &[Step]) -> Option<&Step> {
-    let before_escalation = steps
-        .iter()
-        .position(|s| s.state == ESCALATE)
-        .unwrap_or(steps.len());
-    steps[..before_escalation]
-        .iter()
-        .rev()
-        .find(|s| s.error.is_some())
-        .or_else(|| steps.last())
-}
-
-async fn history(ops: &Ops, arn: &str) -> Result<Vec<HistoryEvent>, OpsError> {
-    let mut events = Vec::new();
-    let mut token = None;
-    loop {
-        let out = ops
-            .sfn
-            .get_execution_history()
-            .execution_arn(arn)
-            .set_next_token(token)
-            .max_results(1000)
-            .send()
-            .await
-            .map_err(aws("states:GetExecutionHistory"))?;
-        events.extend(out.events);
-        token = out.next_token;
-        if token.is_none() {
-            return Ok(events);
-        }
-    }
+    pub(super) input: Option<String>,
 }
 
 fn order_of(name: &str) -> String {
@@ -432,253 +286,12 @@ pub async fn show(ops: &Ops, order_id: &str) -> Result<SagaReport, OpsError> {
     })
 }
 
-/// What `shop saga redrive` does for an order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "action", rename_all = "camelCase")]
-pub enum RedrivePlan {
-    /// Nothing to redrive, and why.
-    Nothing {
-        /// Why.
-        reason: String,
-    },
-    /// Step Functions RedriveExecution; if the service refuses, `fallback`.
-    Native {
-        /// The run to redrive.
-        execution_arn: String,
-        /// What to do when RedriveExecution is refused or unavailable.
-        fallback: Box<RedrivePlan>,
-    },
-    /// A new execution with this input.
-    Restart {
-        /// Its name.
-        name: String,
-        /// Its input.
-        input: Value,
-    },
-}
-
-/// What `shop saga redrive` did.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RedriveOutcome {
-    /// The plan.
-    pub plan: RedrivePlan,
-    /// The execution now running (none for a dry run or nothing to do).
-    pub started: Option<String>,
-    /// Why RedriveExecution was not used, when the fallback ran.
-    pub native_refused: Option<String>,
-}
-
-fn resume_input(mut state: Value, resume: &str, failure: Option<Value>) -> Value {
-    if let Some(map) = state.as_object_mut() {
-        for transient in ["compensationFailure", "alreadyCancelled", "resume"] {
-            map.remove(transient);
-        }
-        if let Some(failure) = failure
-            && !map.contains_key("failure")
-        {
-            map.insert("failure".into(), failure);
-        }
-        map.insert("resume".into(), json!(resume));
-    }
-    state
-}
-
-/// Decides how to redrive an order's latest run (pure, so every case is unit-tested).
-pub fn plan(report: &SagaReport) -> RedrivePlan {
-    let nothing = |reason: String| RedrivePlan::Nothing { reason };
-    let Some((latest, steps)) = report.runs.last() else {
-        return nothing("no saga run exists for this order".into());
-    };
-    let name = format!("{}-redrive-{}", report.order_id, report.runs.len());
-    match latest.status {
-        RunStatus::Running => return nothing(format!("{} is still running", latest.name)),
-        RunStatus::Succeeded => return nothing(format!("{} succeeded", latest.name)),
-        _ => {}
-    }
-    if latest.error.as_deref() == Some("CompensationFailed")
-        && let Some(state) = steps
-            .iter()
-            .rev()
-            .find(|s| s.state == ESCALATE)
-            .and_then(|s| serde_json::from_str::<Value>(s.input.as_deref()?).ok())
-    {
-        let resume = if latest.state.as_deref() == Some("PublishOrderConfirmed") {
-            "publish-confirmed"
-        } else {
-            "compensate"
-        };
-        let failure = json!({"Error": "OperatorRedrive", "Cause": "redriven by an operator"});
-        return RedrivePlan::Restart {
-            name,
-            input: resume_input(state, resume, Some(failure)),
-        };
-    }
-    let original = report
-        .runs
-        .first()
-        .and_then(|(e, _)| serde_json::from_str::<Value>(e.input.as_deref()?).ok())
-        .unwrap_or(Value::Null);
-    let fallback = match report.order.as_ref().map(|o| &o.status) {
-        None => nothing("the order is not stored; nothing to resume".into()),
-        Some(OrderStatus::Pending) => RedrivePlan::Restart {
-            name,
-            input: original,
-        },
-        Some(OrderStatus::Reserved | OrderStatus::PaymentPending) => {
-            let failure = json!({
-                "Error": "SagaInterrupted",
-                "Cause": format!("the run ended {} and an operator redrove it", latest.status.as_str()),
-            });
-            RedrivePlan::Restart {
-                name,
-                input: resume_input(original, "compensate", Some(failure)),
-            }
-        }
-        Some(status) => nothing(format!("the order is already {}", wire_name(status))),
-    };
-    RedrivePlan::Native {
-        execution_arn: latest.arn.clone(),
-        fallback: Box::new(fallback),
-    }
-}
-
-async fn start(ops: &Ops, name: &str, input: &Value) -> Result<String, OpsError> {
-    let machine = ops.outputs.get("StateMachineArn")?;
-    match ops
-        .sfn
-        .start_execution()
-        .state_machine_arn(machine)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.execution_arn),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_execution_already_exists()) =>
-        {
-            Ok(execution_arn(machine, name))
-        }
-        Err(e) => Err(aws("states:StartExecution")(e)),
-    }
-}
-
-/// `shop saga redrive`: plans, and unless `dry_run`, acts and audits.
-pub async fn redrive(ops: &Ops, order_id: &str, dry_run: bool) -> Result<RedriveOutcome, OpsError> {
-    let report = show(ops, order_id).await?;
-    let plan = plan(&report);
-    let mut outcome = RedriveOutcome {
-        plan: plan.clone(),
-        started: None,
-        native_refused: None,
-    };
-    if dry_run {
-        return Ok(outcome);
-    }
-    let mut todo = plan;
-    if let RedrivePlan::Native {
-        execution_arn,
-        fallback,
-    } = todo
-    {
-        match ops
-            .sfn
-            .redrive_execution()
-            .execution_arn(&execution_arn)
-            .send()
-            .await
-        {
-            Ok(_) => {
-                outcome.started = Some(execution_arn);
-                todo = RedrivePlan::Nothing {
-                    reason: String::new(),
-                };
-            }
-            Err(e) => {
-                outcome.native_refused =
-                    Some(aws_sdk_sfn::error::DisplayErrorContext(&e).to_string());
-                todo = *fallback;
-            }
-        }
-    }
-    if let RedrivePlan::Restart { name, input } = &todo {
-        outcome.started = Some(start(ops, name, input).await?);
-    }
-    let mut record = AuditRecord::new("saga redrive", order_id);
-    record.destination = outcome.started.clone();
-    record.count = usize::from(outcome.started.is_some());
-    record.append(&ops.files)?;
-    Ok(outcome)
-}
-
-/// A case on the compensation work queue.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CompensationCase {
-    /// SQS message id.
-    pub message_id: String,
-    /// The order.
-    pub order_id: String,
-    /// The run that escalated.
-    pub execution_id: String,
-    /// The compensation error that kept failing.
-    pub failure: Value,
-    /// When the run escalated.
-    pub escalated_at: String,
-}
-
-fn case(letter: &DeadLetter) -> Option<CompensationCase> {
-    let body = letter.json.as_ref()?;
-    let text = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
-    Some(CompensationCase {
-        message_id: letter.message_id.clone(),
-        order_id: body["orderId"].as_str()?.to_owned(),
-        execution_id: text("executionId"),
-        failure: body["failure"].clone(),
-        escalated_at: text("escalatedAt"),
-    })
-}
-
-/// `shop saga compensations`: the cases waiting on the compensation queue.
-pub async fn compensations(ops: &Ops, max: usize) -> Result<Vec<CompensationCase>, OpsError> {
-    Ok(super::dlq::peek(ops, "CompensationQueue", max, None)
-        .await?
-        .iter()
-        .filter_map(case)
-        .collect())
-}
-
-/// `shop saga compensations --replay`: redrives each case's order and removes the case
-/// once a run is going (or nothing is left to do); a case that fails stays queued.
-pub async fn replay_compensations(
-    ops: &Ops,
-    dry_run: bool,
-) -> Result<Vec<(CompensationCase, Result<RedriveOutcome, String>)>, OpsError> {
-    let queue = ops.queue("CompensationQueue")?;
-    let mut done = Vec::new();
-    take_each(ops, &queue, async |letter: &DeadLetter| {
-        let Some(case) = case(letter) else {
-            return false;
-        };
-        let result = redrive(ops, &case.order_id, dry_run)
-            .await
-            .map_err(|e| e.to_string());
-        let settled = !dry_run
-            && result.as_ref().is_ok_and(|o| {
-                o.started.is_some() || matches!(o.plan, RedrivePlan::Nothing { .. })
-            });
-        done.push((case, result));
-        settled
-    })
-    .await?;
-    Ok(done)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::timeline::ESCALATE;
     use super::*;
+    use serde_json::{Value, json};
+    use shop_domain::OrderStatus;
 
     fn run(status: RunStatus, error: Option<&str>, state: Option<&str>, input: Value) -> Execution {
         Execution {
