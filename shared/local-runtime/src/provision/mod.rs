@@ -394,23 +394,19 @@ pub async fn provision(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn refuses_what_it_cannot_run_and_names_the_resource() {
-        let dir = std::env::temp_dir().join(format!("unsupported-{}", uuid::Uuid::new_v4()));
+    /// Why `provision` refuses a template of `yaml`. No call reaches the endpoint: a
+    /// refusal comes before anything is created.
+    async fn refusal(yaml: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("refused-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("template.yaml");
-        std::fs::write(
-            &path,
-            "Resources:\n  Stream:\n    Type: AWS::Kinesis::Stream\n    Properties: {}\n",
-        )
-        .unwrap();
+        std::fs::write(&path, yaml).unwrap();
         let template = Template::load(&path).unwrap();
-        // No call reaches this endpoint: the template is refused before anything is created.
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .endpoint_url("http://127.0.0.1:9")
             .build();
-        let err = provision(
+        provision(
             &template,
             "t",
             &BTreeMap::new(),
@@ -418,8 +414,15 @@ mod tests {
             "us-east-1",
         )
         .await
-        .unwrap_err();
-        let message = err.to_string();
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn refuses_what_it_cannot_run_and_names_the_resource() {
+        let message =
+            refusal("Resources:\n  Stream:\n    Type: AWS::Kinesis::Stream\n    Properties: {}\n")
+                .await;
         assert!(
             message.contains("Stream") && message.contains("AWS::Kinesis::Stream"),
             "{message}"
@@ -478,30 +481,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_property_of_the_wrong_shape_is_named_by_its_path() {
-        let dir = std::env::temp_dir().join(format!("typo-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("template.yaml");
-        std::fs::write(
-            &path,
+        let message = refusal(
             "Resources:\n  Orders:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      KeySchema: [{ AttributeName: id, KeyType: HASH }]\n      AttributeDefinitions: [{ AttributeName: id, AttribteType: S }]\n",
         )
-        .unwrap();
-        let template = Template::load(&path).unwrap();
-        // No call reaches this endpoint: the table is refused before it is created.
-        let sdk = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .endpoint_url("http://127.0.0.1:9")
-            .build();
-        let message = provision(
-            &template,
-            "t",
-            &BTreeMap::new(),
-            &Clients::new(&sdk),
-            "us-east-1",
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        .await;
         assert!(
             message.contains("Orders")
                 && message.contains("Properties.AttributeDefinitions[0]")
