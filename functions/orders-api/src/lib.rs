@@ -15,7 +15,7 @@ use futures::FutureExt;
 use http::{HeaderMap, HeaderValue};
 use idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Outcome};
 use identity::IdentityError;
-use problem::Problem;
+use problem::{Problem, ProblemType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shop_aws::{ConfigError, Settings};
@@ -196,12 +196,7 @@ impl OrdersApi {
             .or(request.request_context.http.path.as_deref())
             .unwrap_or("");
         let Some(route) = route_of(path) else {
-            let p = Problem::new(
-                "route-not-found",
-                "Not found",
-                404,
-                format!("no route for {path}"),
-            );
+            let p = Problem::new(ProblemType::RouteNotFound, format!("no route for {path}"));
             return (p.into(), false);
         };
         let caller = match identity::caller(request) {
@@ -213,7 +208,7 @@ impl OrdersApi {
                         "request without verified claims: is the route's JWT authorizer attached on this stage?"
                     );
                 }
-                let p = Problem::new("unauthenticated", "Unauthenticated", 401, e.to_string());
+                let p = Problem::new(ProblemType::Unauthenticated, e.to_string());
                 return (p.into(), false);
             }
         };
@@ -229,9 +224,7 @@ impl OrdersApi {
             ("POST", Route::Cancel(raw)) => (self.cancel(id.unwrap_or(raw), &caller).await, false),
             _ => (
                 Problem::new(
-                    "method-not-allowed",
-                    "Method not allowed",
-                    405,
+                    ProblemType::MethodNotAllowed,
                     format!("{method} is not supported on {path}"),
                 )
                 .into(),
@@ -258,9 +251,7 @@ impl OrdersApi {
         };
         if !(1..=255).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
             let p = Problem::new(
-                "idempotency-key-invalid",
-                "Invalid Idempotency-Key",
-                400,
+                ProblemType::IdempotencyKeyInvalid,
                 "Idempotency-Key must be 1-255 visible ASCII characters",
             );
             return (p.into(), false);
@@ -286,9 +277,7 @@ impl OrdersApi {
             Err(IdempotencyError::Work(reply)) => (reply, false),
             Err(IdempotencyError::PayloadMismatch) => (
                 Problem::new(
-                    "idempotency-key-reused",
-                    "Idempotency-Key reused",
-                    422,
+                    ProblemType::IdempotencyKeyReused,
                     "this Idempotency-Key was used with a different request body",
                 )
                 .into(),
@@ -296,9 +285,7 @@ impl OrdersApi {
             ),
             Err(IdempotencyError::InProgress) => (
                 Problem::new(
-                    "idempotency-key-in-progress",
-                    "Request in progress",
-                    409,
+                    ProblemType::IdempotencyKeyInProgress,
                     "a request with this Idempotency-Key is still being processed; retry shortly",
                 )
                 .into(),
@@ -341,17 +328,13 @@ impl OrdersApi {
                 }
             }
             Err(PlaceOrderError::UnknownSkus(errors)) => Problem::new(
-                "validation-failed",
-                "Validation failed",
-                422,
+                ProblemType::ValidationFailed,
                 "some lines name SKUs the catalog does not sell in this currency",
             )
             .with_errors(errors)
             .into(),
             Err(PlaceOrderError::TotalOverflow) => Problem::new(
-                "validation-failed",
-                "Validation failed",
-                422,
+                ProblemType::ValidationFailed,
                 "the order total is too large",
             )
             .into(),
@@ -388,11 +371,11 @@ impl OrdersApi {
         let page = match PageRequest::parse(query.first("limit"), query.first("cursor")) {
             Ok(page) => page,
             Err(e) => {
-                let (slug, title, field) = match e {
-                    PageRequestError::Limit => ("invalid-query", "Invalid query", "limit"),
-                    PageRequestError::Cursor => ("invalid-cursor", "Invalid cursor", "cursor"),
+                let (kind, field) = match e {
+                    PageRequestError::Limit => (ProblemType::InvalidQuery, "limit"),
+                    PageRequestError::Cursor => (ProblemType::InvalidCursor, "cursor"),
                 };
-                return Problem::new(slug, title, 400, e.to_string())
+                return Problem::new(kind, e.to_string())
                     .with_errors(vec![request::FieldError {
                         field: field.into(),
                         detail: e.to_string(),
@@ -433,9 +416,7 @@ impl OrdersApi {
             Ok(CancelOutcome::Cancelled(order)) => Reply::json(200, view(&order)),
             Ok(CancelOutcome::NotFound) => not_found(raw_id),
             Ok(CancelOutcome::NotCancellable(status)) => Problem::new(
-                "order-not-cancellable",
-                "Order can no longer be cancelled",
-                409,
+                ProblemType::OrderNotCancellable,
                 format!(
                     "order is {}; it can be cancelled only before payment starts",
                     status.as_str()
@@ -483,9 +464,7 @@ fn request_body(request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Reply> {
         .to_ascii_lowercase();
     if media != "application/json" && !media.ends_with("+json") {
         return Err(Problem::new(
-            "unsupported-media-type",
-            "Unsupported media type",
-            415,
+            ProblemType::UnsupportedMediaType,
             "send the order as application/json",
         )
         .into());
@@ -524,39 +503,26 @@ fn canonical_payload(body: &[u8]) -> Vec<u8> {
 fn request_problem(e: RequestError) -> Problem {
     let detail = e.to_string();
     match e {
-        RequestError::TooLarge(_) => {
-            Problem::new("payload-too-large", "Payload too large", 413, detail)
-        }
-        RequestError::MalformedJson(_) => {
-            Problem::new("malformed-json", "Malformed JSON", 400, detail)
-        }
+        RequestError::TooLarge(_) => Problem::new(ProblemType::PayloadTooLarge, detail),
+        RequestError::MalformedJson(_) => Problem::new(ProblemType::MalformedJson, detail),
         RequestError::Shape { field, detail: why } => {
-            Problem::new("invalid-request", "Invalid request", 400, detail)
+            Problem::new(ProblemType::InvalidRequest, detail)
                 .with_errors(vec![request::FieldError { field, detail: why }])
         }
         RequestError::Invalid(errors) => {
-            Problem::new("validation-failed", "Validation failed", 422, detail).with_errors(errors)
+            Problem::new(ProblemType::ValidationFailed, detail).with_errors(errors)
         }
-        RequestError::NotTheCaller => {
-            Problem::new("customer-mismatch", "Not your customer id", 403, detail).with_errors(
-                vec![request::FieldError {
-                    field: "customerId".into(),
-                    detail: "must be the caller's own id or absent".into(),
-                }],
-            )
-        }
+        RequestError::NotTheCaller => Problem::new(ProblemType::CustomerMismatch, detail)
+            .with_errors(vec![request::FieldError {
+                field: "customerId".into(),
+                detail: "must be the caller's own id or absent".into(),
+            }]),
     }
 }
 
 fn not_found(raw_id: &str) -> Reply {
     let shown: String = raw_id.chars().take(100).collect();
-    Problem::new(
-        "order-not-found",
-        "Order not found",
-        404,
-        format!("no order {shown}"),
-    )
-    .into()
+    Problem::new(ProblemType::OrderNotFound, format!("no order {shown}")).into()
 }
 
 /// A dependency failed: the cause goes to the log with its whole chain, the caller
@@ -564,9 +530,7 @@ fn not_found(raw_id: &str) -> Reply {
 fn unavailable(doing: &str, cause: &(dyn std::error::Error + 'static)) -> Reply {
     tracing::error!(error = %observability::ErrorChain(cause), "{doing} failed");
     Problem::new(
-        "service-unavailable",
-        "Service unavailable",
-        503,
+        ProblemType::ServiceUnavailable,
         "a dependency is briefly unavailable; retry with the same Idempotency-Key",
     )
     .into()
@@ -574,9 +538,7 @@ fn unavailable(doing: &str, cause: &(dyn std::error::Error + 'static)) -> Reply 
 
 fn internal_error() -> Reply {
     Problem::new(
-        "internal-error",
-        "Internal error",
-        500,
+        ProblemType::InternalError,
         "unexpected error; it has been logged",
     )
     .into()

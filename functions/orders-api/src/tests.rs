@@ -739,3 +739,22 @@ async fn an_order_speaks_one_timestamp_format_whoever_wrote_it() {
     assert!(history.iter().all(|c| shape(&c["at"])), "{order}");
     assert_eq!(history[1]["at"], "2026-11-29T04:12:50.367Z");
 }
+
+#[test]
+fn every_problem_type_is_documented_and_every_documented_one_exists() {
+    let doc = openapi();
+    let mut documented: Vec<String> = doc["components"]["schemas"]["Problem"]["properties"]
+        ["type"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    let mut built: Vec<String> = problem::ProblemType::ALL
+        .iter()
+        .map(|kind| Problem::new(*kind, "").type_uri)
+        .collect();
+    documented.sort();
+    built.sort();
+    assert_eq!(built, documented);
+}
