@@ -67,6 +67,7 @@ import types
 
 import argparse
 import subprocess
+import tempfile
 import urllib.request
 
 import jsonpath_ng.ext
@@ -380,11 +381,17 @@ def main(argv):
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     endpoint = serve(args.host, args.port)
     if args.run:
-        print(f"moto server on {endpoint}", file=sys.stderr)
+        # The command keeps this terminal; the server's own output goes to a log file.
+        log_path = os.path.join(tempfile.gettempdir(), f"moto-{os.environ['MOTO_PORT']}.log")
+        command_out, command_err = os.dup(1), os.dup(2)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.write(command_err, f"moto server on {endpoint} (log: {log_path})\n".encode())
         env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test",
                    AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
                    AWS_DEFAULT_REGION="us-east-1", AWS_MAX_ATTEMPTS="3")
-        return subprocess.call(command, env=env)
+        return subprocess.call(command, env=env, stdout=command_out, stderr=command_err)
     if args.ready_file:
         with open(args.ready_file + ".tmp", "w", encoding="utf-8") as f:
             f.write(endpoint)
