@@ -743,8 +743,8 @@ async fn an_order_speaks_one_timestamp_format_whoever_wrote_it() {
 #[test]
 fn every_problem_type_is_documented_and_every_documented_one_exists() {
     let doc = openapi();
-    let mut documented: Vec<String> = doc["components"]["schemas"]["Problem"]["properties"]
-        ["type"]["enum"]
+    let mut documented: Vec<String> = doc["components"]["schemas"]["Problem"]["properties"]["type"]
+        ["enum"]
         .as_array()
         .unwrap()
         .iter()
