@@ -8,8 +8,8 @@ pub mod chaos;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::Target;
 use local_app::{InvokerLayer, LocalApp, LocalOptions, PortEdit};
-use local_runtime::http_api::{HttpApi, HttpResponse};
-use local_runtime::oidc_issuer::{LocalIssuer, TokenRequest};
+use local_runtime::http_api::HttpResponse;
+use local_runtime::oidc_issuer::TokenRequest;
 use local_runtime::provision::{FunctionSpec, Stack};
 use local_runtime::{InvokeError, Invoker, Template};
 use payment_sandbox::SandboxProvider;
@@ -75,19 +75,22 @@ impl Invoker for Recording {
 /// A running stack: `shop local`'s own, started by the same builder, with every event
 /// published on the bus copied to a queue the test reads.
 pub struct App {
-    /// What was created.
-    pub stack: Arc<Stack>,
-    /// SDK configuration pointing at the emulator.
-    pub sdk: aws_config::SdkConfig,
+    /// The stack as `shop local` runs it: its resources (`stack`), SDK configuration
+    /// (`sdk`), token issuer (`issuer`) and HTTP API (`http`).
+    local: LocalApp,
     /// The sandbox payment provider the payments function uses.
     pub sandbox: Arc<SandboxProvider>,
     /// Every SQS body delivered to a function.
     pub recording: Arc<Recording>,
-    /// The identity provider the stack's authorizer trusts, served on loopback.
-    pub issuer: LocalIssuer,
-    http_api: Arc<HttpApi>,
     tap_queue: String,
-    _local: LocalApp,
+}
+
+impl std::ops::Deref for App {
+    type Target = LocalApp;
+
+    fn deref(&self) -> &LocalApp {
+        &self.local
+    }
 }
 
 struct SlowStock {
@@ -209,14 +212,10 @@ impl App {
             .expect("the invoker layer ran");
         let tap_queue = tap_every_event(&local.sdk, &local.stack).await;
         App {
-            stack: local.stack.clone(),
-            sdk: local.sdk.clone(),
             sandbox: local.sandbox.clone().expect("functions run in process"),
             recording,
-            issuer: local.issuer.clone(),
-            http_api: local.http.clone(),
             tap_queue,
-            _local: local,
+            local,
         }
     }
 
@@ -270,7 +269,7 @@ impl App {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        self.http_api
+        self.http
             .serve(method, path, &headers, body.map(str::to_owned))
             .await
             .expect("http invoke")

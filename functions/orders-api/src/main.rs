@@ -8,8 +8,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
-    let config =
-        orders_api::Config::from_env(shop_aws::Settings::new(&|name| std::env::var(name).ok()))?;
+    let config = orders_api::Config::from_env(shop_aws::Settings::process())?;
     let api = orders_api::OrdersApi::new(orders_api::Ports::aws(&sdk, &config));
     let api = &api;
     lambda_runtime::run(service_fn(

@@ -6,9 +6,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
-    let config = orphan_sweeper::Config::from_env(shop_aws::Settings::new(&|name| {
-        std::env::var(name).ok()
-    }))?;
+    let config = orphan_sweeper::Config::from_env(shop_aws::Settings::process())?;
     let sweeper =
         orphan_sweeper::OrphanSweeper::new(&config, orphan_sweeper::Ports::aws(&sdk, &config));
     let sweeper = &sweeper;

@@ -8,8 +8,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
-    let config =
-        payments::Config::from_env(shop_aws::Settings::new(&|name| std::env::var(name).ok()))?;
+    let config = payments::Config::from_env(shop_aws::Settings::process())?;
     let provider = payments::sandbox_provider(&sdk, &config).await?;
     let function = payments::Payments::new(
         &config,

@@ -30,6 +30,17 @@ pub struct Settings<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
+fn process_variable(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Settings<'static> {
+    /// The process environment, as Lambda sets it from the template.
+    pub fn process() -> Self {
+        Self::new(&process_variable)
+    }
+}
+
 impl<'a> Settings<'a> {
     /// Settings looked up by `lookup`.
     pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {

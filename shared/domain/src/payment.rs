@@ -4,7 +4,7 @@
 use crate::commands::{TaskError, TaskFailure};
 use crate::events::DomainEvent;
 use crate::order::{Currency, OrderId};
-use crate::ports::{EventPublisher, PaymentLedger, PaymentProvider, PortError};
+use crate::ports::{EventPublisher, PaymentLedger, PaymentProvider};
 use serde::Serialize;
 
 pub use crate::money::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError};
@@ -32,7 +32,8 @@ fn record(
     }
 }
 
-fn unavailable(e: PortError) -> TaskFailure {
+/// The ledger, the bus or the provider failed: a transient failure with the cause.
+fn unavailable(e: impl std::error::Error + 'static) -> TaskFailure {
     TaskFailure::unavailable(TaskError::PaymentProviderUnavailable, &e)
 }
 
@@ -140,9 +141,7 @@ impl PaymentService<'_> {
                     self.provider
                         .refund(&request.idempotency_key)
                         .await
-                        .map_err(|e| {
-                            TaskFailure::unavailable(TaskError::PaymentProviderUnavailable, &e)
-                        })?;
+                        .map_err(unavailable)?;
                     return Err(tombstoned(order_id));
                 }
                 self.publish(DomainEvent::payment_captured(
@@ -212,16 +211,11 @@ impl PaymentService<'_> {
                     return Ok(current.status);
                 }
                 LedgerStatus::Captured | LedgerStatus::Charging => {
-                    let refunded =
-                        self.provider
-                            .refund(&charge_key(order_id))
-                            .await
-                            .map_err(|e| {
-                                TaskFailure::new(
-                                    TaskError::PaymentProviderUnavailable,
-                                    e.to_string(),
-                                )
-                            })?;
+                    let refunded = self
+                        .provider
+                        .refund(&charge_key(order_id))
+                        .await
+                        .map_err(unavailable)?;
                     let status = if refunded {
                         LedgerStatus::Refunded
                     } else {

@@ -100,16 +100,8 @@ fn rate(expression: &str) -> Option<Duration> {
 
 /// An event's properties read into `T`, a bad field named by its path.
 fn event<T: DeserializeOwned>(id: &str, event_id: &str, e: &Event) -> Result<T, ProvisionError> {
-    serde_path_to_error::deserialize(e.properties.clone()).map_err(|err| {
-        unsupported(
-            id,
-            format!(
-                "Properties.Events.{event_id}.Properties.{}: {}",
-                err.path(),
-                err.inner()
-            ),
-        )
-    })
+    let at = format!("Properties.Events.{event_id}.Properties");
+    super::typed(id, &at, e.properties.clone())
 }
 
 pub(super) fn declare(
@@ -125,8 +117,7 @@ pub(super) fn declare(
     });
     let globals =
         resolve(&globals, names, names.template).map_err(|e| unsupported("Globals", e))?;
-    let globals: Globals = serde_path_to_error::deserialize(globals)
-        .map_err(|e| unsupported("Globals", format!("Function.{}: {}", e.path(), e.inner())))?;
+    let globals: Globals = super::typed("Globals", "Function", globals)?;
     for (id, resource) in active.of_type("AWS::Serverless::Function") {
         let p: Properties = super::properties(id, resource, names)?;
         let env = globals

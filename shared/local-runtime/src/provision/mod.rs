@@ -329,8 +329,14 @@ fn properties<T: DeserializeOwned>(
         names.template,
     )
     .map_err(|e| unsupported(id, e))?;
-    serde_path_to_error::deserialize(resolved)
-        .map_err(|e| unsupported(id, format!("Properties.{}: {}", e.path(), e.inner())))
+    typed(id, "Properties", resolved)
+}
+
+/// `value` read into `T`; a field of the wrong shape is refused with its path under
+/// `at` in the resource `id`.
+fn typed<T: DeserializeOwned>(id: &str, at: &str, value: Value) -> Result<T, ProvisionError> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| unsupported(id, format!("{at}.{}: {}", e.path(), e.inner())))
 }
 
 /// Creates every resource of `template` under `prefix` and describes the result.
