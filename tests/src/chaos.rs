@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use local_runtime::provision::FunctionSpec;
 use local_runtime::{InvokeError, Invoker};
+use payment_sandbox::Movement;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
@@ -424,7 +425,7 @@ fn order_of_charge_key(key: &str) -> &str {
 #[async_trait]
 impl PaymentProvider for ChaosProvider {
     async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
-        let id = order_of_charge_key(&request.idempotency_key);
+        let id = request.order_id.as_str();
         self.chaos.crash(id, Fault::CrashBeforeCharge);
         if self.chaos.take(id, Fault::ProviderTransient) {
             return Err(ProviderError::Transient(
@@ -711,6 +712,22 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             lock(&tapped).extend(events);
         }
     };
+    // Stock is read every second while orders run, not only once they settle: a level
+    // that dips below zero and comes back is still an oversale.
+    let negative_stock = Mutex::new(Vec::<String>::new());
+    let watch_stock = async {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for (sku, _) in STOCK_PER_100 {
+                let (available, reserved) = app.raw_stock(sku).await;
+                if available < 0 || reserved < 0 {
+                    lock(&negative_stock).push(format!(
+                        "stock of {sku} seen negative mid-run: available {available}, reserved {reserved}"
+                    ));
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
     let placing = async {
         let semaphore = Arc::new(tokio::sync::Semaphore::new(config.in_flight.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
@@ -727,7 +744,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
         while tasks.join_next().await.is_some() {}
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     };
-    tokio::join!(placing, background);
+    tokio::join!(placing, background, watch_stock);
 
     let accepted = lock(&placed).len();
     let mut placed = lock(&placed).clone();
@@ -746,13 +763,19 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
         orders = placed.len(),
         "chaos: every order placed; waiting for quiet"
     );
-    wait_quiet(&app, &ops, &operator, &placed, config.quiet_within).await;
+    let mut violations = negative_stock
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Err(noisy) = wait_quiet(&app, &ops, &operator, &placed, config.quiet_within).await {
+        violations.push(noisy);
+    }
 
     tracing::info!("chaos: checking invariants");
-    let mut violations = Vec::new();
     let mut outcomes = BTreeMap::new();
     let mut status = HashMap::new();
     let mut sold: BTreeMap<String, u64> = BTreeMap::new();
+    // What the provider's books hold for the orders of the run, summed order by order.
+    let mut accounted: i128 = 0;
     let reports: Vec<_> = futures::stream::iter(&placed)
         .map(|order| {
             let ops = ops.clone();
@@ -774,11 +797,9 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             status.insert(order.order_id.clone(), o.status);
         }
         let mut problems = report.violations.clone();
-        if let Some(money) = report
-            .order
-            .as_ref()
-            .and_then(|o| check_money(o, app.sandbox.net_captured(&id)))
-        {
+        let net = app.sandbox.net_captured(&id);
+        accounted += net;
+        if let Some(money) = report.order.as_ref().and_then(|o| check_money(o, net)) {
             problems.push(money.to_string());
         }
         match report.order.as_ref().map(|o| (&o.status, o.history.last())) {
@@ -819,6 +840,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             ));
         }
     }
+    violations.extend(unaccounted_money(&app.sandbox.books(), accounted));
     for (sku, start) in &start_levels {
         let level = app.stock(sku).await;
         let sold = sold.get(sku).copied().unwrap_or(0);
@@ -1007,29 +1029,48 @@ async fn operator_actions(app: &App, ops: &Ops, counts: &Mutex<BTreeMap<&'static
     }
 }
 
-/// Waits until every placed order is terminal, no saga runs and every DLQ is empty,
-/// taking operator passes meanwhile.
+/// Money the provider moved that no order of the run accounts for: the sum of every
+/// capture and refund in its books against the sum of the orders' nets. A capture
+/// made for an order id the run never placed shows here and nowhere else.
+fn unaccounted_money(books: &[Movement], accounted: i128) -> Option<String> {
+    let held: i128 = books.iter().map(Movement::signed_amount).sum();
+    (held != accounted).then(|| {
+        format!(
+            "the provider's books hold {held} over {} movements, the run's orders account for {accounted}",
+            books.len()
+        )
+    })
+}
+
+/// Waits until every placed order is terminal, no saga runs and no queue of the stack
+/// holds a message, taking operator passes meanwhile. Reaching `within` first is a
+/// violation: what was still moving is named.
 async fn wait_quiet(
     app: &App,
     ops: &Ops,
     operator: &Mutex<BTreeMap<&'static str, u64>>,
     placed: &[Placed],
     within: Duration,
-) {
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     let mut open: Vec<&Placed> = placed.iter().collect();
-    while Instant::now() < deadline {
+    loop {
         operator_pass(app, ops, operator).await;
         let running = shop_ops::saga::list(ops, Some(shop_ops::saga::RunStatus::Running), None)
             .await
             .map(|r| r.len())
-            .unwrap_or(usize::MAX);
-        let mut dead_letters = 0;
-        for dlq in ops.dead_letter_queues() {
-            dead_letters += shop_ops::dlq::depth(ops, &dlq.key)
-                .await
-                .map(|(_, d)| d)
-                .unwrap_or(1);
+            .map_err(|e| e.to_string());
+        let mut queued = BTreeMap::new();
+        for queue in ops.queues() {
+            match shop_ops::dlq::depth(ops, &queue.key).await {
+                Ok((_, 0)) => {}
+                Ok((_, n)) => {
+                    queued.insert(queue.key, n.to_string());
+                }
+                Err(e) => {
+                    queued.insert(queue.key, format!("unreadable: {e}"));
+                }
+            }
         }
         let mut still_open = Vec::new();
         for order in open {
@@ -1038,11 +1079,21 @@ async fn wait_quiet(
             }
         }
         open = still_open;
-        let pending = open.len();
-        if running == 0 && dead_letters == 0 && pending == 0 {
-            return;
+        if running == Ok(0) && queued.is_empty() && open.is_empty() {
+            return Ok(());
         }
-        tracing::info!(running, dead_letters, pending, "chaos: not quiet yet");
+        let pending = open.len();
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not quiet after {within:?}: sagas running {running:?}, {pending} orders not terminal ({}), messages left in {queued:?}",
+                open.iter()
+                    .take(5)
+                    .map(|o| o.order_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        tracing::info!(?running, ?queued, pending, "chaos: not quiet yet");
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }

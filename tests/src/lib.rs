@@ -401,6 +401,30 @@ impl App {
             .unwrap_or_default()
     }
 
+    /// A SKU's counters as stored, signed: the adapter reads them as unsigned, so a
+    /// level below zero would be a read error there instead of the number it is.
+    pub async fn raw_stock(&self, sku: &str) -> (i64, i64) {
+        let item = aws_sdk_dynamodb::Client::new(&self.sdk)
+            .get_item()
+            .table_name(&self.stack.tables["InventoryTable"])
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("SKU#{sku}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("read stock")
+            .item
+            .unwrap_or_default();
+        let counter = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .map_or(0, |n| n.parse().expect("a stock counter is an integer"))
+        };
+        (counter("available"), counter("reserved"))
+    }
+
     /// The inventory adapter of this stack.
     pub fn stock_store(&self) -> DynamoStockStore {
         DynamoStockStore::new(

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use shop_domain::commands::{Envelope, InventoryCommand, PaymentCommand};
 use shop_domain::events::DomainEvent;
 use shop_domain::{Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku};
+use std::collections::BTreeMap;
 
 fn sample(path: &str) -> String {
     std::fs::read_to_string(repo_root().join("events").join(path)).unwrap()
@@ -243,19 +244,41 @@ fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
     );
 }
 
-/// A custom metric as CloudWatch knows it: name and the set of dimension names.
-type MetricKey = (String, std::collections::BTreeSet<String>);
+/// A custom metric as CloudWatch knows it: its name and its dimensions, each with the
+/// value it is watched or emitted with. `None` is any value: a dimension whose value
+/// varies (a cancel reason), or one a dashboard SEARCH matches whatever its value.
+type MetricKey = (String, BTreeMap<String, Option<String>>);
 
 fn catalogue() -> Vec<MetricKey> {
     observability::Metric::ALL
         .iter()
         .map(|m| {
-            (
-                m.name().to_owned(),
-                m.dimensions().iter().map(|d| (*d).to_owned()).collect(),
-            )
+            let dims = m
+                .dimensions()
+                .iter()
+                .map(|d| {
+                    let fixed = (*d == "Service").then(|| m.service().to_owned());
+                    ((*d).to_owned(), fixed)
+                })
+                .collect();
+            (m.name().to_owned(), dims)
         })
         .collect()
+}
+
+/// Whether what the template watches is something the code emits: the same name and
+/// dimension names, and every value the code fixes watched with exactly that value.
+fn emitted(catalogue: &[MetricKey], (name, dims): &MetricKey) -> bool {
+    catalogue.iter().any(|(n, emitted_dims)| {
+        n == name
+            && emitted_dims.keys().eq(dims.keys())
+            && emitted_dims
+                .iter()
+                .all(|(d, fixed)| match (fixed, &dims[d]) {
+                    (Some(code), Some(watched)) => code == watched,
+                    _ => true,
+                })
+    })
 }
 
 fn template() -> local_runtime::Template {
@@ -268,11 +291,18 @@ fn alarmed_metrics(alarm: &Value) -> Vec<MetricKey> {
     let props = &alarm["Properties"];
     let key = |m: &Value| -> Option<MetricKey> {
         (m["Namespace"] == observability::NAMESPACE).then(|| {
+            // A value that is not a literal (a Ref, a Sub) can never equal one the code
+            // fixes: it is kept as its JSON text.
             let dims = m["Dimensions"]
                 .as_array()
                 .map(|d| {
                     d.iter()
-                        .filter_map(|d| d["Name"].as_str().map(str::to_owned))
+                        .filter_map(|d| {
+                            let value = d["Value"]
+                                .as_str()
+                                .map_or_else(|| d["Value"].to_string(), str::to_owned);
+                            Some((d["Name"].as_str()?.to_owned(), Some(value)))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -313,7 +343,10 @@ fn dashboard_metrics(body: &str) -> Vec<MetricKey> {
             let row = row.as_array().unwrap();
             if row.first() == Some(&json!(observability::NAMESPACE)) {
                 let strings: Vec<&str> = row.iter().filter_map(Value::as_str).collect();
-                let dims = strings[2..].chunks(2).map(|c| c[0].to_owned()).collect();
+                let dims = strings[2..]
+                    .chunks(2)
+                    .map(|c| (c[0].to_owned(), c.get(1).map(|v| (*v).to_owned())))
+                    .collect();
                 found.push((strings[1].to_owned(), dims));
             }
             for entry in row.iter().filter_map(|e| e["expression"].as_str()) {
@@ -324,7 +357,11 @@ fn dashboard_metrics(body: &str) -> Vec<MetricKey> {
                     continue;
                 };
                 let name = schema.1.split('"').nth(1).unwrap_or_default().to_owned();
-                let dims = schema.0.split(',').map(|d| d.trim().to_owned()).collect();
+                let dims = schema
+                    .0
+                    .split(',')
+                    .map(|d| (d.trim().to_owned(), None))
+                    .collect();
                 found.push((name, dims));
             }
         }
@@ -335,13 +372,13 @@ fn dashboard_metrics(body: &str) -> Vec<MetricKey> {
 #[test]
 fn alarms_and_the_dashboard_watch_only_metrics_the_code_emits_and_show_them_all() {
     let template = template();
-    let emitted = catalogue();
+    let code = catalogue();
     let mut problems = Vec::new();
     let mut alarmed = 0;
     for (id, alarm) in template.of_type("AWS::CloudWatch::Alarm") {
         for metric in alarmed_metrics(alarm) {
             alarmed += 1;
-            if !emitted.contains(&metric) {
+            if !emitted(&code, &metric) {
                 problems.push(format!(
                     "alarm {id} watches {metric:?}, which no code emits"
                 ));
@@ -355,28 +392,41 @@ fn alarms_and_the_dashboard_watch_only_metrics_the_code_emits_and_show_them_all(
         .expect("DashboardBody is a !Sub string");
     let shown = dashboard_metrics(body);
     for metric in &shown {
-        if !emitted.contains(metric) {
+        if !emitted(&code, metric) {
             problems.push(format!(
                 "the dashboard shows {metric:?}, which no code emits"
             ));
         }
     }
-    for metric in &emitted {
-        if !shown.contains(metric) {
+    for metric in &code {
+        if !shown.iter().any(|m| m.0 == metric.0 && emitted(&code, m)) {
             problems.push(format!("{metric:?} is emitted but not on the dashboard"));
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
     assert!(alarmed >= 1, "the breaker alarm watches a custom metric");
-    // The check itself notices a metric nobody emits.
-    let mut wrong = json!({"Properties": {"Namespace": "OrderSaga", "MetricName": "OrdersShipped",
+    // The check itself notices a metric nobody emits, a wrong dimension set, and a
+    // dimension value the code never emits (an alarm that could never fire).
+    let mut watched = json!({"Properties": {"Namespace": "OrderSaga", "MetricName": "OrdersPlaced",
         "Dimensions": [{"Name": "Service", "Value": "orders"}]}});
-    assert!(!emitted.contains(&alarmed_metrics(&wrong)[0]));
-    wrong["Properties"]["MetricName"] = json!("OrdersPlaced");
-    wrong["Properties"]["Dimensions"] = json!([{"Name": "Region", "Value": "x"}]);
+    assert!(emitted(&code, &alarmed_metrics(&watched)[0]));
+    watched["Properties"]["MetricName"] = json!("OrdersShipped");
+    assert!(!emitted(&code, &alarmed_metrics(&watched)[0]));
+    watched["Properties"]["MetricName"] = json!("OrdersPlaced");
+    watched["Properties"]["Dimensions"] = json!([{"Name": "Region", "Value": "x"}]);
     assert!(
-        !emitted.contains(&alarmed_metrics(&wrong)[0]),
+        !emitted(&code, &alarmed_metrics(&watched)[0]),
         "a wrong dimension set"
+    );
+    watched["Properties"]["Dimensions"] = json!([{"Name": "Service", "Value": "payments"}]);
+    assert!(
+        !emitted(&code, &alarmed_metrics(&watched)[0]),
+        "a dimension value the code never emits"
+    );
+    watched["Properties"]["Dimensions"] = json!([{"Name": "Service", "Value": {"Ref": "X"}}]);
+    assert!(
+        !emitted(&code, &alarmed_metrics(&watched)[0]),
+        "a value that is not a literal"
     );
 }
 
@@ -437,6 +487,107 @@ fn queue_visibility_never_goes_below_what_lambda_accepts_for_its_consumer() {
     }
 }
 
+/// The errors Step Functions itself raises (Amazon States Language, "Error names";
+/// Step Functions developer guide, "Handling errors in Step Functions workflows").
+const STATES_ERRORS: [&str; 17] = [
+    "States.ALL",
+    "States.BranchFailed",
+    "States.DataLimitExceeded",
+    "States.ExceedToleratedFailureThreshold",
+    "States.HeartbeatTimeout",
+    "States.Http.Socket",
+    "States.IntrinsicFailure",
+    "States.ItemReaderFailed",
+    "States.NoChoiceMatched",
+    "States.ParameterPathFailure",
+    "States.Permissions",
+    "States.QueryEvaluationError",
+    "States.ResultPathMatchFailure",
+    "States.ResultWriterFailed",
+    "States.Runtime",
+    "States.TaskFailed",
+    "States.Timeout",
+];
+
+/// The errors DynamoDB's UpdateItem raises (DynamoDB API Reference, UpdateItem,
+/// "Errors"), named as a Step Functions DynamoDB integration raises them: the
+/// service's name, a dot, and the error's name with the `Exception` suffix added
+/// where the API's own name lacks it (`InternalServerError` →
+/// `DynamoDB.InternalServerErrorException`; Step Functions developer guide, "AWS
+/// SDK service integrations", on error names).
+const DYNAMODB_UPDATE_ITEM_ERRORS: [&str; 10] = [
+    "DynamoDB.ConditionalCheckFailedException",
+    "DynamoDB.InternalServerErrorException",
+    "DynamoDB.InvalidEndpointException",
+    "DynamoDB.ItemCollectionSizeLimitExceededException",
+    "DynamoDB.ProvisionedThroughputExceededException",
+    "DynamoDB.ReplicatedWriteConflictException",
+    "DynamoDB.RequestLimitExceededException",
+    "DynamoDB.ResourceNotFoundException",
+    "DynamoDB.ThrottlingException",
+    "DynamoDB.TransactionConflictException",
+];
+
+/// Why a state's Retry or Catch names `name` in vain, if it does: every name must be
+/// one the state's task can raise.
+fn unraisable(resource: &str, name: &str) -> Option<String> {
+    use shop_domain::commands::TaskError;
+    if STATES_ERRORS.contains(&name) {
+        return None;
+    }
+    if name.starts_with("DynamoDB.") {
+        return match resource {
+            "arn:aws:states:::dynamodb:updateItem"
+                if DYNAMODB_UPDATE_ITEM_ERRORS.contains(&name) =>
+            {
+                None
+            }
+            "arn:aws:states:::dynamodb:updateItem" => Some("which UpdateItem never raises".into()),
+            _ => Some(format!("but its task is {resource}, not DynamoDB")),
+        };
+    }
+    if TaskError::ALL.iter().any(|e| e.name() == name) {
+        return (resource != "arn:aws:states:::sqs:sendMessage.waitForTaskToken").then(|| {
+            format!("which only a service answering a task token raises, not {resource}")
+        });
+    }
+    Some("which no service raises".into())
+}
+
+#[test]
+fn a_misnamed_error_is_noticed() {
+    let update = "arn:aws:states:::dynamodb:updateItem";
+    assert_eq!(
+        unraisable(update, "DynamoDB.ConditionalCheckFailedException"),
+        None
+    );
+    assert_eq!(unraisable(update, "States.Timeout"), None);
+    for wrong in [
+        "DynamoDB.InternalServerError",
+        "DynamoDB.ConditionalCheckFailed",
+        "DynamoDB.RequestLimitExceeded",
+        "States.Timeout2",
+        "States.HeartBeatTimeout",
+        "OutOfStock",
+    ] {
+        assert!(unraisable(update, wrong).is_some(), "{wrong}");
+    }
+    assert!(
+        unraisable(
+            "arn:aws:states:::events:putEvents",
+            "DynamoDB.ThrottlingException"
+        )
+        .is_some()
+    );
+    assert_eq!(
+        unraisable(
+            "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "OutOfStock"
+        ),
+        None
+    );
+}
+
 #[test]
 fn the_error_names_and_their_retries_are_the_state_machines() {
     use shop_domain::commands::{Service, TaskError};
@@ -464,16 +615,12 @@ fn the_error_names_and_their_retries_are_the_state_machines() {
                 .collect()
         };
         let (retries, catches) = (listed("Retry"), listed("Catch"));
-        // Every name a block matches is a service's, AWS's own (States.*), or a
-        // direct integration's (DynamoDB.*): a misspelt name would never match.
+        // Every name a block matches is one its task can raise: a misspelt name
+        // would never match.
+        let resource = state["Resource"].as_str().unwrap_or_default();
         for name in retries.iter().chain(&catches).flatten() {
-            if !name.starts_with("States.")
-                && !name.starts_with("DynamoDB.")
-                && name_of(name).is_none()
-            {
-                problems.push(format!(
-                    "{state_name} matches {name}, which no service raises"
-                ));
+            if let Some(why) = unraisable(resource, name) {
+                problems.push(format!("{state_name} matches {name}, {why}"));
             }
         }
         if state["Resource"] != "arn:aws:states:::sqs:sendMessage.waitForTaskToken" {

@@ -111,11 +111,7 @@ impl Fulfilment {
                         .await?
                     {
                         tracing::info!("shipment created");
-                        observability::emit(
-                            observability::Metric::OrdersConfirmed,
-                            1.0,
-                            &["orders"],
-                        );
+                        observability::emit(observability::Metric::OrdersConfirmed, 1.0, &[]);
                     } else {
                         tracing::info!("shipment existed; duplicate event ignored");
                     }
@@ -130,7 +126,7 @@ impl Fulfilment {
                 observability::emit(
                     observability::Metric::OrdersCancelled,
                     1.0,
-                    &["orders", &detail.reason],
+                    &[&detail.reason],
                 );
                 Ok(())
             }

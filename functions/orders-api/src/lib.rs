@@ -311,7 +311,7 @@ impl OrdersApi {
         match self.service().place(parsed, correlation_id).await {
             Ok(order) => {
                 tracing::info!(order_id = %order.order_id, total = order.total, "order accepted");
-                observability::emit(observability::Metric::OrdersPlaced, 1.0, &["orders"]);
+                observability::emit(observability::Metric::OrdersPlaced, 1.0, &[]);
                 let location = format!("{links}/v1/orders/{}", order.order_id);
                 Reply {
                     location: Some(location.clone()),

@@ -400,21 +400,27 @@ async fn an_idempotency_key_is_scoped_to_its_shopper() {
     assert_eq!((a.status_code, b.status_code), (202, 202));
     assert_ne!(body_of(&a)["orderId"], body_of(&b)["orderId"]);
     assert!(!b.headers.contains_key("idempotent-replayed"));
-    // A subject that ends where another's key would begin is still someone else.
-    let tricky = api
-        .handle(
+    // A subject and key whose plain concatenations collide ("a#b" + "c" and "a" +
+    // "b#c" both read "a#b#c") still belong to two shoppers: the same body under
+    // the other's pair is a fresh order, never the first shopper's replay.
+    let pair = |subject: &'static str, key: &'static str| {
+        api.handle(
             request_as(
-                "a#checkout",
+                subject,
                 "POST",
                 "/v1/orders",
                 Some(body),
-                &[("idempotency-key", "1")],
+                &[("idempotency-key", key)],
             ),
             deadline(),
         )
-        .await;
-    assert_eq!(tricky.status_code, 202);
-    assert_eq!(orders.0.lock().unwrap().len(), 3);
+    };
+    let first = pair("a#b", "c").await;
+    let second = pair("a", "b#c").await;
+    assert_eq!((first.status_code, second.status_code), (202, 202));
+    assert!(!second.headers.contains_key("idempotent-replayed"));
+    assert_ne!(body_of(&first)["orderId"], body_of(&second)["orderId"]);
+    assert_eq!(orders.0.lock().unwrap().len(), 4);
 }
 
 #[tokio::test]

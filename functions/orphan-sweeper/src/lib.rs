@@ -153,7 +153,7 @@ impl OrphanSweeper {
             observability::emit(
                 observability::Metric::OrdersOrphaned,
                 report.cancelled.len() as f64,
-                &["orders"],
+                &[],
             );
         }
         let summary = SweepSummary::from(report);

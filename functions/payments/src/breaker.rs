@@ -19,7 +19,7 @@ fn report(from: State, to: State) {
     observability::emit(
         observability::Metric::PaymentCircuitStateChanges,
         1.0,
-        &["payments", to.as_str()],
+        &[to.as_str()],
     );
 }
 
@@ -64,11 +64,7 @@ impl<C: Clock> GuardedProvider<C> {
     /// (`PaymentCircuitRejections`), so "open for minutes" is a metric an alarm can
     /// watch: rejections in every minute of a few while charges keep coming.
     fn open() -> ProviderError {
-        observability::emit(
-            observability::Metric::PaymentCircuitRejections,
-            1.0,
-            &["payments"],
-        );
+        observability::emit(observability::Metric::PaymentCircuitRejections, 1.0, &[]);
         ProviderError::Transient(
             "circuit open: provider calls paused after repeated failures".into(),
         )
@@ -167,8 +163,10 @@ mod tests {
     }
 
     fn request() -> ChargeRequest {
+        let order_id = shop_domain::OrderId::generate();
         ChargeRequest {
-            idempotency_key: "charge-ord-1".into(),
+            idempotency_key: shop_domain::payment::charge_key(&order_id),
+            order_id,
             amount: 100,
             currency: Currency::EUR,
             payment_token: "tok".into(),

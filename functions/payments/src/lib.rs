@@ -242,7 +242,7 @@ impl Payments {
             if let Err(failure) = &outcome {
                 tracing::info!(error = failure.error.name(), cause = %failure.cause, "command failed");
                 if failure.error == TaskError::PaymentDeclined {
-                    observability::emit(observability::Metric::PaymentDeclines, 1.0, &["payments"]);
+                    observability::emit(observability::Metric::PaymentDeclines, 1.0, &[]);
                 }
             }
             answer_task(

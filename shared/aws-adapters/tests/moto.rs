@@ -13,6 +13,7 @@ use shop_aws::ledger::DynamoLedger;
 use shop_aws::orders::DynamoOrderStore;
 use shop_aws::queue::SqsOrderQueue;
 use shop_aws::saga::{SfnSagaStarter, SfnTaskCallbacks};
+use shop_aws::shipments::DynamoShipmentStore;
 use shop_aws::stock::DynamoStockStore;
 use shop_domain::events::DomainEvent;
 use shop_domain::listing::PageRequest;
@@ -379,19 +380,124 @@ async fn catalog_prices_known_skus_only() {
 
 #[tokio::test]
 async fn publishing_checks_every_entry_and_chunks_large_batches() {
+    // GIVEN the stack's bus with a rule that copies every shop event to a queue
     let (sdk, stack) = stack().await;
     let bus = stack.buses.values().next().unwrap().clone();
-    let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus);
-    let events: Vec<_> = (0..12)
+    let (sqs, bridge) = (
+        aws_sdk_sqs::Client::new(&sdk),
+        aws_sdk_eventbridge::Client::new(&sdk),
+    );
+    let tap = format!("{}-tap", stack.prefix);
+    let tap_url = sqs
+        .create_queue()
+        .queue_name(&tap)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    bridge
+        .put_rule()
+        .name(&tap)
+        .event_bus_name(&bus)
+        .event_pattern(json!({"source": [{"prefix": "shop."}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    bridge
+        .put_targets()
+        .rule(&tap)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("tap")
+                .arn(format!(
+                    "arn:aws:sqs:us-east-1:{}:{tap}",
+                    local_runtime::ACCOUNT_ID
+                ))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // WHEN 23 events are published: more than two PutEvents calls' worth
+    let publisher = EventBridgePublisher::new(bridge.clone(), bus);
+    let events: Vec<_> = (0..23)
         .map(|i| DomainEvent::payment_declined(&OrderId::generate(), "c", &format!("r{i}")))
         .collect();
     publisher.publish(&events).await.unwrap();
+    // THEN every one of them reached the bus, each once
+    let mut reasons = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&tap_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let Some(messages) = received.messages.filter(|m| !m.is_empty()) else {
+            break;
+        };
+        for m in messages {
+            let envelope: serde_json::Value =
+                serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            reasons.push(envelope["detail"]["reason"].as_str().unwrap().to_owned());
+            sqs.delete_message()
+                .queue_url(&tap_url)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    reasons.sort_by_key(|r| r[1..].parse::<u32>().unwrap());
+    let wanted: Vec<String> = (0..23).map(|i| format!("r{i}")).collect();
+    assert_eq!(reasons, wanted);
 
-    let missing = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), "no-such-bus");
+    let missing = EventBridgePublisher::new(bridge, "no-such-bus");
     assert!(
         missing.publish(&events[..1]).await.is_err(),
         "a rejected entry is an error, not silence"
     );
+}
+
+#[tokio::test]
+async fn a_shipment_is_created_once_per_order() {
+    let (sdk, stack) = stack().await;
+    let shipments = DynamoShipmentStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["ShipmentsTable"],
+    );
+    let order = OrderId::generate();
+    assert!(shipments.create(&order, &[line("A", 1)]).await.unwrap());
+    assert!(
+        !shipments.create(&order, &[line("A", 2)]).await.unwrap(),
+        "a duplicate OrderConfirmed finds the shipment there"
+    );
+    let stored = aws_sdk_dynamodb::Client::new(&sdk)
+        .get_item()
+        .table_name(&stack.tables["ShipmentsTable"])
+        .key(
+            "orderId",
+            aws_sdk_dynamodb::types::AttributeValue::S(order.to_string()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let lines: Vec<OrderLine> =
+        serde_dynamo::from_attribute_value(stored["lines"].clone()).unwrap();
+    assert_eq!(
+        lines,
+        [line("A", 1)],
+        "the first shipment is kept as it was"
+    );
+    assert!(shipments.create(&OrderId::generate(), &[]).await.unwrap());
 }
 
 async fn receive_one(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<Order> {

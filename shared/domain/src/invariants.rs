@@ -43,14 +43,14 @@ pub enum Violation {
     /// The provider must hold exactly a confirmed order's total.
     #[error("confirmed, but the provider holds {held} of {total}")]
     ConfirmedAmountMismatch {
-        /// Net captured at the provider.
-        held: u64,
+        /// Net captured at the provider (negative if it gave back more than it took).
+        held: i128,
         /// The order's total.
         total: u64,
     },
     /// The provider must hold nothing for a cancelled order.
     #[error("cancelled, but the provider holds {0}")]
-    CancelledMoneyKept(u64),
+    CancelledMoneyKept(i128),
     /// Units are neither created nor lost: what is available plus what is held is what
     /// there was, and what is held is what confirmed orders bought.
     #[error(
@@ -104,9 +104,9 @@ pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
 
 /// The money invariant at the provider, which only the provider's books show: a
 /// confirmed order's total is captured exactly once, a cancelled order keeps nothing.
-pub fn check_money(order: &Order, provider_net: u64) -> Option<Violation> {
+pub fn check_money(order: &Order, provider_net: i128) -> Option<Violation> {
     match order.status {
-        OrderStatus::Confirmed if provider_net != order.total => {
+        OrderStatus::Confirmed if provider_net != i128::from(order.total) => {
             Some(Violation::ConfirmedAmountMismatch {
                 held: provider_net,
                 total: order.total,

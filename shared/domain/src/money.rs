@@ -69,6 +69,9 @@ pub struct LedgerRecord {
 /// What the provider is asked to capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeRequest {
+    /// The order paid for, sent as the charge's metadata, so the provider's own books
+    /// can be read per order whatever key a capture was made under.
+    pub order_id: OrderId,
     /// Provider idempotency key: the same key never captures twice.
     pub idempotency_key: String,
     /// Amount in minor units.
@@ -91,7 +94,4 @@ pub enum ProviderError {
     /// No answer in time; the outcome is unknown until retried with the same key.
     #[error("provider did not answer within {0:?}")]
     Timeout(Duration),
-    /// The key was voided by a refund: the charge must not happen.
-    #[error("charge key was voided")]
-    Voided,
 }

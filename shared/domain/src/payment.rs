@@ -116,6 +116,7 @@ impl PaymentService<'_> {
         }
 
         let request = ChargeRequest {
+            order_id: order_id.clone(),
             idempotency_key: charge_key(order_id),
             amount,
             currency,
@@ -174,7 +175,6 @@ impl PaymentService<'_> {
                 .await?;
                 Err(TaskFailure::new(TaskError::PaymentDeclined, reason))
             }
-            Err(ProviderError::Voided) => Err(tombstoned(order_id)),
             Err(e @ ProviderError::Timeout(_)) => {
                 Err(TaskFailure::new(TaskError::PaymentTimeout, e.to_string()))
             }

@@ -129,7 +129,22 @@ impl Metric {
         }
     }
 
-    /// The names of its dimensions, in the order [`emit`] takes their values.
+    /// The value of its `Service` dimension: fixed per metric, so an alarm's
+    /// dimension value can be checked against the one the code emits.
+    pub fn service(self) -> &'static str {
+        match self {
+            Self::OrdersPlaced
+            | Self::OrdersConfirmed
+            | Self::OrdersCancelled
+            | Self::OrdersOrphaned => "orders",
+            Self::PaymentDeclines
+            | Self::PaymentCircuitStateChanges
+            | Self::PaymentCircuitRejections => "payments",
+        }
+    }
+
+    /// The names of its dimensions: `Service` first, then those [`emit`] takes
+    /// values for, in that order.
     pub fn dimensions(self) -> &'static [&'static str] {
         match self {
             Self::OrdersCancelled => &["Service", "Reason"],
@@ -140,12 +155,8 @@ impl Metric {
 }
 
 /// One EMF document: the metric, its dimensions and value, at `timestamp_ms`.
-pub fn emf_line(
-    metric: Metric,
-    value: f64,
-    dimension_values: &[&str],
-    timestamp_ms: u128,
-) -> Value {
+/// `varying` are the values of the dimensions after `Service`.
+pub fn emf_line(metric: Metric, value: f64, varying: &[&str], timestamp_ms: u128) -> Value {
     let names = metric.dimensions();
     let mut doc = Map::new();
     doc.insert(
@@ -160,7 +171,8 @@ pub fn emf_line(
             }],
         }),
     );
-    for (name, value) in names.iter().zip(dimension_values) {
+    let values = std::iter::once(metric.service()).chain(varying.iter().copied());
+    for (name, value) in names.iter().zip(values) {
         doc.insert((*name).into(), json!(value));
     }
     doc.insert(metric.name().into(), json!(value));
@@ -168,13 +180,14 @@ pub fn emf_line(
 }
 
 /// Prints one metric as an EMF line on stdout, where Lambda's log agent turns it into
-/// a CloudWatch metric. `dimension_values` follow [`Metric::dimensions`].
-pub fn emit(metric: Metric, value: f64, dimension_values: &[&str]) {
+/// a CloudWatch metric. `varying` are the values of the dimensions after `Service`
+/// (see [`Metric::dimensions`]).
+pub fn emit(metric: Metric, value: f64, varying: &[&str]) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    println!("{}", emf_line(metric, value, dimension_values, now));
+    println!("{}", emf_line(metric, value, varying, now));
 }
 
 #[cfg(test)]
@@ -213,7 +226,7 @@ mod tests {
 
     #[test]
     fn emf_document_declares_the_metric_and_its_dimensions() {
-        let doc = emf_line(Metric::OrdersCancelled, 1.0, &["orders", "OutOfStock"], 42);
+        let doc = emf_line(Metric::OrdersCancelled, 1.0, &["OutOfStock"], 42);
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
@@ -223,6 +236,7 @@ mod tests {
             doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
             "OrdersCancelled"
         );
+        assert_eq!(doc["Service"], "orders");
         assert_eq!(doc["Reason"], "OutOfStock");
         assert_eq!(doc["OrdersCancelled"], 1.0);
     }

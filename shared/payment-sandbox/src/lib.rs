@@ -7,22 +7,65 @@
 
 use async_trait::async_trait;
 use shop_domain::OrderId;
-use shop_domain::payment::{ChargeRequest, ProviderError, charge_key};
+use shop_domain::payment::{ChargeRequest, ProviderError};
 use shop_domain::ports::PaymentProvider;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// What the sandbox holds under one idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum SandboxCharge {
-    Captured { charge_id: String, amount: u64 },
-    Refunded { charge_id: String, amount: u64 },
-    Voided,
+struct SandboxCharge {
+    order_id: OrderId,
+    charge_id: String,
+    amount: u64,
+    refunded: bool,
+}
+
+/// Which way money moved at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Taken from the card.
+    Capture,
+    /// Given back to the card.
+    Refund,
+}
+
+/// One movement of money in the sandbox's books: every capture and every refund it
+/// ever made, whatever key it was made under. The invariants read these, not the
+/// shop's own ledger, so money the shop's records forget is still counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    /// The order named in the charge's metadata.
+    pub order_id: OrderId,
+    /// The idempotency key the charge was made under.
+    pub key: String,
+    /// The provider's id of the charge.
+    pub charge_id: String,
+    /// Capture or refund.
+    pub direction: Direction,
+    /// Amount in minor units.
+    pub amount: u64,
+}
+
+impl Movement {
+    /// The movement's effect on what the shop holds: positive for a capture.
+    pub fn signed_amount(&self) -> i128 {
+        match self.direction {
+            Direction::Capture => i128::from(self.amount),
+            Direction::Refund => -i128::from(self.amount),
+        }
+    }
 }
 
 /// A payment provider that behaves like a real one in test mode: deterministic test
 /// tokens, idempotency keys, refunds and voids. State is per process, like a
 /// provider's test-mode account seen from one client.
+///
+/// Like a real provider it keeps no tombstones of its own: a refund of a key it never
+/// captured under changes nothing, so a late charge is refused only by the shop's
+/// ledger, and a capture that loses a race with a compensation is given back only by
+/// the shop's code.
 ///
 /// Tokens: `tok_decline…` declines; `tok_flaky…` fails transiently on the first two
 /// attempts per key, then approves; `tok_unavailable…` always fails transiently;
@@ -80,7 +123,8 @@ impl std::fmt::Debug for ProviderKey {
 #[derive(Debug, Default)]
 struct SandboxState {
     charges: HashMap<String, SandboxCharge>,
-    attempts: HashMap<String, u32>,
+    books: Vec<Movement>,
+    attempts: HashMap<OrderId, u32>,
     next_id: u64,
 }
 
@@ -100,23 +144,29 @@ impl SandboxProvider {
         &self.key
     }
 
-    /// Net amount captured under a key (captures minus refunds), for invariant checks.
-    pub fn net_captured(&self, charge_key_for: &OrderId) -> u64 {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match state.charges.get(&charge_key(charge_key_for)) {
-            Some(SandboxCharge::Captured { amount, .. }) => *amount,
-            _ => 0,
-        }
+    /// Every capture and refund the sandbox made, in order.
+    pub fn books(&self) -> Vec<Movement> {
+        self.state().books.clone()
+    }
+
+    /// Net amount the shop holds for an order (its captures minus its refunds, under
+    /// any key), for invariant checks.
+    pub fn net_captured(&self, order_id: &OrderId) -> i128 {
+        self.state()
+            .books
+            .iter()
+            .filter(|m| &m.order_id == order_id)
+            .map(Movement::signed_amount)
+            .sum()
     }
 
     /// How many charge attempts the provider saw for an order.
     pub fn attempts(&self, order_id: &OrderId) -> u32 {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state
-            .attempts
-            .get(&charge_key(order_id))
-            .copied()
-            .unwrap_or(0)
+        self.state().attempts.get(order_id).copied().unwrap_or(0)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SandboxState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -126,24 +176,23 @@ impl PaymentProvider for SandboxProvider {
         let token = request.payment_token.as_str();
         if token.starts_with("tok_timeout") {
             tokio::time::sleep(self.deadline).await;
-            self.bump(&request.idempotency_key);
+            *self
+                .state()
+                .attempts
+                .entry(request.order_id.clone())
+                .or_insert(0) += 1;
             return Err(ProviderError::Timeout(self.deadline));
         }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state();
         let attempt = {
-            let n = state
-                .attempts
-                .entry(request.idempotency_key.clone())
-                .or_insert(0);
+            let n = state.attempts.entry(request.order_id.clone()).or_insert(0);
             *n += 1;
             *n
         };
-        match state.charges.get(&request.idempotency_key) {
-            Some(SandboxCharge::Captured { charge_id, .. }) => return Ok(charge_id.clone()),
-            Some(SandboxCharge::Refunded { .. } | SandboxCharge::Voided) => {
-                return Err(ProviderError::Voided);
-            }
-            None => {}
+        // The same key replays the first answer, as a provider's idempotency does,
+        // even after a refund: the capture happened, it is not made again.
+        if let Some(charge) = state.charges.get(&request.idempotency_key) {
+            return Ok(charge.charge_id.clone());
         }
         if token.starts_with("tok_decline") {
             return Err(ProviderError::Declined("insufficient_funds".into()));
@@ -158,40 +207,40 @@ impl PaymentProvider for SandboxProvider {
         let charge_id = format!("ch_sandbox_{:06}", state.next_id);
         state.charges.insert(
             request.idempotency_key.clone(),
-            SandboxCharge::Captured {
+            SandboxCharge {
+                order_id: request.order_id.clone(),
                 charge_id: charge_id.clone(),
                 amount: request.amount,
+                refunded: false,
             },
         );
+        state.books.push(Movement {
+            order_id: request.order_id.clone(),
+            key: request.idempotency_key.clone(),
+            charge_id: charge_id.clone(),
+            direction: Direction::Capture,
+            amount: request.amount,
+        });
         Ok(charge_id)
     }
 
     async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match state.charges.get(charge_key).cloned() {
-            Some(SandboxCharge::Captured { charge_id, amount }) => {
-                state.charges.insert(
-                    charge_key.to_owned(),
-                    SandboxCharge::Refunded { charge_id, amount },
-                );
-                Ok(true)
-            }
-            Some(SandboxCharge::Refunded { .. }) => Ok(true),
-            Some(SandboxCharge::Voided) => Ok(false),
-            None => {
-                state
-                    .charges
-                    .insert(charge_key.to_owned(), SandboxCharge::Voided);
-                Ok(false)
-            }
+        let mut state = self.state();
+        let Some(charge) = state.charges.get_mut(charge_key) else {
+            return Ok(false);
+        };
+        if !charge.refunded {
+            charge.refunded = true;
+            let refund = Movement {
+                order_id: charge.order_id.clone(),
+                key: charge_key.to_owned(),
+                charge_id: charge.charge_id.clone(),
+                direction: Direction::Refund,
+                amount: charge.amount,
+            };
+            state.books.push(refund);
         }
-    }
-}
-
-impl SandboxProvider {
-    fn bump(&self, key: &str) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        *state.attempts.entry(key.to_owned()).or_insert(0) += 1;
+        Ok(true)
     }
 }
 
@@ -230,7 +279,7 @@ mod tests {
 
     fn payments<'a>(
         ledger: &'a FakeLedger,
-        provider: &'a SandboxProvider,
+        provider: &'a dyn PaymentProvider,
         events: &'a FakeEvents,
     ) -> PaymentService<'a> {
         PaymentService {
@@ -332,5 +381,79 @@ mod tests {
             events.detail_types(),
             ["PaymentCaptured", "PaymentRefunded"]
         );
+    }
+
+    /// Holds a charge at the provider's door until the test lets it through.
+    struct HeldAtTheDoor<'a> {
+        inner: &'a SandboxProvider,
+        arrived: tokio::sync::Notify,
+        let_through: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl PaymentProvider for HeldAtTheDoor<'_> {
+        async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+            self.arrived.notify_one();
+            self.let_through.notified().await;
+            self.inner.charge(request).await
+        }
+
+        async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
+            self.inner.refund(charge_key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_capture_that_loses_its_race_with_a_compensation_is_given_back() {
+        // GIVEN a charge that reached the provider, which has not captured yet
+        let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
+        let sandbox = sandbox();
+        let door = HeldAtTheDoor {
+            inner: &sandbox,
+            arrived: tokio::sync::Notify::new(),
+            let_through: tokio::sync::Notify::new(),
+        };
+        let service = payments(&ledger, &door, &events);
+        let order = OrderId::generate();
+        let charge = service.charge(&order, "c", 900, Currency::EUR, "tok_visa");
+        let compensate = async {
+            door.arrived.notified().await;
+            // WHEN the compensation runs first: the provider holds nothing to refund
+            let voided = service.refund(&order, "c").await.unwrap();
+            door.let_through.notify_one();
+            voided
+        };
+        let (charged, voided) = tokio::join!(charge, compensate);
+        // THEN the capture that lands afterwards is refunded by the shop's code
+        assert_eq!(voided, LedgerStatus::Voided);
+        assert_eq!(charged.unwrap_err().error, TaskError::OrderCancelled);
+        let books = sandbox.books();
+        assert_eq!(
+            books.iter().map(|m| m.direction).collect::<Vec<_>>(),
+            [Direction::Capture, Direction::Refund]
+        );
+        assert_eq!(sandbox.net_captured(&order), 0);
+    }
+
+    #[tokio::test]
+    async fn the_books_count_every_capture_whatever_its_key() {
+        let provider = sandbox();
+        let order = OrderId::generate();
+        let request = |key: &str| ChargeRequest {
+            order_id: order.clone(),
+            idempotency_key: key.to_owned(),
+            amount: 250,
+            currency: Currency::EUR,
+            payment_token: "tok_visa".into(),
+        };
+        let first = provider.charge(&request("charge-a")).await.unwrap();
+        assert_eq!(provider.charge(&request("charge-a")).await.unwrap(), first);
+        provider.charge(&request("charge-b")).await.unwrap();
+        assert_eq!(provider.net_captured(&order), 500, "two keys, two captures");
+        assert!(provider.refund("charge-a").await.unwrap());
+        assert!(provider.refund("charge-a").await.unwrap());
+        assert_eq!(provider.net_captured(&order), 250, "refunded once");
+        assert!(!provider.refund("charge-never").await.unwrap());
+        assert_eq!(provider.books().len(), 3);
     }
 }
