@@ -56,6 +56,17 @@ set -e
 passed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')"
 failed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{s+=$6} END {print s+0}')"
 [ "$status" -eq 0 ] || { echo "tests: $passed passed, $failed failed"; exit "$status"; }
+# A test that is declared and never runs (ignored, compiled out, in a target cargo
+# test skips) is a check that silently does nothing: every declared test must run.
+declared="$(grep -rEo '#\[(tokio::)?test' --include='*.rs' functions shared tools tests | wc -l)"
+ignored="$(grep -Eo 'test result: [a-zA-Z]+\. .* [0-9]+ ignored' "$log" | grep -Eo '[0-9]+ ignored' | awk '{s+=$1} END {print s+0}')"
+[ "$ignored" -eq 0 ] || { echo "tests: $ignored ignored"; exit 1; }
+[ "$passed" -ge "$declared" ] || { echo "tests: $passed ran of $declared declared"; exit 1; }
+echo "tests: $passed passed, $declared declared"
+
+step "fuzz targets build (fuzz/, outside the workspace; scripts/fuzz.sh runs them)"
+cargo build --quiet --locked --manifest-path fuzz/Cargo.toml --bins
+ls fuzz/target/debug/request_body fuzz/target/debug/sqs_command >/dev/null
 
 step "security review (IAM grants against the calls just made, wildcards, encryption, auth, secrets, checkov)"
 scripts/security-review.sh --calls "$calls"

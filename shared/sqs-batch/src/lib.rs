@@ -153,13 +153,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_record_fails_only_itself() {
+        // A standard queue has no order to keep: the records after a failure still run.
         let event = batch(vec![
             message("1", "ok", None),
             message("2", "panic", None),
             message("3", "fail", None),
+            message("4", "ok", None),
         ]);
         let response = process_batch(event, handle).await;
         assert_eq!(failed(&response), ["2", "3"]);
+    }
+
+    #[test]
+    fn a_panic_is_logged_with_its_message() {
+        assert_eq!(panic_message(Box::new("boom")), "boom");
+        assert_eq!(panic_message(Box::new(String::from("bang"))), "bang");
+        assert_eq!(panic_message(Box::new(7_u8)), "non-string panic payload");
     }
 
     #[tokio::test]
