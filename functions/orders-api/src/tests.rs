@@ -589,6 +589,20 @@ impl Case {
     }
 }
 
+#[test]
+fn the_idempotency_window_is_the_one_the_document_promises() {
+    let doc = openapi();
+    let key = &doc["paths"]["/v1/orders"]["post"]["parameters"][0];
+    assert_eq!(key["name"], "Idempotency-Key");
+    let description = key["description"].as_str().unwrap().replace('\n', " ");
+    let hours: u64 = description
+        .split_once("remembered for ")
+        .and_then(|(_, rest)| rest.split_once(" hours"))
+        .and_then(|(n, _)| n.parse().ok())
+        .expect("the document says how long a key is remembered");
+    assert_eq!(IDEMPOTENCY_EXPIRY, Duration::from_secs(hours * 3_600));
+}
+
 #[tokio::test]
 async fn every_answer_matches_the_openapi_document() {
     let doc = openapi();

@@ -320,6 +320,81 @@ mod tests {
             .unwrap()
             .into_inner();
         assert_eq!(seen, Some(4_000_000_001), "rounded up, never early");
+        assert_eq!(
+            epoch_seconds_ceil(UNIX_EPOCH + Duration::from_secs(4_000_000_000)),
+            4_000_000_000,
+            "a whole second is not rounded"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_lives_for_the_expiry_from_now() {
+        let store = std::sync::Arc::new(InMemoryStore::default());
+        let idem = Idempotency::new(store.clone(), Duration::from_secs(3_600));
+        let before = epoch_seconds();
+        idem.run("k", b"a", soon(), || async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+        let expires_at = store.0.lock().unwrap()["k"].expires_at;
+        assert!(
+            (before + 3_600..=epoch_seconds() + 3_600).contains(&expires_at),
+            "{expires_at} is an hour after {before}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shared_store_records_results_and_releases_failures() {
+        // The store behind an Arc, as every function holds it.
+        let idem = Idempotency::new(
+            std::sync::Arc::new(InMemoryStore::default()),
+            Duration::from_secs(60),
+        );
+        idem.run("done", b"a", soon(), || async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+        assert_eq!(
+            idem.run("done", b"a", soon(), || async { Ok::<_, String>(2) })
+                .await
+                .unwrap(),
+            Outcome::Replayed(1)
+        );
+        idem.run("failed", b"a", soon(), || async { Err::<u8, _>("down") })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            idem.run("failed", b"a", soon(), || async { Ok::<_, &str>(3) })
+                .await
+                .unwrap(),
+            Outcome::Fresh(3)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_or_lock_ends_at_its_second() {
+        let store = InMemoryStore::default();
+        let record = |key: &str, status, expires_at, lock_expires_at| Record {
+            key: key.into(),
+            payload_hash: payload_hash(b"a"),
+            status,
+            expires_at,
+            lock_expires_at,
+            response: Some(Value::Null),
+        };
+        store
+            .begin(&record("expired", RecordStatus::Completed, 100, 0), 0)
+            .await
+            .unwrap();
+        store
+            .begin(&record("unlocked", RecordStatus::InProgress, 1_000, 100), 0)
+            .await
+            .unwrap();
+        for key in ["expired", "unlocked"] {
+            let taken_over = store
+                .begin(&record(key, RecordStatus::InProgress, 2_000, 200), 100)
+                .await
+                .unwrap();
+            assert!(matches!(taken_over, Begin::Acquired), "{key} at 100");
+        }
     }
 
     #[tokio::test]

@@ -337,8 +337,17 @@ async fn a_shopper_uses_the_local_app_over_http() {
                 "{dimension} has a value: {doc}"
             );
         }
+        assert_eq!(doc["Service"], metric.service(), "{doc}");
         names.insert(name.to_owned());
     }
+    let declines = lines
+        .iter()
+        .filter(|doc| doc.get("PaymentDeclines").is_some())
+        .count();
+    assert_eq!(
+        declines, 1,
+        "the smoke test's declined card, and nothing else"
+    );
     for expected in ["OrdersPlaced", "OrdersConfirmed", "OrdersCancelled"] {
         assert!(names.contains(expected), "{expected} among {names:?}");
     }
