@@ -441,10 +441,12 @@ fn route_of(path: &str) -> Option<Route<'_>> {
     if !rest.is_empty() && !rest.starts_with('/') {
         return None;
     }
+    // `rest` is empty or starts with '/' and does not end with one, so a single
+    // segment is never empty; an empty id before "cancel" (`//cancel`) is refused.
     let segments: Vec<&str> = rest.split('/').skip(1).collect();
     match segments.as_slice() {
         [] => Some(Route::Orders),
-        [id] if !id.is_empty() => Some(Route::Order(id)),
+        [id] => Some(Route::Order(id)),
         [id, "cancel"] if !id.is_empty() => Some(Route::Cancel(id)),
         _ => None,
     }

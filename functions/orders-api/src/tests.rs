@@ -179,6 +179,15 @@ async fn bad_input_gets_a_problem_with_a_stable_type_and_the_field() {
             assert_eq!(body_of(&r)["errors"][0]["field"], field);
         }
     }
+    // A base64 body too large to be an order is refused before it is decoded, even
+    // when it is not base64 at all.
+    let mut oversized = request("POST", "/v1/orders", Some(&"!".repeat(100_000)), &[]);
+    oversized.is_base64_encoded = true;
+    let r = api.handle(oversized, deadline()).await;
+    assert_eq!(
+        (r.status_code, problem_type(&r).as_str()),
+        (413, "payload-too-large")
+    );
     assert!(
         orders.0.lock().unwrap().is_empty(),
         "nothing stored for bad input"

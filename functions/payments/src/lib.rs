@@ -283,10 +283,18 @@ pub(crate) mod tests {
 
     #[test]
     fn configuration_is_read_and_validated() {
-        let read = config(&[("PAYMENT_BREAKER_FAILURES", "7")]).unwrap();
+        let read = config(&[
+            ("PAYMENT_BREAKER_FAILURES", "7"),
+            ("PAYMENT_BREAKER_WINDOW_SECONDS", "45"),
+            ("PAYMENT_PROVIDER_TIMEOUT_MS", "1500"),
+        ])
+        .unwrap();
         assert_eq!(read.breaker.failure_threshold, 7);
+        assert_eq!(read.breaker.window, Duration::from_secs(45));
+        assert_eq!(read.provider_timeout, Duration::from_millis(1500));
+        let defaults = config(&[]).unwrap();
         assert_eq!(
-            read.provider_timeout,
+            defaults.provider_timeout,
             Duration::from_millis(DEFAULT_PROVIDER_TIMEOUT_MS)
         );
         let bad = config(&[("PAYMENT_BREAKER_COOL_DOWN_SECONDS", "soon")]).unwrap_err();
@@ -294,8 +302,10 @@ pub(crate) mod tests {
             bad.to_string()
                 .contains("PAYMENT_BREAKER_COOL_DOWN_SECONDS")
         );
-        let zero = config(&[("PAYMENT_PROVIDER_TIMEOUT_MS", "0")]).unwrap_err();
-        assert!(zero.to_string().contains("PAYMENT_PROVIDER_TIMEOUT_MS"));
+        for zero in ["PAYMENT_PROVIDER_TIMEOUT_MS", "PAYMENT_BREAKER_FAILURES"] {
+            let refused = config(&[(zero, "0")]).unwrap_err();
+            assert!(refused.to_string().contains(zero), "{refused}");
+        }
         let missing = config(&[("PAYMENTS_TABLE", "")]).unwrap_err();
         assert_eq!(missing, ConfigError::Missing("PAYMENTS_TABLE"));
     }
