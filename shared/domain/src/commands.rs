@@ -265,11 +265,6 @@ impl TaskFailure {
         };
         Self::new(error, cause)
     }
-
-    /// Whether the saga retries this failure rather than compensating at once.
-    pub fn is_transient(&self) -> bool {
-        self.error.is_transient()
-    }
 }
 
 /// Runs `work` while sending a heartbeat every third of `heartbeat_seconds`, so a slow
@@ -370,12 +365,57 @@ mod tests {
             Envelope::<InventoryCommand>::decode(r#"{"command":"Teleport"}"#),
             Err(DecodeError::Json(_))
         ));
-        assert!(matches!(
-            Envelope::<PaymentCommand>::decode(
-                r#"{"command":"Charge","orderId":"ord-0190a4b2c3d4e5f60718293a4b5c6d7e","amount":0,"currency":"EUR","paymentToken":"tok"}"#
-            ),
-            Err(DecodeError::Invalid(_))
-        ));
+        let charge = |amount: u32, token: &str| {
+            Envelope::<PaymentCommand>::decode(&format!(
+                r#"{{"command":"Charge","orderId":"ord-0190a4b2c3d4e5f60718293a4b5c6d7e","amount":{amount},"currency":"EUR","paymentToken":"{token}"}}"#
+            ))
+        };
+        assert!(charge(100, "tok").is_ok());
+        for (amount, token) in [(0, "tok"), (100, "")] {
+            assert!(
+                matches!(charge(amount, token), Err(DecodeError::Invalid(_))),
+                "accepted a charge of {amount} with {token:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_restock_adds_between_one_and_the_bound() {
+        let restock = |quantity: u32| {
+            Envelope::<InventoryCommand>::decode(&format!(
+                r#"{{"command":"Restock","sku":"MUG","quantity":{quantity}}}"#
+            ))
+        };
+        for fine in [1, MAX_RESTOCK] {
+            assert!(restock(fine).is_ok(), "{fine}");
+        }
+        for bad in [0, MAX_RESTOCK + 1] {
+            assert!(
+                matches!(restock(bad), Err(DecodeError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_saga_hears_the_outcome_by_its_token_and_operators_by_the_log() {
+        let callbacks = crate::fakes::FakeCallbacks::default();
+        answer_task(&callbacks, Some("t1"), Ok(serde_json::json!({"ok": 1})))
+            .await
+            .unwrap();
+        let declined = TaskFailure::new(TaskError::PaymentDeclined, "card declined");
+        answer_task(&callbacks, Some("t2"), Err(declined.clone()))
+            .await
+            .unwrap();
+        answer_task(&callbacks, None, Err(declined)).await.unwrap();
+        assert_eq!(
+            callbacks.succeeded.lock().unwrap().as_slice(),
+            [("t1".to_owned(), serde_json::json!({"ok": 1}))]
+        );
+        assert_eq!(
+            callbacks.failed.lock().unwrap().as_slice(),
+            [("t2".to_owned(), "PaymentDeclined".to_owned())]
+        );
     }
 
     #[test]
@@ -423,9 +463,26 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(700)),
         )
         .await;
+        with_heartbeats(
+            &quiet,
+            Some("t"),
+            Some(0),
+            tokio::time::sleep(std::time::Duration::from_millis(700)),
+        )
+        .await;
         assert!(
             quiet.heartbeats.lock().unwrap().is_empty(),
             "no token or no interval: no beats"
         );
+        // A third of three seconds: one beat in 1.5 s.
+        let three = crate::fakes::FakeCallbacks::default();
+        with_heartbeats(
+            &three,
+            Some("t"),
+            Some(3),
+            tokio::time::sleep(std::time::Duration::from_millis(1500)),
+        )
+        .await;
+        assert_eq!(three.heartbeats.lock().unwrap().len(), 1);
     }
 }

@@ -326,7 +326,7 @@ mod tests {
                 .charge(&flaky, "c", 1, Currency::EUR, "tok_flaky")
                 .await
                 .unwrap_err();
-            assert!(err.is_transient(), "{err}");
+            assert!(err.error.is_transient(), "{err}");
         }
         service
             .charge(&flaky, "c", 1, Currency::EUR, "tok_flaky")
