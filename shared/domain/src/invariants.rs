@@ -165,6 +165,7 @@ mod tests {
         assert_eq!(check_money(&order, 100), None);
         assert!(check_money(&order, 200).is_some());
         order.status = OrderStatus::Cancelled;
+        assert_eq!(check_money(&order, 0), None);
         assert_eq!(facts(Some(&order), false, Some(LedgerStatus::Refunded)), []);
         assert_eq!(
             facts(Some(&order), true, Some(LedgerStatus::Captured)),

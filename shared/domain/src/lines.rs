@@ -74,5 +74,12 @@ mod tests {
             violations(std::iter::empty::<(&str, i64)>()),
             [LineViolation::Count(0)]
         );
+        let skus: Vec<String> = (0..=MAX_LINES).map(|i| format!("S{i}")).collect();
+        let lines = |n: usize| skus[..n].iter().map(|s| (s.as_str(), 1_i64));
+        assert!(violations(lines(MAX_LINES)).is_empty());
+        assert_eq!(
+            violations(lines(MAX_LINES + 1)),
+            [LineViolation::Count(MAX_LINES + 1)]
+        );
     }
 }

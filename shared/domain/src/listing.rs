@@ -155,6 +155,26 @@ mod tests {
         }
     }
 
+    /// A valid cursor whose JSON is padded with whitespace to `len` characters.
+    fn padded(len: usize) -> String {
+        let json = serde_json::to_string(&cursor()).unwrap();
+        (0..)
+            .map(|pad| URL_SAFE_NO_PAD.encode(format!("{json}{}", " ".repeat(pad))))
+            .find(|c| c.len() >= len)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_cursor_is_at_most_512_characters() {
+        let longest = padded(MAX_CURSOR_LEN);
+        assert_eq!(longest.len(), MAX_CURSOR_LEN);
+        assert_eq!(ListCursor::decode(&longest), Some(cursor()));
+        let longer = padded(MAX_CURSOR_LEN + 1);
+        assert!(longer.len() > MAX_CURSOR_LEN);
+        assert_eq!(ListCursor::decode(&longer), None);
+        assert_eq!(ListCursor::decode(""), None);
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_queries(limit in ".{0,12}", cursor in ".{0,600}") {

@@ -95,3 +95,28 @@ pub enum ProviderError {
     #[error("provider did not answer within {0:?}")]
     Timeout(Duration),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_status_is_stored_by_its_serde_name_and_read_back() {
+        for status in [
+            LedgerStatus::Charging,
+            LedgerStatus::Captured,
+            LedgerStatus::Declined,
+            LedgerStatus::Refunded,
+            LedgerStatus::Voided,
+        ] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                status.as_str(),
+                "the adapter's conditions and the records agree"
+            );
+            assert_eq!(LedgerStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(LedgerStatus::parse("captured"), None);
+        assert_eq!(LedgerStatus::parse(""), None);
+    }
+}

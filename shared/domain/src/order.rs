@@ -238,3 +238,63 @@ impl Order {
             .and_then(|c| c.reason.as_deref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_id_this_shop_could_have_generated_is_accepted() {
+        let id = OrderId::generate();
+        assert_eq!(OrderId::parse(id.as_str()), Some(id.clone()));
+        assert!(OrderId::parse("ord-1").is_some());
+        assert!(OrderId::parse(&format!("ord-{}", "a".repeat(76))).is_some());
+        for bad in [
+            "ord-".to_owned(),
+            format!("ord-{}", "a".repeat(77)),
+            "xyz-0193abc".to_owned(),
+            "ord-01 3".to_owned(),
+            "ord-01#3".to_owned(),
+        ] {
+            assert_eq!(OrderId::parse(&bad), None, "{bad:?}");
+        }
+        assert!(
+            OrderId::parse("ord-a_b-c").is_some(),
+            "dashes and underscores"
+        );
+        assert_eq!(id.to_string(), id.as_str());
+        assert_eq!(Sku("MUG-1".into()).to_string(), "MUG-1");
+    }
+
+    #[test]
+    fn a_customer_is_a_token_subject_of_1_to_255_printable_characters() {
+        for good in ["auth0|5f7c", "a", "ключ@example.org"] {
+            let customer = CustomerId::from_subject(good).unwrap();
+            assert_eq!(customer.as_str(), good);
+            assert_eq!(customer.to_string(), good);
+        }
+        let longest = "é".repeat(MAX_SUBJECT_LEN);
+        assert!(
+            CustomerId::from_subject(&longest).is_some(),
+            "counted in characters"
+        );
+        for bad in [
+            String::new(),
+            "é".repeat(MAX_SUBJECT_LEN + 1),
+            "line\nbreak".to_owned(),
+            "tab\t".to_owned(),
+        ] {
+            assert_eq!(CustomerId::from_subject(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_currency_is_read_by_its_iso_code() {
+        for currency in [Currency::EUR, Currency::USD, Currency::GBP] {
+            assert_eq!(Currency::parse(currency.code()), Some(currency));
+            assert_eq!(serde_json::to_value(currency).unwrap(), currency.code());
+        }
+        assert_eq!(Currency::parse("eur"), None);
+        assert_eq!(Currency::parse("DOGE"), None);
+    }
+}
