@@ -183,6 +183,22 @@ mod tests {
 
     const CUTOFF: &str = "2026-11-22T11:45:00Z";
 
+    #[test]
+    fn the_cutoff_is_the_given_age_before_now_in_the_stored_format() {
+        let before = crate::now_rfc3339();
+        let cutoff = cutoff(std::time::Duration::ZERO);
+        assert!(
+            before <= cutoff && cutoff <= crate::now_rfc3339(),
+            "{cutoff}"
+        );
+        let hour_ago = super::cutoff(std::time::Duration::from_secs(3_600));
+        assert_eq!(
+            crate::normalize_timestamp(&hour_ago),
+            Some(hour_ago.clone())
+        );
+        assert!(hour_ago < before, "{hour_ago} is before {before}");
+    }
+
     #[tokio::test]
     async fn cancels_an_old_pending_order_with_no_saga_and_announces_it_once() {
         let (world, ids) = World::with(&["2026-11-22T10:00:00Z", "2026-11-22T11:59:00Z"]);
@@ -251,6 +267,23 @@ mod tests {
         assert_eq!(world.order(&ids[0]).status, OrderStatus::Confirmed);
         assert!(world.published().is_empty());
         assert_eq!(world.sweep(CUTOFF).await.unwrap().examined, 0);
+    }
+
+    #[tokio::test]
+    async fn an_order_the_shopper_cancelled_is_not_announced_as_stranded() {
+        let (world, ids) = World::with(&["2026-11-22T10:00:00Z"]);
+        world
+            .orders
+            .cancel(&ids[0], "CancelledByCustomer", "2026-11-22T10:05:00Z", None)
+            .await
+            .unwrap();
+        let report = world.sweep(CUTOFF).await.unwrap();
+        assert_eq!((report.settled, report.cancelled.len()), (1, 0));
+        assert!(world.published().is_empty());
+        assert_eq!(
+            world.order(&ids[0]).cancel_reason(),
+            Some("CancelledByCustomer")
+        );
     }
 
     #[tokio::test]

@@ -251,6 +251,7 @@ mod tests {
     use shop_domain::commands::TaskError;
     use shop_domain::fakes::{FakeEvents, FakeLedger};
     use shop_domain::payment::{LedgerStatus, PaymentService};
+    use shop_domain::ports::PaymentLedger;
 
     fn sandbox() -> SandboxProvider {
         SandboxProvider::new(
@@ -306,6 +307,15 @@ mod tests {
         assert_eq!(first, again);
         assert_eq!(provider.net_captured(&order), 500);
         assert_eq!(events.detail_types(), ["PaymentCaptured"]);
+        // Another order is another key: its own capture, never the first one replayed.
+        let other = OrderId::generate();
+        let second = service
+            .charge(&other, "c", 300, Currency::EUR, "tok_visa")
+            .await
+            .unwrap();
+        assert_ne!(second.charge_id, first.charge_id);
+        assert_eq!(provider.net_captured(&other), 300);
+        assert_eq!(provider.net_captured(&order), 500);
     }
 
     #[tokio::test]
@@ -351,9 +361,16 @@ mod tests {
             .charge(&order, "c", 700, Currency::EUR, "tok_visa")
             .await
             .unwrap();
+        let captured_at = ledger.get(&order).await.unwrap().unwrap().updated_at;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(
             service.refund(&order, "c").await.unwrap(),
             LedgerStatus::Refunded
+        );
+        let refunded = ledger.get(&order).await.unwrap().unwrap();
+        assert!(
+            refunded.updated_at > captured_at,
+            "the refund's time is recorded: {refunded:?}"
         );
         assert_eq!(
             service.refund(&order, "c").await.unwrap(),
