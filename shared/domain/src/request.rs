@@ -306,6 +306,32 @@ mod tests {
     }
 
     #[test]
+    fn a_quantity_written_with_no_fraction_is_an_integer() {
+        let quantity = |q: &str| {
+            let raw = format!(r#"{{"sku":"A","quantity":{q}}}"#);
+            serde_json::from_str::<RequestedLineBody>(&raw).map(|l| l.quantity)
+        };
+        assert_eq!(quantity("2.0").unwrap(), 2);
+        assert_eq!(quantity("-3.0").unwrap(), -3);
+        assert_eq!(quantity("8.0e15").unwrap(), 8_000_000_000_000_000);
+        // Past what a double holds exactly, the value only matters as "too many".
+        assert_eq!(quantity("9.0e15").unwrap(), i64::MAX);
+        assert_eq!(quantity("1e20").unwrap(), i64::MAX);
+        assert_eq!(quantity("-1e20").unwrap(), i64::MIN);
+        for fractional in ["2.5", "-0.5", "1e-3"] {
+            assert!(quantity(fractional).is_err(), "{fractional}");
+        }
+    }
+
+    #[test]
+    fn a_body_up_to_64_kib_is_read() {
+        let order = body(r#"[{"sku":"A","quantity":1}]"#);
+        let mut padded = order.clone();
+        padded.resize(64 * 1024, b' ');
+        assert!(parse_place_order(&padded).is_ok());
+    }
+
+    #[test]
     fn rejects_oversized_and_malformed_bodies() {
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(
