@@ -267,3 +267,43 @@ async fn release_leaves_a_tombstone_that_refuses_a_late_reserve() {
         3
     );
 }
+
+#[tokio::test]
+async fn a_release_announces_only_units_it_gave_back_and_a_restock_answers_the_level() {
+    let (stock, events) = (FakeStock::with(&[("MUG", 3)]), FakeEvents::default());
+    let inventory = InventoryService {
+        stock: &stock,
+        events: &events,
+    };
+    let order = OrderId::generate();
+    inventory
+        .reserve(&order, "c", &[line("MUG", 2)])
+        .await
+        .unwrap();
+    for expected in [ReleaseOutcome::Released, ReleaseOutcome::AlreadyReleased] {
+        assert_eq!(
+            inventory
+                .release(&order, "c", &[line("MUG", 2)])
+                .await
+                .unwrap(),
+            expected
+        );
+    }
+    assert_eq!(events.detail_types(), ["StockReserved", "StockReleased"]);
+    let level = inventory.restock(&Sku("MUG".into()), 4).await.unwrap();
+    assert_eq!((level.available, level.reserved), (7, 0));
+}
+
+#[tokio::test]
+async fn the_saga_starts_with_everything_it_needs_about_the_order() {
+    let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
+    let order = one_mug(&service(&catalog, &orders, &queue)).await;
+    let input = crate::services::saga_input(&order);
+    assert_eq!(input["orderId"], order.order_id.as_str());
+    assert_eq!(input["customerId"], "c-1");
+    assert_eq!(input["total"], 1250);
+    assert_eq!(input["currency"], "EUR");
+    assert_eq!(input["lines"][0]["sku"], "MUG");
+    assert_eq!(input["paymentToken"], "tok_ok");
+    assert_eq!(input["correlationId"], "c");
+}
