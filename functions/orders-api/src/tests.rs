@@ -179,6 +179,41 @@ async fn bad_input_gets_a_problem_with_a_stable_type_and_the_field() {
             assert_eq!(body_of(&r)["errors"][0]["field"], field);
         }
     }
+    // The largest body is read, base64 or not.
+    let largest = format!("{ORDER}{}", " ".repeat(MAX_BODY_BYTES - ORDER.len()));
+    assert_eq!(largest.len(), MAX_BODY_BYTES);
+    let r = api
+        .handle(
+            request("POST", "/v1/orders", Some(&largest), &[]),
+            deadline(),
+        )
+        .await;
+    assert_eq!(r.status_code, 202, "{:?}", r.body);
+    let mut encoded = request(
+        "POST",
+        "/v1/orders",
+        Some(&base64::engine::general_purpose::STANDARD.encode(&largest)),
+        &[],
+    );
+    encoded.is_base64_encoded = true;
+    let r = api.handle(encoded, deadline()).await;
+    assert_eq!(r.status_code, 202, "{:?}", r.body);
+    orders.0.lock().unwrap().clear();
+    // One byte more is refused before an Idempotency-Key is claimed: the shopper's
+    // retry with a good body under the same key is a fresh order.
+    let key = [("idempotency-key", "too-big-then-fixed")];
+    let r = api
+        .handle(
+            request("POST", "/v1/orders", Some(&format!("{largest} ")), &key),
+            deadline(),
+        )
+        .await;
+    assert_eq!(r.status_code, 413);
+    let r = api
+        .handle(request("POST", "/v1/orders", Some(ORDER), &key), deadline())
+        .await;
+    assert_eq!(r.status_code, 202, "{:?}", r.body);
+    orders.0.lock().unwrap().clear();
     // A base64 body too large to be an order is refused before it is decoded, even
     // when it is not base64 at all.
     let mut oversized = request("POST", "/v1/orders", Some(&"!".repeat(100_000)), &[]);
@@ -217,6 +252,14 @@ async fn wrong_media_type_and_unknown_routes_are_problems() {
                 .await
         ),
         "method-not-allowed"
+    );
+    assert_eq!(
+        problem_type(
+            &api.handle(request("POST", "/v1/orders//cancel", None, &[]), deadline())
+                .await
+        ),
+        "route-not-found",
+        "an empty order id is no route"
     );
     assert_eq!(
         problem_type(
@@ -310,6 +353,12 @@ async fn a_request_without_verified_claims_is_refused_never_served_anonymously()
         assert_eq!(r.headers["www-authenticate"], "Bearer");
     }
     assert!(orders.0.lock().unwrap().is_empty());
+    // Only a 401 carries the challenge.
+    let placed = api
+        .handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
+        .await;
+    assert_eq!(placed.status_code, 202);
+    assert!(!placed.headers.contains_key("www-authenticate"));
 }
 
 #[tokio::test]
@@ -786,4 +835,13 @@ fn every_problem_type_is_documented_and_every_documented_one_exists() {
     documented.sort();
     built.sort();
     assert_eq!(built, documented);
+    // Each kind has its own short title (RFC 9457: the same for every occurrence).
+    let mut titles = std::collections::HashSet::new();
+    for kind in problem::ProblemType::ALL {
+        let title = Problem::new(kind, "").title;
+        assert!(
+            !title.is_empty() && titles.insert(title),
+            "{kind:?}: {title:?}"
+        );
+    }
 }

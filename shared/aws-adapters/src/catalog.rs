@@ -100,3 +100,84 @@ impl Catalog for DynamoCatalog {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! BatchGetItem leaving keys unprocessed (under throttling): moto never does, so
+    //! these run on replayed answers.
+    use super::*;
+    use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn item(sku: &str, cents: u64) -> HashMap<String, AttributeValue> {
+        serde_dynamo::to_item(CatalogItem {
+            sku: Sku(sku.into()),
+            name: sku.into(),
+            prices: HashMap::from([(shop_domain::Currency::EUR, cents)]),
+        })
+        .unwrap()
+    }
+
+    fn unprocessed(sku: &str) -> KeysAndAttributes {
+        KeysAndAttributes::builder()
+            .keys(HashMap::from([(
+                "sku".to_string(),
+                AttributeValue::S(sku.into()),
+            )]))
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unprocessed_keys_are_read_again_until_every_price_is_known() {
+        let first = mock!(Client::batch_get_item)
+            .match_requests(|r| {
+                r.request_items()
+                    .is_some_and(|i| i["catalog"].keys().len() == 2)
+            })
+            .then_output(|| {
+                BatchGetItemOutput::builder()
+                    .responses("catalog", vec![item("A", 100)])
+                    .unprocessed_keys("catalog", unprocessed("B"))
+                    .build()
+            });
+        let rest = mock!(Client::batch_get_item)
+            .match_requests(|r| {
+                r.request_items()
+                    .is_some_and(|i| i["catalog"].keys().len() == 1)
+            })
+            .then_output(|| {
+                BatchGetItemOutput::builder()
+                    .responses("catalog", vec![item("B", 250)])
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&first, &rest]);
+        let prices = DynamoCatalog::new(client, "catalog")
+            .prices(&[Sku("A".into()), Sku("B".into())])
+            .await
+            .unwrap();
+        assert_eq!(prices.len(), 2);
+        assert_eq!(prices[&Sku("B".into())][&shop_domain::Currency::EUR], 250);
+        assert_eq!((first.num_calls(), rest.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn keys_left_unprocessed_after_every_attempt_are_an_error() {
+        let throttled = mock!(Client::batch_get_item)
+            .sequence()
+            .output(|| {
+                BatchGetItemOutput::builder()
+                    .unprocessed_keys("catalog", unprocessed("A"))
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&throttled]);
+        let err = DynamoCatalog::new(client, "catalog")
+            .prices(&[Sku("A".into())])
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("unprocessed"), "{err:?}");
+        assert_eq!(throttled.num_calls(), 5);
+    }
+}

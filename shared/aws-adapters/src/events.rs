@@ -84,3 +84,82 @@ impl EventPublisher for EventBridgePublisher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! PutEvents answering 200 with some entries rejected: moto never does, AWS does
+    //! (throttling, an internal failure), so these run on replayed answers.
+    use super::*;
+    use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use shop_domain::OrderId;
+
+    fn declined(reason: &str) -> DomainEvent {
+        DomainEvent::payment_declined(&OrderId::generate(), "c", reason)
+    }
+
+    fn rejected() -> PutEventsResultEntry {
+        PutEventsResultEntry::builder()
+            .error_code("ThrottlingException")
+            .error_message("Rate exceeded")
+            .build()
+    }
+
+    fn accepted() -> PutEventsResultEntry {
+        PutEventsResultEntry::builder().event_id("e").build()
+    }
+
+    #[tokio::test]
+    async fn only_the_rejected_entries_are_sent_again() {
+        let first = mock!(Client::put_events)
+            .match_requests(|r| r.entries().len() == 3)
+            .then_output(|| {
+                PutEventsOutput::builder()
+                    .failed_entry_count(1)
+                    .entries(accepted())
+                    .entries(rejected())
+                    .entries(accepted())
+                    .build()
+            });
+        let again = mock!(Client::put_events)
+            .match_requests(|r| {
+                r.entries().len() == 1 && r.entries()[0].detail().is_some_and(|d| d.contains("r1"))
+            })
+            .then_output(|| {
+                PutEventsOutput::builder()
+                    .failed_entry_count(0)
+                    .entries(accepted())
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_eventbridge, RuleMode::Sequential, [&first, &again]);
+        let publisher = EventBridgePublisher::new(client, "bus");
+        let events = [declined("r0"), declined("r1"), declined("r2")];
+        publisher.publish(&events).await.unwrap();
+        assert_eq!((first.num_calls(), again.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn an_entry_still_rejected_after_every_attempt_is_an_error() {
+        let always = mock!(Client::put_events)
+            .sequence()
+            .output(|| {
+                PutEventsOutput::builder()
+                    .failed_entry_count(1)
+                    .entries(rejected())
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let client = mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&always]);
+        let err = EventBridgePublisher::new(client, "bus")
+            .publish(&[declined("r0")])
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:?}").contains("ThrottlingException"),
+            "{err:?}"
+        );
+        assert_eq!(always.num_calls(), ATTEMPTS as usize);
+    }
+}

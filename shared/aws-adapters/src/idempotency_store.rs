@@ -106,11 +106,9 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 match existing {
                     Some(item) => Ok(Begin::Existing(read(&item)?)),
                     // DynamoDB returns the item that failed the condition; without one,
-                    // treat the key as busy: the caller may retry.
-                    None => Ok(Begin::Existing(Record {
-                        status: RecordStatus::InProgress,
-                        ..record.clone()
-                    })),
+                    // treat the key as busy (the claim itself is in progress): the
+                    // caller may retry.
+                    None => Ok(Begin::Existing(record.clone())),
                 }
             }
             Err(e) => Err(Box::new(e)),

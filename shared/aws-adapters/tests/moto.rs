@@ -235,6 +235,9 @@ async fn idempotency_records_lock_complete_and_release() {
     }
     store.release(&record.key).await.unwrap();
     assert_eq!(store.begin(&record, 1_000).await.unwrap(), Begin::Acquired);
+    // A store that cannot be reached is an error, never a key "in progress".
+    let missing = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), "no-such-table");
+    assert!(missing.begin(&record, 1_000).await.is_err());
 }
 
 fn order() -> Order {
