@@ -354,6 +354,71 @@ async fn a_customer_lists_their_orders_newest_first_through_the_owner_index() {
         mine.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>()
     );
     assert_eq!(pages, 3);
+    // AND a page that holds them all has no next link
+    let all = PageRequest::parse(Some("7"), None).unwrap();
+    let got = orders.list_by_customer(&me, &all).await.unwrap();
+    assert_eq!((got.orders.len(), got.next), (7, None));
+}
+
+#[tokio::test]
+async fn the_pending_index_lists_the_oldest_pending_orders_across_its_shards() {
+    // GIVEN twelve pending orders, a minute apart, spread over the index's shards
+    let (sdk, stack) = stack().await;
+    let orders = DynamoOrderStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["OrdersTable"],
+    );
+    let mut placed = Vec::new();
+    for minute in 0..12 {
+        let mut o = order();
+        o.created_at = format!("2026-11-29T10:{minute:02}:00.000Z");
+        orders.insert(&o).await.unwrap();
+        placed.push(o.order_id);
+    }
+    // WHEN the sweep asks for those created before 10:08, five at a time
+    let cutoff = "2026-11-29T10:08:00.000Z";
+    // THEN it gets the five oldest, oldest first, and the order at the cutoff never
+    assert_eq!(orders.created_before(cutoff, 5).await.unwrap(), placed[..5]);
+    assert_eq!(
+        orders.created_before(cutoff, 100).await.unwrap(),
+        placed[..8]
+    );
+    // AND an order forgotten (no longer pending) leaves the index
+    orders.forget(&placed[0]).await.unwrap();
+    orders.forget(&OrderId::generate()).await.unwrap();
+    assert_eq!(
+        orders.created_before(cutoff, 100).await.unwrap(),
+        placed[1..8]
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_table_is_an_error_never_a_refused_condition() {
+    let (sdk, _) = stack().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let order = OrderId::generate();
+    let ledger = DynamoLedger::new(client.clone(), "no-such-table");
+    let record = LedgerRecord {
+        order_id: order.clone(),
+        status: LedgerStatus::Charging,
+        amount: 100,
+        currency: Some(Currency::EUR),
+        charge_id: None,
+        updated_at: "2026-01-01T00:00:00Z".into(),
+    };
+    assert!(ledger.transition(&order, None, &record).await.is_err());
+    let orders = DynamoOrderStore::new(client, "no-such-table");
+    assert!(
+        orders
+            .cancel(
+                &order,
+                "cancelled-by-customer",
+                "2026-01-01T00:00:00Z",
+                None
+            )
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
