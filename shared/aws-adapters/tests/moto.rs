@@ -655,6 +655,40 @@ async fn saga_starts_once_per_order_and_dead_tokens_are_not_errors() {
         .unwrap()
         .executions;
     assert_eq!(executions.len(), 1);
+    // The sweep's view of an order's run: running, never started, or ended.
+    assert_eq!(
+        starter.run_state(&o.order_id).await.unwrap(),
+        RunState::Running
+    );
+    assert_eq!(
+        starter.run_state(&OrderId::generate()).await.unwrap(),
+        RunState::NeverStarted
+    );
+    // A run that ended: under a one-state machine, so it ends at once.
+    let quick = sfn
+        .create_state_machine()
+        .name(format!("{}-quick", stack.prefix))
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#)
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/quick",
+            local_runtime::ACCOUNT_ID
+        ))
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn;
+    let quick = SfnSagaStarter::new(sfn.clone(), &quick);
+    let done = OrderId::generate();
+    quick.start(&done, &json!({})).await.unwrap();
+    let mut state = RunState::Running;
+    for _ in 0..50 {
+        state = quick.run_state(&done).await.unwrap();
+        if state != RunState::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(state, RunState::Ended);
     let callbacks = SfnTaskCallbacks::new(sfn);
     assert!(
         !callbacks
