@@ -154,3 +154,57 @@ impl TaskCallbacks for SfnTaskCallbacks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Step Functions' answers to a task callback, replayed: a dead token (the saga
+    //! moved on) is `false`, any other failure an error, so the message is redelivered.
+    use super::*;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn answering(code: &str) -> (Client, [aws_smithy_mocks::Rule; 3]) {
+        let body = format!(r#"{{"__type":"{code}","message":"from the test"}}"#);
+        let rules = [
+            mock!(Client::send_task_success)
+                .sequence()
+                .http_status(400, Some(body.clone()))
+                .build(),
+            mock!(Client::send_task_failure)
+                .sequence()
+                .http_status(400, Some(body.clone()))
+                .build(),
+            mock!(Client::send_task_heartbeat)
+                .sequence()
+                .http_status(400, Some(body))
+                .build(),
+        ];
+        let client = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &rules);
+        (client, rules)
+    }
+
+    #[tokio::test]
+    async fn a_dead_token_is_no_error_and_anything_else_is() {
+        for dead in ["TaskTimedOut", "InvalidToken", "TaskDoesNotExist"] {
+            let (client, _rules) = answering(dead);
+            let callbacks = SfnTaskCallbacks::new(client);
+            assert!(
+                !callbacks
+                    .succeed("t", &serde_json::json!({}))
+                    .await
+                    .unwrap()
+            );
+            assert!(!callbacks.fail("t", "OutOfStock", "late").await.unwrap());
+            assert!(!callbacks.heartbeat("t").await.unwrap());
+        }
+        let (client, _rules) = answering("InvalidOutput");
+        let callbacks = SfnTaskCallbacks::new(client);
+        assert!(
+            callbacks
+                .succeed("t", &serde_json::json!({}))
+                .await
+                .is_err()
+        );
+        assert!(callbacks.fail("t", "OutOfStock", "late").await.is_err());
+        assert!(callbacks.heartbeat("t").await.is_err());
+    }
+}
