@@ -566,6 +566,11 @@ async fn a_shipment_is_created_once_per_order() {
         "the first shipment is kept as it was"
     );
     assert!(shipments.create(&OrderId::generate(), &[]).await.unwrap());
+    let missing = DynamoShipmentStore::new(aws_sdk_dynamodb::Client::new(&sdk), "no-such-table");
+    assert!(
+        missing.create(&order, &[]).await.is_err(),
+        "an unreachable table is an error, never a shipment that existed"
+    );
 }
 
 async fn receive_one(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<Order> {
