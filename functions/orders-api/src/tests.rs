@@ -570,6 +570,32 @@ impl Catalog for PanickingCatalog {
     }
 }
 
+struct DownCatalog;
+
+#[async_trait]
+impl Catalog for DownCatalog {
+    async fn prices(&self, _: &[Sku]) -> Result<HashMap<Sku, PriceList>, PortError> {
+        Err(PortError::new("catalog.prices", "throttled"))
+    }
+}
+
+#[tokio::test]
+async fn a_dependency_outage_is_a_503_to_retry_and_only_it_says_when() {
+    let (api, _) = api_with(Arc::new(DownCatalog));
+    let r = api
+        .handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
+        .await;
+    assert_eq!(r.status_code, 503);
+    assert_eq!(problem_type(&r), "service-unavailable");
+    assert_eq!(r.headers["retry-after"], "1");
+    let (api, _) = api_with(Arc::new(catalog()));
+    let placed = api
+        .handle(request("POST", "/v1/orders", Some(ORDER), &[]), deadline())
+        .await;
+    assert_eq!(placed.status_code, 202);
+    assert!(!placed.headers.contains_key("retry-after"));
+}
+
 #[tokio::test]
 async fn a_panic_becomes_a_500_problem() {
     let (api, _) = api_with(Arc::new(PanickingCatalog));
