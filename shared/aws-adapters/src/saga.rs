@@ -183,6 +183,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_taken_is_true() {
+        use aws_sdk_sfn::operation::send_task_failure::SendTaskFailureOutput;
+        use aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatOutput;
+        use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+        let rules = [
+            mock!(Client::send_task_success)
+                .then_output(|| SendTaskSuccessOutput::builder().build()),
+            mock!(Client::send_task_failure)
+                .then_output(|| SendTaskFailureOutput::builder().build()),
+            mock!(Client::send_task_heartbeat)
+                .then_output(|| SendTaskHeartbeatOutput::builder().build()),
+        ];
+        let callbacks =
+            SfnTaskCallbacks::new(mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &rules));
+        assert!(
+            callbacks
+                .succeed("t", &serde_json::json!({}))
+                .await
+                .unwrap()
+        );
+        assert!(callbacks.fail("t", "OutOfStock", "sold out").await.unwrap());
+        assert!(callbacks.heartbeat("t").await.unwrap());
+    }
+
+    #[tokio::test]
     async fn a_dead_token_is_no_error_and_anything_else_is() {
         for dead in ["TaskTimedOut", "InvalidToken", "TaskDoesNotExist"] {
             let (client, _rules) = answering(dead);

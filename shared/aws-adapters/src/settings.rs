@@ -81,6 +81,15 @@ impl<'a> Settings<'a> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_process_environment_is_read_as_it_is() {
+        for name in ["PATH", "CARGO_PKG_NAME"] {
+            assert_eq!(process_variable(name), std::env::var(name).ok(), "{name}");
+        }
+        assert!(process_variable("PATH").is_some_and(|p| !p.is_empty()));
+        assert_eq!(process_variable("SHOP_NO_SUCH_VARIABLE_EVER"), None);
+    }
+
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| {
             pairs

@@ -419,6 +419,41 @@ async fn an_unreachable_table_is_an_error_never_a_refused_condition() {
             .await
             .is_err()
     );
+    assert!(orders.forget(&order).await.is_err());
+    // A state machine that cannot be named is an error too, never a run that exists
+    // or never started.
+    let nowhere = SfnSagaStarter::new(aws_sdk_sfn::Client::new(&sdk), "not-an-arn");
+    assert!(nowhere.start(&order, &json!({})).await.is_err());
+    assert!(nowhere.run_state(&order).await.is_err());
+}
+
+#[tokio::test]
+async fn a_secret_field_is_read_and_a_missing_one_named() {
+    let (sdk, _) = stack().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = format!("ad{}-key", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    client
+        .create_secret()
+        .name(&name)
+        .secret_string(r#"{"apiKey":"sk_test_0123456789abcdef"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        shop_aws::secrets::read_json_field(&client, &name, "apiKey")
+            .await
+            .unwrap(),
+        "sk_test_0123456789abcdef"
+    );
+    let missing = shop_aws::secrets::read_json_field(&client, &name, "other")
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("other"), "{missing}");
+    assert!(
+        shop_aws::secrets::read_json_field(&client, "no-such-secret", "apiKey")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
