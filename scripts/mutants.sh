@@ -8,6 +8,7 @@
 # the checkout is never touched: commit first. Results: target/mutants/<crate>/.
 #   scripts/mutants.sh                 # every crate below
 #   scripts/mutants.sh sqs-batch       # one crate
+#   scripts/mutants.sh --iterate shop-aws   # only what the last run of it did not catch
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -26,6 +27,11 @@ else
   git worktree add --quiet --detach "$tree" HEAD
 fi
 
+iterate=()
+if [ "${1:-}" = "--iterate" ]; then
+  iterate=(--iterate)
+  shift
+fi
 crates=("$@")
 [ "${#crates[@]}" -gt 0 ] || crates=(sqs-batch inventory payments idempotency orders-api shop-domain shop-aws)
 for crate in "${crates[@]}"; do
@@ -35,7 +41,7 @@ for crate in "${crates[@]}"; do
   # The AWS adapters' tests run against moto server; with-moto.sh starts one for the run.
   mkdir -p "$root/target/mutants/$crate"
   (cd "$tree" && CARGO_TARGET_DIR="$root/target/mutants/target" "$root/scripts/with-moto.sh" \
-    cargo mutants --in-place --package "$crate" "${tests[@]}" \
+    cargo mutants --in-place --package "$crate" "${tests[@]}" "${iterate[@]}" \
     --output "$root/target/mutants/$crate" --no-shuffle --colors never) || true
   outcomes="$root/target/mutants/$crate/mutants.out/outcomes.json"
   python3 - "$crate" "$outcomes" "$(( $(date +%s) - start ))" <<'PY'
