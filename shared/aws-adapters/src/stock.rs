@@ -325,3 +325,127 @@ impl StockStore for DynamoStockStore {
             .map_err(|e| port_error("stock.level", e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A release racing another write of the same reservation. moto serializes every
+    //! write, so it can never lose such a race; these replay DynamoDB's answers.
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+
+    fn lines() -> Vec<OrderLine> {
+        vec![OrderLine {
+            sku: Sku("MUG".into()),
+            quantity: 1,
+            unit_price: 100,
+        }]
+    }
+
+    fn stored(order_id: &OrderId, status: ReservationStatus) -> GetItemOutput {
+        let reservation = Reservation {
+            pk: format!("RES#{order_id}"),
+            order_id: order_id.clone(),
+            status,
+            lines: lines(),
+        };
+        GetItemOutput::builder()
+            .set_item(Some(serde_dynamo::to_item(reservation).unwrap()))
+            .build()
+    }
+
+    /// A cancelled transaction, with one reason per item (`None` for "not the cause").
+    fn cancelled(reasons: &[&str]) -> TransactWriteItemsError {
+        let mut refusal = TransactionCanceledException::builder();
+        for reason in reasons {
+            refusal =
+                refusal.cancellation_reasons(CancellationReason::builder().code(*reason).build());
+        }
+        TransactWriteItemsError::TransactionCanceledException(refusal.build())
+    }
+
+    fn store(mode: RuleMode, rules: &[&Rule]) -> DynamoStockStore {
+        DynamoStockStore::new(mock_client!(aws_sdk_dynamodb, mode, rules), "inventory")
+    }
+
+    #[tokio::test]
+    async fn a_tombstone_that_loses_to_a_late_reserve_releases_what_it_reserved() {
+        let order = OrderId::generate();
+        let (o1, o2) = (order.clone(), order.clone());
+        let nothing = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
+        let tombstone = mock!(Client::transact_write_items)
+            .then_error(|| cancelled(&["ConditionalCheckFailed"]));
+        let reserved =
+            mock!(Client::get_item).then_output(move || stored(&o1, ReservationStatus::Reserved));
+        let release = mock!(Client::transact_write_items)
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let outcome = store(
+            RuleMode::Sequential,
+            &[&nothing, &tombstone, &reserved, &release],
+        )
+        .release(&o2, &lines())
+        .await
+        .unwrap();
+        assert_eq!(outcome, ReleaseOutcome::Released);
+        assert_eq!(release.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_release_that_loses_to_another_release_finds_it_done() {
+        let order = OrderId::generate();
+        let (o1, o2) = (order.clone(), order.clone());
+        let reserved =
+            mock!(Client::get_item).then_output(move || stored(&o1, ReservationStatus::Reserved));
+        let lost = mock!(Client::transact_write_items)
+            .then_error(|| cancelled(&["ConditionalCheckFailed", "None"]));
+        let released =
+            mock!(Client::get_item).then_output(move || stored(&o2, ReservationStatus::Released));
+        let outcome = store(RuleMode::Sequential, &[&reserved, &lost, &released])
+            .release(&order, &lines())
+            .await
+            .unwrap();
+        assert_eq!(outcome, ReleaseOutcome::AlreadyReleased);
+        assert_eq!(released.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_release_cancelled_for_another_reason_is_an_error_at_once() {
+        // A conflict on the tombstone, or the units' own condition on the release:
+        // neither is a lost race on the reservation, so neither is tried again here.
+        for (found, reasons) in [
+            (None, &["TransactionConflict"][..]),
+            (
+                Some(ReservationStatus::Reserved),
+                &["None", "ConditionalCheckFailed"][..],
+            ),
+        ] {
+            let order = OrderId::generate();
+            let o1 = order.clone();
+            let read = mock!(Client::get_item)
+                .sequence()
+                .output(move || match found {
+                    Some(status) => stored(&o1, status),
+                    None => GetItemOutput::builder().build(),
+                })
+                .repeatedly()
+                .build();
+            let write = mock!(Client::transact_write_items)
+                .sequence()
+                .error(move || cancelled(reasons))
+                .repeatedly()
+                .build();
+            let err = store(RuleMode::MatchAny, &[&read, &write])
+                .release(&order, &lines())
+                .await
+                .unwrap_err();
+            assert!(
+                format!("{err:?}").contains("TransactionCanceled"),
+                "{err:?}"
+            );
+            assert_eq!((read.num_calls(), write.num_calls()), (1, 1), "{reasons:?}");
+        }
+    }
+}
