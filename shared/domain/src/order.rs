@@ -289,6 +289,21 @@ mod tests {
     }
 
     #[test]
+    fn a_status_is_stored_by_its_serde_name_and_only_two_are_terminal() {
+        use OrderStatus::*;
+        for status in [Pending, Reserved, PaymentPending, Confirmed, Cancelled] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+            assert_eq!(
+                status.is_terminal(),
+                matches!(status, Confirmed | Cancelled),
+                "{status:?}"
+            );
+        }
+        assert_eq!(OrderStatus::parse("confirmed"), None);
+    }
+
+    #[test]
     fn every_currency_is_read_by_its_iso_code() {
         for currency in [Currency::EUR, Currency::USD, Currency::GBP] {
             assert_eq!(Currency::parse(currency.code()), Some(currency));
