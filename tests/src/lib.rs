@@ -6,7 +6,6 @@
 pub mod chaos;
 
 use async_trait::async_trait;
-use aws_sdk_eventbridge::types::Target;
 use local_app::{InvokerLayer, LocalApp, LocalOptions, PortEdit};
 use local_runtime::http_api::HttpResponse;
 use local_runtime::oidc_issuer::TokenRequest;
@@ -536,44 +535,14 @@ impl App {
 /// A test-only rule that copies every `shop.*` event to a queue, so tests can see and
 /// schema-check everything the system emits.
 async fn tap_every_event(sdk: &aws_config::SdkConfig, stack: &Stack) -> String {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let events = aws_sdk_eventbridge::Client::new(sdk);
-    let name = format!("{}-tap", stack.prefix);
-    let url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let bus = stack.buses.values().next().expect("a bus").clone();
-    events
-        .put_rule()
-        .name(&name)
-        .event_bus_name(&bus)
-        .event_pattern(json!({"source": [{"prefix": "shop."}]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&name)
-        .event_bus_name(&bus)
-        .targets(
-            Target::builder()
-                .id("tap")
-                .arn(format!(
-                    "arn:aws:sqs:us-east-1:{}:{name}",
-                    local_runtime::ACCOUNT_ID
-                ))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
+    let bus = stack.buses.values().next().expect("a bus");
+    local_runtime::provision::tap_events(
+        &local_runtime::provision::Clients::new(sdk),
+        bus,
+        &format!("{}-tap", stack.prefix),
+    )
+    .await
+    .expect("tap the bus")
 }
 
 /// Validates every event against its versioned schema; returns the failures.

@@ -490,40 +490,13 @@ async fn publishing_checks_every_entry_and_chunks_large_batches() {
         aws_sdk_sqs::Client::new(&sdk),
         aws_sdk_eventbridge::Client::new(&sdk),
     );
-    let tap = format!("{}-tap", stack.prefix);
-    let tap_url = sqs
-        .create_queue()
-        .queue_name(&tap)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    bridge
-        .put_rule()
-        .name(&tap)
-        .event_bus_name(&bus)
-        .event_pattern(json!({"source": [{"prefix": "shop."}]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    bridge
-        .put_targets()
-        .rule(&tap)
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("tap")
-                .arn(format!(
-                    "arn:aws:sqs:us-east-1:{}:{tap}",
-                    local_runtime::ACCOUNT_ID
-                ))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let tap_url = local_runtime::provision::tap_events(
+        &Clients::new(&sdk),
+        &bus,
+        &format!("{}-tap", stack.prefix),
+    )
+    .await
+    .unwrap();
     // WHEN 23 events are published: more than two PutEvents calls' worth
     let publisher = EventBridgePublisher::new(bridge.clone(), bus);
     let events: Vec<_> = (0..23)

@@ -105,3 +105,57 @@ pub(super) async fn create_rules(
     }
     Ok(())
 }
+
+/// Copies every event of the shop's own sources (`shop.*`) on `bus` to a new queue
+/// named `name`, and returns the queue's URL: how the tests see everything the system
+/// emits.
+pub async fn tap_events(
+    clients: &Clients,
+    bus: &str,
+    name: &str,
+) -> Result<String, ProvisionError> {
+    let url = clients
+        .sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(emulator(name))?
+        .queue_url
+        .unwrap_or_default();
+    clients
+        .events
+        .put_rule()
+        .name(name)
+        .event_bus_name(bus)
+        .event_pattern(serde_json::json!({"source": [{"prefix": "shop."}]}).to_string())
+        .send()
+        .await
+        .map_err(emulator(name))?;
+    let arn = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(emulator(name))?
+        .attributes
+        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .unwrap_or_default();
+    let target = Target::builder()
+        .id("tap")
+        .arn(arn)
+        .build()
+        .map_err(emulator(name))?;
+    clients
+        .events
+        .put_targets()
+        .rule(name)
+        .event_bus_name(bus)
+        .targets(target)
+        .send()
+        .await
+        .map_err(emulator(name))?;
+    Ok(url)
+}

@@ -4,6 +4,7 @@
 //! with the resource and the path of the bad field instead of becoming an empty name.
 
 mod events;
+pub use events::tap_events;
 mod functions;
 mod http_api;
 mod monitoring;
