@@ -498,8 +498,29 @@ fn request_body(request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Reply> {
 fn canonical_payload(body: &[u8]) -> Vec<u8> {
     serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| serde_json::to_vec(&v).ok())
+        .and_then(|v| serde_json::to_vec(&keys_sorted(v)).ok())
         .unwrap_or_else(|| body.to_vec())
+}
+
+/// The value with every object's keys in sorted order. Sorted here, not left to
+/// serde_json's map: its `preserve_order` feature, which any crate in a build can
+/// turn on, keeps the order the client sent (a dev-dependency once did, and a
+/// reordered retry was refused as another body).
+fn keys_sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, keys_sorted(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(keys_sorted).collect()),
+        other => other,
+    }
 }
 
 fn request_problem(e: RequestError) -> Problem {
