@@ -34,6 +34,19 @@ the GIL went to the first two):
   reservation per order), so a long run slowed down as it went. With writes
   serialized, only the items the transaction names can change while it runs, so
   only those are copied; the rest of the snapshot shares the table's items.
+SendTaskHeartbeat on a callback task that declares no HeartbeatSeconds: AWS accepts
+it while the task waits (the beat resets a clock nobody reads), moto answers
+InvalidToken as if the task were gone. The workers' receipt of a saga command is such
+a heartbeat (docs/backpressure.md), so moto would make every command look stale. The
+patch accepts it while the task waits; once answered or timed out, moto's own answers
+stand (TaskTimedOut, TaskDoesNotExist, InvalidToken).
+
+A retried callback task keeps its first task token in moto, and the endpoint still
+holds the first attempt's answer: the retry fails at once with the old error, and
+the command it sends carries a token already answered. On AWS every attempt is a new
+task with its own token. The patch draws a fresh token for an attempt whose token was
+already answered or timed out, before the attempt sends its command.
+
 Parsed definitions are shared between executions: their components keep no state of
 an execution except a lazily drawn heap key, drawn here before sharing so concurrent
 executions cannot draw it twice.
@@ -81,6 +94,9 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.sqs.models import SQSBackend
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E501
+    StateTaskServiceCallback)
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.core.config import default_user_config
@@ -206,6 +222,32 @@ _give_body(moto.core.utils.unix_time, _unix_time,
 _give_body(sfn_boto.boto_client_for, _boto_client_for,
            _shop_clients={}, _shop_boto_client_for=_copy(sfn_boto.boto_client_for))
 SQSBackend.is_message_valid_based_on_retention_period = _retained
+
+
+def _notify_heartbeat(self):
+    if self._outcome is not None:
+        return False
+    if self._heartbeat_endpoint:
+        self._heartbeat_endpoint.notify()
+    return True
+
+
+CallbackEndpoint.notify_heartbeat = _notify_heartbeat
+
+
+def _token_per_attempt(attempt):
+    def _eval_execution(self, env):
+        task = env.states.context_object.context_object_data.get("Task")
+        used = task and env.callback_pool_manager.get(task["Token"])
+        if used is not None and (used.get_outcome() is not None or used.consumer_error is not None):
+            env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        return attempt(self, env)
+
+    _eval_execution.__name__ = attempt.__name__
+    return _eval_execution
+
+
+StateTaskServiceCallback._eval_execution = _token_per_attempt(StateTaskServiceCallback._eval_execution)
 
 
 def _draw_heap_keys(node, seen):

@@ -68,6 +68,63 @@ class PatchTargets(unittest.TestCase):
         self.assertTrue(callable(moto.backends.list_of_moto_modules))
 
 
+class Differences(unittest.TestCase):
+    """Each place moto answers otherwise than AWS, and the patch that makes it answer
+    as AWS does."""
+
+    def test_a_heartbeat_is_accepted_while_a_task_without_heartbeat_seconds_waits(self):
+        from moto.stepfunctions.parser.asl.eval.callback.callback import (
+            CallbackEndpoint, CallbackOutcomeSuccess)
+        waiting = CallbackEndpoint(callback_id="t1")
+        self.assertTrue(waiting.notify_heartbeat(), "AWS accepts it; moto said InvalidToken")
+        beating = CallbackEndpoint(callback_id="t2")
+        clock = beating.setup_heartbeat_endpoint(heartbeat_seconds=5)
+        self.assertTrue(beating.notify_heartbeat())
+        self.assertTrue(clock.clear_and_wait(), "the beat reached the task's clock")
+        waiting.notify(CallbackOutcomeSuccess(callback_id="t1", output="{}"))
+        self.assertFalse(waiting.notify_heartbeat(), "an answered task takes no beat")
+
+    def test_each_attempt_of_a_retried_callback_task_has_its_own_token(self):
+        import boto3
+        endpoint = moto_server.serve("127.0.0.1", 0)
+        aws = dict(endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+        sqs, sfn = boto3.client("sqs", **aws), boto3.client("stepfunctions", **aws)
+        queue = sqs.create_queue(QueueName="commands")["QueueUrl"]
+        task = {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "TimeoutSeconds": 30, "End": True,
+                "Retry": [{"ErrorEquals": ["Busy"], "IntervalSeconds": 1, "MaxAttempts": 3}]}
+        machine = sfn.create_state_machine(
+            name="retried", definition=json.dumps({"StartAt": "T", "States": {"T": task}}),
+            roleArn="arn:aws:iam::123456789012:role/saga")["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+
+        def next_token():
+            for _ in range(20):
+                for m in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []):
+                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+                    return json.loads(m["Body"])["token"]
+            self.fail("no command")
+
+        first = next_token()
+        sfn.send_task_heartbeat(taskToken=first)  # moto said InvalidToken: no HeartbeatSeconds
+        sfn.send_task_failure(taskToken=first, error="Busy", cause="try again")
+        second = next_token()
+        self.assertNotEqual(first, second)
+        sfn.send_task_heartbeat(taskToken=second)
+        sfn.send_task_success(taskToken=second, output="{}")
+        for _ in range(50):
+            status = sfn.describe_execution(executionArn=execution)["status"]
+            if status != "RUNNING":
+                break
+            time.sleep(0.1)
+        self.assertEqual(status, "SUCCEEDED")
+        failures = [e for e in sfn.get_execution_history(executionArn=execution)["events"]
+                    if e["type"] == "TaskFailed"]
+        self.assertEqual(len(failures), 1, "the retry waited for its own answer")
+
+
 class Middleware(unittest.TestCase):
     def test_serialized_requests_never_overlap_and_others_do(self):
         inside, most = [0], [0]

@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a hung inventory worker blocks an order: longer than ReserveStock's
-/// `TimeoutSeconds` (30), so the saga times the step out and compensates.
+/// timeout in the tests (`MaxOrderWaitSeconds` 20 plus `CommandWorkSeconds` 10), so the
+/// saga times the step out and compensates.
 const HANG: Duration = Duration::from_secs(33);
 
 /// Deliveries of a poisoned Release that crash: the queue's maxReceiveCount, so the

@@ -164,9 +164,13 @@ impl App {
         }
         // A short provider deadline and visibility timeout keep the timeout and
         // poison-message scenarios quick.
+        // The order's wait (20 s) and a command's work (10 s) are scaled down from the
+        // template's 900 s and 60 s, so timed-out and expired orders end within a test.
         let mut overrides = BTreeMap::from([
             ("PaymentProviderTimeoutMs".to_owned(), "200".to_owned()),
             ("QueueVisibilityTimeout".to_owned(), "4".to_owned()),
+            ("MaxOrderWaitSeconds".to_owned(), "20".to_owned()),
+            ("CommandWorkSeconds".to_owned(), "10".to_owned()),
         ]);
         for (k, v) in parameters {
             overrides.insert((*k).to_owned(), (*v).to_owned());

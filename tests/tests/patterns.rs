@@ -1,14 +1,17 @@
-//! The serverless patterns on the emulator: the express priority lane and heartbeats
-//! on the slow payment step.
+//! The serverless patterns on the emulator: the express priority lane, and how a saga
+//! command's time in its queue, its work and the order's deadline end.
 
 use async_trait::async_trait;
 use e2e::{App, AppPorts};
 use serde_json::Value;
-use shop_domain::OrderId;
 use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
-use shop_domain::ports::{PaymentProvider, PortError, TaskCallbacks};
+use shop_domain::ports::{
+    PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome, StockLevel, StockStore,
+    TaskCallbacks,
+};
+use shop_domain::{OrderId, OrderLine, Sku};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,16 +89,16 @@ impl PaymentProvider for SlowFirstCharge {
     }
 }
 
-/// Counts heartbeats, and with `deliver == false` drops them: a worker whose heartbeats
-/// never reach Step Functions, as when it hangs or dies.
-struct Beats {
+/// Crashes the worker at its first receipt of a saga command, before anything else:
+/// the message comes back after the queue's visibility timeout, as after a Lambda
+/// that died or a queue that held it that long.
+struct FirstReceiptCrashes {
     inner: Arc<dyn TaskCallbacks>,
-    deliver: bool,
-    count: Arc<AtomicUsize>,
+    crashed: AtomicBool,
 }
 
 #[async_trait]
-impl TaskCallbacks for Beats {
+impl TaskCallbacks for FirstReceiptCrashes {
     async fn succeed(&self, token: &str, output: &Value) -> Result<bool, PortError> {
         self.inner.succeed(token, output).await
     }
@@ -103,100 +106,164 @@ impl TaskCallbacks for Beats {
         self.inner.fail(token, error, cause).await
     }
     async fn heartbeat(&self, token: &str) -> Result<bool, PortError> {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        if self.deliver {
-            self.inner.heartbeat(token).await
-        } else {
-            Ok(true)
+        if !self.crashed.swap(true, Ordering::SeqCst) {
+            panic!("the worker dies at its first receipt");
         }
+        self.inner.heartbeat(token).await
     }
 }
 
-/// A stack whose provider takes 30 s on the first charge (HeartbeatSeconds is 20, the
-/// step's TimeoutSeconds 60) and whose payments worker does or does not get its
-/// heartbeats through.
-async fn slow_payments(deliver: bool) -> (App, Arc<AtomicUsize>) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let beats = count.clone();
-    let app = App::start_configured(
-        move |ports: &mut AppPorts| {
-            ports.payments.provider = Arc::new(SlowFirstCharge {
-                inner: ports.payments.provider.clone(),
-                delay: Duration::from_secs(30),
-                seen: Mutex::default(),
-            });
-            for callbacks in [
-                &mut ports.inventory.callbacks,
-                &mut ports.payments.callbacks,
-            ] {
-                *callbacks = Arc::new(Beats {
-                    inner: callbacks.clone(),
-                    deliver,
-                    count: beats.clone(),
-                });
-            }
-        },
-        &[("PaymentProviderTimeoutMs", "45000")],
-    )
-    .await;
-    (app, count)
+/// The first Reserve of each order crashes inside the stock port, holding nothing.
+struct FirstReserveCrashes {
+    inner: Arc<dyn StockStore>,
+    crashed: AtomicBool,
+}
+
+#[async_trait]
+impl StockStore for FirstReserveCrashes {
+    async fn reserve(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReserveOutcome, PortError> {
+        if !self.crashed.swap(true, Ordering::SeqCst) {
+            panic!("the worker dies before reserving");
+        }
+        self.inner.reserve(order_id, lines).await
+    }
+    async fn release(
+        &self,
+        order_id: &OrderId,
+        lines: &[OrderLine],
+    ) -> Result<ReleaseOutcome, PortError> {
+        self.inner.release(order_id, lines).await
+    }
+    async fn restock(&self, sku: &Sku, quantity: u32) -> Result<StockLevel, PortError> {
+        self.inner.restock(sku, quantity).await
+    }
+    async fn level(&self, sku: &Sku) -> Result<Option<StockLevel>, PortError> {
+        self.inner.level(sku).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_slow_charge_that_sends_heartbeats_is_not_timed_out() {
-    let (app, beats) = slow_payments(true).await;
+async fn a_slow_charge_within_its_work_time_is_not_timed_out() {
+    // GIVEN a provider that takes 20 s over an order's first charge (the old charge
+    // step timed out after 20 s without a heartbeat), and 25 s of work allowed once a
+    // command is picked up
+    let app = App::start_configured(
+        |ports: &mut AppPorts| {
+            ports.payments.provider = Arc::new(SlowFirstCharge {
+                inner: ports.payments.provider.clone(),
+                delay: Duration::from_secs(20),
+                seen: Mutex::default(),
+            });
+        },
+        &[
+            ("PaymentProviderTimeoutMs", "25000"),
+            ("CommandWorkSeconds", "25"),
+        ],
+    )
+    .await;
     let (_, placed) = app.place(&[("MUG", 1)], "tok_visa", None).await;
     let id = order_id(&placed);
+    // THEN the order is confirmed, charged once
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["status"], "CONFIRMED", "{order}");
-    assert!(
-        beats.load(Ordering::SeqCst) >= 3,
-        "a beat every ~6.7 s over 30 s"
-    );
     assert_eq!(
         app.ledger(&id).await.unwrap().status,
         LedgerStatus::Captured
     );
+    let order_id = OrderId::parse(&id).unwrap();
+    assert_eq!(app.sandbox.net_captured(&order_id), 1250);
     assert_eq!(
-        app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
-        1250
+        app.sandbox.attempts(&order_id),
+        1,
+        "one call, never timed out"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_worker_whose_heartbeats_stop_is_timed_out_early_and_compensated() {
-    let (app, beats) = slow_payments(false).await;
-    let started = std::time::Instant::now();
-    let (_, placed) = app.place(&[("MUG", 1)], "tok_visa", None).await;
+async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
+    // GIVEN steps that time out 6 s after their command is sent, and a payments worker
+    // that dies on its first receipt, so the Charge comes back 8 s later
+    let app = App::start_configured(
+        |ports: &mut AppPorts| {
+            ports.payments.callbacks = Arc::new(FirstReceiptCrashes {
+                inner: ports.payments.callbacks.clone(),
+                crashed: AtomicBool::new(false),
+            });
+        },
+        &[
+            ("MaxOrderWaitSeconds", "5"),
+            ("CommandWorkSeconds", "1"),
+            ("PaymentsQueueVisibilityTimeout", "8"),
+        ],
+    )
+    .await;
+    let (_, placed) = app.place(&[("MUG", 2)], "tok_visa", None).await;
     let id = order_id(&placed);
+    // THEN the saga times the charge out and compensates
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["status"], "CANCELLED", "{order}");
-    // AWS documents States.HeartbeatTimeout or States.Timeout for a missed heartbeat;
-    // the emulator reports States.Timeout. The timing tells the two timeouts apart.
+    assert_eq!(order["cancelReason"], "States.Timeout", "{order}");
+    // AND the Charge, delivered again after that, never reached the provider
+    let deliveries = || {
+        app.recording_bodies("PaymentsFunction")
+            .iter()
+            .filter(|b| b.contains("\"Charge\"") && b.contains(&id))
+            .count()
+    };
+    let redelivered = std::time::Instant::now();
+    while deliveries() < 2 && redelivered.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        deliveries(),
+        2,
+        "the Charge came back after its step timed out"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let order_id = OrderId::parse(&id).unwrap();
+    assert_eq!(app.sandbox.attempts(&order_id), 0, "no provider call");
+    assert_eq!(app.sandbox.net_captured(&order_id), 0);
+    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
+    let mug = app.stock("MUG").await;
+    assert_eq!((mug.available, mug.reserved), (100, 0));
     assert!(
-        matches!(
-            order["cancelReason"].as_str(),
-            Some("States.HeartbeatTimeout" | "States.Timeout")
-        ),
+        app.drain("PaymentsDLQ").await.is_empty(),
+        "dropped, not dead-lettered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_that_waits_past_the_shops_limit_is_cancelled_for_it_and_never_charged() {
+    // GIVEN a shop that lets an order wait 3 s, and an inventory worker that dies on
+    // its first Reserve, so the command is picked up again 4 s later
+    let app = App::start_configured(
+        |ports: &mut AppPorts| {
+            ports.inventory.stock = Arc::new(FirstReserveCrashes {
+                inner: ports.inventory.stock.clone(),
+                crashed: AtomicBool::new(false),
+            });
+        },
+        &[("MaxOrderWaitSeconds", "3"), ("CommandWorkSeconds", "10")],
+    )
+    .await;
+    let (_, placed) = app.place(&[("MUG", 2)], "tok_visa", None).await;
+    let id = order_id(&placed);
+    // THEN the order is cancelled for waiting too long, with nothing held or charged
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(
+        (order["status"].as_str(), order["cancelReason"].as_str()),
+        (Some("CANCELLED"), Some("OrderExpired")),
         "{order}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(50),
-        "noticed after HeartbeatSeconds (20 s), not the step's 60 s timeout: {:?}",
-        started.elapsed()
-    );
-    assert!(
-        beats.load(Ordering::SeqCst) >= 1,
-        "the worker tried to beat"
-    );
-    // The charge that finished late is refused by the tombstone; nothing stays charged.
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    let ledger = app.ledger(&id).await.unwrap().status;
-    assert!(
-        matches!(ledger, LedgerStatus::Refunded | LedgerStatus::Voided),
-        "{ledger:?}"
-    );
-    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
+    let order_id = OrderId::parse(&id).unwrap();
+    assert_eq!(app.sandbox.attempts(&order_id), 0);
+    assert_eq!(app.sandbox.net_captured(&order_id), 0);
+    let mug = app.stock("MUG").await;
+    assert_eq!((mug.available, mug.reserved), (100, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

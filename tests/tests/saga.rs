@@ -601,10 +601,12 @@ impl shop_domain::ports::StockStore for PoisonReserve {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_command_is_dead_lettered_and_the_saga_compensates_on_timeout() {
-    // GIVEN an inventory handler that crashes on every Reserve
-    let app = App::start_with(|ports| {
-        ports.inventory.stock = Arc::new(PoisonReserve(ports.inventory.stock.clone()))
-    })
+    // GIVEN an inventory handler that crashes on every Reserve, and an order that may
+    // wait longer than the five deliveries take (4 s apart), so each one crashes
+    let app = App::start_configured(
+        |ports| ports.inventory.stock = Arc::new(PoisonReserve(ports.inventory.stock.clone())),
+        &[("MaxOrderWaitSeconds", "40")],
+    )
     .await;
     let (_, placed) = app.place(&[("MUG", 1)], "tok_visa", None).await;
     let id = order_id(&placed);

@@ -5,7 +5,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
-use shop_domain::commands::{Envelope, InventoryCommand, answer_task};
+use shop_domain::commands::{Envelope, InventoryCommand};
 use shop_domain::ports::{EventPublisher, PortError, StockStore, TaskCallbacks};
 use shop_domain::stock::InventoryService;
 use std::sync::Arc;
@@ -97,21 +97,22 @@ impl Inventory {
             events: self.ports.events.as_ref(),
         };
         let span = tracing::info_span!("command", correlation_id = %correlation_id, order_id = tracing::field::Empty);
-        async {
-            let outcome = match &envelope.command {
-                InventoryCommand::Reserve { order_id, lines } => {
-                    tracing::Span::current().record("order_id", order_id.as_str());
-                    service
-                        .reserve(order_id, &correlation_id, lines)
-                        .await
-                        .map(|o| json!({ "outcome": format!("{o:?}") }))
-                }
+        if let InventoryCommand::Reserve { order_id, .. }
+        | InventoryCommand::Release { order_id, .. } = &envelope.command
+        {
+            span.record("order_id", order_id.as_str());
+        }
+        let work = async {
+            match &envelope.command {
+                InventoryCommand::Reserve { order_id, lines } => service
+                    .reserve(order_id, &correlation_id, lines)
+                    .await
+                    .map(|o| json!({ "outcome": format!("{o:?}") })),
                 InventoryCommand::Release {
                     order_id,
                     lines,
                     reason,
                 } => {
-                    tracing::Span::current().record("order_id", order_id.as_str());
                     tracing::info!(reason = reason.as_deref().unwrap_or(""), "releasing stock");
                     service
                         .release(order_id, &correlation_id, lines)
@@ -123,20 +124,17 @@ impl Inventory {
                         |l| json!({ "sku": sku, "available": l.available, "reserved": l.reserved }),
                     )
                 }
-            };
-            if let Err(failure) = &outcome {
-                tracing::info!(error = failure.error.name(), cause = %failure.cause, "command failed");
             }
-            answer_task(
-                self.ports.callbacks.as_ref(),
-                envelope.task_token.as_deref(),
-                outcome,
-            )
-            .await?;
-            Ok(())
-        }
+        };
+        shop_domain::commands::execute(
+            self.ports.callbacks.as_ref(),
+            envelope.task_token.as_deref(),
+            envelope.deadline.as_deref(),
+            work,
+        )
         .instrument(span)
-        .await
+        .await?;
+        Ok(())
     }
 }
 
@@ -184,5 +182,43 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(failed, ["m2"], "only the unknown command is redelivered");
+    }
+
+    #[tokio::test]
+    async fn a_reserve_its_saga_gave_up_on_or_past_its_deadline_holds_no_stock() {
+        let callbacks = Arc::new(FakeCallbacks::default());
+        callbacks.timed_out.lock().unwrap().push("gone".into());
+        let stock = Arc::new(FakeStock::with(&[("MUG", 5)]));
+        let inventory = Inventory::new(Ports {
+            stock: stock.clone(),
+            events: Arc::new(FakeEvents::default()),
+            callbacks: callbacks.clone(),
+        });
+        let reserve = |token: &str, order: &str, deadline: &str| {
+            format!(
+                r#"{{"command":"Reserve","taskToken":"{token}","orderId":"{order}","deadline":"{deadline}","lines":[{{"sku":"MUG","quantity":2,"unitPrice":1}}]}}"#
+            )
+        };
+        let later =
+            shop_domain::rfc3339(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
+        let response = inventory
+            .handle(batch(&[
+                &reserve("gone", "ord-1", &later),
+                &reserve("late", "ord-2", "2026-01-01T00:00:00.000Z"),
+            ]))
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+        let mug = stock
+            .level(&shop_domain::Sku("MUG".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((mug.available, mug.reserved), (5, 0), "nothing held");
+        assert!(callbacks.succeeded.lock().unwrap().is_empty());
+        assert_eq!(
+            callbacks.failed.lock().unwrap().as_slice(),
+            [("late".to_string(), "OrderExpired".to_string())],
+            "the stale command is not answered; the late one is, by its own name"
+        );
     }
 }

@@ -7,7 +7,7 @@ use shop_aws::{ConfigError, Settings};
 use shop_domain::Order;
 use shop_domain::events::DomainEvent;
 use shop_domain::ports::{EventPublisher, PortError, SagaStarter, StartOutcome};
-use shop_domain::services::saga_input;
+use shop_domain::services::{WaitLimits, saga_input};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -29,6 +29,9 @@ pub struct Config {
     pub state_machine_arn: String,
     /// `EVENT_BUS_NAME`: where `OrderPlaced` is published.
     pub event_bus_name: String,
+    /// `MAX_ORDER_WAIT_SECONDS` (900) and `COMMAND_WORK_SECONDS` (60): the order's
+    /// deadline and its steps' timeouts, written into the saga's input.
+    pub limits: WaitLimits,
 }
 
 impl Config {
@@ -37,6 +40,20 @@ impl Config {
         Ok(Self {
             state_machine_arn: env.required("STATE_MACHINE_ARN")?,
             event_bus_name: env.required("EVENT_BUS_NAME")?,
+            limits: WaitLimits {
+                max_order_wait_seconds: env.parsed(
+                    "MAX_ORDER_WAIT_SECONDS",
+                    WaitLimits::DEFAULT.max_order_wait_seconds,
+                    "a number of seconds above 0",
+                    |n| *n > 0,
+                )?,
+                command_work_seconds: env.parsed(
+                    "COMMAND_WORK_SECONDS",
+                    WaitLimits::DEFAULT.command_work_seconds,
+                    "a number of seconds above 0",
+                    |n| *n > 0,
+                )?,
+            },
         })
     }
 }
@@ -70,12 +87,16 @@ impl Ports {
 /// The intake function with its ports.
 pub struct Intake {
     ports: Ports,
+    limits: WaitLimits,
 }
 
 impl Intake {
-    /// Wires the function to its ports.
-    pub fn new(ports: Ports) -> Self {
-        Self { ports }
+    /// Wires the function to its ports, with the wait limits of `config`.
+    pub fn new(config: &Config, ports: Ports) -> Self {
+        Self {
+            ports,
+            limits: config.limits,
+        }
     }
 
     /// Processes a batch, reporting only the failed records.
@@ -90,7 +111,7 @@ impl Intake {
             let outcome = self
                 .ports
                 .saga
-                .start(&order.order_id, &saga_input(&order))
+                .start(&order.order_id, &saga_input(&order, self.limits))
                 .await?;
             // Published on redelivery too: if an earlier attempt started the saga and
             // died before publishing, this is the only chance. Consumers dedupe by id.
@@ -135,6 +156,43 @@ mod tests {
         }
     }
 
+    fn config(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(&str, &str)> = [("STATE_MACHINE_ARN", "arn"), ("EVENT_BUS_NAME", "bus")]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        Config::from_env(Settings::new(&|name| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }))
+    }
+
+    #[test]
+    fn the_wait_limits_are_read_and_validated() {
+        assert_eq!(config(&[]).unwrap().limits, WaitLimits::DEFAULT);
+        let read = config(&[
+            ("MAX_ORDER_WAIT_SECONDS", "30"),
+            ("COMMAND_WORK_SECONDS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(
+            read.limits,
+            WaitLimits {
+                max_order_wait_seconds: 30,
+                command_work_seconds: 5
+            }
+        );
+        for (name, bad) in [
+            ("MAX_ORDER_WAIT_SECONDS", "0"),
+            ("COMMAND_WORK_SECONDS", "soon"),
+        ] {
+            let refused = config(&[(name, bad)]).unwrap_err();
+            assert!(refused.to_string().contains(name), "{refused}");
+        }
+    }
+
     fn message(id: &str, body: &str) -> SqsMessage {
         let mut m = SqsMessage::default();
         m.message_id = Some(id.into());
@@ -158,10 +216,13 @@ mod tests {
             message("m3", &order),
         ];
         let saga = Arc::new(FakeSaga::default());
-        let intake = Intake::new(Ports {
-            saga: saga.clone(),
-            events: Arc::new(FakeEvents::default()),
-        });
+        let intake = Intake::new(
+            &config(&[]).unwrap(),
+            Ports {
+                saga: saga.clone(),
+                events: Arc::new(FakeEvents::default()),
+            },
+        );
         // WHEN the batch is handled
         let response = intake.handle(event).await;
         // THEN one saga runs and only the foreign message comes back

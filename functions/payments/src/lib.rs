@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use payment_sandbox::{InvalidProviderKey, ProviderKey, SandboxProvider};
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
-use shop_domain::commands::{Envelope, PaymentCommand, TaskError, answer_task, with_heartbeats};
+use shop_domain::commands::{Envelope, PaymentCommand, TaskError};
 use shop_domain::payment::PaymentService;
 use shop_domain::ports::{
     EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
@@ -222,6 +222,15 @@ impl Payments {
                     } => service
                         .charge(order_id, &correlation_id, *amount, *currency, payment_token)
                         .await
+                        .inspect_err(|failure| {
+                            if failure.error == TaskError::PaymentDeclined {
+                                observability::emit(
+                                    observability::Metric::PaymentDeclines,
+                                    1.0,
+                                    &[],
+                                );
+                            }
+                        })
                         .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
                     PaymentCommand::Refund { order_id, reason } => {
                         tracing::info!(reason = reason.as_deref().unwrap_or(""), "refunding");
@@ -232,23 +241,11 @@ impl Payments {
                     }
                 }
             };
-            let outcome = with_heartbeats(
+            shop_domain::commands::execute(
                 self.callbacks.as_ref(),
                 envelope.task_token.as_deref(),
-                envelope.heartbeat_seconds,
+                envelope.deadline.as_deref(),
                 work,
-            )
-            .await;
-            if let Err(failure) = &outcome {
-                tracing::info!(error = failure.error.name(), cause = %failure.cause, "command failed");
-                if failure.error == TaskError::PaymentDeclined {
-                    observability::emit(observability::Metric::PaymentDeclines, 1.0, &[]);
-                }
-            }
-            answer_task(
-                self.callbacks.as_ref(),
-                envelope.task_token.as_deref(),
-                outcome,
             )
             .await?;
             Ok(())

@@ -647,7 +647,7 @@ async fn saga_starts_once_per_order_and_dead_tokens_are_not_errors() {
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let starter = SfnSagaStarter::new(sfn.clone(), &stack.state_machines["OrderSaga"]);
     let o = order();
-    let input = shop_domain::services::saga_input(&o);
+    let input = shop_domain::services::saga_input(&o, shop_domain::services::WaitLimits::DEFAULT);
     assert_eq!(
         starter.start(&o.order_id, &input).await.unwrap(),
         StartOutcome::Started

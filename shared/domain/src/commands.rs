@@ -19,6 +19,9 @@ pub enum TaskError {
     OrderCancelled,
     /// Inventory storage is briefly unavailable; retry.
     InventoryUnavailable,
+    /// The order waited in the queues past the shop's limit (`MaxOrderWaitSeconds`):
+    /// it is cancelled before any stock is held or card charged.
+    OrderExpired,
     /// The payment provider or ledger is briefly unavailable; retry with the same key.
     PaymentProviderUnavailable,
     /// The provider did not answer in time; retrying with the same key is safe.
@@ -36,8 +39,9 @@ pub enum Service {
 
 impl TaskError {
     /// Every error, for the contract tests.
-    pub const ALL: [TaskError; 6] = [
+    pub const ALL: [TaskError; 7] = [
         Self::OutOfStock,
+        Self::OrderExpired,
         Self::PaymentDeclined,
         Self::OrderCancelled,
         Self::InventoryUnavailable,
@@ -52,6 +56,7 @@ impl TaskError {
             Self::PaymentDeclined => "PaymentDeclined",
             Self::OrderCancelled => "OrderCancelled",
             Self::InventoryUnavailable => "InventoryUnavailable",
+            Self::OrderExpired => "OrderExpired",
             Self::PaymentProviderUnavailable => "PaymentProviderUnavailable",
             Self::PaymentTimeout => "PaymentTimeout",
         }
@@ -72,7 +77,7 @@ impl TaskError {
             Self::PaymentDeclined | Self::PaymentProviderUnavailable | Self::PaymentTimeout => {
                 &[Service::Payments]
             }
-            Self::OrderCancelled => &[Service::Inventory, Service::Payments],
+            Self::OrderCancelled | Self::OrderExpired => &[Service::Inventory, Service::Payments],
         }
     }
 }
@@ -93,11 +98,12 @@ pub struct Envelope<C> {
     /// Correlation id of the order, for logs.
     #[serde(default)]
     pub correlation_id: Option<String>,
-    /// The task's `HeartbeatSeconds`: the worker must send a heartbeat more often than
-    /// this while it works, or Step Functions fails the task with
-    /// `States.HeartbeatTimeout`.
+    /// When the order stops waiting (RFC 3339, UTC): the time it was placed plus the
+    /// shop's `MaxOrderWaitSeconds`. Forward commands (Reserve, Charge) carry it; a
+    /// worker that picks one up later answers [`TaskError::OrderExpired`] without
+    /// touching stock or card. Compensations carry none: they always run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat_seconds: Option<u32>,
+    pub deadline: Option<String>,
     /// The command itself.
     #[serde(flatten)]
     pub command: C,
@@ -126,6 +132,13 @@ impl<C: Command> Envelope<C> {
     /// tests and the fuzz targets share, so what is fuzzed is what runs.
     pub fn decode(body: &str) -> Result<Self, DecodeError> {
         let envelope: Self = serde_json::from_str(body)?;
+        if let Some(deadline) = &envelope.deadline
+            && crate::parse_rfc3339(deadline).is_none()
+        {
+            return Err(DecodeError::Invalid(format!(
+                "deadline {deadline:?} is not an RFC 3339 time"
+            )));
+        }
         match envelope.command.invalid() {
             Some(why) => Err(DecodeError::Invalid(why)),
             None => Ok(envelope),
@@ -267,34 +280,71 @@ impl TaskFailure {
     }
 }
 
-/// Runs `work` while sending a heartbeat every third of `heartbeat_seconds`, so a slow
-/// but healthy step (a payment provider taking its time) is never timed out, while a
-/// worker that died stops beating and is noticed after `HeartbeatSeconds` instead of the
-/// step's whole timeout. A failed or refused heartbeat is logged, never fatal: the
-/// work's own outcome is what the saga gets.
-pub async fn with_heartbeats<T>(
+/// What a worker does with a saga command it has just received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// The saga still waits and the order is within its deadline: do the work.
+    Work,
+    /// The order's deadline passed while the command waited in its queue: answer
+    /// [`TaskError::OrderExpired`] without doing the work.
+    Expired(TaskFailure),
+    /// The saga no longer waits for this command (its step timed out, or another
+    /// delivery already answered): drop it, touching nothing.
+    Stale,
+}
+
+/// Tells the saga the command was picked up, and finds out whether it still matters.
+///
+/// A `.waitForTaskToken` step's clocks start when the command is *sent*, so time in
+/// the queue counts against the step. The receipt is a `SendTaskHeartbeat`: Step
+/// Functions refuses it once the step has timed out or been answered, and that
+/// refusal is how a command whose saga moved on is found before it charges a card or
+/// holds stock. Then the order's own deadline is checked. Commands without a token
+/// (operator restocks) always work. `now` is passed in so tests can place it.
+pub async fn receive(
     callbacks: &dyn crate::ports::TaskCallbacks,
     task_token: Option<&str>,
-    heartbeat_seconds: Option<u32>,
-    work: impl std::future::Future<Output = T>,
-) -> T {
-    let (Some(token), Some(seconds)) = (task_token, heartbeat_seconds.filter(|s| *s > 0)) else {
-        return work.await;
+    deadline: Option<&str>,
+    now: time::OffsetDateTime,
+) -> Result<Receipt, crate::ports::PortError> {
+    let Some(token) = task_token else {
+        return Ok(Receipt::Work);
     };
-    let every = std::time::Duration::from_millis(u64::from(seconds) * 1000 / 3)
-        .max(std::time::Duration::from_millis(200));
-    let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = beats.tick() => match callbacks.heartbeat(token).await {
-                Ok(true) => tracing::debug!("heartbeat sent"),
-                Ok(false) => tracing::warn!("heartbeat refused: the task already timed out or was answered"),
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-            },
-        }
+    if !callbacks.heartbeat(token).await? {
+        return Ok(Receipt::Stale);
     }
+    match deadline.and_then(|d| crate::parse_rfc3339(d).map(|at| (d, at))) {
+        Some((text, at)) if now > at => Ok(Receipt::Expired(TaskFailure::new(
+            TaskError::OrderExpired,
+            format!("the order waited past its deadline, {text}"),
+        ))),
+        _ => Ok(Receipt::Work),
+    }
+}
+
+/// The one way a worker runs a saga command: the receipt ([`receive`]), the work
+/// only if the receipt says so, then the answer ([`answer_task`]). A stale command is
+/// dropped, unexecuted and unanswered; only a failure to reach Step Functions is an
+/// error, so the message is redelivered.
+pub async fn execute(
+    callbacks: &dyn crate::ports::TaskCallbacks,
+    task_token: Option<&str>,
+    deadline: Option<&str>,
+    work: impl std::future::Future<Output = Result<serde_json::Value, TaskFailure>>,
+) -> Result<(), crate::ports::PortError> {
+    let now = time::OffsetDateTime::now_utc();
+    let outcome = match receive(callbacks, task_token, deadline, now).await? {
+        Receipt::Stale => {
+            tracing::warn!("the saga no longer waits for this command: dropped unexecuted");
+            return Ok(());
+        }
+        Receipt::Expired(failure) => Err(failure),
+        Receipt::Work => work.await,
+    };
+    if let Err(failure) = &outcome {
+        tracing::info!(error = failure.error.name(), cause = %failure.cause, "command failed");
+    }
+    answer_task(callbacks, task_token, outcome).await
 }
 
 /// Answers the saga for a command: success with the output, or failure with the
@@ -436,53 +486,63 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn slow_work_beats_a_third_of_the_heartbeat_interval_and_quick_work_never() {
+    async fn a_command_is_worked_only_while_its_saga_waits_and_its_order_is_in_time() {
         let callbacks = crate::fakes::FakeCallbacks::default();
-        let slow = with_heartbeats(&callbacks, Some("t"), Some(1), async {
-            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-            7
-        })
-        .await;
-        assert_eq!(slow, 7, "the work's own outcome is returned");
-        let beats = callbacks.heartbeats.lock().unwrap().clone();
-        assert!((2..=4).contains(&beats.len()), "{beats:?}");
-        assert!(beats.iter().all(|t| t == "t"));
-        let quiet = crate::fakes::FakeCallbacks::default();
-        with_heartbeats(&quiet, Some("t"), Some(1), async {}).await;
-        with_heartbeats(
-            &quiet,
-            None,
-            Some(1),
-            tokio::time::sleep(std::time::Duration::from_millis(700)),
-        )
-        .await;
-        with_heartbeats(
-            &quiet,
-            Some("t"),
-            None,
-            tokio::time::sleep(std::time::Duration::from_millis(700)),
-        )
-        .await;
-        with_heartbeats(
-            &quiet,
-            Some("t"),
-            Some(0),
-            tokio::time::sleep(std::time::Duration::from_millis(700)),
-        )
-        .await;
-        assert!(
-            quiet.heartbeats.lock().unwrap().is_empty(),
-            "no token or no interval: no beats"
+        let deadline = "2026-12-03T12:00:00.000Z";
+        let before = time::macros::datetime!(2026-12-03 11:59:59 UTC);
+        let after = time::macros::datetime!(2026-12-03 12:00:00.001 UTC);
+        let receipt = |token, deadline, now| receive(&callbacks, token, deadline, now);
+        assert_eq!(
+            receipt(Some("t1"), Some(deadline), before).await.unwrap(),
+            Receipt::Work
         );
-        // A third of three seconds: one beat in 1.5 s.
-        let three = crate::fakes::FakeCallbacks::default();
-        with_heartbeats(
-            &three,
-            Some("t"),
-            Some(3),
-            tokio::time::sleep(std::time::Duration::from_millis(1500)),
-        )
-        .await;
-        assert_eq!(three.heartbeats.lock().unwrap().len(), 1);
+        assert_eq!(
+            receipt(Some("t1"), None, after).await.unwrap(),
+            Receipt::Work
+        );
+        let Receipt::Expired(failure) = receipt(Some("t1"), Some(deadline), after).await.unwrap()
+        else {
+            panic!("a command picked up after the deadline is not worked");
+        };
+        assert_eq!(failure.error, TaskError::OrderExpired);
+        assert!(failure.cause.contains(deadline), "{failure}");
+        assert_eq!(
+            callbacks.heartbeats.lock().unwrap().as_slice(),
+            ["t1", "t1", "t1"],
+            "every receipt tells the saga"
+        );
+        callbacks.timed_out.lock().unwrap().push("t2".into());
+        assert_eq!(
+            receipt(Some("t2"), Some(deadline), before).await.unwrap(),
+            Receipt::Stale
+        );
+        answer_task(&callbacks, Some("t3"), Ok(serde_json::json!({})))
+            .await
+            .unwrap();
+        assert_eq!(
+            receipt(Some("t3"), None, before).await.unwrap(),
+            Receipt::Stale,
+            "a redelivery after the answer"
+        );
+        let restocks = crate::fakes::FakeCallbacks::default();
+        assert_eq!(
+            receive(&restocks, None, Some(deadline), after)
+                .await
+                .unwrap(),
+            Receipt::Work,
+            "operator commands have no saga to ask"
+        );
+        assert!(restocks.heartbeats.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_deadline_that_is_not_a_time_is_refused() {
+        let charge = |deadline: &str| {
+            Envelope::<PaymentCommand>::decode(&format!(
+                r#"{{"command":"Charge","orderId":"ord-1","amount":1,"currency":"EUR","paymentToken":"t","deadline":"{deadline}"}}"#
+            ))
+        };
+        assert!(charge("2026-12-03T12:00:00.000Z").is_ok());
+        assert!(matches!(charge("soon"), Err(DecodeError::Invalid(_))));
     }
 }

@@ -334,6 +334,8 @@ pub struct FakeCallbacks {
     pub failed: Mutex<Vec<(String, String)>>,
     /// Heartbeats, by token.
     pub heartbeats: Mutex<Vec<String>>,
+    /// Tokens whose step timed out: Step Functions refuses every call on them.
+    pub timed_out: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -346,8 +348,11 @@ impl TaskCallbacks for FakeCallbacks {
         lock(&self.failed).push((task_token.to_owned(), error.to_owned()));
         Ok(true)
     }
+    /// Refused, as by Step Functions, once the token's step timed out or was answered.
     async fn heartbeat(&self, task_token: &str) -> Result<bool, PortError> {
         lock(&self.heartbeats).push(task_token.to_owned());
-        Ok(true)
+        let answered = lock(&self.succeeded).iter().any(|(t, _)| t == task_token)
+            || lock(&self.failed).iter().any(|(t, _)| t == task_token);
+        Ok(!answered && !lock(&self.timed_out).iter().any(|t| t == task_token))
     }
 }

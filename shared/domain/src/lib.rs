@@ -50,9 +50,12 @@ pub fn rfc3339(at: time::OffsetDateTime) -> String {
 /// Any RFC 3339 timestamp (the emulator writes the saga's as `…367183+00:00`) in the
 /// one format of [`rfc3339`]; `None` if it is not RFC 3339.
 pub fn normalize_timestamp(raw: &str) -> Option<String> {
-    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(rfc3339)
+    parse_rfc3339(raw).map(rfc3339)
+}
+
+/// Any RFC 3339 timestamp as a time; `None` if it is not RFC 3339.
+pub fn parse_rfc3339(raw: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).ok()
 }
 
 #[cfg(test)]

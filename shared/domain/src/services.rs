@@ -120,10 +120,42 @@ impl OrderService<'_> {
     }
 }
 
+/// How long an order may wait for its stock and its charge: the shop's promise to a
+/// shopper, not a step's technical timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitLimits {
+    /// `MaxOrderWaitSeconds`: from the order's placing, how long its saga may wait
+    /// for a Reserve or Charge to be picked up. A command picked up later is answered
+    /// `OrderExpired` and the order is cancelled, never charged.
+    pub max_order_wait_seconds: u64,
+    /// `CommandWorkSeconds`: how long a command may work once picked up (at least the
+    /// slowest consumer's Lambda timeout), so one picked up just before the deadline
+    /// is answered before its step times out.
+    pub command_work_seconds: u64,
+}
+
+impl WaitLimits {
+    /// The template's defaults: 15 minutes of waiting, a minute of work.
+    pub const DEFAULT: Self = Self {
+        max_order_wait_seconds: 900,
+        command_work_seconds: 60,
+    };
+}
+
 /// The saga execution input for an order: everything the state machine needs so it
-/// never reads the order back.
-pub fn saga_input(order: &Order) -> Value {
+/// never reads the order back. The same order always gives the same input (the
+/// deadline counts from when it was placed), so a redelivered intake message starts
+/// nothing new. `stepTimeoutSeconds` is every callback step's `TimeoutSecondsPath`:
+/// the whole wait plus the work, so a queue's backlog never times a step out while
+/// the order is still in time.
+pub fn saga_input(order: &Order, limits: WaitLimits) -> Value {
+    let placed =
+        crate::parse_rfc3339(&order.created_at).unwrap_or_else(time::OffsetDateTime::now_utc);
+    let wait = limits.max_order_wait_seconds;
+    let deadline = placed + time::Duration::seconds(i64::try_from(wait).unwrap_or(i64::MAX / 2));
     json!({
+        "deadline": crate::rfc3339(deadline),
+        "stepTimeoutSeconds": wait.saturating_add(limits.command_work_seconds),
         "orderId": order.order_id,
         "customerId": order.customer_id,
         "lines": order.lines,

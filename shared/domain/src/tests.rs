@@ -302,7 +302,20 @@ async fn a_release_announces_only_units_it_gave_back_and_a_restock_answers_the_l
 async fn the_saga_starts_with_everything_it_needs_about_the_order() {
     let (catalog, orders, queue) = (catalog(), FakeOrders::default(), FakeQueue::default());
     let order = one_mug(&service(&catalog, &orders, &queue)).await;
-    let input = crate::services::saga_input(&order);
+    let limits = crate::services::WaitLimits {
+        max_order_wait_seconds: 600,
+        command_work_seconds: 45,
+    };
+    let input = crate::services::saga_input(&order, limits);
+    assert_eq!(
+        input,
+        crate::services::saga_input(&order, limits),
+        "the same every time"
+    );
+    let placed = crate::parse_rfc3339(&order.created_at).unwrap();
+    let deadline = crate::parse_rfc3339(input["deadline"].as_str().unwrap()).unwrap();
+    assert_eq!(deadline - placed, time::Duration::seconds(600));
+    assert_eq!(input["stepTimeoutSeconds"], 645);
     assert_eq!(input["orderId"], order.order_id.as_str());
     assert_eq!(input["customerId"], "c-1");
     assert_eq!(input["total"], 1250);

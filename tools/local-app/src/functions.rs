@@ -130,7 +130,10 @@ impl AppConfig {
                 async move { api.handle(request, deadline).await }
             },
         );
-        let intake = Arc::new(order_intake::Intake::new(ports.order_intake));
+        let intake = Arc::new(order_intake::Intake::new(
+            &self.order_intake,
+            ports.order_intake,
+        ));
         functions.register("OrderIntakeFunction", move |event: SqsEvent, _| {
             let intake = intake.clone();
             async move { intake.handle(event).await }

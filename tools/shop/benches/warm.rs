@@ -237,7 +237,7 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     let config = orders_api::Config::from_env(env).expect("orders-api");
     let api = orders_api::OrdersApi::new(orders_api::Ports::aws(&sdk, &config));
     let config = order_intake::Config::from_env(env).expect("order-intake");
-    let intake = order_intake::Intake::new(order_intake::Ports::aws(&sdk, &config));
+    let intake = order_intake::Intake::new(&config, order_intake::Ports::aws(&sdk, &config));
     let config = inventory::Config::from_env(env).expect("inventory");
     let inventory = inventory::Inventory::new(inventory::Ports::aws(&sdk, &config));
     let config = payments::Config::from_env(env).expect("payments");
