@@ -14,6 +14,16 @@ Two deliveries of one intake message at once (the chaos run's duplicate delivery
 started two executions with the same name, which AWS never does: in the 10,000-order
 run both ran, one charged while the other cancelled. StartExecution is serialized too.
 
+Serializing writes hides the failure DynamoDB gives concurrent transactions: a
+TransactWriteItems that names an item another transaction is still writing is
+cancelled with the reason `TransactionConflict` for that item (and `None` for the
+others), nothing written. `TransactionConflicts` puts that back: a transaction that
+arrives while another one naming the same item is in flight (waiting for the write
+lock, being applied, or committing) is cancelled so. AWS's commit takes longer than
+moto's in-memory write; SHOP_DYNAMODB_COMMIT_MS (default 10) keeps a finished
+transaction's items held that much longer, outside the lock, as its two-phase commit
+would. SHOP_DYNAMODB_CONFLICTS=off turns the emulation off.
+
 With SHOP_AWS_CALL_LOG=FILE set, every call a function makes (a request whose user
 agent carries `app/<function>`, see `shop_aws::for_function`) is appended to FILE as
 one JSON line: the function, the IAM action the call needs and the resource it names.
@@ -132,6 +142,92 @@ class Serialized:
             return self.app(environ, start_response)
         with lock:
             return list(self.app(environ, start_response))
+
+
+_IN_FLIGHT = {}
+_IN_FLIGHT_LOCK = threading.Lock()
+_KEY_SCHEMAS = {}
+
+
+def _key_names(table_name):
+    """The key attribute names of the table, looked up in every account and region."""
+    names = _KEY_SCHEMAS.get(table_name)
+    if names is None:
+        for regions in dynamodb_models.dynamodb_backends.values():
+            for backend in regions.values():
+                table = backend.tables.get(table_name)
+                if table is not None:
+                    names = tuple(k for k in (table.hash_key_attr, table.range_key_attr) if k)
+                    _KEY_SCHEMAS[table_name] = names
+                    return names
+        return ()
+    return names
+
+
+def _transaction_items(body):
+    """(table, key) per element of a TransactWriteItems body, in order."""
+    items = []
+    for element in body.get("TransactItems", []):
+        for spec in element.values():
+            table = spec.get("TableName")
+            key = spec.get("Key")
+            if key is None:
+                item = spec.get("Item") or {}
+                key = {name: item.get(name) for name in _key_names(table)}
+            items.append((table, json.dumps(key, sort_keys=True)))
+    return items
+
+
+class TransactionConflicts:
+    """WSGI middleware: cancels a TransactWriteItems that overlaps another one in
+    flight on the same item, as DynamoDB does."""
+
+    def __init__(self, app, commit_seconds):
+        self.app = app
+        self.commit_seconds = commit_seconds
+
+    def __call__(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET") != "DynamoDB_20120810.TransactWriteItems":
+            return self.app(environ, start_response)
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            items = _transaction_items(json.loads(raw or b"{}"))
+        except (ValueError, AttributeError):
+            return self.app(environ, start_response)
+        keys = set(items)
+        with _IN_FLIGHT_LOCK:
+            busy = {key for key in keys if _IN_FLIGHT.get(key)}
+            if not busy:
+                for key in keys:
+                    _IN_FLIGHT[key] = _IN_FLIGHT.get(key, 0) + 1
+        if busy:
+            return self._cancelled(items, busy, start_response)
+        try:
+            answer = list(self.app(environ, start_response))
+            if self.commit_seconds:
+                time.sleep(self.commit_seconds)
+            return answer
+        finally:
+            with _IN_FLIGHT_LOCK:
+                for key in keys:
+                    _IN_FLIGHT[key] -= 1
+                    if not _IN_FLIGHT[key]:
+                        del _IN_FLIGHT[key]
+
+    @staticmethod
+    def _cancelled(items, busy, start_response):
+        reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                   if item in busy else {"Code": "None"} for item in items]
+        codes = ", ".join(r["Code"] for r in reasons)
+        body = json.dumps({
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "Message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+            "CancellationReasons": reasons,
+        }).encode()
+        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                           ("Content-Length", str(len(body)))])
+        return [body]
 
 
 _TRANSACTION = threading.local()
@@ -383,6 +479,8 @@ def application():
     default_user_config["stepfunctions"]["execute_state_machine"] = True
     app = DomainDispatcherApplication(create_backend_app)
     app = Serialized(app)
+    if os.environ.get("SHOP_DYNAMODB_CONFLICTS", "on") != "off":
+        app = TransactionConflicts(app, float(os.environ.get("SHOP_DYNAMODB_COMMIT_MS", "10")) / 1000)
     if os.environ.get("SHOP_AWS_CALL_LOG"):
         app = CallLog(app, os.environ["SHOP_AWS_CALL_LOG"])
     return app

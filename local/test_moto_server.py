@@ -126,6 +126,40 @@ class Differences(unittest.TestCase):
 
 
 class Middleware(unittest.TestCase):
+    def test_a_transaction_overlapping_another_on_an_item_is_cancelled_as_a_conflict(self):
+        started, release = threading.Event(), threading.Event()
+
+        def slow_app(environ, start_response):
+            started.set()
+            release.wait(5)
+            start_response("200 OK", [])
+            return [b"{}"]
+
+        app = moto_server.TransactionConflicts(slow_app, commit_seconds=0)
+
+        def call(*keys):
+            body = json.dumps({"TransactItems": [
+                {"Update": {"TableName": "stock", "Key": {"pk": {"S": k}}}} for k in keys]}).encode()
+            environ = {"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.TransactWriteItems",
+                       "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+            status = []
+            answer = b"".join(app(environ, lambda s, h: status.append(s)))
+            return status[0], json.loads(answer)
+
+        first = []
+        worker = threading.Thread(target=lambda: first.append(call("RES#1", "SKU#MUG")))
+        worker.start()
+        self.assertTrue(started.wait(5))
+        status, answer = call("RES#2", "SKU#MUG")
+        self.assertEqual(status, "400 Bad Request")
+        self.assertTrue(answer["__type"].endswith("#TransactionCanceledException"))
+        self.assertEqual([r["Code"] for r in answer["CancellationReasons"]],
+                         ["None", "TransactionConflict"])
+        release.set()
+        worker.join(5)
+        self.assertEqual(first[0][0], "200 OK")
+        self.assertEqual(call("RES#3", "SKU#MUG")[0], "200 OK", "free once the first committed")
+
     def test_serialized_requests_never_overlap_and_others_do(self):
         inside, most = [0], [0]
         lock = threading.Lock()
