@@ -486,3 +486,41 @@ fn queue_visibility_never_goes_below_what_lambda_accepts_for_its_consumer() {
         }
     }
 }
+
+/// The most concurrent executions all queue consumers may take at their defaults:
+/// a tenth of Lambda's default account quota (1,000), so a backlog anywhere leaves
+/// the orders API nine tenths (README: "Admission and isolation").
+const CONSUMER_CONCURRENCY_BUDGET: u64 = 100;
+
+#[test]
+fn every_queue_consumer_is_capped_and_together_they_leave_the_api_its_headroom() {
+    let template = template();
+    let mut total = 0;
+    for (id, function) in template.of_type("AWS::Serverless::Function") {
+        for (name, event) in function["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            if event["Type"] != "SQS" {
+                continue;
+            }
+            let cap = &event["Properties"]["ScalingConfig"]["MaximumConcurrency"];
+            let parameter = cap["Ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}.{name}: MaximumConcurrency from a parameter"));
+            let declared = &template.parameter_declarations[parameter];
+            // Lambda accepts 2 to 1,000 for an SQS event source's MaximumConcurrency.
+            let (min, max) = (declared["MinValue"].as_u64(), declared["MaxValue"].as_u64());
+            assert!(
+                min.is_some_and(|m| m >= 2) && max.is_none_or(|m| m <= 1000),
+                "{parameter}: MinValue {min:?}, MaxValue {max:?}"
+            );
+            total += declared["Default"].as_u64().unwrap();
+        }
+    }
+    assert!(
+        total <= CONSUMER_CONCURRENCY_BUDGET,
+        "queue consumers may take {total} executions at their defaults"
+    );
+}

@@ -305,3 +305,42 @@ async fn links_resolve_on_the_stage_the_api_is_served_on() {
         (404, r#"{"message":"Not Found"}"#)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn above_the_stage_rate_the_api_answers_429_as_api_gateway_does_and_below_it_never() {
+    // GIVEN a stage that admits bursts of 5 and 1 request a second on each route
+    let app = App::start_configured(
+        |_: &mut AppPorts| {},
+        &[
+            ("ApiThrottlingRateLimit", "1"),
+            ("ApiThrottlingBurstLimit", "5"),
+        ],
+    )
+    .await;
+    // WHEN 12 listings arrive at once
+    let answers =
+        futures::future::join_all((0..12).map(|_| app.http("GET", "/v1/orders", &[], None))).await;
+    // THEN the burst is served and the rest refused as API Gateway refuses them
+    let served = answers.iter().filter(|r| r.status == 200).count();
+    let throttled: Vec<_> = answers.iter().filter(|r| r.status == 429).collect();
+    assert_eq!((served, throttled.len()), (5, 7), "{answers:?}");
+    assert!(
+        throttled
+            .iter()
+            .all(|r| r.body == r#"{"message":"Too Many Requests"}"#)
+    );
+    // AND another route has its own bucket
+    let (_, placed) = app.place(&[("MUG", 1)], "tok_visa", None).await;
+    assert!(placed["orderId"].is_string(), "{placed}");
+
+    // GIVEN the template's limits (100 a second, bursts of 200)
+    let app = App::start().await;
+    // THEN 150 requests at once are all served
+    let answers =
+        futures::future::join_all((0..150).map(|_| app.http("GET", "/v1/orders", &[], None))).await;
+    assert!(
+        answers.iter().all(|r| r.status == 200),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+}

@@ -86,11 +86,46 @@ fn match_route<'a>(pattern: &str, path: &'a str) -> Option<HashMap<String, Strin
     Some(params)
 }
 
+/// A stage's route throttling: one bucket per route key, or every request refused
+/// when the stage's rate or burst is zero.
+enum RouteLimits {
+    Open,
+    Closed,
+    Buckets(governor::DefaultKeyedRateLimiter<String>),
+}
+
+impl RouteLimits {
+    fn of(throttle: Option<crate::provision::Throttle>) -> Self {
+        let Some(t) = throttle else {
+            return Self::Open;
+        };
+        let burst = std::num::NonZeroU32::new(t.burst);
+        let quota = (t.rate > 0.0)
+            .then(|| governor::Quota::with_period(std::time::Duration::from_secs_f64(1.0 / t.rate)))
+            .flatten();
+        match (quota, burst) {
+            (Some(quota), Some(burst)) => {
+                Self::Buckets(governor::RateLimiter::keyed(quota.allow_burst(burst)))
+            }
+            _ => Self::Closed,
+        }
+    }
+
+    fn admits(&self, route_key: &str) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Closed => false,
+            Self::Buckets(buckets) => buckets.check_key(&route_key.to_owned()).is_ok(),
+        }
+    }
+}
+
 /// The HTTP API of a stack: its routes, stage and authorizers, in front of functions.
 pub struct HttpApi {
     stack: Arc<Stack>,
     invoker: Arc<dyn Invoker>,
     authorizers: BTreeMap<String, JwtAuthorizer>,
+    limits: RouteLimits,
     /// The stage's path prefix: empty for `$default`, `/{stage}` otherwise.
     stage_prefix: String,
 }
@@ -117,6 +152,7 @@ impl HttpApi {
             format!("/{}", stack.stage)
         };
         Self {
+            limits: RouteLimits::of(stack.throttle),
             stack,
             invoker,
             authorizers,
@@ -152,8 +188,8 @@ impl HttpApi {
         })
     }
 
-    /// Serves one request: 404 when no route matches, 401/403 when the route's
-    /// authorizer refuses, 502 when the function fails (as API Gateway does),
+    /// Serves one request: 404 when no route matches, 429 above the route's throttle,
+    /// 401/403 when the route's authorizer refuses, 502 when the function fails (as API Gateway does),
     /// otherwise the function's answer.
     pub async fn serve(
         &self,
@@ -197,6 +233,11 @@ impl HttpApi {
                 answer
             });
         };
+        // API Gateway throttles each route of the stage before its authorizer runs.
+        let route_key = format!("{} {}", route.method, route.path);
+        if !self.limits.admits(&route_key) {
+            return Ok(HttpResponse::gateway(429, "Too Many Requests", None));
+        }
         let mut header_map = HeaderMap::new();
         for (k, v) in headers {
             if let (Ok(name), Ok(value)) = (
@@ -217,7 +258,7 @@ impl HttpApi {
 
         let mut request = ApiGatewayV2httpRequest::default();
         request.version = Some("2.0".into());
-        request.route_key = Some(format!("{} {}", route.method, route.path));
+        request.route_key = Some(route_key);
         request.raw_path = Some(path.to_owned());
         request.raw_query_string = Some(query.to_owned());
         request.headers = header_map;
@@ -325,17 +366,20 @@ impl HttpApi {
 mod tests {
     use super::{HttpApi, match_route};
     use crate::InProcess;
-    use crate::provision::{Route, Stack};
+    use crate::provision::{Route, Stack, Throttle};
     use std::sync::Arc;
 
-    #[tokio::test]
-    async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_404() {
-        let route = |method: &str, path: &str| Route {
+    fn route(method: &str, path: &str) -> Route {
+        Route {
             method: method.into(),
             path: path.into(),
             function: "Api".into(),
             authorization: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn each_route_is_throttled_on_its_own_with_api_gateways_429() {
         let stack = Stack {
             prefix: "t".into(),
             region: "us-east-1".into(),
@@ -346,6 +390,47 @@ mod tests {
             functions: Default::default(),
             outputs: Default::default(),
             stage: "$default".into(),
+            throttle: Some(Throttle {
+                rate: 5.0,
+                burst: 3,
+            }),
+            authorizers: Default::default(),
+            routes: vec![route("POST", "/v1/orders"), route("GET", "/v1/orders/{id}")],
+        };
+        let api = HttpApi::new(Arc::new(stack), Arc::new(InProcess::new()));
+        // Admitted requests reach the function lookup (none is registered: an error);
+        // a throttled one is answered by the gateway itself.
+        let admitted = |r: &Result<super::HttpResponse, crate::InvokeError>| r.is_err();
+        for _ in 0..3 {
+            assert!(admitted(&api.serve("POST", "/v1/orders", &[], None).await));
+        }
+        let refused = api.serve("POST", "/v1/orders", &[], None).await.unwrap();
+        assert_eq!(refused.status, 429);
+        assert_eq!(refused.body, r#"{"message":"Too Many Requests"}"#);
+        assert!(
+            admitted(&api.serve("GET", "/v1/orders/o-1", &[], None).await),
+            "another route has its own bucket"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert!(
+            admitted(&api.serve("POST", "/v1/orders", &[], None).await),
+            "refilled at 5 a second"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_404() {
+        let stack = Stack {
+            prefix: "t".into(),
+            region: "us-east-1".into(),
+            tables: Default::default(),
+            queues: Default::default(),
+            buses: Default::default(),
+            state_machines: Default::default(),
+            functions: Default::default(),
+            outputs: Default::default(),
+            stage: "$default".into(),
+            throttle: None,
             authorizers: Default::default(),
             routes: vec![
                 route("POST", "/v1/orders"),

@@ -2,7 +2,9 @@
 //! routes to the template's functions. Nothing is created; `shop local` serves them.
 
 use super::names::LocalNames;
-use super::{Active, ProvisionError, Route, RouteAuthorization, Scalar, Stack, unsupported};
+use super::{
+    Active, ProvisionError, Route, RouteAuthorization, Scalar, Stack, Throttle, unsupported,
+};
 use crate::jwt_authorizer::AuthorizerSpec;
 use crate::template::resolve;
 use serde::Deserialize;
@@ -11,6 +13,17 @@ use serde::Deserialize;
 #[serde(rename_all = "PascalCase")]
 struct StageProperties {
     stage_name: String,
+    #[serde(default)]
+    default_route_settings: Option<RouteSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RouteSettings {
+    #[serde(default)]
+    throttling_burst_limit: Option<Scalar>,
+    #[serde(default)]
+    throttling_rate_limit: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +69,29 @@ pub(super) fn declare(
             return Err(unsupported(id, "StageName must be a name or $default"));
         }
         stack.stage = p.stage_name;
+        if let Some(settings) = p.default_route_settings {
+            stack.throttle = match (
+                settings.throttling_rate_limit,
+                settings.throttling_burst_limit,
+            ) {
+                (None, None) => None,
+                (Some(rate), Some(burst)) => Some(Throttle {
+                    rate: rate
+                        .parse()
+                        .filter(|r: &f64| *r >= 0.0)
+                        .ok_or_else(|| unsupported(id, "ThrottlingRateLimit must be a number"))?,
+                    burst: burst.parse().ok_or_else(|| {
+                        unsupported(id, "ThrottlingBurstLimit must be a whole number")
+                    })?,
+                }),
+                _ => {
+                    return Err(unsupported(
+                        id,
+                        "set ThrottlingRateLimit and ThrottlingBurstLimit together",
+                    ));
+                }
+            };
+        }
     } else if stages.len() > 1 {
         return Err(unsupported(
             stages[1].0,

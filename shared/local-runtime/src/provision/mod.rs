@@ -123,6 +123,16 @@ pub struct RouteAuthorization {
     pub scopes: Vec<String>,
 }
 
+/// A stage's route throttling: a token bucket of `burst` requests refilled at `rate`
+/// a second (`ThrottlingBurstLimit`, `ThrottlingRateLimit`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    /// Steady requests per second.
+    pub rate: f64,
+    /// Requests admitted at once from a full bucket.
+    pub burst: u32,
+}
+
 /// The stage API Gateway serves the API on when the template declares none.
 pub const DEFAULT_STAGE: &str = "$default";
 
@@ -149,6 +159,9 @@ pub struct Stack {
     pub routes: Vec<Route>,
     /// The HTTP API's stage (`$default`: served at the root, no path prefix).
     pub stage: String,
+    /// The stage's `DefaultRouteSettings` throttling, applied to each route on its
+    /// own as API Gateway does; `None` when the stage sets none.
+    pub throttle: Option<Throttle>,
     /// Logical id to JWT authorizer.
     pub authorizers: BTreeMap<String, AuthorizerSpec>,
 }
@@ -376,6 +389,7 @@ pub async fn provision(
         routes: Vec::new(),
         outputs: BTreeMap::new(),
         stage: DEFAULT_STAGE.to_owned(),
+        throttle: None,
         authorizers: BTreeMap::new(),
     };
     secrets::create(&active, &mut names, clients).await?;
