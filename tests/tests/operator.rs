@@ -80,12 +80,17 @@ async fn poison_orders_are_peeked_then_replayed_after_the_fix_and_complete() {
     // GIVEN an intake whose saga starter is down
     let broken = Arc::new(AtomicBool::new(true));
     let flag = broken.clone();
-    let app = App::start_with(move |ports| {
-        ports.order_intake.saga = Arc::new(Outage {
-            inner: ports.order_intake.saga.clone(),
-            broken: flag.clone(),
-        })
-    })
+    // (orders waiting in the DLQ keep their deadline: the shop's 15 minutes, not the
+    // tests' 20 s, or the replay would rightly cancel them as expired)
+    let app = App::start_configured(
+        move |ports| {
+            ports.order_intake.saga = Arc::new(Outage {
+                inner: ports.order_intake.saga.clone(),
+                broken: flag.clone(),
+            })
+        },
+        &[("MaxOrderWaitSeconds", "900")],
+    )
     .await;
     let dir = scratch();
     let ops = app.ops(&dir);
@@ -634,12 +639,14 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
     );
     let charge = &report.runs[0].1[4];
     assert!(charge.retries >= 1, "{charge:?}");
+    // The charge was retried while the provider was down, until the order's deadline
+    // (20 s in the tests) ended it.
     assert!(
         charge
             .error
             .as_deref()
             .unwrap_or("")
-            .starts_with("PaymentProviderUnavailable"),
+            .starts_with("OrderExpired"),
         "{charge:?}"
     );
     assert_eq!(
@@ -678,8 +685,8 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(
-        order["cancelReason"], "PaymentProviderUnavailable",
-        "the original reason"
+        order["cancelReason"], "OrderExpired",
+        "the original reason: the outage outlasted the order's wait"
     );
     let mug = app.stock("MUG").await;
     assert_eq!((mug.available, mug.reserved), (100, 0));
@@ -698,16 +705,18 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replayed_charge_for_a_cancelled_order_is_refused_by_the_tombstone() {
-    // GIVEN an order cancelled after its charge timed out (the ledger holds a tombstone)
-    let app = App::start().await;
+async fn a_replayed_charge_for_a_cancelled_order_never_reaches_the_provider() {
+    // GIVEN an order cancelled after its charge kept timing out past the order's
+    // deadline (5 s here), the ledger holding a tombstone
+    let app = App::start_configured(|_| {}, &[("MaxOrderWaitSeconds", "5")]).await;
     let ops = app.ops(&scratch());
     let (_, placed) = app.place(&[("TEE", 1)], "tok_timeout", None).await;
     let id = order_id(&placed);
     assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CANCELLED");
     assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
     // AND its Charge command sits in the payments DLQ, carrying a card that would be
-    // captured: only the ledger's tombstone stands between it and the provider
+    // captured: its saga no longer waits for it (the receipt drops it), and the
+    // ledger's tombstone would refuse it next
     let charge = app
         .recording_bodies("PaymentsFunction")
         .into_iter()
@@ -737,7 +746,7 @@ async fn a_replayed_charge_for_a_cancelled_order_is_refused_by_the_tombstone() {
     .await
     .unwrap();
     assert_eq!(summary.moved, 1);
-    // THEN payments handles it (once) and refuses to charge
+    // THEN payments handles it (once) and charges nothing
     let deadline = Instant::now() + Duration::from_secs(20);
     while app.recording_bodies("PaymentsFunction").len() == before {
         assert!(

@@ -344,3 +344,31 @@ async fn above_the_stage_rate_the_api_answers_429_as_api_gateway_does_and_below_
         answers.iter().map(|r| r.status).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sandbox_provider_answers_with_the_configured_latency() {
+    // GIVEN a provider that takes a second over every call (`--payment-latency 1s,1s`)
+    let app = App::start_configured(
+        |_: &mut AppPorts| {},
+        &[
+            ("PaymentSandboxLatency", "1s,1s"),
+            ("PaymentProviderTimeoutMs", "5000"),
+        ],
+    )
+    .await;
+    let (_, placed) = app.place(&[("MUG", 1)], "tok_visa", None).await;
+    let order = app.wait_terminal(&order_id(&placed), WAIT).await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    // THEN the charge took at least that second between the order's two statuses
+    let at = |status: &str| {
+        let change = order["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["status"] == status)
+            .unwrap_or_else(|| panic!("no {status} in {order}"));
+        shop_domain::parse_rfc3339(change["at"].as_str().unwrap()).unwrap()
+    };
+    let charging = at("CONFIRMED") - at("PAYMENT_PENDING");
+    assert!(charging >= time::Duration::seconds(1), "{charging}");
+}

@@ -5,7 +5,7 @@
 pub mod breaker;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use payment_sandbox::{InvalidProviderKey, ProviderKey, SandboxProvider};
+use payment_sandbox::{InvalidProviderKey, Latency, ProviderKey, SandboxProvider};
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
 use shop_domain::commands::{Envelope, PaymentCommand, TaskError};
@@ -46,6 +46,9 @@ pub struct Config {
     pub provider_key_secret: String,
     /// `PAYMENT_PROVIDER_TIMEOUT_MS` (default 5000): how long one provider call may take.
     pub provider_timeout: Duration,
+    /// `PAYMENT_SANDBOX_LATENCY` (`P50,P99` such as `300ms,2s`; empty: none): how long
+    /// the sandbox provider takes to answer, so local runs queue as production does.
+    pub sandbox_latency: Option<Latency>,
     /// `PAYMENT_BREAKER_FAILURES` (5), `PAYMENT_BREAKER_WINDOW_SECONDS` (30) and
     /// `PAYMENT_BREAKER_COOL_DOWN_SECONDS` (20): the provider's circuit breaker.
     pub breaker: circuit_breaker::Config,
@@ -66,6 +69,14 @@ impl Config {
                 "a number of milliseconds above 0",
                 positive,
             )?),
+            sandbox_latency: env
+                .parsed(
+                    "PAYMENT_SANDBOX_LATENCY",
+                    MaybeLatency(None),
+                    "P50,P99 such as 300ms,2s, or empty for none",
+                    |_| true,
+                )?
+                .0,
             breaker: circuit_breaker::Config {
                 failure_threshold: env.parsed("PAYMENT_BREAKER_FAILURES", 5, WHOLE, |n| *n > 0)?,
                 window: Duration::from_secs(env.parsed(
@@ -82,6 +93,20 @@ impl Config {
                 )?),
             },
         })
+    }
+}
+
+/// A latency or nothing (an empty setting).
+struct MaybeLatency(Option<Latency>);
+
+impl std::str::FromStr for MaybeLatency {
+    type Err = payment_sandbox::InvalidLatency;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "" => Ok(Self(None)),
+            text => text.parse().map(|l| Self(Some(l))),
+        }
     }
 }
 
@@ -114,7 +139,8 @@ pub async fn sandbox_provider(
         PROVIDER_KEY_FIELD,
     )
     .await?;
-    let provider = SandboxProvider::new(config.provider_timeout, ProviderKey::new(key)?);
+    let provider = SandboxProvider::new(config.provider_timeout, ProviderKey::new(key)?)
+        .with_latency(config.sandbox_latency);
     tracing::info!(key = ?provider.key(), "payment provider key loaded");
     Ok(provider)
 }
@@ -303,6 +329,23 @@ pub(crate) mod tests {
             let refused = config(&[(zero, "0")]).unwrap_err();
             assert!(refused.to_string().contains(zero), "{refused}");
         }
+        assert_eq!(defaults.sandbox_latency, None);
+        let slow = config(&[("PAYMENT_SANDBOX_LATENCY", "300ms,2s")]).unwrap();
+        assert_eq!(
+            slow.sandbox_latency,
+            Some(Latency {
+                p50: Duration::from_millis(300),
+                p99: Duration::from_secs(2)
+            })
+        );
+        assert_eq!(
+            config(&[("PAYMENT_SANDBOX_LATENCY", "")])
+                .unwrap()
+                .sandbox_latency,
+            None
+        );
+        let refused = config(&[("PAYMENT_SANDBOX_LATENCY", "2s,300ms")]).unwrap_err();
+        assert!(refused.to_string().contains("PAYMENT_SANDBOX_LATENCY"));
         let missing = config(&[("PAYMENTS_TABLE", "")]).unwrap_err();
         assert_eq!(missing, ConfigError::Missing("PAYMENTS_TABLE"));
     }

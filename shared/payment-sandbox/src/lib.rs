@@ -74,7 +74,61 @@ impl Movement {
 pub struct SandboxProvider {
     deadline: Duration,
     key: ProviderKey,
+    latency: Option<Latency>,
     state: Mutex<SandboxState>,
+}
+
+/// How long the sandbox takes to answer a call: a log-normal distribution through
+/// its median and its 99th percentile, the long-tailed shape a card provider's
+/// latency has. Off by default; on, local runs form the backlogs production forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// Half the calls answer faster than this.
+    pub p50: Duration,
+    /// All but one call in a hundred answer faster than this.
+    pub p99: Duration,
+}
+
+/// A latency setting that is not `P50,P99` with `P50 <= P99`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("payment latency {0:?}: expected P50,P99 such as 300ms,2s with P50 at most P99")]
+pub struct InvalidLatency(String);
+
+impl std::str::FromStr for Latency {
+    type Err = InvalidLatency;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+/// The standard normal's 99th percentile.
+const Z99: f64 = 2.326_347_874_040_841;
+
+impl Latency {
+    /// Reads `P50,P99` (`300ms,2s`; humantime units).
+    pub fn parse(text: &str) -> Result<Self, InvalidLatency> {
+        let invalid = || InvalidLatency(text.to_owned());
+        let (p50, p99) = text.split_once(',').ok_or_else(invalid)?;
+        let read = |d: &str| humantime::parse_duration(d.trim()).map_err(|_| invalid());
+        let latency = Self {
+            p50: read(p50)?,
+            p99: read(p99)?,
+        };
+        (latency.p50 > Duration::ZERO && latency.p50 <= latency.p99)
+            .then_some(latency)
+            .ok_or_else(invalid)
+    }
+
+    /// One call's latency, drawn with `rng`.
+    pub fn sample(&self, rng: &mut fastrand::Rng) -> Duration {
+        let mu = self.p50.as_secs_f64().ln();
+        let sigma = (self.p99.as_secs_f64().ln() - mu) / Z99;
+        // Box-Muller: a standard normal from two uniforms in (0, 1].
+        let (u1, u2) = (1.0 - rng.f64(), rng.f64());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        Duration::from_secs_f64((mu + sigma * z).exp().min(86_400.0))
+    }
 }
 
 /// The API key the shop authenticates to the payment provider with. It lives in a
@@ -126,6 +180,7 @@ struct SandboxState {
     books: Vec<Movement>,
     attempts: HashMap<OrderId, u32>,
     next_id: u64,
+    rng: fastrand::Rng,
 }
 
 impl SandboxProvider {
@@ -135,7 +190,30 @@ impl SandboxProvider {
         Self {
             deadline,
             key,
+            latency: None,
             state: Mutex::new(SandboxState::default()),
+        }
+    }
+
+    /// The same account answering every call after a delay drawn from `latency`. A
+    /// call slower than the client deadline is answered `Timeout` at the deadline, and
+    /// what it asked still happens at the provider, as with a real one.
+    pub fn with_latency(self, latency: Option<Latency>) -> Self {
+        Self { latency, ..self }
+    }
+
+    /// Waits out one call's latency: `Err(Timeout)` when it is longer than the client
+    /// deadline (the call's effect still happens).
+    async fn answer_delay(&self) -> Result<(), ProviderError> {
+        let Some(latency) = self.latency else {
+            return Ok(());
+        };
+        let delay = latency.sample(&mut self.state().rng);
+        tokio::time::sleep(delay.min(self.deadline)).await;
+        if delay > self.deadline {
+            Err(ProviderError::Timeout(self.deadline))
+        } else {
+            Ok(())
         }
     }
 
@@ -173,6 +251,20 @@ impl SandboxProvider {
 #[async_trait]
 impl PaymentProvider for SandboxProvider {
     async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        let answered = self.answer_delay().await;
+        let outcome = self.charge_now(request).await;
+        answered.and(outcome)
+    }
+
+    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
+        let answered = self.answer_delay().await;
+        let outcome = self.refund_now(charge_key);
+        answered.and(outcome)
+    }
+}
+
+impl SandboxProvider {
+    async fn charge_now(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
         let token = request.payment_token.as_str();
         if token.starts_with("tok_timeout") {
             tokio::time::sleep(self.deadline).await;
@@ -224,7 +316,7 @@ impl PaymentProvider for SandboxProvider {
         Ok(charge_id)
     }
 
-    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
+    fn refund_now(&self, charge_key: &str) -> Result<bool, ProviderError> {
         let mut state = self.state();
         let Some(charge) = state.charges.get_mut(charge_key) else {
             return Ok(false);
@@ -472,5 +564,68 @@ mod tests {
         assert_eq!(provider.net_captured(&order), 250, "refunded once");
         assert!(!provider.refund("charge-never").await.unwrap());
         assert_eq!(provider.books().len(), 3);
+    }
+
+    #[test]
+    fn a_latency_is_two_percentiles_and_its_samples_have_them() {
+        let latency = Latency::parse("300ms, 2s").unwrap();
+        assert_eq!(
+            latency,
+            Latency {
+                p50: Duration::from_millis(300),
+                p99: Duration::from_secs(2)
+            }
+        );
+        for bad in ["300ms", "2s,300ms", "0s,1s", "fast,slow"] {
+            assert_eq!(Latency::parse(bad), Err(InvalidLatency(bad.into())));
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut samples: Vec<Duration> = (0..20_000).map(|_| latency.sample(&mut rng)).collect();
+        samples.sort();
+        let (p50, p99) = (samples[10_000], samples[19_800]);
+        assert!(
+            (Duration::from_millis(280)..Duration::from_millis(320)).contains(&p50),
+            "{p50:?}"
+        );
+        assert!(
+            (Duration::from_millis(1800)..Duration::from_millis(2200)).contains(&p99),
+            "{p99:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_slower_than_the_client_deadline_times_out_but_still_happens() {
+        let provider = sandbox().with_latency(Some(Latency {
+            p50: Duration::from_secs(5),
+            p99: Duration::from_secs(5),
+        }));
+        let order = OrderId::generate();
+        let request = ChargeRequest {
+            order_id: order.clone(),
+            idempotency_key: "charge-slow".into(),
+            amount: 700,
+            currency: Currency::EUR,
+            payment_token: "tok_visa".into(),
+        };
+        let started = std::time::Instant::now();
+        let answer = provider.charge(&request).await;
+        assert!(
+            matches!(answer, Err(ProviderError::Timeout(_))),
+            "{answer:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "answered at the 10 ms deadline"
+        );
+        assert_eq!(
+            provider.net_captured(&order),
+            700,
+            "captured at the provider all the same"
+        );
+        let quick = sandbox().with_latency(Some(Latency {
+            p50: Duration::from_millis(2),
+            p99: Duration::from_millis(4),
+        }));
+        assert!(quick.charge(&request).await.is_ok());
     }
 }

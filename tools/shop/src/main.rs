@@ -52,6 +52,11 @@ enum Command {
         /// --parameter StandardIntakeConcurrency=2.
         #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_parameter)]
         parameters: Vec<(String, String)>,
+        /// Make the sandbox payment provider answer with this latency, P50,P99 (e.g.
+        /// 300ms,2s; a log-normal between them), as a card provider does: charges then
+        /// queue as in production. Sets the PaymentSandboxLatency parameter.
+        #[arg(long, value_name = "P50,P99", value_parser = parse_latency)]
+        payment_latency: Option<String>,
     },
     /// Dead-letter queues: list, peek, replay, purge (on AWS with --stack, locally with --local).
     Dlq {
@@ -113,6 +118,12 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         expires: Duration,
     },
+}
+
+fn parse_latency(raw: &str) -> Result<String, String> {
+    payment_sandbox::Latency::parse(raw)
+        .map(|l| format!("{}ms,{}ms", l.p50.as_millis(), l.p99.as_millis()))
+        .map_err(|e| e.to_string())
 }
 
 fn parse_parameter(raw: &str) -> Result<(String, String), String> {
@@ -228,8 +239,12 @@ async fn main() -> ExitCode {
             stack_name,
             root,
             demo: run_demo,
-            parameters,
+            mut parameters,
+            payment_latency,
         } => {
+            if let Some(latency) = payment_latency {
+                parameters.push(("PaymentSandboxLatency".into(), latency));
+            }
             let options = LocalOptions {
                 root,
                 endpoint,
