@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod load;
 mod ops_cli;
 mod smoke;
 mod token;
@@ -95,6 +96,46 @@ enum Command {
         /// How long each order may take to end, e.g. 2m.
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         within: Duration,
+    },
+    /// A sale's rush: N orders from M shoppers through the API (--local or --stack),
+    /// every one followed to its end; reports accepted and throttled, how orders
+    /// ended, units oversold, waits (p50/p95/p99) and queue peaks. Exits 1 when an
+    /// order ends for a reason other than sold out or declined, never ends, or a unit
+    /// is oversold.
+    Load {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
+        /// Orders to place.
+        #[arg(long, default_value_t = 300)]
+        orders: usize,
+        /// Shoppers placing them (locally each gets a signed token).
+        #[arg(long, default_value_t = 30)]
+        shoppers: usize,
+        /// SKUs to buy, one unit per order, in turn: one SKU is a hot item, several a
+        /// catalog mix.
+        #[arg(long, value_delimiter = ',', default_value = "MUG")]
+        sku: Vec<String>,
+        /// Orders a second to start; without it, as fast as the API admits.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// The card every order pays with (sandbox tokens: tok_visa, tok_decline, ...).
+        #[arg(long, default_value = "tok_visa")]
+        card: String,
+        /// How long orders may take to end after the last is placed, e.g. 10m.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        within: Duration,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Shoppers' access tokens for a deployed stack (repeatable; shopper i uses
+        /// token i modulo their number).
+        #[arg(
+            long = "token",
+            env = "SHOP_LOAD_TOKENS",
+            value_delimiter = ',',
+            hide_env_values = true
+        )]
+        tokens: Vec<String>,
     },
     /// Every alarm of the stack: state, what it watches, its runbook (--stack or
     /// --local); exits 1 while one is in ALARM.
@@ -288,6 +329,33 @@ async fn main() -> ExitCode {
             sku,
             within,
         } => finish(ops_cli::smoke(stack, token, sku, within).await, "smoke"),
+        Command::Load {
+            stack,
+            orders,
+            shoppers,
+            sku,
+            rate,
+            card,
+            within,
+            in_flight,
+            tokens,
+        } => finish(
+            ops_cli::load(
+                stack,
+                ops_cli::LoadArgs {
+                    orders,
+                    shoppers,
+                    skus: sku,
+                    rate,
+                    card,
+                    within,
+                    in_flight,
+                    tokens,
+                },
+            )
+            .await,
+            "load",
+        ),
         Command::Token {
             stack,
             customer,

@@ -435,6 +435,122 @@ pub async fn smoke(
     })
 }
 
+/// What `shop load` was asked for, besides the stack.
+pub struct LoadArgs {
+    /// Orders to place.
+    pub orders: usize,
+    /// Shoppers placing them.
+    pub shoppers: usize,
+    /// SKUs, in turn.
+    pub skus: Vec<String>,
+    /// Orders a second, or as fast as admitted.
+    pub rate: Option<f64>,
+    /// The card.
+    pub card: String,
+    /// How long orders may take to end.
+    pub within: std::time::Duration,
+    /// Requests in flight.
+    pub in_flight: usize,
+    /// Tokens for a deployed stack.
+    pub tokens: Vec<String>,
+}
+
+/// Runs `shop load` and prints its report; exits 1 when the rush did not end as a
+/// shop owner expects ([`crate::load::LoadReport::failures`]).
+pub async fn load(args: StackArgs, load: LoadArgs) -> Result<ExitCode, OpsError> {
+    if load.orders == 0 || load.shoppers == 0 || load.in_flight == 0 || load.skus.is_empty() {
+        return Err(OpsError::Refused(
+            "--orders, --shoppers and --in-flight must be above 0, with at least one --sku".into(),
+        ));
+    }
+    if load.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        return Err(OpsError::Refused(
+            "--rate must be above 0 orders a second".into(),
+        ));
+    }
+    let ops = connect(&args).await?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let tokens = match (&args.stack, load.tokens.is_empty()) {
+        (_, false) => load.tokens.clone(),
+        (None, true) => (0..load.shoppers)
+            .map(|i| {
+                crate::token::local_token(
+                    &args.state_dir,
+                    &args.local_stack,
+                    &local_runtime::oidc_issuer::TokenRequest {
+                        subject: format!("load-{}-{i}", &run_id[..8]),
+                        scopes: Vec::new(),
+                        lifetime: load.within * 3 + std::time::Duration::from_secs(3600),
+                    },
+                )
+            })
+            .collect::<Result<_, _>>()?,
+        (Some(stack), true) => {
+            return Err(OpsError::Refused(format!(
+                "{stack} is a deployed stack: pass shoppers' access tokens with --token                  (or SHOP_LOAD_TOKENS, comma-separated)"
+            )));
+        }
+    };
+    let options = crate::load::LoadOptions {
+        api: ops.outputs.get("ApiUrl")?.to_owned(),
+        bearers: tokens
+            .iter()
+            .map(|t| format!("Bearer {}", t.trim_start_matches("Bearer ")))
+            .collect(),
+        orders: load.orders,
+        skus: load.skus,
+        rate: load.rate,
+        card: load.card,
+        within: load.within,
+        in_flight: load.in_flight,
+    };
+    let progress = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    let report = crate::load::run(&ops, &options, &progress).await?;
+    progress.finish_and_clear();
+    let failures = report.failures();
+    if args.json {
+        print_json(&report);
+    } else {
+        let p = |p: &crate::load::Percentiles| {
+            format!(
+                "p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+                p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms
+            )
+        };
+        say!(
+            "accepted          {} ({:.1}/s), {} answers 429",
+            report.accepted,
+            report.accepted_per_second,
+            report.throttled
+        );
+        say!("confirmed         {}", report.confirmed);
+        for (reason, n) in &report.cancelled {
+            say!("cancelled         {n} {reason}");
+        }
+        say!("never ended       {}", report.never_ended);
+        say!(
+            "oversold units    {}",
+            report.oversold.values().sum::<u64>()
+        );
+        say!("time to accepted  {}", p(&report.time_to_accepted));
+        say!("time to final     {}", p(&report.time_to_final));
+        for (queue, depth) in &report.queue_peak_depth {
+            say!("peak depth        {queue}: {depth}");
+        }
+    }
+    Ok(if failures.is_empty() {
+        say!("load: every order ended as the shop expects");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("shop load: {}", failures.join("; "));
+        ExitCode::from(1)
+    })
+}
+
 /// Runs `shop alarms`: every alarm of the stack, its state, what it watches and its
 /// runbook. Exits 1 when one is in ALARM, so a script can wait on it.
 pub async fn alarms(args: StackArgs) -> Result<ExitCode, OpsError> {

@@ -296,7 +296,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
     // Every alarm, each with the topic it pages and its runbook.
     let (code, out, err) = operator(&stack, &["alarms"]).await;
     assert_eq!(code, 0, "no alarm fires on the emulator: {out}{err}");
-    assert!(out.contains("20 alarms, 0 in ALARM"), "{out}");
+    assert!(out.contains("22 alarms, 0 in ALARM"), "{out}");
     assert!(
         out.contains("PaymentCircuitRejections") && out.contains("Runbook:"),
         "{out}"
@@ -693,5 +693,75 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
     assert_eq!(code, 2);
     assert!(err.contains("shop local"), "{err}");
 
+    stop(app).await;
+}
+
+/// A sale's rush on one hot item, as `shop load` makes it against `shop local` with
+/// the provider's latency and DynamoDB's transaction conflicts on: 300 orders from 30
+/// shoppers for 100 units, placed much faster than a card provider answering in 1 s
+/// (p50) to 4 s (p99) through two payments workers can drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rush_on_one_hot_item_sells_out_exactly_and_every_order_ends_as_the_shop_expects() {
+    let stack = format!("rush{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let app = shop_local(
+        &stack,
+        &[
+            "--payment-latency",
+            "1s,4s",
+            "--parameter",
+            "MaxOrderWaitSeconds=600",
+        ],
+    )
+    .await;
+    let seed = std::env::temp_dir().join(format!("{stack}-seed.json"));
+    std::fs::write(
+        &seed,
+        json!({"catalog": [{"sku": "RUSH", "name": "Limited drop",
+            "prices": {"EUR": 4900, "USD": 5300, "GBP": 4200}, "stock": 100}]})
+        .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = operator(&stack, &["seed", seed.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = operator(
+        &stack,
+        &[
+            "load",
+            "--orders",
+            "300",
+            "--shoppers",
+            "30",
+            "--sku",
+            "RUSH",
+            "--within",
+            "5m",
+            "--json",
+        ],
+    )
+    .await;
+    let start = out
+        .find('{')
+        .unwrap_or_else(|| panic!("a JSON report: {out}{err}"));
+    let report: Value = serde_json::Deserializer::from_str(&out[start..])
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 0, "{report:#}\n{err}");
+    assert_eq!(report["accepted"], 300, "{report:#}");
+    assert_eq!(report["confirmed"], 100, "exactly the stock: {report:#}");
+    assert_eq!(
+        report["cancelled"],
+        json!({"OutOfStock": 200}),
+        "{report:#}"
+    );
+    assert_eq!(report["never_ended"], 0);
+    assert_eq!(report["oversold"], json!({}));
+    // The charges queued longer than the old step's 20 s heartbeat, and no order
+    // failed for it.
+    assert!(
+        report["time_to_final"]["max_ms"].as_u64().unwrap() > 20_000,
+        "{report:#}"
+    );
     stop(app).await;
 }
