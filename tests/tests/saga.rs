@@ -193,25 +193,28 @@ async fn transient_payment_failures_are_retried_to_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payment_timeout_compensates_and_late_commands_are_refused() {
-    let app = App::start().await;
+    // GIVEN a card whose charge never answers, on an order that may wait 8 s
+    let app = App::start_configured(|_| {}, &[("MaxOrderWaitSeconds", "8")]).await;
     let (_, placed) = app.place(&[("RARE", 1)], "tok_timeout", None).await;
     let id = order_id(&placed);
+    // THEN the charge is retried until the order's deadline, then compensated
     let order = app.wait_terminal(&id, WAIT).await;
-    assert_eq!(order["cancelReason"], "PaymentTimeout");
+    assert_eq!(order["cancelReason"], "OrderExpired", "{order}");
     assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
     let rare = app.stock("RARE").await;
     assert_eq!((rare.available, rare.reserved), (1, 0));
 
-    // WHEN the original Charge and Reserve are replayed late (e.g. from a DLQ)
+    // WHEN the original Charge and Reserve come back late without a saga waiting to
+    // drop them at receipt (sent as an operator would, with no task token)
     let attempts = app.sandbox.attempts(&OrderId::parse(&id).unwrap());
     app.send(
         "PaymentsQueue",
-        &format!(r#"{{"command":"Charge","taskToken":"dead-token","correlationId":"late","orderId":"{id}","amount":50000,"currency":"EUR","paymentToken":"tok_visa"}}"#),
+        &format!(r#"{{"command":"Charge","correlationId":"late","orderId":"{id}","amount":50000,"currency":"EUR","paymentToken":"tok_visa"}}"#),
     )
     .await;
     app.send(
         "InventoryQueue",
-        &format!(r#"{{"command":"Reserve","taskToken":"dead-token","correlationId":"late","orderId":"{id}","lines":[{{"sku":"RARE","quantity":1,"unitPrice":50000}}]}}"#),
+        &format!(r#"{{"command":"Reserve","correlationId":"late","orderId":"{id}","lines":[{{"sku":"RARE","quantity":1,"unitPrice":50000}}]}}"#),
     )
     .await;
     app.wait_consumed("PaymentsFunction", "late").await;
