@@ -296,12 +296,7 @@ pub(crate) mod tests {
         .into_iter()
         .chain(extra.iter().copied())
         .collect();
-        Config::from_env(Settings::new(&|name| {
-            env.iter()
-                .rev()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }))
+        shop_aws::settings::with_pairs(&env, Config::from_env)
     }
 
     #[test]

@@ -41,6 +41,19 @@ impl Settings<'static> {
     }
 }
 
+/// Runs `read` on settings made of `pairs` (a later pair wins over an earlier one
+/// with the same name): a function's configuration as a test or a tool gives it.
+pub fn with_pairs<T>(pairs: &[(&str, &str)], read: impl FnOnce(Settings<'_>) -> T) -> T {
+    let lookup = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    read(Settings::new(&lookup))
+}
+
 impl<'a> Settings<'a> {
     /// Settings looked up by `lookup`.
     pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {

@@ -378,9 +378,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn each_route_is_throttled_on_its_own_with_api_gateways_429() {
-        let stack = Stack {
+    fn stack(throttle: Option<Throttle>, routes: Vec<Route>) -> Stack {
+        Stack {
             prefix: "t".into(),
             region: "us-east-1".into(),
             tables: Default::default(),
@@ -390,13 +389,21 @@ mod tests {
             functions: Default::default(),
             outputs: Default::default(),
             stage: "$default".into(),
-            throttle: Some(Throttle {
+            throttle,
+            authorizers: Default::default(),
+            routes,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_route_is_throttled_on_its_own_with_api_gateways_429() {
+        let stack = stack(
+            Some(Throttle {
                 rate: 5.0,
                 burst: 3,
             }),
-            authorizers: Default::default(),
-            routes: vec![route("POST", "/v1/orders"), route("GET", "/v1/orders/{id}")],
-        };
+            vec![route("POST", "/v1/orders"), route("GET", "/v1/orders/{id}")],
+        );
         let api = HttpApi::new(Arc::new(stack), Arc::new(InProcess::new()));
         // Admitted requests reach the function lookup (none is registered: an error);
         // a throttled one is answered by the gateway itself.
@@ -420,24 +427,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_404() {
-        let stack = Stack {
-            prefix: "t".into(),
-            region: "us-east-1".into(),
-            tables: Default::default(),
-            queues: Default::default(),
-            buses: Default::default(),
-            state_machines: Default::default(),
-            functions: Default::default(),
-            outputs: Default::default(),
-            stage: "$default".into(),
-            throttle: None,
-            authorizers: Default::default(),
-            routes: vec![
+        let stack = stack(
+            None,
+            vec![
                 route("POST", "/v1/orders"),
                 route("GET", "/v1/orders/{id}"),
                 route("POST", "/v1/orders/{id}/cancel"),
             ],
-        };
+        );
         let api = HttpApi::new(Arc::new(stack), Arc::new(InProcess::new()));
         let r = api
             .serve("TRACE", "/v1/orders/o-1", &[], None)
