@@ -707,8 +707,8 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replayed_charge_for_a_cancelled_order_never_reaches_the_provider() {
     // GIVEN an order cancelled after its charge kept timing out past the order's
-    // deadline (5 s here), the ledger holding a tombstone
-    let app = App::start_configured(|_| {}, &[("MaxOrderWaitSeconds", "5")]).await;
+    // deadline (the tests' 20 s), the ledger holding a tombstone
+    let app = App::start().await;
     let ops = app.ops(&scratch());
     let (_, placed) = app.place(&[("TEE", 1)], "tok_timeout", None).await;
     let id = order_id(&placed);

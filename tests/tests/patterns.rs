@@ -185,8 +185,9 @@ async fn a_slow_charge_within_its_work_time_is_not_timed_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
-    // GIVEN steps that time out 6 s after their command is sent, and a payments worker
-    // that dies on its first receipt, so the Charge comes back 8 s later
+    // GIVEN an order that may wait 15 s, steps that time out 1 s after that, and a
+    // payments worker that dies on its first receipt, so the Charge comes back 30 s
+    // later, after its step timed out
     let app = App::start_configured(
         |ports: &mut AppPorts| {
             ports.payments.callbacks = Arc::new(FirstReceiptCrashes {
@@ -195,9 +196,9 @@ async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
             });
         },
         &[
-            ("MaxOrderWaitSeconds", "5"),
+            ("MaxOrderWaitSeconds", "15"),
             ("CommandWorkSeconds", "1"),
-            ("PaymentsQueueVisibilityTimeout", "8"),
+            ("PaymentsQueueVisibilityTimeout", "30"),
         ],
     )
     .await;
@@ -215,7 +216,7 @@ async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
             .count()
     };
     let redelivered = std::time::Instant::now();
-    while deliveries() < 2 && redelivered.elapsed() < Duration::from_secs(30) {
+    while deliveries() < 2 && redelivered.elapsed() < Duration::from_secs(45) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(

@@ -193,8 +193,8 @@ async fn transient_payment_failures_are_retried_to_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payment_timeout_compensates_and_late_commands_are_refused() {
-    // GIVEN a card whose charge never answers, on an order that may wait 8 s
-    let app = App::start_configured(|_| {}, &[("MaxOrderWaitSeconds", "8")]).await;
+    // GIVEN a card whose charge never answers, on an order that may wait 15 s
+    let app = App::start_configured(|_| {}, &[("MaxOrderWaitSeconds", "15")]).await;
     let (_, placed) = app.place(&[("RARE", 1)], "tok_timeout", None).await;
     let id = order_id(&placed);
     // THEN the charge is retried until the order's deadline, then compensated
