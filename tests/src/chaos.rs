@@ -31,10 +31,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long an order may wait in the chaos run (`MaxOrderWaitSeconds`): two faults
+/// and their redeliveries on a loaded machine must not expire an order that is in
+/// time for a shop (the tests' default of 20 s expired a third of them in CI).
+const ORDER_WAIT_SECONDS: &str = "90";
+
 /// How long a hung inventory worker blocks an order: longer than ReserveStock's
-/// timeout in the tests (`MaxOrderWaitSeconds` 20 plus `CommandWorkSeconds` 10), so the
-/// saga times the step out and compensates.
-const HANG: Duration = Duration::from_secs(33);
+/// timeout in the run (`ORDER_WAIT_SECONDS` plus the tests' `CommandWorkSeconds`, 10),
+/// so the saga times the step out and compensates.
+const HANG: Duration = Duration::from_secs(110);
 
 /// Deliveries of a poisoned Release that crash: the queue's maxReceiveCount, so the
 /// message lands in the DLQ.
@@ -1107,7 +1112,10 @@ impl App {
         let faults = chaos.clone();
         Self::start_full(
             Some(Arc::new(move |ports| inject(&faults, ports))),
-            &[("OrphanAfterSeconds", "60")],
+            &[
+                ("OrphanAfterSeconds", "60"),
+                ("MaxOrderWaitSeconds", ORDER_WAIT_SECONDS),
+            ],
             Some(chaos),
             None,
         )
