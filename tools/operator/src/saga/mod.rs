@@ -337,7 +337,7 @@ mod tests {
                 history: vec![],
                 payment_token: String::new(),
                 correlation_id: String::new(),
-                created_at: String::new(),
+                created_at: "2026-12-03T10:00:00.000Z".into(),
                 express: false,
             }),
             reservation: None,
@@ -424,7 +424,36 @@ mod tests {
             };
             assert_eq!(input["resume"].as_str(), resume);
             assert_eq!(input["orderId"], "ord-x");
+            // A run from before orders had a deadline gets the one the intake gives,
+            // from the order's placing; a run that has one keeps it.
+            assert_eq!(input["deadline"], "2026-12-03T10:15:00.000Z");
+            assert_eq!(input["stepTimeoutSeconds"], 960);
         }
+        let kept = report(
+            vec![(
+                run(
+                    RunStatus::Aborted,
+                    None,
+                    Some("ReserveStock"),
+                    json!({"orderId": "ord-x", "deadline": "2026-12-03T10:01:00.000Z", "stepTimeoutSeconds": 70}),
+                ),
+                vec![],
+            )],
+            Some(OrderStatus::Pending),
+        );
+        let RedrivePlan::Native { fallback, .. } = plan(&kept) else {
+            panic!()
+        };
+        let RedrivePlan::Restart { input, .. } = *fallback else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                input["deadline"].as_str(),
+                input["stepTimeoutSeconds"].as_u64()
+            ),
+            (Some("2026-12-03T10:01:00.000Z"), Some(70))
+        );
         let done = report(
             vec![(run(RunStatus::TimedOut, None, None, original), vec![])],
             Some(OrderStatus::Confirmed),

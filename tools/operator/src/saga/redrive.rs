@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use shop_aws::saga::execution_arn;
 use shop_domain::OrderStatus;
+use shop_domain::services::{WaitLimits, saga_input};
 
 /// What `shop saga redrive` does for an order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,8 +64,51 @@ fn resume_input(mut state: Value, resume: &str, failure: Option<Value>) -> Value
     state
 }
 
+/// A run started before orders had a deadline has none in its input, and the
+/// definition's callback steps read `deadline` and `stepTimeoutSeconds` from it (a
+/// missing path fails the run with `States.Runtime`). They are filled from the
+/// stored order as the intake computes them, with the template's default limits
+/// (the tool does not know the stack's own).
+fn with_wait_limits(mut input: Value, report: &SagaReport) -> Value {
+    let Some(order) = &report.order else {
+        return input;
+    };
+    let limits = saga_input(order, WaitLimits::DEFAULT);
+    if let Some(map) = input.as_object_mut() {
+        for field in ["deadline", "stepTimeoutSeconds"] {
+            if !map.contains_key(field) {
+                map.insert(field.into(), limits[field].clone());
+            }
+        }
+    }
+    input
+}
+
 /// Decides how to redrive an order's latest run (pure, so every case is unit-tested).
 pub fn plan(report: &SagaReport) -> RedrivePlan {
+    match decide(report) {
+        RedrivePlan::Restart { name, input } => RedrivePlan::Restart {
+            name,
+            input: with_wait_limits(input, report),
+        },
+        RedrivePlan::Native {
+            execution_arn,
+            fallback,
+        } => RedrivePlan::Native {
+            execution_arn,
+            fallback: Box::new(match *fallback {
+                RedrivePlan::Restart { name, input } => RedrivePlan::Restart {
+                    name,
+                    input: with_wait_limits(input, report),
+                },
+                other => other,
+            }),
+        },
+        nothing => nothing,
+    }
+}
+
+fn decide(report: &SagaReport) -> RedrivePlan {
     let nothing = |reason: String| RedrivePlan::Nothing { reason };
     let Some((latest, steps)) = report.runs.last() else {
         return nothing("no saga run exists for this order".into());
