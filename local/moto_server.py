@@ -151,17 +151,15 @@ _KEY_SCHEMAS = {}
 
 def _key_names(table_name):
     """The key attribute names of the table, looked up in every account and region."""
-    names = _KEY_SCHEMAS.get(table_name)
-    if names is None:
-        for regions in dynamodb_models.dynamodb_backends.values():
-            for backend in regions.values():
-                table = backend.tables.get(table_name)
-                if table is not None:
-                    names = tuple(k for k in (table.hash_key_attr, table.range_key_attr) if k)
-                    _KEY_SCHEMAS[table_name] = names
-                    return names
-        return ()
-    return names
+    if table_name not in _KEY_SCHEMAS:
+        tables = (backend.tables.get(table_name)
+                  for regions in dynamodb_models.dynamodb_backends.values()
+                  for backend in regions.values())
+        table = next((t for t in tables if t is not None), None)
+        if table is None:
+            return ()
+        _KEY_SCHEMAS[table_name] = tuple(k for k in (table.hash_key_attr, table.range_key_attr) if k)
+    return _KEY_SCHEMAS[table_name]
 
 
 def _transaction_items(body):

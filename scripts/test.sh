@@ -64,7 +64,7 @@ setsid --wait scripts/with-moto.sh cargo test --workspace --no-fail-fast -- --te
 status="${PIPESTATUS[0]}"
 wait "$chaos_pid"
 chaos_status=$?
-cat "$chaos_log" | tee -a "$log"
+tee -a "$log" <"$chaos_log"
 [ "$chaos_status" -eq 0 ] || status="$chaos_status"
 set -e
 passed="$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')"

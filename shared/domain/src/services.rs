@@ -152,7 +152,9 @@ pub fn saga_input(order: &Order, limits: WaitLimits) -> Value {
     let placed =
         crate::parse_rfc3339(&order.created_at).unwrap_or_else(time::OffsetDateTime::now_utc);
     let wait = limits.max_order_wait_seconds;
-    let deadline = placed + time::Duration::seconds(i64::try_from(wait).unwrap_or(i64::MAX / 2));
+    let deadline = placed.saturating_add(time::Duration::seconds(
+        i64::try_from(wait).unwrap_or(i64::MAX),
+    ));
     json!({
         "deadline": crate::rfc3339(deadline),
         "stepTimeoutSeconds": wait.saturating_add(limits.command_work_seconds),

@@ -97,17 +97,8 @@ pub struct InvalidLatency(String);
 impl std::str::FromStr for Latency {
     type Err = InvalidLatency;
 
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::parse(text)
-    }
-}
-
-/// The standard normal's 99th percentile.
-const Z99: f64 = 2.326_347_874_040_841;
-
-impl Latency {
     /// Reads `P50,P99` (`300ms,2s`; humantime units).
-    pub fn parse(text: &str) -> Result<Self, InvalidLatency> {
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || InvalidLatency(text.to_owned());
         let (p50, p99) = text.split_once(',').ok_or_else(invalid)?;
         let read = |d: &str| humantime::parse_duration(d.trim()).map_err(|_| invalid());
@@ -119,7 +110,12 @@ impl Latency {
             .then_some(latency)
             .ok_or_else(invalid)
     }
+}
 
+/// The standard normal's 99th percentile.
+const Z99: f64 = 2.326_347_874_040_841;
+
+impl Latency {
     /// One call's latency, drawn with `rng`.
     pub fn sample(&self, rng: &mut fastrand::Rng) -> Duration {
         let mu = self.p50.as_secs_f64().ln();
@@ -568,7 +564,7 @@ mod tests {
 
     #[test]
     fn a_latency_is_two_percentiles_and_its_samples_have_them() {
-        let latency = Latency::parse("300ms, 2s").unwrap();
+        let latency = "300ms, 2s".parse::<Latency>().unwrap();
         assert_eq!(
             latency,
             Latency {
@@ -577,7 +573,7 @@ mod tests {
             }
         );
         for bad in ["300ms", "2s,300ms", "0s,1s", "fast,slow"] {
-            assert_eq!(Latency::parse(bad), Err(InvalidLatency(bad.into())));
+            assert_eq!(bad.parse::<Latency>(), Err(InvalidLatency(bad.into())));
         }
         let mut rng = fastrand::Rng::with_seed(7);
         let mut samples: Vec<Duration> = (0..20_000).map(|_| latency.sample(&mut rng)).collect();

@@ -154,23 +154,14 @@ impl Client {
         body: Option<&Value>,
         key: Option<&str>,
     ) -> (u16, Value) {
-        let url = format!("{}{path}", self.api.trim_end_matches('/'));
-        let mut headers = vec![
-            ("authorization", bearer),
-            ("content-type", "application/json"),
-        ];
+        let mut headers = vec![("content-type", "application/json")];
         if let Some(key) = key {
             headers.push(("idempotency-key", key));
         }
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        match self
-            .http
-            .send_with_headers(method, &url, bytes, &headers)
-            .await
-        {
-            Ok((status, _, body)) => (status, serde_json::from_slice(&body).unwrap_or(Value::Null)),
-            Err(_) => (0, Value::Null),
-        }
+        let (status, _, answer) =
+            crate::smoke::call_api(&self.http, &self.api, method, path, bearer, body, &headers)
+                .await;
+        (status, answer)
     }
 
     /// Places one order, retrying a 429 (and a lost answer) with the same

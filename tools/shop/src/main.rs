@@ -162,7 +162,7 @@ enum Command {
 }
 
 fn parse_latency(raw: &str) -> Result<String, String> {
-    payment_sandbox::Latency::parse(raw)
+    raw.parse::<payment_sandbox::Latency>()
         .map(|l| format!("{}ms,{}ms", l.p50.as_millis(), l.p99.as_millis()))
         .map_err(|e| e.to_string())
 }

@@ -22,6 +22,31 @@ pub struct SmokeOptions {
     pub within: Duration,
 }
 
+/// One call to the orders API as a shopper makes it: JSON in and out, `bearer` and
+/// any `headers` besides; status 0 with the error in the body when no answer came.
+pub(crate) async fn call_api(
+    client: &HttpClient,
+    api: &str,
+    method: &str,
+    path: &str,
+    bearer: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Value) {
+    let url = format!("{}{path}", api.trim_end_matches('/'));
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let mut all = vec![("authorization", bearer)];
+    all.extend_from_slice(headers);
+    match client.send_with_headers(method, &url, bytes, &all).await {
+        Ok((status, headers, body)) => (
+            status,
+            headers,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        ),
+        Err(e) => (0, http::HeaderMap::new(), json!({ "error": e })),
+    }
+}
+
 /// One step and how it went.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -56,25 +81,16 @@ impl Run<'_> {
         path: &str,
         body: Option<Value>,
     ) -> (u16, http::HeaderMap, Value) {
-        let url = format!("{}{path}", self.options.api.trim_end_matches('/'));
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        match self
-            .client
-            .send_with_headers(
-                method,
-                &url,
-                bytes,
-                &[("authorization", &self.options.bearer)],
-            )
-            .await
-        {
-            Ok((status, headers, body)) => (
-                status,
-                headers,
-                serde_json::from_slice(&body).unwrap_or(Value::Null),
-            ),
-            Err(e) => (0, http::HeaderMap::new(), json!({ "error": e })),
-        }
+        call_api(
+            &self.client,
+            &self.options.api,
+            method,
+            path,
+            &self.options.bearer,
+            body.as_ref(),
+            &[],
+        )
+        .await
     }
 
     /// Places an order paid with `card`, follows its Location to the end, and checks

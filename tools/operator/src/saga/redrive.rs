@@ -86,29 +86,6 @@ fn with_wait_limits(mut input: Value, report: &SagaReport) -> Value {
 
 /// Decides how to redrive an order's latest run (pure, so every case is unit-tested).
 pub fn plan(report: &SagaReport) -> RedrivePlan {
-    match decide(report) {
-        RedrivePlan::Restart { name, input } => RedrivePlan::Restart {
-            name,
-            input: with_wait_limits(input, report),
-        },
-        RedrivePlan::Native {
-            execution_arn,
-            fallback,
-        } => RedrivePlan::Native {
-            execution_arn,
-            fallback: Box::new(match *fallback {
-                RedrivePlan::Restart { name, input } => RedrivePlan::Restart {
-                    name,
-                    input: with_wait_limits(input, report),
-                },
-                other => other,
-            }),
-        },
-        nothing => nothing,
-    }
-}
-
-fn decide(report: &SagaReport) -> RedrivePlan {
     let nothing = |reason: String| RedrivePlan::Nothing { reason };
     let Some((latest, steps)) = report.runs.last() else {
         return nothing("no saga run exists for this order".into());
@@ -134,13 +111,14 @@ fn decide(report: &SagaReport) -> RedrivePlan {
         let failure = json!({"Error": "OperatorRedrive", "Cause": "redriven by an operator"});
         return RedrivePlan::Restart {
             name,
-            input: resume_input(state, resume, Some(failure)),
+            input: resume_input(with_wait_limits(state, report), resume, Some(failure)),
         };
     }
     let original = report
         .runs
         .first()
         .and_then(|(e, _)| serde_json::from_str::<Value>(e.input.as_deref()?).ok())
+        .map(|input| with_wait_limits(input, report))
         .unwrap_or(Value::Null);
     let fallback = match report.order.as_ref().map(|o| &o.status) {
         None => nothing("the order is not stored; nothing to resume".into()),
