@@ -57,6 +57,11 @@ the command it sends carries a token already answered. On AWS every attempt is a
 task with its own token. The patch draws a fresh token for an attempt whose token was
 already answered or timed out, before the attempt sends its command.
 
+SendTaskFailure's `cause` is dropped by moto's request handler (it passes the error
+only), so a Catch sees `"Cause": null` and every failure in an execution history has an
+empty cause. AWS keeps it: it is what an operator reads in `shop saga show` and what
+the compensation work queue carries. The patch passes it on.
+
 Parsed definitions are shared between executions: their components keep no state of
 an execution except a lazily drawn heap key, drawn here before sharing so concurrent
 executions cannot draw it twice.
@@ -109,6 +114,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+from moto.stepfunctions.responses import StepFunctionResponse
+from moto.core.responses import EmptyResult
 from moto.core.config import default_user_config
 from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
                                            create_backend_app)
@@ -327,6 +334,15 @@ def _notify_heartbeat(self):
 
 
 CallbackEndpoint.notify_heartbeat = _notify_heartbeat
+
+
+def _send_task_failure(self):
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause"))
+    return EmptyResult()
+
+
+StepFunctionResponse.send_task_failure = _send_task_failure
 
 
 def _token_per_attempt(attempt):

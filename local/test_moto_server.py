@@ -123,6 +123,38 @@ class Differences(unittest.TestCase):
         failures = [e for e in sfn.get_execution_history(executionArn=execution)["events"]
                     if e["type"] == "TaskFailed"]
         self.assertEqual(len(failures), 1, "the retry waited for its own answer")
+        self.assertEqual(failures[0]["taskFailedEventDetails"].get("cause"), "try again",
+                         "moto dropped SendTaskFailure's cause")
+
+    def test_a_failure_reaches_the_catch_with_its_cause(self):
+        import boto3
+        endpoint = moto_server.serve("127.0.0.1", 0)
+        aws = dict(endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+        sqs, sfn = boto3.client("sqs", **aws), boto3.client("stepfunctions", **aws)
+        queue = sqs.create_queue(QueueName="refunds")["QueueUrl"]
+        task = {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "TimeoutSeconds": 30, "Next": "Caught",
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Caught"}]}
+        machine = sfn.create_state_machine(
+            name="caught", definition=json.dumps(
+                {"StartAt": "T", "States": {"T": task, "Caught": {"Type": "Pass", "End": True}}}),
+            roleArn="arn:aws:iam::123456789012:role/saga")["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+        for _ in range(20):
+            messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+            if messages:
+                break
+        token = json.loads(messages[0]["Body"])["token"]
+        sfn.send_task_failure(taskToken=token, error="RefundFailed", cause="provider down")
+        for _ in range(50):
+            done = sfn.describe_execution(executionArn=execution)
+            if done["status"] != "RUNNING":
+                break
+            time.sleep(0.1)
+        self.assertEqual(json.loads(done["output"])["failure"],
+                         {"Error": "RefundFailed", "Cause": "provider down"})
 
 
 class Middleware(unittest.TestCase):

@@ -171,6 +171,8 @@ impl App {
             ("QueueVisibilityTimeout".to_owned(), "4".to_owned()),
             ("MaxOrderWaitSeconds".to_owned(), "20".to_owned()),
             ("CommandWorkSeconds".to_owned(), "10".to_owned()),
+            ("CompensationRetrySeconds".to_owned(), "1".to_owned()),
+            ("CompensationPatienceSeconds".to_owned(), "5".to_owned()),
         ]);
         for (k, v) in parameters {
             overrides.insert((*k).to_owned(), (*v).to_owned());

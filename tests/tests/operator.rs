@@ -607,7 +607,7 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
     let ops = app.ops(&scratch());
     let (_, placed) = app.place(&[("MUG", 2)], "tok_visa", None).await;
     let id = order_id(&placed);
-    let (status, _) = app.wait_execution(&id, WAIT).await;
+    let (status, _) = app.wait_execution(&id, 2 * WAIT).await;
     assert_eq!(status, "FAILED");
     // THEN `list --status FAILED` names the order, the failing state and the error
     let failed = saga::list(&ops, Some(saga::RunStatus::Failed), None)

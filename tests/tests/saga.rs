@@ -247,23 +247,44 @@ impl PaymentProvider for RefundsAlwaysFail {
     }
 }
 
+/// The tests' compensation patience is 5 s past the order's forward steps' latest end
+/// (placed + 20 s of waiting + 10 s of work + a 30 s retry delay), retried every
+/// second (`tests/src/lib.rs`); production's is a day, every minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_compensation_that_keeps_failing_goes_to_the_work_queue_and_fails_the_run() {
+async fn a_compensation_that_keeps_failing_waits_its_patience_then_goes_to_the_work_queue() {
     let app = App::start_with(|ports| {
         ports.payments.provider = Arc::new(RefundsAlwaysFail(ports.payments.provider.clone()))
     })
     .await;
     let (_, placed) = app.place(&[("MUG", 1)], "tok_unavailable", None).await;
     let id = order_id(&placed);
-    let (status, error) = app.wait_execution(&id, WAIT).await;
+    let (status, error) = app.wait_execution(&id, 2 * WAIT).await;
     assert_eq!(
         (status.as_str(), error.as_deref()),
         ("FAILED", Some("CompensationFailed"))
     );
+    let scratch = std::env::temp_dir().join(format!("saga-{}", uuid::Uuid::new_v4().simple()));
+    let report = shop_ops::saga::show(&app.ops(&scratch), &id).await.unwrap();
+    let waits = report.runs[0]
+        .1
+        .iter()
+        .filter(|step| step.state == "WaitToRefund")
+        .count();
+    assert!(
+        waits >= 3,
+        "the refund was sent again and again, {waits} waits"
+    );
     let cases = app.drain("CompensationQueue").await;
     assert_eq!(cases.len(), 1);
     assert_eq!(cases[0]["orderId"], id.as_str());
-    assert_eq!(cases[0]["failure"]["Error"], "PaymentProviderUnavailable");
+    assert_eq!(cases[0]["failure"]["Error"], "CompensationExhausted");
+    assert!(
+        cases[0]["failure"]["Cause"]
+            .as_str()
+            .is_some_and(|cause| cause.contains("PaymentProviderUnavailable")),
+        "{}",
+        cases[0]["failure"]
+    );
     let order: Value = serde_json::from_str(
         &app.http("GET", &format!("/v1/orders/{id}"), &[], None)
             .await

@@ -126,14 +126,9 @@ impl Inventory {
                 }
             }
         };
-        shop_domain::commands::execute(
-            self.ports.callbacks.as_ref(),
-            envelope.task_token.as_deref(),
-            envelope.deadline.as_deref(),
-            work,
-        )
-        .instrument(span)
-        .await?;
+        shop_domain::commands::execute(self.ports.callbacks.as_ref(), envelope.timing(), work)
+            .instrument(span)
+            .await?;
         Ok(())
     }
 }

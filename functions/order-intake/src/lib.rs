@@ -29,30 +29,38 @@ pub struct Config {
     pub state_machine_arn: String,
     /// `EVENT_BUS_NAME`: where `OrderPlaced` is published.
     pub event_bus_name: String,
-    /// `MAX_ORDER_WAIT_SECONDS` (900) and `COMMAND_WORK_SECONDS` (60): the order's
-    /// deadline and its steps' timeouts, written into the saga's input.
+    /// `MAX_ORDER_WAIT_SECONDS` (900), `COMMAND_WORK_SECONDS` (60),
+    /// `COMPENSATION_RETRY_SECONDS` (60) and `COMPENSATION_PATIENCE_SECONDS` (86400):
+    /// the order's deadline, its steps' timeouts and its compensation's patience,
+    /// written into the saga's input.
     pub limits: WaitLimits,
 }
 
 impl Config {
     /// Reads every setting, naming the first that is missing.
     pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
+        let seconds = |name, default: fn(&WaitLimits) -> u64| {
+            env.parsed(
+                name,
+                default(&WaitLimits::DEFAULT),
+                "a number of seconds above 0",
+                |n: &u64| *n > 0,
+            )
+        };
         Ok(Self {
             state_machine_arn: env.required("STATE_MACHINE_ARN")?,
             event_bus_name: env.required("EVENT_BUS_NAME")?,
             limits: WaitLimits {
-                max_order_wait_seconds: env.parsed(
-                    "MAX_ORDER_WAIT_SECONDS",
-                    WaitLimits::DEFAULT.max_order_wait_seconds,
-                    "a number of seconds above 0",
-                    |n| *n > 0,
-                )?,
-                command_work_seconds: env.parsed(
-                    "COMMAND_WORK_SECONDS",
-                    WaitLimits::DEFAULT.command_work_seconds,
-                    "a number of seconds above 0",
-                    |n| *n > 0,
-                )?,
+                max_order_wait_seconds: seconds("MAX_ORDER_WAIT_SECONDS", |l| {
+                    l.max_order_wait_seconds
+                })?,
+                command_work_seconds: seconds("COMMAND_WORK_SECONDS", |l| l.command_work_seconds)?,
+                compensation_retry_seconds: seconds("COMPENSATION_RETRY_SECONDS", |l| {
+                    l.compensation_retry_seconds
+                })?,
+                compensation_patience_seconds: seconds("COMPENSATION_PATIENCE_SECONDS", |l| {
+                    l.compensation_patience_seconds
+                })?,
             },
         })
     }
@@ -170,18 +178,24 @@ mod tests {
         let read = config(&[
             ("MAX_ORDER_WAIT_SECONDS", "30"),
             ("COMMAND_WORK_SECONDS", "5"),
+            ("COMPENSATION_RETRY_SECONDS", "2"),
+            ("COMPENSATION_PATIENCE_SECONDS", "120"),
         ])
         .unwrap();
         assert_eq!(
             read.limits,
             WaitLimits {
                 max_order_wait_seconds: 30,
-                command_work_seconds: 5
+                command_work_seconds: 5,
+                compensation_retry_seconds: 2,
+                compensation_patience_seconds: 120,
             }
         );
         for (name, bad) in [
             ("MAX_ORDER_WAIT_SECONDS", "0"),
             ("COMMAND_WORK_SECONDS", "soon"),
+            ("COMPENSATION_RETRY_SECONDS", "0"),
+            ("COMPENSATION_PATIENCE_SECONDS", "-1"),
         ] {
             let refused = config(&[(name, bad)]).unwrap_err();
             assert!(refused.to_string().contains(name), "{refused}");

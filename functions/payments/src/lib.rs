@@ -267,13 +267,8 @@ impl Payments {
                     }
                 }
             };
-            shop_domain::commands::execute(
-                self.callbacks.as_ref(),
-                envelope.task_token.as_deref(),
-                envelope.deadline.as_deref(),
-                work,
-            )
-            .await?;
+            shop_domain::commands::execute(self.callbacks.as_ref(), envelope.timing(), work)
+                .await?;
             Ok(())
         }
         .instrument(span)

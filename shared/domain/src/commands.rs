@@ -26,6 +26,9 @@ pub enum TaskError {
     PaymentProviderUnavailable,
     /// The provider did not answer in time; retrying with the same key is safe.
     PaymentTimeout,
+    /// A compensation still failed for a transient reason after the order's
+    /// `compensateUntil`: the saga stops waiting and hands the case to a human.
+    CompensationExhausted,
 }
 
 /// The service whose commands raise an error.
@@ -39,7 +42,7 @@ pub enum Service {
 
 impl TaskError {
     /// Every error, for the contract tests.
-    pub const ALL: [TaskError; 7] = [
+    pub const ALL: [TaskError; 8] = [
         Self::OutOfStock,
         Self::OrderExpired,
         Self::PaymentDeclined,
@@ -47,6 +50,7 @@ impl TaskError {
         Self::InventoryUnavailable,
         Self::PaymentProviderUnavailable,
         Self::PaymentTimeout,
+        Self::CompensationExhausted,
     ];
 
     /// The name Step Functions sees (`SendTaskFailure`'s `error`).
@@ -59,6 +63,7 @@ impl TaskError {
             Self::OrderExpired => "OrderExpired",
             Self::PaymentProviderUnavailable => "PaymentProviderUnavailable",
             Self::PaymentTimeout => "PaymentTimeout",
+            Self::CompensationExhausted => "CompensationExhausted",
         }
     }
 
@@ -77,7 +82,9 @@ impl TaskError {
             Self::PaymentDeclined | Self::PaymentProviderUnavailable | Self::PaymentTimeout => {
                 &[Service::Payments]
             }
-            Self::OrderCancelled | Self::OrderExpired => &[Service::Inventory, Service::Payments],
+            Self::OrderCancelled | Self::OrderExpired | Self::CompensationExhausted => {
+                &[Service::Inventory, Service::Payments]
+            }
         }
     }
 }
@@ -104,6 +111,12 @@ pub struct Envelope<C> {
     /// touching stock or card. Compensations carry none: they always run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
+    /// Until when a compensation (Release, Refund) keeps being retried while its
+    /// dependency is unavailable (RFC 3339, UTC): the order's deadline plus a step's
+    /// timeout plus `CompensationPatienceSeconds`. A compensation that still fails
+    /// transiently after it is answered [`TaskError::CompensationExhausted`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensate_until: Option<String>,
     /// The command itself.
     #[serde(flatten)]
     pub command: C,
@@ -132,18 +145,45 @@ impl<C: Command> Envelope<C> {
     /// tests and the fuzz targets share, so what is fuzzed is what runs.
     pub fn decode(body: &str) -> Result<Self, DecodeError> {
         let envelope: Self = serde_json::from_str(body)?;
-        if let Some(deadline) = &envelope.deadline
-            && crate::parse_rfc3339(deadline).is_none()
-        {
-            return Err(DecodeError::Invalid(format!(
-                "deadline {deadline:?} is not an RFC 3339 time"
-            )));
+        for (field, time) in [
+            ("deadline", &envelope.deadline),
+            ("compensateUntil", &envelope.compensate_until),
+        ] {
+            if let Some(time) = time
+                && crate::parse_rfc3339(time).is_none()
+            {
+                return Err(DecodeError::Invalid(format!(
+                    "{field} {time:?} is not an RFC 3339 time"
+                )));
+            }
         }
         match envelope.command.invalid() {
             Some(why) => Err(DecodeError::Invalid(why)),
             None => Ok(envelope),
         }
     }
+}
+
+impl<C> Envelope<C> {
+    /// What [`execute`] needs to know of the saga around the command.
+    pub fn timing(&self) -> Timing<'_> {
+        Timing {
+            task_token: self.task_token.as_deref(),
+            deadline: self.deadline.as_deref(),
+            compensate_until: self.compensate_until.as_deref(),
+        }
+    }
+}
+
+/// The saga's side of a command: the token to answer and the times that bound it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing<'a> {
+    /// The task token; absent for operator commands.
+    pub task_token: Option<&'a str>,
+    /// A forward command's deadline ([`Envelope::deadline`]).
+    pub deadline: Option<&'a str>,
+    /// A compensation's last retry time ([`Envelope::compensate_until`]).
+    pub compensate_until: Option<&'a str>,
 }
 
 /// The rules of an order's lines ([`crate::lines`]), as the API enforced them when the
@@ -326,14 +366,18 @@ pub async fn receive(
 /// only if the receipt says so, then the answer ([`answer_task`]). A stale command is
 /// dropped, unexecuted and unanswered; only a failure to reach Step Functions is an
 /// error, so the message is redelivered.
+///
+/// A compensation that fails transiently is answered with its transient error, and
+/// the saga waits and sends it again (`CompensationWaiting` counts each time); once
+/// its `compensate_until` has passed it is answered
+/// [`TaskError::CompensationExhausted`] instead, so a human takes it.
 pub async fn execute(
     callbacks: &dyn crate::ports::TaskCallbacks,
-    task_token: Option<&str>,
-    deadline: Option<&str>,
+    timing: Timing<'_>,
     work: impl std::future::Future<Output = Result<serde_json::Value, TaskFailure>>,
 ) -> Result<(), crate::ports::PortError> {
     let now = time::OffsetDateTime::now_utc();
-    let outcome = match receive(callbacks, task_token, deadline, now).await? {
+    let outcome = match receive(callbacks, timing.task_token, timing.deadline, now).await? {
         Receipt::Stale => {
             tracing::warn!("the saga no longer waits for this command: dropped unexecuted");
             return Ok(());
@@ -341,10 +385,38 @@ pub async fn execute(
         Receipt::Expired(failure) => Err(failure),
         Receipt::Work => work.await,
     };
+    let outcome = outcome.map_err(|failure| patience(failure, timing.compensate_until, now));
     if let Err(failure) = &outcome {
         tracing::info!(error = failure.error.name(), cause = %failure.cause, "command failed");
     }
-    answer_task(callbacks, task_token, outcome).await
+    answer_task(callbacks, timing.task_token, outcome).await
+}
+
+/// A compensation's transient failure, judged against how long it may keep waiting.
+fn patience(
+    failure: TaskFailure,
+    compensate_until: Option<&str>,
+    now: time::OffsetDateTime,
+) -> TaskFailure {
+    let Some((text, until)) =
+        compensate_until.and_then(|t| crate::parse_rfc3339(t).map(|at| (t, at)))
+    else {
+        return failure;
+    };
+    if !failure.error.is_transient() {
+        return failure;
+    }
+    if now > until {
+        return TaskFailure::new(
+            TaskError::CompensationExhausted,
+            format!(
+                "still failing after {text}, the last time to retry: {}",
+                failure
+            ),
+        );
+    }
+    observability::emit(observability::Metric::CompensationWaiting, 1.0, &[]);
+    failure
 }
 
 /// Answers the saga for a command: success with the output, or failure with the
@@ -544,5 +616,60 @@ mod tests {
         };
         assert!(charge("2026-12-03T12:00:00.000Z").is_ok());
         assert!(matches!(charge("soon"), Err(DecodeError::Invalid(_))));
+        let refund = Envelope::<PaymentCommand>::decode(
+            r#"{"command":"Refund","orderId":"ord-1","compensateUntil":"tomorrow"}"#,
+        );
+        assert!(
+            matches!(refund, Err(DecodeError::Invalid(why)) if why.contains("compensateUntil"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_compensation_failing_transiently_waits_until_its_patience_ends_then_escalates() {
+        let callbacks = crate::fakes::FakeCallbacks::default();
+        let down = || async {
+            Err(TaskFailure::new(
+                TaskError::PaymentProviderUnavailable,
+                "refund endpoint down",
+            ))
+        };
+        let timing = |token, until| Timing {
+            task_token: Some(token),
+            deadline: None,
+            compensate_until: Some(until),
+        };
+        execute(
+            &callbacks,
+            timing("in-time", "2999-01-01T00:00:00Z"),
+            down(),
+        )
+        .await
+        .unwrap();
+        execute(
+            &callbacks,
+            timing("too-late", "2000-01-01T00:00:00Z"),
+            down(),
+        )
+        .await
+        .unwrap();
+        let declined = || async { Err(TaskFailure::new(TaskError::OrderCancelled, "tombstone")) };
+        execute(
+            &callbacks,
+            timing("final", "2999-01-01T00:00:00Z"),
+            declined(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            callbacks.failed.lock().unwrap().as_slice(),
+            [
+                (
+                    "in-time".to_string(),
+                    "PaymentProviderUnavailable".to_string()
+                ),
+                ("too-late".to_string(), "CompensationExhausted".to_string()),
+                ("final".to_string(), "OrderCancelled".to_string()),
+            ]
+        );
     }
 }

@@ -120,8 +120,9 @@ impl OrderService<'_> {
     }
 }
 
-/// How long an order may wait for its stock and its charge: the shop's promise to a
-/// shopper, not a step's technical timeout.
+/// How long an order may wait for its stock and its charge (the shop's promise to a
+/// shopper, not a step's technical timeout), and how patiently its compensation
+/// waits out an unavailable provider or table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitLimits {
     /// `MaxOrderWaitSeconds`: from the order's placing, how long its saga may wait
@@ -132,32 +133,60 @@ pub struct WaitLimits {
     /// slowest consumer's Lambda timeout), so one picked up just before the deadline
     /// is answered before its step times out.
     pub command_work_seconds: u64,
+    /// `CompensationRetrySeconds`: how long the saga waits before sending again a
+    /// refund or release that failed for a transient reason.
+    pub compensation_retry_seconds: u64,
+    /// `CompensationPatienceSeconds`: how long after the order's forward steps could
+    /// have ended at the latest (a step timeout and a retry delay after the deadline)
+    /// its compensation keeps being retried before a human is asked.
+    pub compensation_patience_seconds: u64,
 }
 
 impl WaitLimits {
-    /// The template's defaults: 15 minutes of waiting, a minute of work.
+    /// The template's defaults: 15 minutes of waiting, a minute of work; a failed
+    /// compensation sent again every minute for a day.
     pub const DEFAULT: Self = Self {
         max_order_wait_seconds: 900,
         command_work_seconds: 60,
+        compensation_retry_seconds: 60,
+        compensation_patience_seconds: 86_400,
     };
 }
+
+/// The longest wait between two attempts of a forward step (the definition's largest
+/// `MaxDelaySeconds` there; a contract test holds it): a charge retried until the
+/// deadline may start its last attempt this long after the one before.
+pub const FORWARD_RETRY_MAX_DELAY_SECONDS: u64 = 30;
 
 /// The saga execution input for an order: everything the state machine needs so it
 /// never reads the order back. The same order always gives the same input (the
 /// deadline counts from when it was placed), so a redelivered intake message starts
 /// nothing new. `stepTimeoutSeconds` is every callback step's `TimeoutSecondsPath`:
 /// the whole wait plus the work, so a queue's backlog never times a step out while
-/// the order is still in time.
+/// the order is still in time. `compensationRetrySeconds` is the compensation's
+/// wait between attempts (`SecondsPath`), `compensateUntil` when it stops trying.
 pub fn saga_input(order: &Order, limits: WaitLimits) -> Value {
     let placed =
         crate::parse_rfc3339(&order.created_at).unwrap_or_else(time::OffsetDateTime::now_utc);
+    let after = |seconds: u64| {
+        placed.saturating_add(time::Duration::seconds(
+            i64::try_from(seconds).unwrap_or(i64::MAX),
+        ))
+    };
     let wait = limits.max_order_wait_seconds;
-    let deadline = placed.saturating_add(time::Duration::seconds(
-        i64::try_from(wait).unwrap_or(i64::MAX),
-    ));
+    let step_timeout = wait.saturating_add(limits.command_work_seconds);
+    // The forward steps end at the latest a retry delay and a step timeout after the
+    // deadline; the compensation's patience counts from there.
+    let compensate_until = after(
+        step_timeout
+            .saturating_add(FORWARD_RETRY_MAX_DELAY_SECONDS)
+            .saturating_add(limits.compensation_patience_seconds),
+    );
     json!({
-        "deadline": crate::rfc3339(deadline),
-        "stepTimeoutSeconds": wait.saturating_add(limits.command_work_seconds),
+        "deadline": crate::rfc3339(after(wait)),
+        "stepTimeoutSeconds": step_timeout,
+        "compensationRetrySeconds": limits.compensation_retry_seconds,
+        "compensateUntil": crate::rfc3339(compensate_until),
         "orderId": order.order_id,
         "customerId": order.customer_id,
         "lines": order.lines,

@@ -305,6 +305,8 @@ async fn the_saga_starts_with_everything_it_needs_about_the_order() {
     let limits = crate::services::WaitLimits {
         max_order_wait_seconds: 600,
         command_work_seconds: 45,
+        compensation_retry_seconds: 30,
+        compensation_patience_seconds: 3_600,
     };
     let input = crate::services::saga_input(&order, limits);
     assert_eq!(
@@ -316,6 +318,9 @@ async fn the_saga_starts_with_everything_it_needs_about_the_order() {
     let deadline = crate::parse_rfc3339(input["deadline"].as_str().unwrap()).unwrap();
     assert_eq!(deadline - placed, time::Duration::seconds(600));
     assert_eq!(input["stepTimeoutSeconds"], 645);
+    assert_eq!(input["compensationRetrySeconds"], 30);
+    let until = crate::parse_rfc3339(input["compensateUntil"].as_str().unwrap()).unwrap();
+    assert_eq!(until - placed, time::Duration::seconds(645 + 30 + 3_600));
     assert_eq!(input["orderId"], order.order_id.as_str());
     assert_eq!(input["customerId"], "c-1");
     assert_eq!(input["total"], 1250);

@@ -1,9 +1,11 @@
 //! The contract between the errors services answer with and the saga's definition:
 //! every name a `Retry` or `Catch` matches is one its task can raise, and every error a
-//! service raises is retried exactly when it is transient.
+//! service raises is retried exactly when it is transient; a compensation waits out
+//! what is transient and escalates the rest.
 
 use serde_json::Value;
 use shop_domain::commands::{Service, TaskError};
+use shop_domain::services::FORWARD_RETRY_MAX_DELAY_SECONDS;
 
 #[test]
 fn every_error_has_one_name_and_a_service_that_raises_it() {
@@ -136,6 +138,7 @@ fn the_error_names_and_their_retries_are_the_state_machines() {
     let mut caught_by_name = std::collections::HashSet::new();
     let mut problems = Vec::new();
     let mut commands = 0;
+    let mut compensations = 0;
     for (state_name, state) in definition["States"].as_object().unwrap() {
         let listed = |block: &str| -> Vec<Vec<String>> {
             state[block]
@@ -170,10 +173,29 @@ fn the_error_names_and_their_retries_are_the_state_machines() {
             _ => continue,
         };
         let retried: Vec<&str> = retries.iter().flatten().map(String::as_str).collect();
-        if retried == ["States.ALL"] {
-            continue; // a compensation: it retries everything, then escalates
+        if state["Parameters"]["MessageBody"]
+            .get("compensateUntil.$")
+            .is_some()
+        {
+            compensations += 1;
+            problems.extend(compensation_problems(
+                &definition,
+                state_name,
+                service,
+                &catches,
+            ));
+            continue;
         }
         commands += 1;
+        for retrier in state["Retry"].as_array().into_iter().flatten() {
+            let delay = retrier["MaxDelaySeconds"].as_u64().unwrap_or(u64::MAX);
+            if delay > FORWARD_RETRY_MAX_DELAY_SECONDS {
+                problems.push(format!(
+                    "{state_name} waits up to {delay} s between attempts, more than the \
+                     {FORWARD_RETRY_MAX_DELAY_SECONDS} s the compensation's patience allows for"
+                ));
+            }
+        }
         for error in TaskError::ALL
             .iter()
             .filter(|e| e.raised_by().contains(&service))
@@ -203,7 +225,63 @@ fn the_error_names_and_their_retries_are_the_state_machines() {
         commands, 2,
         "Reserve and Charge are the saga's forward commands"
     );
+    assert_eq!(compensations, 2, "Refund and Release are its compensations");
     // A declined card skips the refund: the only final error the saga tells apart.
     assert!(caught_by_name.contains(&TaskError::PaymentDeclined));
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A compensation waits out every transient error of its service (and a step timeout,
+/// when no worker answered) in a Wait state that sends it again, and escalates
+/// anything else, `CompensationExhausted` first among them, never retried.
+fn compensation_problems(
+    definition: &Value,
+    state_name: &str,
+    service: Service,
+    catches: &[Vec<String>],
+) -> Vec<String> {
+    let state = &definition["States"][state_name];
+    let mut problems = Vec::new();
+    let next_of = |error: &str| {
+        catches
+            .iter()
+            .position(|names| names.iter().any(|n| n == error || n == "States.ALL"))
+            .and_then(|i| state["Catch"][i]["Next"].as_str())
+    };
+    for error in TaskError::ALL
+        .iter()
+        .filter(|e| e.is_transient() && e.raised_by().contains(&service))
+        .map(|e| e.name())
+        .chain(["States.Timeout"])
+    {
+        let waits = next_of(error).map(|next| &definition["States"][next]);
+        let sends_again = waits.is_some_and(|wait| {
+            wait["Type"] == "Wait"
+                && wait["SecondsPath"] == "$.compensationRetrySeconds"
+                && wait["Next"] == state_name
+        });
+        if !sends_again {
+            problems.push(format!(
+                "{state_name}: {error} does not wait and send the compensation again"
+            ));
+        }
+    }
+    let exhausted = TaskError::CompensationExhausted.name();
+    if next_of(exhausted) != Some("EscalateCompensation") {
+        problems.push(format!("{state_name}: {exhausted} does not escalate"));
+    }
+    let retried_once_more = state["Retry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| {
+            r["ErrorEquals"]
+                .as_array()
+                .is_some_and(|names| names.iter().any(|n| n == exhausted || n == "States.ALL"))
+        })
+        .is_some_and(|r| r["MaxAttempts"].as_u64() != Some(0));
+    if retried_once_more {
+        problems.push(format!("{state_name}: {exhausted} is retried"));
+    }
+    problems
 }

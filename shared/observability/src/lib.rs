@@ -102,11 +102,14 @@ pub enum Metric {
     PaymentCircuitStateChanges,
     /// A provider call refused because the circuit is open. Dimensions: Service.
     PaymentCircuitRejections,
+    /// A compensation (refund, release) failed for a transient reason and the saga
+    /// waits to send it again. Dimensions: Service.
+    CompensationWaiting,
 }
 
 impl Metric {
     /// Every metric, for the contract tests.
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
         Self::OrdersPlaced,
         Self::OrdersConfirmed,
         Self::OrdersCancelled,
@@ -114,6 +117,7 @@ impl Metric {
         Self::PaymentDeclines,
         Self::PaymentCircuitStateChanges,
         Self::PaymentCircuitRejections,
+        Self::CompensationWaiting,
     ];
 
     /// The CloudWatch metric name.
@@ -126,6 +130,7 @@ impl Metric {
             Self::PaymentDeclines => "PaymentDeclines",
             Self::PaymentCircuitStateChanges => "PaymentCircuitStateChanges",
             Self::PaymentCircuitRejections => "PaymentCircuitRejections",
+            Self::CompensationWaiting => "CompensationWaiting",
         }
     }
 
@@ -140,6 +145,7 @@ impl Metric {
             Self::PaymentDeclines
             | Self::PaymentCircuitStateChanges
             | Self::PaymentCircuitRejections => "payments",
+            Self::CompensationWaiting => "saga",
         }
     }
 

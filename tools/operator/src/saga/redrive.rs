@@ -65,8 +65,9 @@ fn resume_input(mut state: Value, resume: &str, failure: Option<Value>) -> Value
 }
 
 /// A run started before orders had a deadline has none in its input, and the
-/// definition's callback steps read `deadline` and `stepTimeoutSeconds` from it (a
-/// missing path fails the run with `States.Runtime`). They are filled from the
+/// definition's steps read `deadline`, `stepTimeoutSeconds`, `compensateUntil` and
+/// `compensationRetrySeconds` from it (a missing path fails the run with
+/// `States.Runtime`). They are filled from the
 /// stored order as the intake computes them, with the template's default limits
 /// (the tool does not know the stack's own).
 fn with_wait_limits(mut input: Value, report: &SagaReport) -> Value {
@@ -75,7 +76,12 @@ fn with_wait_limits(mut input: Value, report: &SagaReport) -> Value {
     };
     let limits = saga_input(order, WaitLimits::DEFAULT);
     if let Some(map) = input.as_object_mut() {
-        for field in ["deadline", "stepTimeoutSeconds"] {
+        for field in [
+            "deadline",
+            "stepTimeoutSeconds",
+            "compensateUntil",
+            "compensationRetrySeconds",
+        ] {
             if !map.contains_key(field) {
                 map.insert(field.into(), limits[field].clone());
             }
