@@ -487,10 +487,17 @@ fn queue_visibility_never_goes_below_what_lambda_accepts_for_its_consumer() {
     }
 }
 
-/// The most concurrent executions all queue consumers may take at their defaults:
-/// a tenth of Lambda's default account quota (1,000), so a backlog anywhere leaves
-/// the orders API nine tenths (README: "Admission and isolation").
-const CONSUMER_CONCURRENCY_BUDGET: u64 = 100;
+/// The most concurrent executions all queue consumers may take at their defaults, so
+/// a backlog anywhere leaves the orders API the rest (README: "Admission and
+/// isolation"): the budget `docs/capacity.md` states ("Their budget is N of the
+/// account's …"), which `shop capacity` writes.
+fn consumer_concurrency_budget() -> u64 {
+    let doc = std::fs::read_to_string(repo_root().join("docs/capacity.md")).unwrap();
+    let (_, after) = doc
+        .split_once("Their budget is ")
+        .expect("the budget sentence");
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
 
 #[test]
 fn every_queue_consumer_is_capped_and_together_they_leave_the_api_its_headroom() {
@@ -520,7 +527,7 @@ fn every_queue_consumer_is_capped_and_together_they_leave_the_api_its_headroom()
         }
     }
     assert!(
-        total <= CONSUMER_CONCURRENCY_BUDGET,
+        total <= consumer_concurrency_budget(),
         "queue consumers may take {total} executions at their defaults"
     );
 }

@@ -94,20 +94,30 @@ impl PaymentProvider for SlowFirstCharge {
 /// that died or a queue that held it that long.
 struct FirstReceiptCrashes {
     inner: Arc<dyn TaskCallbacks>,
-    crashed: AtomicBool,
+    /// The token whose receipt crashed, once it did.
+    crashed: Arc<Mutex<Option<String>>>,
+    /// Every token answered, success or failure.
+    answered: Arc<Mutex<Vec<String>>>,
 }
 
 #[async_trait]
 impl TaskCallbacks for FirstReceiptCrashes {
     async fn succeed(&self, token: &str, output: &Value) -> Result<bool, PortError> {
+        self.answered.lock().unwrap().push(token.to_owned());
         self.inner.succeed(token, output).await
     }
     async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<bool, PortError> {
+        self.answered.lock().unwrap().push(token.to_owned());
         self.inner.fail(token, error, cause).await
     }
     async fn heartbeat(&self, token: &str) -> Result<bool, PortError> {
-        if !self.crashed.swap(true, Ordering::SeqCst) {
-            panic!("the worker dies at its first receipt");
+        {
+            let mut crashed = self.crashed.lock().unwrap();
+            if crashed.is_none() {
+                *crashed = Some(token.to_owned());
+                drop(crashed);
+                panic!("the worker dies at its first receipt");
+            }
         }
         self.inner.heartbeat(token).await
     }
@@ -188,11 +198,14 @@ async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
     // GIVEN an order that may wait 15 s, steps that time out 1 s after that, and a
     // payments worker that dies on its first receipt, so the Charge comes back 30 s
     // later, after its step timed out
+    let (crashed, answered) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(Vec::new())));
+    let (crashed_in, answered_in) = (crashed.clone(), answered.clone());
     let app = App::start_configured(
-        |ports: &mut AppPorts| {
+        move |ports: &mut AppPorts| {
             ports.payments.callbacks = Arc::new(FirstReceiptCrashes {
                 inner: ports.payments.callbacks.clone(),
-                crashed: AtomicBool::new(false),
+                crashed: crashed_in.clone(),
+                answered: answered_in.clone(),
             });
         },
         &[
@@ -225,6 +238,15 @@ async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
         "the Charge came back after its step timed out"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let charge_token = crashed
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the first receipt crashed");
+    assert!(
+        !answered.lock().unwrap().contains(&charge_token),
+        "the stale Charge was dropped at its receipt, never answered"
+    );
     let order_id = OrderId::parse(&id).unwrap();
     assert_eq!(app.sandbox.attempts(&order_id), 0, "no provider call");
     assert_eq!(app.sandbox.net_captured(&order_id), 0);

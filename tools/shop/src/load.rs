@@ -97,6 +97,13 @@ pub struct LoadReport {
     /// The deepest each command and intake queue got (visible plus in flight),
     /// sampled every half second.
     pub queue_peak_depth: BTreeMap<String, u64>,
+    /// How long orders spent in each stage, from their own history: `stock` from
+    /// placing to stock held (the intake and inventory queues' wait and work),
+    /// `payment` from payment pending to the end (the payments queue's wait and the
+    /// charge). Its maximum is the age the oldest command reached in those queues,
+    /// which SQS's API does not give (CloudWatch's ApproximateAgeOfOldestMessage does,
+    /// by the minute).
+    pub stage_time: BTreeMap<String, Percentiles>,
 }
 
 impl LoadReport {
@@ -235,6 +242,36 @@ fn time_to_final(order: &Value) -> Option<Duration> {
     Duration::try_from(ended - placed).ok()
 }
 
+/// Milliseconds an order spent in each stage it went through, by its history.
+fn stage_times(order: &Value) -> Vec<(&'static str, u64)> {
+    let at = |status: &str| {
+        order["history"]
+            .as_array()?
+            .iter()
+            .find(|h| h["status"] == status)
+            .and_then(|h| shop_domain::parse_rfc3339(h["at"].as_str()?))
+    };
+    let end = order["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .and_then(|h| shop_domain::parse_rfc3339(h["at"].as_str()?));
+    let placed = order["createdAt"]
+        .as_str()
+        .and_then(shop_domain::parse_rfc3339);
+    let between = |from: Option<time::OffsetDateTime>, to: Option<time::OffsetDateTime>| {
+        Duration::try_from(to? - from?)
+            .ok()
+            .map(|d| d.as_millis() as u64)
+    };
+    [
+        ("stock", between(placed, at("RESERVED"))),
+        ("payment", between(at("PAYMENT_PENDING"), end)),
+    ]
+    .into_iter()
+    .filter_map(|(stage, ms)| ms.map(|ms| (stage, ms)))
+    .collect()
+}
+
 /// Samples every non-DLQ queue's depth until `stop`, keeping each one's peak.
 async fn watch_queues(ops: &Ops, stop: &AtomicBool) -> BTreeMap<String, u64> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
@@ -358,6 +395,7 @@ pub async fn run(
         to_accepted.saturating_record(placed.accepted_after.as_millis() as u64);
     }
     let mut to_final = histogram()?;
+    let mut stages: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
     let mut confirmed_units: BTreeMap<String, u64> = BTreeMap::new();
     for (_, order) in &ended {
         let Some(order) = order else {
@@ -366,6 +404,13 @@ pub async fn run(
         };
         if let Some(took) = time_to_final(order) {
             to_final.saturating_record(took.as_millis() as u64);
+        }
+        for (stage, ms) in stage_times(order) {
+            let h = match stages.entry(stage) {
+                std::collections::btree_map::Entry::Occupied(h) => h.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => v.insert(histogram()?),
+            };
+            h.saturating_record(ms);
         }
         if order["status"] == "CONFIRMED" {
             report.confirmed += 1;
@@ -390,6 +435,10 @@ pub async fn run(
     }
     report.time_to_accepted = Percentiles::of(&to_accepted);
     report.time_to_final = Percentiles::of(&to_final);
+    report.stage_time = stages
+        .iter()
+        .map(|(stage, h)| ((*stage).to_owned(), Percentiles::of(h)))
+        .collect();
     Ok(report)
 }
 
@@ -428,5 +477,23 @@ mod tests {
         });
         assert_eq!(time_to_final(&order), Some(Duration::from_millis(21_500)));
         assert_eq!(time_to_final(&json!({})), None);
+        let confirmed = json!({
+            "createdAt": "2026-12-03T10:00:00.000Z",
+            "history": [
+                {"status": "PENDING", "at": "2026-12-03T10:00:00.000Z"},
+                {"status": "RESERVED", "at": "2026-12-03T10:00:02.000Z"},
+                {"status": "PAYMENT_PENDING", "at": "2026-12-03T10:00:02.000Z"},
+                {"status": "CONFIRMED", "at": "2026-12-03T10:00:30.250Z"}
+            ]
+        });
+        assert_eq!(
+            stage_times(&confirmed),
+            [("stock", 2_000), ("payment", 28_250)]
+        );
+        let sold_out = json!({
+            "createdAt": "2026-12-03T10:00:00.000Z",
+            "history": [{"status": "CANCELLED", "at": "2026-12-03T10:00:01.000Z"}]
+        });
+        assert_eq!(stage_times(&sold_out), []);
     }
 }

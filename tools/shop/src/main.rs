@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod capacity;
 mod load;
 mod ops_cli;
 mod smoke;
@@ -136,6 +137,16 @@ enum Command {
             hide_env_values = true
         )]
         tokens: Vec<String>,
+    },
+    /// What one order costs in each AWS quota and what the stack sustains with its
+    /// defaults, from template.yaml and the state machine definition (docs/capacity.md).
+    Capacity {
+        /// Folder with template.yaml (default: current directory).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Write docs/capacity.md instead of printing.
+        #[arg(long)]
+        write: bool,
     },
     /// Every alarm of the stack: state, what it watches, its runbook (--stack or
     /// --local); exits 1 while one is in ALARM.
@@ -322,6 +333,23 @@ async fn main() -> ExitCode {
         Command::Dlq { stack, command } => finish(ops_cli::dlq(stack, command).await, "dlq"),
         Command::Saga { stack, command } => finish(ops_cli::saga(stack, command).await, "saga"),
         Command::Alarms { stack } => finish(ops_cli::alarms(stack).await, "alarms"),
+        Command::Capacity { root, write } => match capacity::from_files(&root) {
+            Ok(report) if write => match std::fs::write(root.join("docs/capacity.md"), report) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("shop capacity: docs/capacity.md: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shop capacity: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Seed { stack, file } => finish(ops_cli::seed(stack, file).await, "seed"),
         Command::Smoke {
             stack,

@@ -541,6 +541,9 @@ pub async fn load(args: StackArgs, load: LoadArgs) -> Result<ExitCode, OpsError>
         for (queue, depth) in &report.queue_peak_depth {
             say!("peak depth        {queue}: {depth}");
         }
+        for (stage, time) in &report.stage_time {
+            say!("in stage {stage:<8} {}", p(time));
+        }
     }
     Ok(if failures.is_empty() {
         say!("load: every order ended as the shop expects");
