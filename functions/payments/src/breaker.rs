@@ -182,6 +182,7 @@ mod tests {
         let clock = FakeClock(Arc::new(Mutex::new(Instant::now())));
         let config = Config {
             failure_threshold: 3,
+            failure_percent: 50,
             window: Duration::from_secs(30),
             cool_down: Duration::from_secs(20),
         };

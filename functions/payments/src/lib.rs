@@ -49,8 +49,9 @@ pub struct Config {
     /// `PAYMENT_SANDBOX_LATENCY` (`P50,P99` such as `300ms,2s`; empty: none): how long
     /// the sandbox provider takes to answer, so local runs queue as production does.
     pub sandbox_latency: Option<Latency>,
-    /// `PAYMENT_BREAKER_FAILURES` (5), `PAYMENT_BREAKER_WINDOW_SECONDS` (30) and
-    /// `PAYMENT_BREAKER_COOL_DOWN_SECONDS` (20): the provider's circuit breaker.
+    /// `PAYMENT_BREAKER_FAILURES` (5), `PAYMENT_BREAKER_FAILURE_PERCENT` (50),
+    /// `PAYMENT_BREAKER_WINDOW_SECONDS` (30) and `PAYMENT_BREAKER_COOL_DOWN_SECONDS`
+    /// (20): the provider's circuit breaker.
     pub breaker: circuit_breaker::Config,
 }
 
@@ -79,6 +80,12 @@ impl Config {
                 .0,
             breaker: circuit_breaker::Config {
                 failure_threshold: env.parsed("PAYMENT_BREAKER_FAILURES", 5, WHOLE, |n| *n > 0)?,
+                failure_percent: env.parsed(
+                    "PAYMENT_BREAKER_FAILURE_PERCENT",
+                    50,
+                    "a percentage from 1 to 100",
+                    |n| (1..=100).contains(n),
+                )?,
                 window: Duration::from_secs(env.parsed(
                     "PAYMENT_BREAKER_WINDOW_SECONDS",
                     30,
@@ -299,11 +306,13 @@ pub(crate) mod tests {
         let read = config(&[
             ("PAYMENT_BREAKER_FAILURES", "7"),
             ("PAYMENT_BREAKER_WINDOW_SECONDS", "45"),
+            ("PAYMENT_BREAKER_FAILURE_PERCENT", "25"),
             ("PAYMENT_PROVIDER_TIMEOUT_MS", "1500"),
         ])
         .unwrap();
         assert_eq!(read.breaker.failure_threshold, 7);
         assert_eq!(read.breaker.window, Duration::from_secs(45));
+        assert_eq!(read.breaker.failure_percent, 25);
         assert_eq!(read.provider_timeout, Duration::from_millis(1500));
         let defaults = config(&[]).unwrap();
         assert_eq!(
@@ -315,7 +324,11 @@ pub(crate) mod tests {
             bad.to_string()
                 .contains("PAYMENT_BREAKER_COOL_DOWN_SECONDS")
         );
-        for zero in ["PAYMENT_PROVIDER_TIMEOUT_MS", "PAYMENT_BREAKER_FAILURES"] {
+        for zero in [
+            "PAYMENT_PROVIDER_TIMEOUT_MS",
+            "PAYMENT_BREAKER_FAILURES",
+            "PAYMENT_BREAKER_FAILURE_PERCENT",
+        ] {
             let refused = config(&[(zero, "0")]).unwrap_err();
             assert!(refused.to_string().contains(zero), "{refused}");
         }

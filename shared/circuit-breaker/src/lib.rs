@@ -1,8 +1,14 @@
 //! A circuit breaker for calls to a dependency that can fail for a while (a payment
-//! provider). After `failure_threshold` failures within `window` it opens: calls fail
-//! fast for `cool_down`, so a struggling dependency is not hammered and callers retry
-//! later with their own backoff. Then one probe call is let through (half-open): its
+//! provider). When, within `window`, at least `failure_threshold` calls failed and
+//! they are at least `failure_percent` of the calls, it opens: calls fail fast for
+//! `cool_down`, so a struggling dependency is not hammered and callers retry later
+//! with their own backoff. Then one probe call is let through (half-open): its
 //! success closes the breaker, its failure opens it again.
+//!
+//! The rate matters as much as the count: at a hundred charges a second, five
+//! timeouts in thirty seconds are a healthy provider's noise, and a breaker that
+//! opened on them would refuse every shopper for a cool-down; a few cards that never
+//! answer among many that do must not stop the others either.
 //!
 //! The state lives in one process (one Lambda instance); time comes from a [`Clock`]
 //! so tests drive it without sleeping.
@@ -31,8 +37,10 @@ impl Clock for SystemClock {
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    /// Failures within `window` that open the breaker.
+    /// Failures within `window` that open the breaker (with the rate below).
     pub failure_threshold: u32,
+    /// Share of the calls within `window`, in percent, that must have failed too.
+    pub failure_percent: u8,
     /// How far back failures count.
     pub window: Duration,
     /// How long the breaker stays open before a probe.
@@ -63,8 +71,9 @@ impl State {
 
 #[derive(Debug)]
 enum Inner {
+    /// The outcomes within the window, oldest first: when, and whether it failed.
     Closed {
-        failures: VecDeque<Instant>,
+        outcomes: VecDeque<(Instant, bool)>,
     },
     Open {
         until: Instant,
@@ -105,7 +114,7 @@ impl<C: Clock> CircuitBreaker<C> {
             config,
             clock,
             inner: Mutex::new(Inner::Closed {
-                failures: VecDeque::new(),
+                outcomes: VecDeque::new(),
             }),
             observer,
         }
@@ -149,38 +158,50 @@ impl<C: Clock> CircuitBreaker<C> {
 
     /// Reports a call that succeeded.
     pub fn on_success(&self) {
-        let mut inner = self.lock();
-        if matches!(*inner, Inner::HalfOpen { .. }) {
-            self.change(
-                &mut inner,
-                Inner::Closed {
-                    failures: VecDeque::new(),
-                },
-            );
-        }
+        self.record(false);
     }
 
     /// Reports a call that failed in a way that says the dependency is unhealthy.
     pub fn on_failure(&self) {
+        self.record(true);
+    }
+
+    fn record(&self, failed: bool) {
         let now = self.clock.now();
         let mut inner = self.lock();
-        let open = Inner::Open {
-            until: now + self.config.cool_down,
-        };
         match &mut *inner {
-            Inner::Closed { failures } => {
-                failures.push_back(now);
-                while failures
+            Inner::Closed { outcomes } => {
+                outcomes.push_back((now, failed));
+                while outcomes
                     .front()
-                    .is_some_and(|t| now.duration_since(*t) > self.config.window)
+                    .is_some_and(|(t, _)| now.duration_since(*t) > self.config.window)
                 {
-                    failures.pop_front();
+                    outcomes.pop_front();
                 }
-                if failures.len() as u32 >= self.config.failure_threshold {
+                let failures = outcomes.iter().filter(|(_, f)| *f).count();
+                let percent = failures * 100 / outcomes.len().max(1);
+                if failed
+                    && failures as u32 >= self.config.failure_threshold
+                    && percent >= usize::from(self.config.failure_percent)
+                {
+                    let open = Inner::Open {
+                        until: now + self.config.cool_down,
+                    };
                     self.change(&mut inner, open);
                 }
             }
-            Inner::HalfOpen { .. } => self.change(&mut inner, open),
+            Inner::HalfOpen { .. } if failed => {
+                let open = Inner::Open {
+                    until: now + self.config.cool_down,
+                };
+                self.change(&mut inner, open);
+            }
+            Inner::HalfOpen { .. } => {
+                let closed = Inner::Closed {
+                    outcomes: VecDeque::new(),
+                };
+                self.change(&mut inner, closed);
+            }
             Inner::Open { .. } => {}
         }
     }
@@ -214,6 +235,7 @@ mod tests {
         let seen = changes.clone();
         let config = Config {
             failure_threshold: 3,
+            failure_percent: 50,
             window: Duration::from_secs(10),
             cool_down: Duration::from_secs(30),
         };
@@ -299,5 +321,23 @@ mod tests {
         }
         assert_eq!(b.state(), State::Closed);
         assert!(changes.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn failures_among_many_successes_do_not_open_it() {
+        let (b, _, changes) = breaker();
+        // GIVEN three failures, enough by count, among four successes (43 %)
+        for failed in [false, true, false, true, false, false, true] {
+            if failed {
+                b.on_failure()
+            } else {
+                b.on_success()
+            }
+        }
+        assert_eq!(b.state(), State::Closed);
+        // WHEN failures become half the calls, it opens
+        b.on_failure();
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(*changes.lock().unwrap(), [(State::Closed, State::Open)]);
     }
 }

@@ -767,9 +767,10 @@ async fn a_rush_on_one_hot_item_sells_out_exactly_and_every_order_ends_as_the_sh
 }
 
 /// A provider's bad minute: 10 cards that never answer placed together with 30 healthy
-/// ones. The breaker opens (and the hanging charges keep opening it again until their
-/// orders' deadline), so charges and then refunds are refused for a while; the saga
-/// waits both out instead of escalating. Time is scaled down: orders may wait 90 s,
+/// ones. The healthy ones are charged while the hanging ones time out (a breaker that
+/// counts the rate, not only the failures, stays closed for them); once only hanging
+/// charges are left the breaker opens, and the refunds of the expired orders meet it
+/// open: the saga waits them out instead of escalating, and a refund's probe closes it. Time is scaled down: orders may wait 90 s,
 /// a compensation is sent again every 2 s (production: 15 min, every minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_outage_is_waited_out_and_nothing_reaches_the_human_queue() {
@@ -797,7 +798,14 @@ async fn a_provider_outage_is_waited_out_and_nothing_reaches_the_human_queue() {
     let (code, out, err) = operator(&stack, &["seed", seed.to_str().unwrap()]).await;
     assert_eq!(code, 0, "{out}{err}");
     let bearer = app.bearer("outage").await;
-    let cards = std::iter::repeat_n("tok_timeout", 10).chain(std::iter::repeat_n("tok_visa", 30));
+    // One card in four never answers, mixed in among the healthy ones.
+    let cards = (0..40).map(|i| {
+        if i % 4 == 0 {
+            "tok_timeout"
+        } else {
+            "tok_visa"
+        }
+    });
     let placing = cards.map(|card| {
         let (api, bearer) = (app.api.clone(), bearer.clone());
         async move {
