@@ -487,6 +487,52 @@ fn queue_visibility_never_goes_below_what_lambda_accepts_for_its_consumer() {
     }
 }
 
+#[test]
+fn a_crashed_command_comes_back_while_its_step_still_waits() {
+    // A worker that dies mid-command leaves the message invisible for the queue's
+    // visibility timeout; the redelivery must find its step still waiting (a step's
+    // timeout is MaxOrderWaitSeconds + CommandWorkSeconds), or every crash ends the
+    // order with States.Timeout.
+    let template = template();
+    let default = |name: &str| {
+        let value = &template.parameters[name];
+        value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| panic!("{name} has a numeric default"))
+    };
+    let step_timeout = default("MaxOrderWaitSeconds") + default("CommandWorkSeconds");
+    let definition: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("statemachine/order-saga.asl.json")).unwrap(),
+    )
+    .unwrap();
+    let substitutions = &template.resources["OrderSaga"]["Properties"]["DefinitionSubstitutions"];
+    let mut checked = 0;
+    for (name, state) in definition["States"].as_object().unwrap() {
+        if state["Resource"] != "arn:aws:states:::sqs:sendMessage.waitForTaskToken" {
+            continue;
+        }
+        assert_eq!(
+            state["TimeoutSecondsPath"], "$.stepTimeoutSeconds",
+            "{name}"
+        );
+        let placeholder = state["Parameters"]["QueueUrl"].as_str().unwrap();
+        let key = placeholder.trim_start_matches("${").trim_end_matches('}');
+        let queue = substitutions[key]["Ref"].as_str().unwrap();
+        let visibility = &template.resources[queue]["Properties"]["VisibilityTimeout"];
+        let seconds = match visibility.get("Ref").and_then(Value::as_str) {
+            Some(parameter) => default(parameter),
+            None => visibility.as_u64().unwrap(),
+        };
+        assert!(
+            seconds < step_timeout,
+            "{name}: {queue} redelivers after {seconds} s, its step times out after {step_timeout} s"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "Reserve, Charge, Refund, Release");
+}
+
 /// The most concurrent executions all queue consumers may take at their defaults, so
 /// a backlog anywhere leaves the orders API the rest (README: "Admission and
 /// isolation"): the budget `docs/capacity.md` states ("Their budget is N of the
