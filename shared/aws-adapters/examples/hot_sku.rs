@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         level.available,
         level.reserved,
     );
-    let conserved = u64::from(level.available) + u64::from(level.reserved) == units;
+    let conserved = level.available + level.reserved == units;
     if reserved as u64 != units.min(orders) || failed > 0 || !conserved {
         return Err("the sale was not exact".into());
     }
