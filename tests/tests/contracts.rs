@@ -533,6 +533,40 @@ fn a_crashed_command_comes_back_while_its_step_still_waits() {
     assert_eq!(checked, 4, "Reserve, Charge, Refund, Release");
 }
 
+#[test]
+fn the_saga_times_out_only_past_every_bound_its_parameters_allow() {
+    // The run's own timeout is the last resort (ExecutionsTimedOut pages): a
+    // compensation that never finds a worker. Every other path ends earlier, at the
+    // largest values the parameters accept: the order's wait, a step's work, a forward
+    // retry's delay, the compensation's patience, then one more compensation attempt
+    // (its retry wait, its step, its quick retries) and the cancel.
+    let template = template();
+    let max = |name: &str| {
+        template.parameter_declarations[name]["MaxValue"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} has a MaxValue"))
+    };
+    let step = max("MaxOrderWaitSeconds") + max("CommandWorkSeconds");
+    let last_compensation = max("CompensationRetrySeconds") + step + 3 * 4;
+    let latest_end = step
+        + shop_domain::services::FORWARD_RETRY_MAX_DELAY_SECONDS
+        + max("CompensationPatienceSeconds")
+        + last_compensation;
+    let definition: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("statemachine/order-saga.asl.json")).unwrap(),
+    )
+    .unwrap();
+    let timeout = definition["TimeoutSeconds"]
+        .as_u64()
+        .expect("a run timeout");
+    assert!(
+        timeout > latest_end,
+        "the run times out after {timeout} s, a run may end as late as {latest_end} s"
+    );
+    // Step Functions' Standard executions run at most a year.
+    assert!(timeout < 365 * 86_400);
+}
+
 /// The most concurrent executions all queue consumers may take at their defaults, so
 /// a backlog anywhere leaves the orders API the rest (README: "Admission and
 /// isolation"): the budget `docs/capacity.md` states ("Their budget is N of the
