@@ -32,10 +32,14 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 token="$(target/debug/shop token --customer schemathesis --expires 3h --local-stack "$stack")"
+# unsupported_method expects 405 for a method the document does not list; an HTTP API
+# has no 405: API Gateway answers any path or method no route declares with
+# 404 {"message":"Not Found"} before the API runs, and `shop local` answers as it does.
 "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run openapi/orders-api.yaml \
   --url "http://127.0.0.1:$port" \
   --header "Authorization: Bearer $token" \
   --checks all \
+  --exclude-checks unsupported_method \
   --max-examples "$examples" \
   --workers 2 \
   --seed 20261122 \

@@ -57,6 +57,13 @@ impl Reply {
             problem: false,
         }
     }
+
+    /// A request no route of the API declares: API Gateway answers it before any
+    /// function runs (`404 {"message":"Not Found"}`, whatever the method), so the
+    /// function answers an event for one (a direct invoke) the same way.
+    fn not_found() -> Self {
+        Self::json(404, json!({ "message": "Not Found" }))
+    }
 }
 
 impl From<Problem> for Reply {
@@ -196,8 +203,7 @@ impl OrdersApi {
             .or(request.request_context.http.path.as_deref())
             .unwrap_or("");
         let Some(route) = route_of(path) else {
-            let p = Problem::new(ProblemType::RouteNotFound, format!("no route for {path}"));
-            return (p.into(), false);
+            return (Reply::not_found(), false);
         };
         let caller = match identity::caller(request) {
             Ok(caller) => caller,
@@ -222,14 +228,7 @@ impl OrdersApi {
             ("GET", Route::Orders) => (self.list(request, &caller, &links).await, false),
             ("GET", Route::Order(raw)) => (self.get(id.unwrap_or(raw), &caller).await, false),
             ("POST", Route::Cancel(raw)) => (self.cancel(id.unwrap_or(raw), &caller).await, false),
-            _ => (
-                Problem::new(
-                    ProblemType::MethodNotAllowed,
-                    format!("{method} is not supported on {path}"),
-                )
-                .into(),
-                false,
-            ),
+            _ => (Reply::not_found(), false),
         }
     }
 

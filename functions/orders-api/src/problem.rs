@@ -12,10 +12,6 @@ pub const TYPE_BASE: &str = "https://order-saga.example/problems/";
 /// which a test checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemType {
-    /// No route has this path.
-    RouteNotFound,
-    /// The route exists, not with this method.
-    MethodNotAllowed,
     /// The request reached the function without verified claims.
     Unauthenticated,
     /// The body names a customer other than the caller.
@@ -52,9 +48,7 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every problem type.
-    pub const ALL: [Self; 18] = [
-        Self::RouteNotFound,
-        Self::MethodNotAllowed,
+    pub const ALL: [Self; 16] = [
         Self::Unauthenticated,
         Self::CustomerMismatch,
         Self::UnsupportedMediaType,
@@ -76,8 +70,6 @@ impl ProblemType {
     /// The stable slug after [`TYPE_BASE`].
     pub fn slug(self) -> &'static str {
         match self {
-            Self::RouteNotFound => "route-not-found",
-            Self::MethodNotAllowed => "method-not-allowed",
             Self::Unauthenticated => "unauthenticated",
             Self::CustomerMismatch => "customer-mismatch",
             Self::UnsupportedMediaType => "unsupported-media-type",
@@ -99,8 +91,6 @@ impl ProblemType {
 
     fn title(self) -> &'static str {
         match self {
-            Self::RouteNotFound => "Not found",
-            Self::MethodNotAllowed => "Method not allowed",
             Self::Unauthenticated => "Unauthenticated",
             Self::CustomerMismatch => "Not your customer id",
             Self::UnsupportedMediaType => "Unsupported media type",
@@ -122,8 +112,6 @@ impl ProblemType {
 
     fn status(self) -> u16 {
         match self {
-            Self::RouteNotFound => 404,
-            Self::MethodNotAllowed => 405,
             Self::Unauthenticated => 401,
             Self::CustomerMismatch => 403,
             Self::UnsupportedMediaType => 415,

@@ -52,18 +52,6 @@ impl HttpResponse {
             body: serde_json::json!({ "message": message }).to_string(),
         }
     }
-
-    fn problem(status: u16, slug: &str, detail: &str) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type".into(), "application/problem+json".into())],
-            body: serde_json::json!({
-                "type": format!("https://order-saga.example/problems/{slug}"),
-                "title": slug, "status": status, "detail": detail,
-            })
-            .to_string(),
-        }
-    }
 }
 
 fn match_route<'a>(pattern: &str, path: &'a str) -> Option<HashMap<String, String>> {
@@ -188,9 +176,10 @@ impl HttpApi {
         })
     }
 
-    /// Serves one request: 404 when no route matches, 429 above the route's throttle,
-    /// 401/403 when the route's authorizer refuses, 502 when the function fails (as API Gateway does),
-    /// otherwise the function's answer.
+    /// Serves one request as an HTTP API does: 404 `{"message":"Not Found"}` when no
+    /// route matches the path and method, 429 above the route's throttle, 401/403 when
+    /// the route's authorizer refuses, 500 `{"message":"Internal Server Error"}` when
+    /// the function fails, otherwise the function's answer.
     pub async fn serve(
         &self,
         method: &str,
@@ -209,29 +198,15 @@ impl HttpApi {
         else {
             return Ok(HttpResponse::gateway(404, "Not Found", None));
         };
+        // API Gateway answers a path or a method no route declares itself, the same
+        // way for both (an HTTP API has no 405).
         let Some((route, params)) = stack
             .routes
             .iter()
             .filter(|r| r.method == method || r.method == "ANY")
             .find_map(|r| match_route(&r.path, route_path).map(|p| (r, p)))
         else {
-            let mut allowed: Vec<&str> = stack
-                .routes
-                .iter()
-                .filter(|r| match_route(&r.path, route_path).is_some())
-                .map(|r| r.method.as_str())
-                .collect();
-            allowed.sort_unstable();
-            allowed.dedup();
-            return Ok(if allowed.is_empty() {
-                HttpResponse::problem(404, "route-not-found", "no route")
-            } else {
-                // RFC 9110: a 405 names the methods the resource supports.
-                let mut answer =
-                    HttpResponse::problem(405, "method-not-allowed", "method not allowed");
-                answer.headers.push(("allow".into(), allowed.join(", ")));
-                answer
-            });
+            return Ok(HttpResponse::gateway(404, "Not Found", None));
         };
         // API Gateway throttles each route of the stage before its authorizer runs.
         let route_key = format!("{} {}", route.method, route.path);
@@ -308,11 +283,9 @@ impl HttpApi {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::error!(function = %function.name, error = %e, "invocation failed");
-                return Ok(HttpResponse::problem(
-                    502,
-                    "bad-gateway",
-                    "the function failed",
-                ));
+                // An HTTP API answers a failed Lambda integration with 500 and this body
+                // (API Gateway's HTTP API Lambda troubleshooting page).
+                return Ok(HttpResponse::gateway(500, "Internal Server Error", None));
             }
         };
         let response: ApiGatewayV2httpResponse =
@@ -426,7 +399,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_404() {
+    async fn an_unknown_path_or_method_is_api_gateways_404_and_a_failed_function_its_500() {
         let stack = stack(
             None,
             vec![
@@ -435,15 +408,34 @@ mod tests {
                 route("POST", "/v1/orders/{id}/cancel"),
             ],
         );
-        let api = HttpApi::new(Arc::new(stack), Arc::new(InProcess::new()));
-        let r = api
-            .serve("TRACE", "/v1/orders/o-1", &[], None)
-            .await
-            .unwrap();
-        assert_eq!(r.status, 405);
-        assert!(r.headers.contains(&("allow".into(), "GET".into())));
-        let r = api.serve("DELETE", "/v1/nothing", &[], None).await.unwrap();
-        assert_eq!(r.status, 404);
+        let mut stack = stack;
+        stack.functions.insert(
+            "Api".into(),
+            crate::provision::FunctionSpec {
+                logical_id: "Api".into(),
+                name: "t-Api".into(),
+                binary: None,
+                env: Default::default(),
+                sqs_sources: Vec::new(),
+                schedules: Vec::new(),
+                timeout: std::time::Duration::from_secs(3),
+            },
+        );
+        let mut failing = InProcess::new();
+        failing.register_fallible("Api", |_: serde_json::Value, _| async {
+            Err::<serde_json::Value, _>("a bug")
+        });
+        let api = HttpApi::new(Arc::new(stack), Arc::new(failing));
+        for (method, path) in [("TRACE", "/v1/orders/o-1"), ("DELETE", "/v1/nothing")] {
+            let r = api.serve(method, path, &[], None).await.unwrap();
+            assert_eq!(r.status, 404, "{method} {path}");
+            assert_eq!(r.body, r#"{"message":"Not Found"}"#);
+            assert_eq!(r.header("content-type"), Some("application/json"));
+        }
+        // The route exists and its function fails.
+        let r = api.serve("GET", "/v1/orders/o-1", &[], None).await.unwrap();
+        assert_eq!(r.status, 500);
+        assert_eq!(r.body, r#"{"message":"Internal Server Error"}"#);
     }
 
     #[test]

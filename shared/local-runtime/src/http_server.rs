@@ -91,7 +91,7 @@ async fn answer(
         }
         Err(e) => {
             tracing::error!(error = %e, "invocation failed");
-            plain(502, "{\"message\":\"Internal Server Error\"}")
+            plain(500, "{\"message\":\"Internal Server Error\"}")
         }
     }
 }
