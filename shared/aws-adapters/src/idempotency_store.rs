@@ -37,35 +37,77 @@ fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// A stored record that is not one this store writes (a field missing, of another
+/// type, an unknown status): refused, never read as defaults, so a damaged record can
+/// neither replay an empty answer nor pass as a free key.
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency record {key:?}: {field} is missing or malformed")]
+pub struct MalformedRecord {
+    key: String,
+    field: &'static str,
+}
+
 fn read(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
-    let text = |k: &str| {
-        item.get(k)
+    let key = item
+        .get("key")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    let malformed = |field| MalformedRecord {
+        key: key.clone(),
+        field,
+    };
+    let text = |field: &'static str| {
+        item.get(field)
             .and_then(|v| v.as_s().ok())
             .cloned()
-            .unwrap_or_default()
+            .ok_or_else(|| malformed(field))
     };
-    let number = |k: &str| {
-        item.get(k)
+    let number = |field: &'static str| {
+        item.get(field)
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_default()
+            .ok_or_else(|| malformed(field))
     };
-    let response = match item.get("response").and_then(|v| v.as_s().ok()) {
-        Some(raw) => Some(serde_json::from_str::<Value>(raw)?),
+    let status = match text("status")?.as_str() {
+        COMPLETED => RecordStatus::Completed,
+        IN_PROGRESS => RecordStatus::InProgress,
+        _ => return Err(malformed("status").into()),
+    };
+    let response = match item.get("response") {
+        None if status == RecordStatus::Completed => return Err(malformed("response").into()),
         None => None,
+        Some(v) => {
+            let raw = v.as_s().map_err(|_| malformed("response"))?;
+            Some(serde_json::from_str::<Value>(raw).map_err(|_| malformed("response"))?)
+        }
     };
+    if key.is_empty() {
+        return Err(malformed("key").into());
+    }
     Ok(Record {
-        key: text("key"),
-        payload_hash: text("payloadHash"),
-        status: if text("status") == COMPLETED {
-            RecordStatus::Completed
-        } else {
-            RecordStatus::InProgress
-        },
-        expires_at: number("expiresAt"),
-        lock_expires_at: number("lockExpiresAt"),
+        payload_hash: text("payloadHash")?,
+        status,
+        expires_at: number("expiresAt")?,
+        lock_expires_at: number("lockExpiresAt")?,
         response,
+        // Records written before lock tokens existed hold none; no call holds them.
+        lock_token: item
+            .get("lockToken")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default(),
+        key,
     })
+}
+
+/// Whether a conditional write failed its condition (the lock was taken over).
+fn lost_the_lock<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
+    e: &aws_sdk_dynamodb::error::SdkError<E>,
+) -> bool {
+    e.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 #[async_trait]
@@ -80,6 +122,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .item("status", s(IN_PROGRESS))
             .item("expiresAt", n(record.expires_at))
             .item("lockExpiresAt", n(record.lock_expires_at))
+            .item("lockToken", s(&record.lock_token))
             .condition_expression(
                 "attribute_not_exists(#k) OR #e < :now OR (#s = :in_progress AND #l < :now)",
             )
@@ -115,28 +158,47 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         }
     }
 
-    async fn complete(&self, key: &str, response: &Value) -> Result<(), StoreError> {
-        self.client
+    async fn complete(&self, record: &Record, response: &Value) -> Result<bool, StoreError> {
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
-            .key("key", s(key))
+            .key("key", s(&record.key))
             .update_expression("SET #s = :completed, #r = :response")
+            .condition_expression("#t = :token AND #s = :in_progress")
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#r", "response")
+            .expression_attribute_names("#t", "lockToken")
             .expression_attribute_values(":completed", s(COMPLETED))
             .expression_attribute_values(":response", s(&response.to_string()))
+            .expression_attribute_values(":token", s(&record.lock_token))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
-            .await?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if lost_the_lock(&e) => Ok(false),
+            Err(e) => Err(Box::new(e)),
+        }
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.client
+    async fn release(&self, record: &Record) -> Result<bool, StoreError> {
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
-            .key("key", s(key))
+            .key("key", s(&record.key))
+            .condition_expression("#t = :token AND #s = :in_progress")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#t", "lockToken")
+            .expression_attribute_values(":token", s(&record.lock_token))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
-            .await?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if lost_the_lock(&e) => Ok(false),
+            Err(e) => Err(Box::new(e)),
+        }
     }
 }

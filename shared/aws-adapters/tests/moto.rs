@@ -253,6 +253,7 @@ async fn idempotency_records_lock_complete_and_release() {
         expires_at: 2_000_000_000,
         lock_expires_at: 2_000_000_000,
         response: None,
+        lock_token: Record::lock_token_new(),
     };
     assert_eq!(store.begin(&record, 1_000).await.unwrap(), Begin::Acquired);
     assert!(
@@ -263,10 +264,29 @@ async fn idempotency_records_lock_complete_and_release() {
         store.begin(&record, 2_000_000_001).await.unwrap(),
         Begin::Acquired
     );
-    store
-        .complete(&record.key, &json!({"status": 202}))
-        .await
-        .unwrap();
+    // The lock lapsed and another call took the key over: the first call can neither
+    // complete nor release it.
+    let taker = Record {
+        lock_token: Record::lock_token_new(),
+        ..record.clone()
+    };
+    assert_eq!(
+        store.begin(&taker, 2_000_000_001).await.unwrap(),
+        Begin::Acquired
+    );
+    assert!(
+        !store
+            .complete(&record, &json!({"status": 500}))
+            .await
+            .unwrap()
+    );
+    assert!(!store.release(&record).await.unwrap());
+    assert!(
+        store
+            .complete(&taker, &json!({"status": 202}))
+            .await
+            .unwrap()
+    );
     match store.begin(&record, 1_000).await.unwrap() {
         Begin::Existing(r) => {
             assert_eq!(r.status, RecordStatus::Completed);
@@ -275,8 +295,48 @@ async fn idempotency_records_lock_complete_and_release() {
         }
         other => panic!("expected the completed record, got {other:?}"),
     }
-    store.release(&record.key).await.unwrap();
-    assert_eq!(store.begin(&record, 1_000).await.unwrap(), Begin::Acquired);
+    assert!(
+        !store.release(&taker).await.unwrap(),
+        "a completed record is an answer, not a lock to release"
+    );
+    // A failed call releases its own lock.
+    let failed = Record {
+        key: "POST /v1/orders#failed".into(),
+        ..record.clone()
+    };
+    assert_eq!(store.begin(&failed, 1_000).await.unwrap(), Begin::Acquired);
+    assert!(store.release(&failed).await.unwrap());
+    assert_eq!(store.begin(&failed, 1_000).await.unwrap(), Begin::Acquired);
+    // A damaged record is refused, not read as defaults.
+    aws_sdk_dynamodb::Client::new(&sdk)
+        .put_item()
+        .table_name(&stack.tables["IdempotencyTable"])
+        .item(
+            "key",
+            aws_sdk_dynamodb::types::AttributeValue::S("damaged".into()),
+        )
+        .item(
+            "status",
+            aws_sdk_dynamodb::types::AttributeValue::S("COMPLETED".into()),
+        )
+        .item(
+            "expiresAt",
+            aws_sdk_dynamodb::types::AttributeValue::N("2000000000".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let damaged = Record {
+        key: "damaged".into(),
+        ..record.clone()
+    };
+    let refused = store.begin(&damaged, 1_000).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("\"damaged\": response is missing or malformed"),
+        "{refused}"
+    );
     // A store that cannot be reached is an error, never a key "in progress".
     let missing = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), "no-such-table");
     assert!(missing.begin(&record, 1_000).await.is_err());

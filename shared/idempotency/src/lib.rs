@@ -7,6 +7,11 @@
 //! call with the same key and the same payload gets the stored result; with a
 //! different payload it is refused, since the key was reused for another request.
 //! Failures release the key so the caller can retry.
+//!
+//! Each take of a key draws a lock token; completing and releasing act only while the
+//! stored record still carries it. A worker whose lock lapsed (its invocation outlived
+//! the deadline it declared, or a clock drifted) and whose key another call took over
+//! can neither overwrite that call's record nor delete it.
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
@@ -42,6 +47,16 @@ pub struct Record {
     pub lock_expires_at: u64,
     /// Stored result of completed work.
     pub response: Option<Value>,
+    /// Drawn by the call that took the key ([`Record::lock_token_new`]); `complete`
+    /// and `release` act only while the stored record still carries it.
+    pub lock_token: String,
+}
+
+impl Record {
+    /// A fresh lock token, unguessable and unique per take of a key.
+    pub fn lock_token_new() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
 }
 
 /// Outcome of trying to take a key.
@@ -62,10 +77,12 @@ pub type StoreError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub trait IdempotencyStore: Send + Sync {
     /// Writes `record` as in progress unless a live record exists.
     async fn begin(&self, record: &Record, now: u64) -> Result<Begin, StoreError>;
-    /// Marks the key completed with its response.
-    async fn complete(&self, key: &str, response: &Value) -> Result<(), StoreError>;
-    /// Removes the key after failed work so the caller can retry.
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    /// Marks `record`'s key completed with its response, if the stored record is still
+    /// `record`'s lock (same token, in progress); `false` when it was taken over.
+    async fn complete(&self, record: &Record, response: &Value) -> Result<bool, StoreError>;
+    /// Removes `record`'s key after failed work so the caller can retry, if the stored
+    /// record is still its lock; `false` when it was taken over.
+    async fn release(&self, record: &Record) -> Result<bool, StoreError>;
 }
 
 /// Why idempotent execution did not produce a result.
@@ -161,6 +178,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
             expires_at: now + self.expiry.as_secs(),
             lock_expires_at: epoch_seconds_ceil(deadline),
             response: None,
+            lock_token: Record::lock_token_new(),
         };
         match self
             .store
@@ -184,15 +202,28 @@ impl<S: IdempotencyStore> Idempotency<S> {
         match work().await {
             Ok(result) => {
                 let stored = serde_json::to_value(&result).map_err(IdempotencyError::Corrupt)?;
-                self.store
-                    .complete(key, &stored)
+                let kept = self
+                    .store
+                    .complete(&record, &stored)
                     .await
                     .map_err(IdempotencyError::Store)?;
+                if !kept {
+                    tracing::warn!(
+                        "idempotency key taken over while the work ran (the lock lapsed); the record of the call that took it stands"
+                    );
+                }
                 Ok(Outcome::Fresh(result))
             }
             Err(e) => {
-                if let Err(release) = self.store.release(key).await {
-                    tracing::warn!(error = %release, "could not release idempotency key; it frees itself when the lock expires");
+                match self.store.release(&record).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        "idempotency key taken over while the work ran; left to the call that took it"
+                    ),
+                    Err(release) => tracing::warn!(
+                        error = %release,
+                        "could not release idempotency key; it frees itself when the lock expires"
+                    ),
                 }
                 Err(IdempotencyError::Work(e))
             }
@@ -205,12 +236,17 @@ impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
     async fn begin(&self, record: &Record, now: u64) -> Result<Begin, StoreError> {
         (**self).begin(record, now).await
     }
-    async fn complete(&self, key: &str, response: &Value) -> Result<(), StoreError> {
-        (**self).complete(key, response).await
+    async fn complete(&self, record: &Record, response: &Value) -> Result<bool, StoreError> {
+        (**self).complete(record, response).await
     }
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        (**self).release(key).await
+    async fn release(&self, record: &Record) -> Result<bool, StoreError> {
+        (**self).release(record).await
     }
+}
+
+/// Whether `stored` is still the lock `ours` took.
+fn holds(stored: &Record, ours: &Record) -> bool {
+    stored.status == RecordStatus::InProgress && stored.lock_token == ours.lock_token
 }
 
 /// A store in memory, for tests and single-process tools.
@@ -231,17 +267,26 @@ impl IdempotencyStore for InMemoryStore {
         records.insert(record.key.clone(), record.clone());
         Ok(Begin::Acquired)
     }
-    async fn complete(&self, key: &str, response: &Value) -> Result<(), StoreError> {
+    async fn complete(&self, record: &Record, response: &Value) -> Result<bool, StoreError> {
         let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = records.get_mut(key) {
-            r.status = RecordStatus::Completed;
-            r.response = Some(response.clone());
+        match records.get_mut(&record.key) {
+            Some(r) if holds(r, record) => {
+                r.status = RecordStatus::Completed;
+                r.response = Some(response.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        Ok(())
     }
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-        Ok(())
+    async fn release(&self, record: &Record) -> Result<bool, StoreError> {
+        let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match records.get(&record.key) {
+            Some(r) if holds(r, record) => {
+                records.remove(&record.key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -386,6 +431,7 @@ mod tests {
             expires_at,
             lock_expires_at,
             response: Some(Value::Null),
+            lock_token: Record::lock_token_new(),
         };
         store
             .begin(&record("expired", RecordStatus::Completed, 100, 0), 0)
@@ -414,6 +460,7 @@ mod tests {
             expires_at: u64::MAX,
             lock_expires_at: epoch_seconds() + 60,
             response: None,
+            lock_token: Record::lock_token_new(),
         };
         store.begin(&stuck, 0).await.unwrap();
         let idem = Idempotency::new(store, Duration::from_secs(60));
@@ -435,6 +482,65 @@ mod tests {
                 .await
                 .unwrap(),
             Outcome::Fresh(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_whose_lock_lapsed_cannot_overwrite_or_delete_the_takers_record() {
+        let idem = idem();
+        let lapsed = SystemTime::now() - Duration::from_secs(5);
+        // GIVEN a call whose lock has lapsed, and another call that takes the key over
+        // and completes while the first still works
+        let first = idem
+            .run("k", b"a", lapsed, || async {
+                let taker = idem
+                    .run("k", b"a", soon(), || async {
+                        Ok::<_, String>("taker".to_owned())
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(taker, Outcome::Fresh("taker".to_owned()));
+                Ok::<_, String>("lapsed".to_owned())
+            })
+            .await
+            .unwrap();
+        // THEN the first gets its own result, but the stored one is the taker's
+        assert_eq!(first, Outcome::Fresh("lapsed".to_owned()));
+        assert_eq!(
+            idem.run("k", b"a", soon(), || async {
+                Ok::<_, String>("again".to_owned())
+            })
+            .await
+            .unwrap(),
+            Outcome::Replayed("taker".to_owned())
+        );
+        // AND a lapsed call that fails leaves the taker's lock in place
+        let failed = idem
+            .run("f", b"a", lapsed, || async {
+                let store = &idem.store;
+                let taken = Record {
+                    key: "f".into(),
+                    payload_hash: payload_hash(b"a"),
+                    status: RecordStatus::InProgress,
+                    expires_at: u64::MAX,
+                    lock_expires_at: epoch_seconds() + 60,
+                    response: None,
+                    lock_token: Record::lock_token_new(),
+                };
+                assert_eq!(
+                    store.begin(&taken, epoch_seconds()).await.unwrap(),
+                    Begin::Acquired
+                );
+                Err::<u8, _>("broke")
+            })
+            .await;
+        assert!(matches!(failed, Err(IdempotencyError::Work("broke"))));
+        let still = idem
+            .run("f", b"a", soon(), || async { Ok::<_, &str>(1) })
+            .await;
+        assert!(
+            matches!(still, Err(IdempotencyError::InProgress)),
+            "the taker's lock stands"
         );
     }
 }
