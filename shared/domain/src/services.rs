@@ -86,9 +86,10 @@ impl OrderService<'_> {
         };
         self.orders.insert(&order).await?;
         if let Err(e) = self.queue.enqueue(&order).await {
-            // Best effort: if this fails too the order stays pending and the caller
-            // still gets an error, so it retries with its idempotency key.
-            let _ = self
+            // Best effort: if this fails too the order stays pending (the orphan sweep
+            // cancels it) and the caller still gets an error, so it retries with its
+            // idempotency key.
+            if let Err(cancel) = self
                 .orders
                 .cancel(
                     &order.order_id,
@@ -96,7 +97,14 @@ impl OrderService<'_> {
                     &crate::now_rfc3339(),
                     None,
                 )
-                .await;
+                .await
+            {
+                tracing::warn!(
+                    order_id = %order.order_id,
+                    error = %observability::ErrorChain(&cancel),
+                    "could not cancel an order the intake queue refused; the orphan sweep will"
+                );
+            }
             return Err(e.into());
         }
         Ok(order)

@@ -49,6 +49,13 @@ pub enum OpsError {
         /// The SDK's full error chain.
         message: String,
     },
+    /// A port (an adapter over an AWS service) failed; the adapter's error, and the
+    /// AWS error under it, stay as the source for the CLI to print whole.
+    #[error(transparent)]
+    Port(#[from] shop_domain::ports::PortError),
+    /// The seed file could not be read or applied; its cause stays as the source.
+    #[error(transparent)]
+    Seed(#[from] crate::seed::SeedError),
     /// The command would do something unsafe or meaningless; nothing was done.
     #[error("{0}")]
     Refused(String),

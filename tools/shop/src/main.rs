@@ -187,7 +187,8 @@ fn parse_parameter(raw: &str) -> Result<(String, String), String> {
 
 fn finish(result: Result<ExitCode, shop_ops::OpsError>, what: &str) -> ExitCode {
     result.unwrap_or_else(|e| {
-        eprintln!("shop {what}: {e}");
+        // The whole chain: the port's operation, the adapter's error, AWS's answer.
+        eprintln!("shop {what}: {}", observability::ErrorChain(&e));
         ExitCode::from(2)
     })
 }
@@ -311,7 +312,7 @@ async fn main() -> ExitCode {
             let app = match LocalApp::start(options).await {
                 Ok(app) => app,
                 Err(e) => {
-                    eprintln!("shop local: {e}");
+                    eprintln!("shop local: {}", observability::ErrorChain(&e));
                     return ExitCode::FAILURE;
                 }
             };

@@ -307,7 +307,7 @@ fn stop_on_signal() -> Arc<AtomicBool> {
 
 /// Runs `shop seed FILE`: the catalog and its stock into the stack, idempotently.
 pub async fn seed(args: StackArgs, file: PathBuf) -> Result<ExitCode, OpsError> {
-    let seed = shop_ops::seed::Seed::load(&file).map_err(|e| OpsError::Refused(e.to_string()))?;
+    let seed = shop_ops::seed::Seed::load(&file)?;
     let ops = connect(&args).await?;
     let catalog = shop_aws::catalog::DynamoCatalog::new(
         ops.dynamodb.clone(),
@@ -317,13 +317,7 @@ pub async fn seed(args: StackArgs, file: PathBuf) -> Result<ExitCode, OpsError> 
         ops.dynamodb.clone(),
         ops.outputs.get("InventoryTableName")?,
     );
-    let added = seed
-        .apply(&catalog, &stock)
-        .await
-        .map_err(|e| OpsError::Aws {
-            operation: "seed",
-            message: e.to_string(),
-        })?;
+    let added = seed.apply(&catalog, &stock).await?;
     let units: u64 = added.iter().map(|(_, n)| u64::from(*n)).sum();
     let mut record = AuditRecord::new("seed", &file.display().to_string());
     record.count = usize::try_from(units).unwrap_or(usize::MAX);

@@ -352,6 +352,20 @@ async fn a_shopper_uses_the_local_app_over_http() {
         assert!(names.contains(expected), "{expected} among {names:?}");
     }
 
+    // A seed that fails says why, down to AWS's answer: the catalog table is gone.
+    aws_sdk_dynamodb::Client::new(&sdk)
+        .delete_table()
+        .table_name(format!("{stack}-CatalogTable"))
+        .send()
+        .await
+        .unwrap();
+    let (code, _, err) = operator(&stack, &["seed", seed_file.to_str().unwrap()]).await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("catalog.") && err.contains("ResourceNotFoundException"),
+        "the port's operation and AWS's error: {err}"
+    );
+
     stop(app).await;
 }
 

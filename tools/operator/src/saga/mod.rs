@@ -252,23 +252,16 @@ pub async fn show(ops: &Ops, order_id: &str) -> Result<SagaReport, OpsError> {
         runs.push(run);
         name = format!("{order_id}-redrive-{}", runs.len());
     }
-    let port = |e: shop_domain::ports::PortError| OpsError::Aws {
-        operation: "dynamodb:GetItem",
-        message: e.to_string(),
-    };
     let order = DynamoOrderStore::new(ops.dynamodb.clone(), ops.outputs.get("OrdersTableName")?)
         .get(&id)
-        .await
-        .map_err(port)?;
+        .await?;
     let reservation =
         DynamoStockStore::new(ops.dynamodb.clone(), ops.outputs.get("InventoryTableName")?)
             .reservation(&id)
-            .await
-            .map_err(port)?;
+            .await?;
     let ledger = DynamoLedger::new(ops.dynamodb.clone(), ops.outputs.get("PaymentsTableName")?)
         .get(&id)
-        .await
-        .map_err(port)?;
+        .await?;
     let running = runs.iter().any(|(e, _)| e.status == RunStatus::Running);
     let violations = check_invariants(
         order.as_ref(),
