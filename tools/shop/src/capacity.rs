@@ -120,6 +120,9 @@ pub fn consumers(template: &Template) -> Result<Vec<Consumer>, CapacityError> {
             });
         }
     }
+    // The template's order is not kept by every build of serde_json (`preserve_order`
+    // depends on which crates are built together): sort, so the report is stable.
+    found.sort_by(|a, b| (&a.function, &a.event).cmp(&(&b.function, &b.event)));
     Ok(found)
 }
 
