@@ -500,7 +500,7 @@ def application():
     return app
 
 
-def _wait_until_answering(endpoint, seconds=30):
+def _wait_until_answering(endpoint, seconds=120):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:

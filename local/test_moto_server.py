@@ -84,20 +84,28 @@ class Differences(unittest.TestCase):
         waiting.notify(CallbackOutcomeSuccess(callback_id="t1", output="{}"))
         self.assertFalse(waiting.notify_heartbeat(), "an answered task takes no beat")
 
-    def test_each_attempt_of_a_retried_callback_task_has_its_own_token(self):
+    @staticmethod
+    def _callback_machine(name, task_fields, states=None):
+        """A served emulator with a state machine whose task `T` sends its token to a
+        queue: (sqs, sfn, queue URL, state machine ARN)."""
         import boto3
         endpoint = moto_server.serve("127.0.0.1", 0)
         aws = dict(endpoint_url=endpoint, region_name="us-east-1",
                    aws_access_key_id="test", aws_secret_access_key="test")
         sqs, sfn = boto3.client("sqs", **aws), boto3.client("stepfunctions", **aws)
-        queue = sqs.create_queue(QueueName="commands")["QueueUrl"]
+        queue = sqs.create_queue(QueueName=name)["QueueUrl"]
         task = {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
                 "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
-                "TimeoutSeconds": 30, "End": True,
-                "Retry": [{"ErrorEquals": ["Busy"], "IntervalSeconds": 1, "MaxAttempts": 3}]}
+                "TimeoutSeconds": 30, **task_fields}
         machine = sfn.create_state_machine(
-            name="retried", definition=json.dumps({"StartAt": "T", "States": {"T": task}}),
+            name=name, definition=json.dumps({"StartAt": "T", "States": {"T": task, **(states or {})}}),
             roleArn="arn:aws:iam::123456789012:role/saga")["stateMachineArn"]
+        return sqs, sfn, queue, machine
+
+    def test_each_attempt_of_a_retried_callback_task_has_its_own_token(self):
+        sqs, sfn, queue, machine = self._callback_machine("retried", {
+            "End": True,
+            "Retry": [{"ErrorEquals": ["Busy"], "IntervalSeconds": 1, "MaxAttempts": 3}]})
         execution = sfn.start_execution(stateMachineArn=machine)["executionArn"]
 
         def next_token():
@@ -127,20 +135,10 @@ class Differences(unittest.TestCase):
                          "moto dropped SendTaskFailure's cause")
 
     def test_a_failure_reaches_the_catch_with_its_cause(self):
-        import boto3
-        endpoint = moto_server.serve("127.0.0.1", 0)
-        aws = dict(endpoint_url=endpoint, region_name="us-east-1",
-                   aws_access_key_id="test", aws_secret_access_key="test")
-        sqs, sfn = boto3.client("sqs", **aws), boto3.client("stepfunctions", **aws)
-        queue = sqs.create_queue(QueueName="refunds")["QueueUrl"]
-        task = {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
-                "TimeoutSeconds": 30, "Next": "Caught",
-                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Caught"}]}
-        machine = sfn.create_state_machine(
-            name="caught", definition=json.dumps(
-                {"StartAt": "T", "States": {"T": task, "Caught": {"Type": "Pass", "End": True}}}),
-            roleArn="arn:aws:iam::123456789012:role/saga")["stateMachineArn"]
+        sqs, sfn, queue, machine = self._callback_machine("caught", {
+            "Next": "Caught",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Caught"}],
+        }, {"Caught": {"Type": "Pass", "End": True}})
         execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
         for _ in range(20):
             messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])

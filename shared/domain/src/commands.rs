@@ -113,7 +113,7 @@ pub struct Envelope<C> {
     pub deadline: Option<String>,
     /// Until when a compensation (Release, Refund) keeps being retried while its
     /// dependency is unavailable (RFC 3339, UTC): the order's deadline plus a step's
-    /// timeout plus `CompensationPatienceSeconds`. A compensation that still fails
+    /// timeout, the longest forward retry delay and `CompensationPatienceSeconds`. A compensation that still fails
     /// transiently after it is answered [`TaskError::CompensationExhausted`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensate_until: Option<String>,

@@ -450,18 +450,23 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_in_progress_key_is_refused_until_its_lock_expires() {
-        let store = InMemoryStore::default();
-        let stuck = Record {
-            key: "k".into(),
+    /// `key` taken by another call, locked for a minute.
+    fn locked(key: &str) -> Record {
+        Record {
+            key: key.into(),
             payload_hash: payload_hash(b"a"),
             status: RecordStatus::InProgress,
             expires_at: u64::MAX,
             lock_expires_at: epoch_seconds() + 60,
             response: None,
             lock_token: Record::lock_token_new(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn an_in_progress_key_is_refused_until_its_lock_expires() {
+        let store = InMemoryStore::default();
+        let stuck = locked("k");
         store.begin(&stuck, 0).await.unwrap();
         let idem = Idempotency::new(store, Duration::from_secs(60));
         let err = idem
@@ -517,20 +522,8 @@ mod tests {
         // AND a lapsed call that fails leaves the taker's lock in place
         let failed = idem
             .run("f", b"a", lapsed, || async {
-                let store = &idem.store;
-                let taken = Record {
-                    key: "f".into(),
-                    payload_hash: payload_hash(b"a"),
-                    status: RecordStatus::InProgress,
-                    expires_at: u64::MAX,
-                    lock_expires_at: epoch_seconds() + 60,
-                    response: None,
-                    lock_token: Record::lock_token_new(),
-                };
-                assert_eq!(
-                    store.begin(&taken, epoch_seconds()).await.unwrap(),
-                    Begin::Acquired
-                );
+                let taken = idem.store.begin(&locked("f"), epoch_seconds()).await;
+                assert_eq!(taken.unwrap(), Begin::Acquired);
                 Err::<u8, _>("broke")
             })
             .await;

@@ -710,6 +710,21 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
     stop(app).await;
 }
 
+/// Seeds the running stack with one SKU sold in every currency, `stock` on hand, as an
+/// operator does (`shop seed`).
+async fn seed_one(stack: &str, sku: &str, stock: u32) {
+    let seed = std::env::temp_dir().join(format!("{stack}-seed.json"));
+    std::fs::write(
+        &seed,
+        json!({"catalog": [{"sku": sku, "name": sku,
+            "prices": {"EUR": 3900, "USD": 4200, "GBP": 3400}, "stock": stock}]})
+        .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = operator(stack, &["seed", seed.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// A sale's rush on one hot item, as `shop load` makes it against `shop local` with
 /// the provider's latency and DynamoDB's transaction conflicts on: 300 orders from 30
 /// shoppers for 100 units, placed much faster than a card provider answering in 1 s
@@ -727,16 +742,7 @@ async fn a_rush_on_one_hot_item_sells_out_exactly_and_every_order_ends_as_the_sh
         ],
     )
     .await;
-    let seed = std::env::temp_dir().join(format!("{stack}-seed.json"));
-    std::fs::write(
-        &seed,
-        json!({"catalog": [{"sku": "RUSH", "name": "Limited drop",
-            "prices": {"EUR": 4900, "USD": 5300, "GBP": 4200}, "stock": 100}]})
-        .to_string(),
-    )
-    .unwrap();
-    let (code, out, err) = operator(&stack, &["seed", seed.to_str().unwrap()]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    seed_one(&stack, "RUSH", 100).await;
     let (code, out, err) = operator(
         &stack,
         &[
@@ -784,8 +790,9 @@ async fn a_rush_on_one_hot_item_sells_out_exactly_and_every_order_ends_as_the_sh
 /// ones. The healthy ones are charged while the hanging ones time out (a breaker that
 /// counts the rate, not only the failures, stays closed for them); once only hanging
 /// charges are left the breaker opens, and the refunds of the expired orders meet it
-/// open: the saga waits them out instead of escalating, and a refund's probe closes it. Time is scaled down: orders may wait 90 s,
-/// a compensation is sent again every 2 s (production: 15 min, every minute).
+/// open: the saga waits them out instead of escalating, and a refund's probe closes it.
+/// Time is scaled down: orders may wait 90 s, a compensation is sent again every 2 s
+/// (production: 15 min, every minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_outage_is_waited_out_and_nothing_reaches_the_human_queue() {
     let stack = format!("outage{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
@@ -801,16 +808,7 @@ async fn a_provider_outage_is_waited_out_and_nothing_reaches_the_human_queue() {
         ],
     )
     .await;
-    let seed = std::env::temp_dir().join(format!("{stack}-seed.json"));
-    std::fs::write(
-        &seed,
-        json!({"catalog": [{"sku": "KETTLE", "name": "Kettle",
-            "prices": {"EUR": 3900, "USD": 4200, "GBP": 3400}, "stock": 100}]})
-        .to_string(),
-    )
-    .unwrap();
-    let (code, out, err) = operator(&stack, &["seed", seed.to_str().unwrap()]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    seed_one(&stack, "KETTLE", 100).await;
     let bearer = app.bearer("outage").await;
     // One card in four never answers, mixed in among the healthy ones.
     let cards = (0..40).map(|i| {
