@@ -497,7 +497,23 @@ mod tests {
             ("JwtAudience", "api"),
         ];
         assert_eq!(refused(&dev).await, None);
-        assert_eq!(refused(&[("Stage", "prod")]).await, None);
+        // prod with its own user pool sends shoppers' e-mail through SES, not Cognito's
+        // built-in sender; with an existing issuer there is no pool to send from.
+        assert_eq!(
+            refused(&[("Stage", "prod")]).await.as_deref(),
+            Some("ProdEmailThroughSes")
+        );
+        let ses = "arn:aws:ses:us-east-1:123456789012:identity/shop.example";
+        assert_eq!(
+            refused(&[("Stage", "prod"), ("CognitoEmailSourceArn", ses)]).await,
+            None
+        );
+        let issuer = [
+            ("Stage", "prod"),
+            ("JwtIssuer", "https://idp.shop.example/"),
+            ("JwtAudience", "api"),
+        ];
+        assert_eq!(refused(&issuer).await, None);
     }
 
     #[tokio::test]
