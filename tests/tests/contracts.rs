@@ -281,6 +281,12 @@ fn emitted(catalogue: &[MetricKey], (name, dims): &MetricKey) -> bool {
     })
 }
 
+/// The saga's definition as it is deployed (before substitutions).
+fn definition() -> Value {
+    let path = repo_root().join("statemachine/order-saga.asl.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn template() -> local_runtime::Template {
     local_runtime::Template::load(&repo_root().join("template.yaml")).unwrap()
 }
@@ -495,17 +501,12 @@ fn a_crashed_command_comes_back_while_its_step_still_waits() {
     // order with States.Timeout.
     let template = template();
     let default = |name: &str| {
-        let value = &template.parameters[name];
-        value
-            .as_u64()
-            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        template
+            .default_number(name)
             .unwrap_or_else(|| panic!("{name} has a numeric default"))
     };
     let step_timeout = default("MaxOrderWaitSeconds") + default("CommandWorkSeconds");
-    let definition: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("statemachine/order-saga.asl.json")).unwrap(),
-    )
-    .unwrap();
+    let definition = definition();
     let substitutions = &template.resources["OrderSaga"]["Properties"]["DefinitionSubstitutions"];
     let mut checked = 0;
     for (name, state) in definition["States"].as_object().unwrap() {
@@ -552,11 +553,7 @@ fn the_saga_times_out_only_past_every_bound_its_parameters_allow() {
         + shop_domain::services::FORWARD_RETRY_MAX_DELAY_SECONDS
         + max("CompensationPatienceSeconds")
         + last_compensation;
-    let definition: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("statemachine/order-saga.asl.json")).unwrap(),
-    )
-    .unwrap();
-    let timeout = definition["TimeoutSeconds"]
+    let timeout = definition()["TimeoutSeconds"]
         .as_u64()
         .expect("a run timeout");
     assert!(

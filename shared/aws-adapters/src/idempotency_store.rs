@@ -101,15 +101,6 @@ fn read(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
     })
 }
 
-/// Whether a conditional write failed its condition (the lock was taken over).
-fn lost_the_lock<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
-    e: &aws_sdk_dynamodb::error::SdkError<E>,
-) -> bool {
-    e.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
-}
-
 #[async_trait]
 impl IdempotencyStore for DynamoIdempotencyStore {
     async fn begin(&self, record: &Record, now: u64) -> Result<Begin, StoreError> {
@@ -177,7 +168,13 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if lost_the_lock(&e) => Ok(false),
+            // The stored record is no longer this call's lock: it was taken over.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(Box::new(e)),
         }
     }
@@ -197,7 +194,13 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if lost_the_lock(&e) => Ok(false),
+            // The stored record is no longer this call's lock: it was taken over.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(Box::new(e)),
         }
     }

@@ -71,9 +71,12 @@ impl State {
 
 #[derive(Debug)]
 enum Inner {
-    /// The outcomes within the window, oldest first: when, and whether it failed.
+    /// The outcomes within the window, oldest first (when, and whether it failed),
+    /// and how many of them failed, kept as they come and go rather than counted on
+    /// every call.
     Closed {
         outcomes: VecDeque<(Instant, bool)>,
+        failures: usize,
     },
     Open {
         until: Instant,
@@ -87,6 +90,13 @@ enum Inner {
 }
 
 impl Inner {
+    fn closed() -> Self {
+        Self::Closed {
+            outcomes: VecDeque::new(),
+            failures: 0,
+        }
+    }
+
     fn state(&self) -> State {
         match self {
             Self::Closed { .. } => State::Closed,
@@ -113,9 +123,7 @@ impl<C: Clock> CircuitBreaker<C> {
         Self {
             config,
             clock,
-            inner: Mutex::new(Inner::Closed {
-                outcomes: VecDeque::new(),
-            }),
+            inner: Mutex::new(Inner::closed()),
             observer,
         }
     }
@@ -169,39 +177,29 @@ impl<C: Clock> CircuitBreaker<C> {
     fn record(&self, failed: bool) {
         let now = self.clock.now();
         let mut inner = self.lock();
+        let open = Inner::Open {
+            until: now + self.config.cool_down,
+        };
         match &mut *inner {
-            Inner::Closed { outcomes } => {
+            Inner::Closed { outcomes, failures } => {
                 outcomes.push_back((now, failed));
-                while outcomes
-                    .front()
-                    .is_some_and(|(t, _)| now.duration_since(*t) > self.config.window)
+                *failures += usize::from(failed);
+                while let Some(&(at, old_failed)) = outcomes.front()
+                    && now.duration_since(at) > self.config.window
                 {
                     outcomes.pop_front();
+                    *failures -= usize::from(old_failed);
                 }
-                let failures = outcomes.iter().filter(|(_, f)| *f).count();
-                let percent = failures * 100 / outcomes.len().max(1);
+                let percent = *failures * 100 / outcomes.len();
                 if failed
-                    && failures as u32 >= self.config.failure_threshold
+                    && *failures as u32 >= self.config.failure_threshold
                     && percent >= usize::from(self.config.failure_percent)
                 {
-                    let open = Inner::Open {
-                        until: now + self.config.cool_down,
-                    };
                     self.change(&mut inner, open);
                 }
             }
-            Inner::HalfOpen { .. } if failed => {
-                let open = Inner::Open {
-                    until: now + self.config.cool_down,
-                };
-                self.change(&mut inner, open);
-            }
-            Inner::HalfOpen { .. } => {
-                let closed = Inner::Closed {
-                    outcomes: VecDeque::new(),
-                };
-                self.change(&mut inner, closed);
-            }
+            Inner::HalfOpen { .. } if failed => self.change(&mut inner, open),
+            Inner::HalfOpen { .. } => self.change(&mut inner, Inner::closed()),
             Inner::Open { .. } => {}
         }
     }

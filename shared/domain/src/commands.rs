@@ -398,14 +398,14 @@ fn patience(
     compensate_until: Option<&str>,
     now: time::OffsetDateTime,
 ) -> TaskFailure {
+    if !failure.error.is_transient() {
+        return failure;
+    }
     let Some((text, until)) =
         compensate_until.and_then(|t| crate::parse_rfc3339(t).map(|at| (t, at)))
     else {
         return failure;
     };
-    if !failure.error.is_transient() {
-        return failure;
-    }
     if now > until {
         return TaskFailure::new(
             TaskError::CompensationExhausted,

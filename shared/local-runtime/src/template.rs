@@ -165,6 +165,15 @@ impl Template {
     pub fn kind_of(&self, logical_id: &str) -> Option<&str> {
         self.resources.get(logical_id)?.get("Type")?.as_str()
     }
+
+    /// A parameter's default as a whole number, written bare or quoted (CloudFormation
+    /// takes both for a `Number`).
+    pub fn default_number(&self, name: &str) -> Option<u64> {
+        let value = self.parameters.get(name)?;
+        value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+    }
 }
 
 /// How `Ref` and `Fn::GetAtt` resolve for one stack.

@@ -108,7 +108,7 @@ pub fn consumers(template: &Template) -> Result<Vec<Consumer>, CapacityError> {
                 .ok_or_else(|| {
                     CapacityError::Shape(format!("{id}: MaximumConcurrency is not a parameter"))
                 })?;
-            let max_concurrency = number(&template.parameters[parameter]).ok_or_else(|| {
+            let max_concurrency = template.default_number(parameter).ok_or_else(|| {
                 CapacityError::Shape(format!("{parameter} has no numeric default"))
             })?;
             found.push(Consumer {
@@ -126,28 +126,20 @@ pub fn consumers(template: &Template) -> Result<Vec<Consumer>, CapacityError> {
     Ok(found)
 }
 
-/// A template default: CloudFormation keeps `Number` defaults as they were written.
-fn number(value: &Value) -> Option<u64> {
-    value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-}
-
-/// How long one batch of a consumer takes, and its records per confirmed order: not
-/// in the template, so declared here. Records of a batch run concurrently
-/// (`sqs_batch::process_batch`), so a batch takes about its slowest record. `None`
-/// for a lane that is not on every order's path (the express lane).
-fn service(consumer: &Consumer) -> Option<(f64, f64, &'static str)> {
+/// How long one batch of a consumer takes: not in the template, so declared here.
+/// Records of a batch run concurrently (`sqs_batch::process_batch`), so a batch takes
+/// about its slowest record; every consumer on the order's path handles one record per
+/// order. `None` for a lane that is not on every order's path (the express lane).
+fn batch_seconds(consumer: &Consumer) -> Option<(f64, &'static str)> {
     Some(
         match (consumer.function.as_str(), consumer.event.as_str()) {
-            ("OrderIntakeFunction", "Orders") => (0.1, 1.0, "StartExecution and PutEvents"),
-            ("InventoryFunction", "Commands") => (0.1, 1.0, "a receipt, a transaction, an answer"),
+            ("OrderIntakeFunction", "Orders") => (0.1, "StartExecution and PutEvents"),
+            ("InventoryFunction", "Commands") => (0.1, "a receipt, a transaction, an answer"),
             ("PaymentsFunction", "Commands") => (
-                1.0,
                 1.0,
                 "a card provider answering in 0.3 to 2 s; the batch waits for its slowest charge",
             ),
-            ("FulfilmentFunction", "OrderOutcomes") => (0.1, 1.0, "one conditional put"),
+            ("FulfilmentFunction", "OrderOutcomes") => (0.1, "one conditional put"),
             _ => return None,
         },
     )
@@ -206,9 +198,7 @@ pub fn report(template: &Template, definition: &Value) -> Result<String, Capacit
     let consumers = consumers(template)?;
     let transitions = path.states.len() as f64;
     let api_rate = template
-        .parameters
-        .get("ApiThrottlingRateLimit")
-        .and_then(number)
+        .default_number("ApiThrottlingRateLimit")
         .ok_or_else(|| CapacityError::Shape("ApiThrottlingRateLimit has no default".into()))?;
     let rows = [
         (
@@ -323,7 +313,7 @@ pub fn report(template: &Template, definition: &Value) -> Result<String, Capacit
     let mut reserved = 0;
     for c in &consumers {
         reserved += c.max_concurrency;
-        let Some((seconds, per_order, why)) = service(c) else {
+        let Some((seconds, why)) = batch_seconds(c) else {
             let _ = writeln!(
                 w,
                 "| {}.{} | {} | {} ({}) | — | not on every order's path |",
@@ -331,7 +321,7 @@ pub fn report(template: &Template, definition: &Value) -> Result<String, Capacit
             );
             continue;
         };
-        let rate = (c.max_concurrency * c.batch_size) as f64 / seconds / per_order;
+        let rate = (c.max_concurrency * c.batch_size) as f64 / seconds;
         let _ = writeln!(
             w,
             "| {}.{} | {} | {} ({}) | {seconds} s: {why} | {} |",
