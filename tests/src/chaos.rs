@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use shop_domain::events::DomainEvent;
 use shop_domain::invariants::{check_money, check_stock};
 use shop_domain::orphans::ORPHAN_REASON;
-use shop_domain::payment::{ChargeRequest, ProviderError};
+use shop_domain::payment::{ChargeRequest, ProviderError, Released};
 use shop_domain::ports::{
     EventPublisher, OrderQueue, PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome,
     SagaStarter, StartOutcome, StockLevel, StockStore, TaskCallbacks,
@@ -424,13 +424,9 @@ struct ChaosProvider {
     chaos: Arc<Chaos>,
 }
 
-fn order_of_charge_key(key: &str) -> &str {
-    key.strip_prefix("charge-").unwrap_or(key)
-}
-
 #[async_trait]
 impl PaymentProvider for ChaosProvider {
-    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
         let id = request.order_id.as_str();
         self.chaos.crash(id, Fault::CrashBeforeCharge);
         if self.chaos.take(id, Fault::ProviderTransient) {
@@ -438,17 +434,30 @@ impl PaymentProvider for ChaosProvider {
                 "chaos: 503 from the provider".into(),
             ));
         }
-        let capture = self.inner.charge(request).await?;
-        self.chaos.crash(id, Fault::CrashAfterCharge);
-        Ok(capture)
+        self.inner.authorize(request).await
     }
 
-    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
-        let id = order_of_charge_key(charge_key);
+    async fn capture(
+        &self,
+        payment_id: &str,
+        request: &ChargeRequest,
+    ) -> Result<(), ProviderError> {
+        self.inner.capture(payment_id, request).await?;
+        self.chaos
+            .crash(request.order_id.as_str(), Fault::CrashAfterCharge);
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        payment_id: Option<&str>,
+        request: &ChargeRequest,
+    ) -> Result<Released, ProviderError> {
+        let id = request.order_id.as_str();
         self.chaos.crash(id, Fault::CrashBeforeRefund);
-        let refunded = self.inner.refund(charge_key).await?;
+        let released = self.inner.release(payment_id, request).await?;
         self.chaos.crash(id, Fault::CrashAfterRefund);
-        Ok(refunded)
+        Ok(released)
     }
 }
 

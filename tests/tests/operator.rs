@@ -8,7 +8,7 @@ use e2e::App;
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 use shop_domain::OrderId;
-use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
+use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError, Released};
 use shop_domain::ports::{PaymentProvider, PortError, SagaStarter, StartOutcome};
 use shop_ops::OpsError;
 use shop_ops::audit::{Journal, read_audit};
@@ -578,17 +578,27 @@ struct ProviderOutage {
 
 #[async_trait]
 impl PaymentProvider for ProviderOutage {
-    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(ProviderError::Transient("provider down".into()));
         }
-        self.inner.charge(request).await
+        self.inner.authorize(request).await
     }
-    async fn refund(&self, key: &str) -> Result<bool, ProviderError> {
+    async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(ProviderError::Transient("provider down".into()));
+        }
+        self.inner.capture(id, request).await
+    }
+    async fn release(
+        &self,
+        id: Option<&str>,
+        request: &ChargeRequest,
+    ) -> Result<Released, ProviderError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(ProviderError::Transient("refund endpoint down".into()));
         }
-        self.inner.refund(key).await
+        self.inner.release(id, request).await
     }
 }
 

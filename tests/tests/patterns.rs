@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use e2e::{App, AppPorts};
 use serde_json::Value;
-use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
+use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError, Released};
 use shop_domain::ports::{
     PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome, StockLevel, StockStore,
     TaskCallbacks,
@@ -73,7 +73,7 @@ struct SlowFirstCharge {
 
 #[async_trait]
 impl PaymentProvider for SlowFirstCharge {
-    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
         let first = self
             .seen
             .lock()
@@ -82,10 +82,17 @@ impl PaymentProvider for SlowFirstCharge {
         if first {
             tokio::time::sleep(self.delay).await;
         }
-        self.inner.charge(request).await
+        self.inner.authorize(request).await
     }
-    async fn refund(&self, key: &str) -> Result<bool, ProviderError> {
-        self.inner.refund(key).await
+    async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
+        self.inner.capture(id, request).await
+    }
+    async fn release(
+        &self,
+        id: Option<&str>,
+        request: &ChargeRequest,
+    ) -> Result<Released, ProviderError> {
+        self.inner.release(id, request).await
     }
 }
 

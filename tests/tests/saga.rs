@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::{App, command_violations, schema_violations, slow_reservations};
 use serde_json::{Value, json};
-use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError};
+use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError, Released};
 use shop_domain::ports::{OrderQueue, PaymentProvider, PortError};
 use shop_domain::{Order, OrderId};
 use std::sync::Arc;
@@ -239,10 +239,13 @@ struct RefundsAlwaysFail(Arc<dyn PaymentProvider>);
 
 #[async_trait]
 impl PaymentProvider for RefundsAlwaysFail {
-    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
-        self.0.charge(request).await
+    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        self.0.authorize(request).await
     }
-    async fn refund(&self, _: &str) -> Result<bool, ProviderError> {
+    async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
+        self.0.capture(id, request).await
+    }
+    async fn release(&self, _: Option<&str>, _: &ChargeRequest) -> Result<Released, ProviderError> {
         Err(ProviderError::Transient("refund endpoint down".into()))
     }
 }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use circuit_breaker::{CircuitBreaker, Clock, Config, State, SystemClock};
-use shop_domain::payment::{ChargeRequest, ProviderError};
+use shop_domain::payment::{ChargeRequest, ProviderError, Released};
 use shop_domain::ports::PaymentProvider;
 use std::future::Future;
 use std::sync::Arc;
@@ -111,12 +111,20 @@ impl<C: Clock> Bounded<'_, C> {
 
 #[async_trait]
 impl<C: Clock> PaymentProvider for Bounded<'_, C> {
-    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
-        self.call(self.guarded.inner.charge(request)).await
+    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        self.call(self.guarded.inner.authorize(request)).await
     }
 
-    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
-        self.call(self.guarded.inner.refund(charge_key)).await
+    async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
+        self.call(self.guarded.inner.capture(id, request)).await
+    }
+
+    async fn release(
+        &self,
+        id: Option<&str>,
+        request: &ChargeRequest,
+    ) -> Result<Released, ProviderError> {
+        self.call(self.guarded.inner.release(id, request)).await
     }
 }
 
@@ -149,16 +157,23 @@ mod tests {
 
     #[async_trait]
     impl PaymentProvider for Flaky {
-        async fn charge(&self, _: &ChargeRequest) -> Result<String, ProviderError> {
+        async fn authorize(&self, _: &ChargeRequest) -> Result<String, ProviderError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if *self.down.lock().unwrap() {
                 Err(ProviderError::Transient("503".into()))
             } else {
-                Ok("ch_1".into())
+                Ok("pi_1".into())
             }
         }
-        async fn refund(&self, _: &str) -> Result<bool, ProviderError> {
-            Ok(true)
+        async fn capture(&self, _: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        async fn release(
+            &self,
+            _: Option<&str>,
+            _: &ChargeRequest,
+        ) -> Result<Released, ProviderError> {
+            Ok(Released::Voided)
         }
     }
 
@@ -188,18 +203,22 @@ mod tests {
         };
         let guarded = GuardedProvider::with_clock(flaky.clone(), config, clock.clone());
         for _ in 0..3 {
-            assert!(guarded.until(later()).charge(&request()).await.is_err());
+            assert!(guarded.until(later()).authorize(&request()).await.is_err());
         }
         // Open: fails fast without calling the provider.
-        let err = guarded.until(later()).charge(&request()).await.unwrap_err();
+        let err = guarded
+            .until(later())
+            .authorize(&request())
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProviderError::Transient(ref m) if m.contains("circuit open")));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
         // After the cool-down a probe goes through and closes the breaker.
         *flaky.down.lock().unwrap() = false;
         *clock.0.lock().unwrap() += Duration::from_secs(20);
         assert_eq!(
-            guarded.until(later()).charge(&request()).await.unwrap(),
-            "ch_1"
+            guarded.until(later()).authorize(&request()).await.unwrap(),
+            "pi_1"
         );
         assert_eq!(guarded.state(), State::Closed);
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
@@ -211,22 +230,30 @@ mod tests {
         struct Slow;
         #[async_trait]
         impl PaymentProvider for Slow {
-            async fn charge(&self, _: &ChargeRequest) -> Result<String, ProviderError> {
+            async fn authorize(&self, _: &ChargeRequest) -> Result<String, ProviderError> {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok("ch_late".into())
+                Ok("pi_late".into())
             }
-            async fn refund(&self, _: &str) -> Result<bool, ProviderError> {
+            async fn capture(&self, _: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok(true)
+                Ok(())
+            }
+            async fn release(
+                &self,
+                _: Option<&str>,
+                _: &ChargeRequest,
+            ) -> Result<Released, ProviderError> {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(Released::Refunded)
             }
         }
         let guarded =
             GuardedProvider::new(Arc::new(Slow), crate::tests::config(&[]).unwrap().breaker);
         let bounded = guarded.until(SystemTime::now() + Duration::from_millis(50));
-        // WHEN it charges and refunds
+        // WHEN it authorizes and releases
         let started = Instant::now();
-        let charge = bounded.charge(&request()).await;
-        let refund = bounded.refund("key").await;
+        let charge = bounded.authorize(&request()).await;
+        let refund = bounded.release(None, &request()).await;
         // THEN both answer a timeout at the deadline, not the provider's 10 s
         assert!(
             matches!(charge, Err(ProviderError::Timeout(_))),
@@ -256,7 +283,7 @@ mod tests {
             // WHEN 100 charges per environment arrive within the window
             for _ in 0..100 {
                 for environment in &guarded {
-                    let _ = environment.until(later()).charge(&request()).await;
+                    let _ = environment.until(later()).authorize(&request()).await;
                 }
             }
             // THEN the provider saw exactly environments x 5 of them, and every

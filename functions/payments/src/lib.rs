@@ -388,7 +388,7 @@ pub(crate) mod tests {
             ok[0].1["chargeId"]
                 .as_str()
                 .unwrap()
-                .starts_with("ch_sandbox_")
+                .starts_with("pay_sandbox_")
         );
         assert_eq!(
             callbacks.failed.lock().unwrap().as_slice(),

@@ -199,6 +199,8 @@ async fn ledger_transitions_are_conditional() {
         amount: 100,
         currency: Some(Currency::EUR),
         charge_id: None,
+        payment_method: Some("pm_card_visa".into()),
+        decline_code: None,
         updated_at: "2026-01-01T00:00:00Z".into(),
     };
     assert!(
@@ -234,8 +236,9 @@ async fn ledger_transitions_are_conditional() {
             .unwrap()
     );
     assert_eq!(
-        ledger.get(&order).await.unwrap().unwrap().status,
-        LedgerStatus::Captured
+        ledger.get(&order).await.unwrap().unwrap(),
+        record(LedgerStatus::Captured),
+        "the record reads back whole, its payment method included"
     );
 }
 
@@ -506,6 +509,8 @@ async fn an_unreachable_table_is_an_error_never_a_refused_condition() {
         amount: 100,
         currency: Some(Currency::EUR),
         charge_id: None,
+        payment_method: None,
+        decline_code: None,
         updated_at: "2026-01-01T00:00:00Z".into(),
     };
     assert!(ledger.transition(&order, None, &record).await.is_err());

@@ -26,6 +26,10 @@ pub enum TaskError {
     PaymentProviderUnavailable,
     /// The provider did not answer in time; retrying with the same key is safe.
     PaymentTimeout,
+    /// The provider refused the request itself, not the card (an authorization in a
+    /// state that cannot be captured, a key it does not accept): retrying cannot help,
+    /// the saga gives back what the payment holds and an operator reads the cause.
+    PaymentRefused,
     /// A compensation still failed for a transient reason after the order's
     /// `compensateUntil`: the saga stops waiting and hands the case to a human.
     CompensationExhausted,
@@ -42,7 +46,7 @@ pub enum Service {
 
 impl TaskError {
     /// Every error, for the contract tests.
-    pub const ALL: [TaskError; 8] = [
+    pub const ALL: [TaskError; 9] = [
         Self::OutOfStock,
         Self::OrderExpired,
         Self::PaymentDeclined,
@@ -50,6 +54,7 @@ impl TaskError {
         Self::InventoryUnavailable,
         Self::PaymentProviderUnavailable,
         Self::PaymentTimeout,
+        Self::PaymentRefused,
         Self::CompensationExhausted,
     ];
 
@@ -63,6 +68,7 @@ impl TaskError {
             Self::OrderExpired => "OrderExpired",
             Self::PaymentProviderUnavailable => "PaymentProviderUnavailable",
             Self::PaymentTimeout => "PaymentTimeout",
+            Self::PaymentRefused => "PaymentRefused",
             Self::CompensationExhausted => "CompensationExhausted",
         }
     }
@@ -79,9 +85,10 @@ impl TaskError {
     pub fn raised_by(self) -> &'static [Service] {
         match self {
             Self::OutOfStock | Self::InventoryUnavailable => &[Service::Inventory],
-            Self::PaymentDeclined | Self::PaymentProviderUnavailable | Self::PaymentTimeout => {
-                &[Service::Payments]
-            }
+            Self::PaymentDeclined
+            | Self::PaymentProviderUnavailable
+            | Self::PaymentTimeout
+            | Self::PaymentRefused => &[Service::Payments],
             Self::OrderCancelled | Self::OrderExpired | Self::CompensationExhausted => {
                 &[Service::Inventory, Service::Payments]
             }

@@ -12,13 +12,16 @@ use std::time::Duration;
 pub enum LedgerStatus {
     /// A charge attempt started; its outcome may be unknown.
     Charging,
+    /// The amount is held on the payment method, not yet taken.
+    Authorized,
     /// Money captured.
     Captured,
     /// The provider refused the card.
     Declined,
     /// Captured, then refunded in full.
     Refunded,
-    /// Compensated before any capture: a late charge is refused.
+    /// Compensated before any capture (an authorization cancelled, or none made): a
+    /// late charge is refused.
     Voided,
 }
 
@@ -27,6 +30,7 @@ impl LedgerStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Charging => "CHARGING",
+            Self::Authorized => "AUTHORIZED",
             Self::Captured => "CAPTURED",
             Self::Declined => "DECLINED",
             Self::Refunded => "REFUNDED",
@@ -38,6 +42,7 @@ impl LedgerStatus {
     pub fn parse(raw: &str) -> Option<Self> {
         [
             Self::Charging,
+            Self::Authorized,
             Self::Captured,
             Self::Declined,
             Self::Refunded,
@@ -60,10 +65,39 @@ pub struct LedgerRecord {
     pub amount: u64,
     /// Currency of the amount.
     pub currency: Option<Currency>,
-    /// Provider's id of the capture.
+    /// Provider's id of the payment (the authorization, later captured).
     pub charge_id: Option<String>,
+    /// The payment method charged, kept in the payments service's own table only, so
+    /// a compensation can ask the provider what a charge of unknown outcome did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
+    /// Why the provider refused the card (its decline code), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline_code: Option<String>,
     /// When this status was entered.
     pub updated_at: String,
+}
+
+impl LedgerRecord {
+    /// The charge this record was made for, as the provider is asked it again.
+    pub fn request(&self) -> ChargeRequest {
+        ChargeRequest {
+            order_id: self.order_id.clone(),
+            idempotency_key: crate::payment::charge_key(&self.order_id),
+            amount: self.amount,
+            currency: self.currency.unwrap_or(Currency::EUR),
+            payment_token: self.payment_method.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// What releasing a payment did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// Nothing was taken: the authorization was cancelled, or there was none.
+    Voided,
+    /// The capture was refunded in full.
+    Refunded,
 }
 
 /// What the provider is asked to capture.
@@ -94,6 +128,10 @@ pub enum ProviderError {
     /// No answer in time; the outcome is unknown until retried with the same key.
     #[error("provider did not answer within {0:?}")]
     Timeout(Duration),
+    /// The provider refused the request as made (not the card): the same request
+    /// will be refused again.
+    #[error("provider refused the request: {0}")]
+    Refused(String),
 }
 
 #[cfg(test)]
@@ -104,6 +142,7 @@ mod tests {
     fn a_ledger_status_is_stored_by_its_serde_name_and_read_back() {
         for status in [
             LedgerStatus::Charging,
+            LedgerStatus::Authorized,
             LedgerStatus::Captured,
             LedgerStatus::Declined,
             LedgerStatus::Refunded,

@@ -1,4 +1,4 @@
-//! Charging and refunding through a provider, with a ledger that makes every step
+//! Authorizing, capturing and giving back through a provider, with a ledger that makes every step
 //! idempotent and leaves a tombstone when a compensation ran first.
 
 use crate::commands::{TaskError, TaskFailure};
@@ -7,7 +7,7 @@ use crate::order::{Currency, OrderId};
 use crate::ports::{EventPublisher, PaymentLedger, PaymentProvider};
 use serde::Serialize;
 
-pub use crate::money::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError};
+pub use crate::money::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError, Released};
 
 /// The provider idempotency key of an order's charge: one per order, so however often
 /// a `Charge` is delivered or replayed, the provider captures once.
@@ -16,18 +16,18 @@ pub fn charge_key(order_id: &OrderId) -> String {
 }
 
 fn record(
-    order_id: &OrderId,
+    request: &ChargeRequest,
     status: LedgerStatus,
-    amount: u64,
-    currency: Option<Currency>,
     charge_id: Option<String>,
 ) -> LedgerRecord {
     LedgerRecord {
-        order_id: order_id.clone(),
+        order_id: request.order_id.clone(),
         status,
-        amount,
-        currency,
+        amount: request.amount,
+        currency: Some(request.currency),
         charge_id,
+        payment_method: Some(request.payment_token.clone()),
+        decline_code: None,
         updated_at: crate::now_rfc3339(),
     }
 }
@@ -37,10 +37,29 @@ fn unavailable(e: impl std::error::Error + 'static) -> TaskFailure {
     TaskFailure::unavailable(TaskError::PaymentProviderUnavailable, &e)
 }
 
+/// A provider failure as the saga names it.
+fn provider_failure(e: ProviderError) -> TaskFailure {
+    match e {
+        ProviderError::Declined(code) => TaskFailure::new(TaskError::PaymentDeclined, code),
+        ProviderError::Timeout(_) => TaskFailure::new(TaskError::PaymentTimeout, e.to_string()),
+        ProviderError::Transient(_) => {
+            TaskFailure::new(TaskError::PaymentProviderUnavailable, e.to_string())
+        }
+        ProviderError::Refused(_) => TaskFailure::new(TaskError::PaymentRefused, e.to_string()),
+    }
+}
+
 fn tombstoned(order_id: &OrderId) -> TaskFailure {
     TaskFailure::new(
         TaskError::OrderCancelled,
         format!("order {order_id} was compensated; late charge refused"),
+    )
+}
+
+fn raced() -> TaskFailure {
+    TaskFailure::new(
+        TaskError::PaymentProviderUnavailable,
+        "ledger changed concurrently; retry",
     )
 }
 
@@ -58,15 +77,16 @@ pub struct PaymentService<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Captured {
-    /// Provider's capture id.
+    /// Provider's id of the payment.
     pub charge_id: String,
     /// Amount captured.
     pub amount: u64,
 }
 
 impl PaymentService<'_> {
-    /// Captures the order total once. A retried or redelivered command returns the
-    /// first outcome; a command that arrives after a refund or void is refused.
+    /// Authorizes the order total, records the authorization, then captures it, each
+    /// step once: a retried or redelivered command goes on from the ledger's last
+    /// status; a command that arrives after a refund or void is refused.
     pub async fn charge(
         &self,
         order_id: &OrderId,
@@ -75,46 +95,6 @@ impl PaymentService<'_> {
         currency: Currency,
         payment_token: &str,
     ) -> Result<Captured, TaskFailure> {
-        let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
-        match existing.map(|r| (r.status, r)) {
-            Some((LedgerStatus::Captured, r)) => {
-                return Ok(Captured {
-                    charge_id: r.charge_id.unwrap_or_default(),
-                    amount: r.amount,
-                });
-            }
-            Some((LedgerStatus::Declined, _)) => {
-                return Err(TaskFailure::new(
-                    TaskError::PaymentDeclined,
-                    "card declined earlier for this order",
-                ));
-            }
-            Some((LedgerStatus::Refunded | LedgerStatus::Voided, _)) => {
-                return Err(tombstoned(order_id));
-            }
-            Some((LedgerStatus::Charging, _)) => {}
-            None => {
-                let claim = record(
-                    order_id,
-                    LedgerStatus::Charging,
-                    amount,
-                    Some(currency),
-                    None,
-                );
-                if !self
-                    .ledger
-                    .transition(order_id, None, &claim)
-                    .await
-                    .map_err(unavailable)?
-                {
-                    return Err(TaskFailure::new(
-                        TaskError::PaymentProviderUnavailable,
-                        "ledger changed concurrently; retry",
-                    ));
-                }
-            }
-        }
-
         let request = ChargeRequest {
             order_id: order_id.clone(),
             idempotency_key: charge_key(order_id),
@@ -122,47 +102,79 @@ impl PaymentService<'_> {
             currency,
             payment_token: payment_token.to_owned(),
         };
-        match self.provider.charge(&request).await {
-            Ok(charge_id) => {
-                let captured = record(
-                    order_id,
-                    LedgerStatus::Captured,
-                    amount,
-                    Some(currency),
-                    Some(charge_id.clone()),
-                );
-                let won = self
+        let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
+        let payment_id = match existing {
+            Some(r) if r.status == LedgerStatus::Captured => {
+                return Ok(Captured {
+                    charge_id: r.charge_id.unwrap_or_default(),
+                    amount: r.amount,
+                });
+            }
+            Some(r) if r.status == LedgerStatus::Declined => {
+                return Err(TaskFailure::new(
+                    TaskError::PaymentDeclined,
+                    r.decline_code
+                        .unwrap_or_else(|| "card declined earlier for this order".into()),
+                ));
+            }
+            Some(r) if matches!(r.status, LedgerStatus::Refunded | LedgerStatus::Voided) => {
+                return Err(tombstoned(order_id));
+            }
+            Some(LedgerRecord {
+                status: LedgerStatus::Authorized,
+                charge_id: Some(payment_id),
+                ..
+            }) => payment_id,
+            Some(_) => self.authorize(&request, correlation_id).await?,
+            None => {
+                let claim = record(&request, LedgerStatus::Charging, None);
+                if !self
                     .ledger
-                    .transition(order_id, Some(LedgerStatus::Charging), &captured)
+                    .transition(order_id, None, &claim)
                     .await
-                    .map_err(unavailable)?;
-                if !won {
-                    // A compensation voided the order while the provider captured:
-                    // give the money back rather than keep an orphan capture.
+                    .map_err(unavailable)?
+                {
+                    return Err(raced());
+                }
+                self.authorize(&request, correlation_id).await?
+            }
+        };
+        self.capture(&request, correlation_id, payment_id).await
+    }
+
+    /// Asks the provider to hold the amount and records the authorization; a decline
+    /// is recorded with its code and published.
+    async fn authorize(
+        &self,
+        request: &ChargeRequest,
+        correlation_id: &str,
+    ) -> Result<String, TaskFailure> {
+        let order_id = &request.order_id;
+        match self.provider.authorize(request).await {
+            Ok(payment_id) => {
+                let authorized =
+                    record(request, LedgerStatus::Authorized, Some(payment_id.clone()));
+                if !self
+                    .ledger
+                    .transition(order_id, Some(LedgerStatus::Charging), &authorized)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    // A compensation voided the order while the provider authorized:
+                    // release the hold rather than leave it on the shopper's card.
                     self.provider
-                        .refund(&request.idempotency_key)
+                        .release(Some(&payment_id), request)
                         .await
                         .map_err(unavailable)?;
                     return Err(tombstoned(order_id));
                 }
-                self.publish(DomainEvent::payment_captured(
-                    order_id,
-                    correlation_id,
-                    &charge_id,
-                    amount,
-                    currency,
-                ))
-                .await?;
-                Ok(Captured { charge_id, amount })
+                Ok(payment_id)
             }
-            Err(ProviderError::Declined(reason)) => {
-                let declined = record(
-                    order_id,
-                    LedgerStatus::Declined,
-                    amount,
-                    Some(currency),
-                    None,
-                );
+            Err(ProviderError::Declined(code)) => {
+                let declined = LedgerRecord {
+                    decline_code: Some(code.clone()),
+                    ..record(request, LedgerStatus::Declined, None)
+                };
                 self.ledger
                     .transition(order_id, Some(LedgerStatus::Charging), &declined)
                     .await
@@ -170,22 +182,64 @@ impl PaymentService<'_> {
                 self.publish(DomainEvent::payment_declined(
                     order_id,
                     correlation_id,
-                    &reason,
+                    &code,
                 ))
                 .await?;
-                Err(TaskFailure::new(TaskError::PaymentDeclined, reason))
+                Err(TaskFailure::new(TaskError::PaymentDeclined, code))
             }
-            Err(e @ ProviderError::Timeout(_)) => {
-                Err(TaskFailure::new(TaskError::PaymentTimeout, e.to_string()))
-            }
-            Err(e @ ProviderError::Transient(_)) => Err(TaskFailure::new(
-                TaskError::PaymentProviderUnavailable,
-                e.to_string(),
-            )),
+            Err(e) => Err(provider_failure(e)),
         }
     }
 
-    /// Compensation: refunds a capture, or voids the order so that no charge can
+    /// Takes the authorized amount and records the capture.
+    async fn capture(
+        &self,
+        request: &ChargeRequest,
+        correlation_id: &str,
+        payment_id: String,
+    ) -> Result<Captured, TaskFailure> {
+        let order_id = &request.order_id;
+        if let Err(e) = self.provider.capture(&payment_id, request).await {
+            // A compensation may have voided the authorization meanwhile.
+            let now = self.ledger.get(order_id).await.map_err(unavailable)?;
+            if now
+                .is_some_and(|r| matches!(r.status, LedgerStatus::Voided | LedgerStatus::Refunded))
+            {
+                return Err(tombstoned(order_id));
+            }
+            return Err(provider_failure(e));
+        }
+        let captured = record(request, LedgerStatus::Captured, Some(payment_id.clone()));
+        if !self
+            .ledger
+            .transition(order_id, Some(LedgerStatus::Authorized), &captured)
+            .await
+            .map_err(unavailable)?
+        {
+            // A compensation voided the order while the provider captured: give the
+            // money back rather than keep an orphan capture.
+            self.provider
+                .release(Some(&payment_id), request)
+                .await
+                .map_err(unavailable)?;
+            return Err(tombstoned(order_id));
+        }
+        self.publish(DomainEvent::payment_captured(
+            order_id,
+            correlation_id,
+            &payment_id,
+            request.amount,
+            request.currency,
+        ))
+        .await?;
+        Ok(Captured {
+            charge_id: payment_id,
+            amount: request.amount,
+        })
+    }
+
+    /// Compensation: gives back whatever the order's payment holds (voids an
+    /// authorization, refunds a capture), or voids the order so that no charge can
     /// happen later. Idempotent.
     pub async fn refund(
         &self,
@@ -195,7 +249,16 @@ impl PaymentService<'_> {
         for _ in 0..3 {
             let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
             let Some(current) = existing else {
-                let void = record(order_id, LedgerStatus::Voided, 0, None, None);
+                let void = LedgerRecord {
+                    order_id: order_id.clone(),
+                    status: LedgerStatus::Voided,
+                    amount: 0,
+                    currency: None,
+                    charge_id: None,
+                    payment_method: None,
+                    decline_code: None,
+                    updated_at: crate::now_rfc3339(),
+                };
                 if self
                     .ledger
                     .transition(order_id, None, &void)
@@ -210,16 +273,15 @@ impl PaymentService<'_> {
                 LedgerStatus::Refunded | LedgerStatus::Voided | LedgerStatus::Declined => {
                     return Ok(current.status);
                 }
-                LedgerStatus::Captured | LedgerStatus::Charging => {
-                    let refunded = self
+                LedgerStatus::Charging | LedgerStatus::Authorized | LedgerStatus::Captured => {
+                    let released = self
                         .provider
-                        .refund(&charge_key(order_id))
+                        .release(current.charge_id.as_deref(), &current.request())
                         .await
                         .map_err(unavailable)?;
-                    let status = if refunded {
-                        LedgerStatus::Refunded
-                    } else {
-                        LedgerStatus::Voided
+                    let status = match released {
+                        Released::Refunded => LedgerStatus::Refunded,
+                        Released::Voided => LedgerStatus::Voided,
                     };
                     let next = LedgerRecord {
                         status,
@@ -234,7 +296,7 @@ impl PaymentService<'_> {
                     {
                         continue;
                     }
-                    if refunded {
+                    if released == Released::Refunded {
                         self.publish(DomainEvent::payment_refunded(
                             order_id,
                             correlation_id,

@@ -3,7 +3,7 @@
 
 use crate::events::DomainEvent;
 use crate::listing::{OrderPage, PageRequest};
-use crate::money::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError};
+use crate::money::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError, Released};
 use crate::order::{Currency, CustomerId, Order, OrderId, OrderLine, Sku};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -209,14 +209,26 @@ pub trait PaymentLedger: Send + Sync {
     ) -> Result<bool, PortError>;
 }
 
-/// A card processor. The sandbox implementation is the `payment-sandbox` crate.
+/// A card processor: authorizes, then captures what it authorized, and gives back by
+/// voiding what was not captured or refunding what was. Implemented by the Stripe
+/// adapter (`payment-stripe`) and the sandbox (`payment-sandbox`).
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
-    /// Captures an amount; the same key never captures twice.
-    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError>;
-    /// Refunds the capture made with `charge_key`, or voids the key so no later
-    /// charge with it can capture. Returns whether money was refunded.
-    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError>;
+    /// Holds the amount on the payment method without taking it. The same
+    /// idempotency key gives the same authorization however often it is asked.
+    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError>;
+    /// Takes the whole amount authorized as `payment_id` for `request`. Capturing a
+    /// captured payment changes nothing.
+    async fn capture(&self, payment_id: &str, request: &ChargeRequest)
+    -> Result<(), ProviderError>;
+    /// Gives back whatever the payment holds: voids an authorization, refunds a
+    /// capture. Without a payment id, whatever was authorized under the request's
+    /// idempotency key, if anything. Releasing twice changes nothing.
+    async fn release(
+        &self,
+        payment_id: Option<&str>,
+        request: &ChargeRequest,
+    ) -> Result<Released, ProviderError>;
 }
 
 /// Answers to Step Functions task tokens.

@@ -7,19 +7,32 @@
 
 use async_trait::async_trait;
 use shop_domain::OrderId;
-use shop_domain::payment::{ChargeRequest, ProviderError};
+use shop_domain::payment::{ChargeRequest, ProviderError, Released};
 use shop_domain::ports::PaymentProvider;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Where one payment stands at the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The amount is held, not taken.
+    Authorized,
+    /// Taken.
+    Captured,
+    /// The hold was cancelled before any capture.
+    Voided,
+    /// Taken, then given back.
+    Refunded,
+}
+
 /// What the sandbox holds under one idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SandboxCharge {
+struct SandboxPayment {
     order_id: OrderId,
-    charge_id: String,
+    payment_id: String,
     amount: u64,
-    refunded: bool,
+    stage: Stage,
 }
 
 /// Which way money moved at the provider.
@@ -59,13 +72,13 @@ impl Movement {
 }
 
 /// A payment provider that behaves like a real one in test mode: deterministic test
-/// tokens, idempotency keys, refunds and voids. State is per process, like a
+/// tokens, idempotency keys, authorizations captured later, refunds and voids. State is per process, like a
 /// provider's test-mode account seen from one client.
 ///
-/// Like a real provider it keeps no tombstones of its own: a refund of a key it never
-/// captured under changes nothing, so a late charge is refused only by the shop's
-/// ledger, and a capture that loses a race with a compensation is given back only by
-/// the shop's code.
+/// Like a real provider it keeps no tombstones of its own: releasing a key it never
+/// authorized under changes nothing, so a late charge is refused only by the shop's
+/// ledger, and an authorization that loses a race with a compensation is released
+/// only by the shop's code.
 ///
 /// Tokens: `tok_decline…` declines; `tok_flaky…` fails transiently on the first two
 /// attempts per key, then approves; `tok_unavailable…` always fails transiently;
@@ -172,7 +185,7 @@ impl std::fmt::Debug for ProviderKey {
 
 #[derive(Debug, Default)]
 struct SandboxState {
-    charges: HashMap<String, SandboxCharge>,
+    payments: HashMap<String, SandboxPayment>,
     books: Vec<Movement>,
     attempts: HashMap<OrderId, u32>,
     next_id: u64,
@@ -234,7 +247,17 @@ impl SandboxProvider {
             .sum()
     }
 
-    /// How many charge attempts the provider saw for an order.
+    /// How many of an order's authorizations are still held, neither captured nor
+    /// voided: none may stay once its order has ended.
+    pub fn open_authorizations(&self, order_id: &OrderId) -> usize {
+        self.state()
+            .payments
+            .values()
+            .filter(|p| &p.order_id == order_id && p.stage == Stage::Authorized)
+            .count()
+    }
+
+    /// How many authorization attempts the provider saw for an order.
     pub fn attempts(&self, order_id: &OrderId) -> u32 {
         self.state().attempts.get(order_id).copied().unwrap_or(0)
     }
@@ -246,21 +269,31 @@ impl SandboxProvider {
 
 #[async_trait]
 impl PaymentProvider for SandboxProvider {
-    async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
         let answered = self.answer_delay().await;
-        let outcome = self.charge_now(request).await;
+        let outcome = self.authorize_now(request).await;
         answered.and(outcome)
     }
 
-    async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
+    async fn capture(&self, payment_id: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
         let answered = self.answer_delay().await;
-        let outcome = self.refund_now(charge_key);
+        let outcome = self.capture_now(payment_id);
+        answered.and(outcome)
+    }
+
+    async fn release(
+        &self,
+        payment_id: Option<&str>,
+        request: &ChargeRequest,
+    ) -> Result<Released, ProviderError> {
+        let answered = self.answer_delay().await;
+        let outcome = self.release_now(payment_id, &request.idempotency_key);
         answered.and(outcome)
     }
 }
 
 impl SandboxProvider {
-    async fn charge_now(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize_now(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
         let token = request.payment_token.as_str();
         if token.starts_with("tok_timeout") {
             tokio::time::sleep(self.deadline).await;
@@ -278,9 +311,9 @@ impl SandboxProvider {
             *n
         };
         // The same key replays the first answer, as a provider's idempotency does,
-        // even after a refund: the capture happened, it is not made again.
-        if let Some(charge) = state.charges.get(&request.idempotency_key) {
-            return Ok(charge.charge_id.clone());
+        // even after a void or refund: the authorization is not made again.
+        if let Some(payment) = state.payments.get(&request.idempotency_key) {
+            return Ok(payment.payment_id.clone());
         }
         if token.starts_with("tok_decline") {
             return Err(ProviderError::Declined("insufficient_funds".into()));
@@ -292,43 +325,79 @@ impl SandboxProvider {
             )));
         }
         state.next_id += 1;
-        let charge_id = format!("ch_sandbox_{:06}", state.next_id);
-        state.charges.insert(
+        let payment_id = format!("pay_sandbox_{:06}", state.next_id);
+        state.payments.insert(
             request.idempotency_key.clone(),
-            SandboxCharge {
+            SandboxPayment {
                 order_id: request.order_id.clone(),
-                charge_id: charge_id.clone(),
+                payment_id: payment_id.clone(),
                 amount: request.amount,
-                refunded: false,
+                stage: Stage::Authorized,
             },
         );
-        state.books.push(Movement {
-            order_id: request.order_id.clone(),
-            key: request.idempotency_key.clone(),
-            charge_id: charge_id.clone(),
-            direction: Direction::Capture,
-            amount: request.amount,
-        });
-        Ok(charge_id)
+        Ok(payment_id)
     }
 
-    fn refund_now(&self, charge_key: &str) -> Result<bool, ProviderError> {
+    fn capture_now(&self, payment_id: &str) -> Result<(), ProviderError> {
         let mut state = self.state();
-        let Some(charge) = state.charges.get_mut(charge_key) else {
-            return Ok(false);
+        let Some((key, payment)) = state
+            .payments
+            .iter_mut()
+            .find(|(_, p)| p.payment_id == payment_id)
+        else {
+            return Err(ProviderError::Refused(format!(
+                "no such payment: {payment_id}"
+            )));
         };
-        if !charge.refunded {
-            charge.refunded = true;
-            let refund = Movement {
-                order_id: charge.order_id.clone(),
-                key: charge_key.to_owned(),
-                charge_id: charge.charge_id.clone(),
-                direction: Direction::Refund,
-                amount: charge.amount,
-            };
-            state.books.push(refund);
+        match payment.stage {
+            Stage::Captured | Stage::Refunded => Ok(()),
+            Stage::Voided => Err(ProviderError::Refused(format!(
+                "payment {payment_id} was cancelled; it cannot be captured"
+            ))),
+            Stage::Authorized => {
+                payment.stage = Stage::Captured;
+                let capture = Movement {
+                    order_id: payment.order_id.clone(),
+                    key: key.clone(),
+                    charge_id: payment.payment_id.clone(),
+                    direction: Direction::Capture,
+                    amount: payment.amount,
+                };
+                state.books.push(capture);
+                Ok(())
+            }
         }
-        Ok(true)
+    }
+
+    fn release_now(&self, payment_id: Option<&str>, key: &str) -> Result<Released, ProviderError> {
+        let mut state = self.state();
+        let found = state.payments.iter_mut().find(|(k, p)| match payment_id {
+            Some(id) => p.payment_id == id,
+            None => k.as_str() == key,
+        });
+        let Some((key, payment)) = found else {
+            return Ok(Released::Voided);
+        };
+        match payment.stage {
+            Stage::Voided => Ok(Released::Voided),
+            Stage::Refunded => Ok(Released::Refunded),
+            Stage::Authorized => {
+                payment.stage = Stage::Voided;
+                Ok(Released::Voided)
+            }
+            Stage::Captured => {
+                payment.stage = Stage::Refunded;
+                let refund = Movement {
+                    order_id: payment.order_id.clone(),
+                    key: key.clone(),
+                    charge_id: payment.payment_id.clone(),
+                    direction: Direction::Refund,
+                    amount: payment.amount,
+                };
+                state.books.push(refund);
+                Ok(Released::Refunded)
+            }
+        }
     }
 }
 
@@ -497,20 +566,28 @@ mod tests {
 
     #[async_trait]
     impl PaymentProvider for HeldAtTheDoor<'_> {
-        async fn charge(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
             self.arrived.notify_one();
             self.let_through.notified().await;
-            self.inner.charge(request).await
+            self.inner.authorize(request).await
         }
 
-        async fn refund(&self, charge_key: &str) -> Result<bool, ProviderError> {
-            self.inner.refund(charge_key).await
+        async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
+            self.inner.capture(id, request).await
+        }
+
+        async fn release(
+            &self,
+            id: Option<&str>,
+            request: &ChargeRequest,
+        ) -> Result<Released, ProviderError> {
+            self.inner.release(id, request).await
         }
     }
 
     #[tokio::test]
-    async fn a_capture_that_loses_its_race_with_a_compensation_is_given_back() {
-        // GIVEN a charge that reached the provider, which has not captured yet
+    async fn an_authorization_that_loses_its_race_with_a_compensation_is_voided() {
+        // GIVEN a charge that reached the provider, which has not authorized yet
         let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
         let sandbox = sandbox();
         let door = HeldAtTheDoor {
@@ -523,21 +600,19 @@ mod tests {
         let charge = service.charge(&order, "c", 900, Currency::EUR, "tok_visa");
         let compensate = async {
             door.arrived.notified().await;
-            // WHEN the compensation runs first: the provider holds nothing to refund
+            // WHEN the compensation runs first: the provider holds nothing to release
             let voided = service.refund(&order, "c").await.unwrap();
             door.let_through.notify_one();
             voided
         };
         let (charged, voided) = tokio::join!(charge, compensate);
-        // THEN the capture that lands afterwards is refunded by the shop's code
+        // THEN the authorization that lands afterwards is voided by the shop's code,
+        // never captured
         assert_eq!(voided, LedgerStatus::Voided);
         assert_eq!(charged.unwrap_err().error, TaskError::OrderCancelled);
-        let books = sandbox.books();
-        assert_eq!(
-            books.iter().map(|m| m.direction).collect::<Vec<_>>(),
-            [Direction::Capture, Direction::Refund]
-        );
-        assert_eq!(sandbox.net_captured(&order), 0);
+        assert!(sandbox.books().is_empty(), "{:?}", sandbox.books());
+        assert_eq!(sandbox.open_authorizations(&order), 0);
+        assert_eq!(sandbox.attempts(&order), 1);
     }
 
     #[tokio::test]
@@ -551,14 +626,48 @@ mod tests {
             currency: Currency::EUR,
             payment_token: "tok_visa".into(),
         };
-        let first = provider.charge(&request("charge-a")).await.unwrap();
-        assert_eq!(provider.charge(&request("charge-a")).await.unwrap(), first);
-        provider.charge(&request("charge-b")).await.unwrap();
+        let first = provider.authorize(&request("charge-a")).await.unwrap();
+        assert_eq!(
+            provider.authorize(&request("charge-a")).await.unwrap(),
+            first
+        );
+        assert_eq!(
+            provider.net_captured(&order),
+            0,
+            "an authorization takes nothing"
+        );
+        provider
+            .capture(&first, &request("charge-a"))
+            .await
+            .unwrap();
+        provider
+            .capture(&first, &request("charge-a"))
+            .await
+            .unwrap();
+        let second = provider.authorize(&request("charge-b")).await.unwrap();
+        provider
+            .capture(&second, &request("charge-b"))
+            .await
+            .unwrap();
         assert_eq!(provider.net_captured(&order), 500, "two keys, two captures");
-        assert!(provider.refund("charge-a").await.unwrap());
-        assert!(provider.refund("charge-a").await.unwrap());
+        for _ in 0..2 {
+            let released = provider.release(None, &request("charge-a")).await;
+            assert_eq!(released, Ok(Released::Refunded));
+        }
         assert_eq!(provider.net_captured(&order), 250, "refunded once");
-        assert!(!provider.refund("charge-never").await.unwrap());
+        let never = provider.release(None, &request("charge-never")).await;
+        assert_eq!(never, Ok(Released::Voided));
+        assert_eq!(provider.books().len(), 3);
+        // A voided authorization is never captured.
+        let held = provider.authorize(&request("charge-c")).await.unwrap();
+        assert_eq!(provider.open_authorizations(&order), 1);
+        let voided = provider.release(Some(&held), &request("charge-c")).await;
+        assert_eq!(voided, Ok(Released::Voided));
+        assert_eq!(provider.open_authorizations(&order), 0);
+        assert!(matches!(
+            provider.capture(&held, &request("charge-c")).await,
+            Err(ProviderError::Refused(_))
+        ));
         assert_eq!(provider.books().len(), 3);
     }
 
@@ -604,7 +713,7 @@ mod tests {
             payment_token: "tok_visa".into(),
         };
         let started = std::time::Instant::now();
-        let answer = provider.charge(&request).await;
+        let answer = provider.authorize(&request).await;
         assert!(
             matches!(answer, Err(ProviderError::Timeout(_))),
             "{answer:?}"
@@ -614,14 +723,14 @@ mod tests {
             "answered at the 10 ms deadline"
         );
         assert_eq!(
-            provider.net_captured(&order),
-            700,
-            "captured at the provider all the same"
+            provider.open_authorizations(&order),
+            1,
+            "authorized at the provider all the same"
         );
         let quick = sandbox().with_latency(Some(Latency {
             p50: Duration::from_millis(2),
             p99: Duration::from_millis(4),
         }));
-        assert!(quick.charge(&request).await.is_ok());
+        assert!(quick.authorize(&request).await.is_ok());
     }
 }
