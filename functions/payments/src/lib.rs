@@ -5,7 +5,8 @@
 pub mod breaker;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use payment_sandbox::{InvalidProviderKey, Latency, ProviderKey, SandboxProvider};
+use payment_sandbox::{Latency, SandboxProvider};
+use shop_domain::payment::{InvalidProviderKey, ProviderKey};
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
 use shop_domain::commands::{Envelope, PaymentCommand, TaskError};

@@ -134,6 +134,49 @@ pub enum ProviderError {
     Refused(String),
 }
 
+/// The API key the shop authenticates to the payment provider with. It lives in a
+/// secret store, is read once at cold start and is held in memory only: its `Debug`
+/// and `Display` never show it, so a log line or a panic message cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderKey(String);
+
+/// The secret's value cannot be a provider key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the payment provider key must be 16 to 256 printable ASCII characters without spaces")]
+pub struct InvalidProviderKey;
+
+impl ProviderKey {
+    /// Checks the shape of a key, so a placeholder or a pasted line with a trailing
+    /// newline fails at cold start rather than on the first charge.
+    pub fn new(raw: impl Into<String>) -> Result<Self, InvalidProviderKey> {
+        let raw = raw.into();
+        let printable = raw.bytes().all(|b| b.is_ascii_graphic());
+        if printable && (16..=256).contains(&raw.len()) {
+            Ok(Self(raw))
+        } else {
+            Err(InvalidProviderKey)
+        }
+    }
+
+    /// The key itself, for the provider's `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The last four characters, enough for an operator to tell which key a
+    /// function loaded after a rotation, too few to use it.
+    pub fn hint(&self) -> String {
+        let tail = &self.0[self.0.len() - 4..];
+        format!("…{tail}")
+    }
+}
+
+impl std::fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProviderKey({})", self.hint())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,4 +201,23 @@ mod tests {
         assert_eq!(LedgerStatus::parse("captured"), None);
         assert_eq!(LedgerStatus::parse(""), None);
     }
+
+    #[test]
+    fn a_provider_key_is_checked_at_load_and_never_printed() {
+        let key = ProviderKey::new("sk_test_4eC39HqLyjWDarjtT1zdp7dc").unwrap();
+        assert_eq!(key.expose(), "sk_test_4eC39HqLyjWDarjtT1zdp7dc");
+        assert_eq!(format!("{key:?}"), "ProviderKey(…p7dc)");
+        for bad in [
+            "",
+            "short",
+            "sk_test_4eC39HqLyjWDarjtT1zdp7dc\n",
+            "sk test 4eC39HqLyjWDarjt",
+            "ключ-ключ-ключ-ключ",
+        ] {
+            assert_eq!(ProviderKey::new(bad), Err(InvalidProviderKey), "{bad:?}");
+        }
+        assert!(ProviderKey::new("k".repeat(256)).is_ok());
+        assert!(ProviderKey::new("k".repeat(257)).is_err());
+    }
+
 }

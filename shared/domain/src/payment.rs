@@ -7,7 +7,10 @@ use crate::order::{Currency, OrderId};
 use crate::ports::{EventPublisher, PaymentLedger, PaymentProvider};
 use serde::Serialize;
 
-pub use crate::money::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError, Released};
+pub use crate::money::{
+    ChargeRequest, InvalidProviderKey, LedgerRecord, LedgerStatus, ProviderError, ProviderKey,
+    Released,
+};
 
 /// The provider idempotency key of an order's charge: one per order, so however often
 /// a `Charge` is delivered or replayed, the provider captures once.

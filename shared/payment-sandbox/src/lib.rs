@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use shop_domain::OrderId;
-use shop_domain::payment::{ChargeRequest, ProviderError, Released};
+use shop_domain::payment::{ChargeRequest, ProviderError, ProviderKey, Released};
 use shop_domain::ports::PaymentProvider;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -137,49 +137,6 @@ impl Latency {
         let (u1, u2) = (1.0 - rng.f64(), rng.f64());
         let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
         Duration::from_secs_f64((mu + sigma * z).exp().min(86_400.0))
-    }
-}
-
-/// The API key the shop authenticates to the payment provider with. It lives in a
-/// secret store, is read once at cold start and is held in memory only: its `Debug`
-/// and `Display` never show it, so a log line or a panic message cannot leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ProviderKey(String);
-
-/// The secret's value cannot be a provider key.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the payment provider key must be 16 to 256 printable ASCII characters without spaces")]
-pub struct InvalidProviderKey;
-
-impl ProviderKey {
-    /// Checks the shape of a key, so a placeholder or a pasted line with a trailing
-    /// newline fails at cold start rather than on the first charge.
-    pub fn new(raw: impl Into<String>) -> Result<Self, InvalidProviderKey> {
-        let raw = raw.into();
-        let printable = raw.bytes().all(|b| b.is_ascii_graphic());
-        if printable && (16..=256).contains(&raw.len()) {
-            Ok(Self(raw))
-        } else {
-            Err(InvalidProviderKey)
-        }
-    }
-
-    /// The key itself, for the provider's `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The last four characters, enough for an operator to tell which key a
-    /// function loaded after a rotation, too few to use it.
-    pub fn hint(&self) -> String {
-        let tail = &self.0[self.0.len() - 4..];
-        format!("…{tail}")
-    }
-}
-
-impl std::fmt::Debug for ProviderKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProviderKey({})", self.hint())
     }
 }
 
@@ -415,24 +372,6 @@ mod tests {
             Duration::from_millis(10),
             ProviderKey::new("sandbox-key-0123456789").unwrap(),
         )
-    }
-
-    #[test]
-    fn a_provider_key_is_checked_at_load_and_never_printed() {
-        let key = ProviderKey::new("sk_test_4eC39HqLyjWDarjtT1zdp7dc").unwrap();
-        assert_eq!(key.expose(), "sk_test_4eC39HqLyjWDarjtT1zdp7dc");
-        assert_eq!(format!("{key:?}"), "ProviderKey(…p7dc)");
-        for bad in [
-            "",
-            "short",
-            "sk_test_4eC39HqLyjWDarjtT1zdp7dc\n",
-            "sk test 4eC39HqLyjWDarjt",
-            "ключ-ключ-ключ-ключ",
-        ] {
-            assert_eq!(ProviderKey::new(bad), Err(InvalidProviderKey), "{bad:?}");
-        }
-        assert!(ProviderKey::new("k".repeat(256)).is_ok());
-        assert!(ProviderKey::new("k".repeat(257)).is_err());
     }
 
     fn payments<'a>(

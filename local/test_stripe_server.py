@@ -1,0 +1,197 @@
+"""A test per difference local/stripe_server.py fixes between localstripe and Stripe, run
+against the wrapped emulator over HTTP, so a localstripe upgrade fails here, loudly,
+instead of silently changing what `shop local` and the tests pay with.
+
+Run: .venv/bin/python local/test_stripe_server.py (the README's test command does).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import stripe_server  # noqa: E402
+
+KEY = "sk_test_wrapperchecks0001"
+
+
+class Emulator:
+    """The wrapped localstripe as `shop local` starts it."""
+
+    def __init__(self):
+        self.dir = tempfile.TemporaryDirectory()
+        ready = os.path.join(self.dir.name, "endpoint")
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(__file__), "stripe_server.py"),
+             "-p", "0", "--ready-file", ready],
+            cwd=self.dir.name, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not os.path.exists(ready):
+            if self.process.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the wrapped localstripe did not start")
+            time.sleep(0.05)
+        with open(ready, encoding="utf-8") as f:
+            self.url = f.read().strip()
+
+    def call(self, method, path, form=None, key=KEY, idempotency_key=None, json_body=None):
+        data = None
+        headers = {"Authorization": f"Bearer {key}"}
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), json.loads(e.read() or b"{}")
+
+    def authorize(self, payment_method="pm_card_visa", idempotency_key=None, amount=1250,
+                  key=KEY):
+        return self.call("POST", "/v1/payment_intents", {
+            "amount": amount, "currency": "eur", "payment_method": payment_method,
+            "payment_method_types[0]": "card", "capture_method": "manual",
+            "confirm": "true", "metadata[order_id]": "ord-test"},
+            idempotency_key=idempotency_key, key=key)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.dir.cleanup()
+
+
+class Differences(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.stripe = Emulator()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stripe.stop()
+
+    def test_localstripe_is_the_version_the_fixes_were_written_for(self):
+        self.assertEqual(stripe_server.installed_version(), stripe_server.EXPECTED_LOCALSTRIPE)
+        expected = stripe_server.EXPECTED_LOCALSTRIPE
+        try:
+            stripe_server.EXPECTED_LOCALSTRIPE = "0.0.0"
+            with self.assertRaises(SystemExit):
+                stripe_server.check_version()
+        finally:
+            stripe_server.EXPECTED_LOCALSTRIPE = expected
+
+    def test_1_the_same_idempotency_key_replays_the_first_answer(self):
+        status, _, first = self.stripe.authorize(idempotency_key="same-key")
+        self.assertEqual((status, first["status"]), (200, "requires_capture"))
+        status, headers, again = self.stripe.authorize(idempotency_key="same-key")
+        self.assertEqual(status, 200)
+        self.assertEqual(again["id"], first["id"], "one PaymentIntent, not two")
+        self.assertEqual(headers.get("Idempotent-Replayed"), "true")
+        # Without a key, or with another one, a request is new.
+        _, _, other = self.stripe.authorize(idempotency_key="other-key")
+        self.assertNotEqual(other["id"], first["id"])
+        # A declined answer is saved and replayed too.
+        status, _, declined = self.stripe.authorize("pm_card_visa_chargeDeclined", "declined")
+        status2, _, again = self.stripe.authorize("pm_card_visa_chargeDeclined", "declined")
+        self.assertEqual((status, status2), (402, 402))
+        self.assertEqual(declined, again)
+
+    def test_1_a_key_reused_with_other_parameters_is_refused(self):
+        self.stripe.authorize(idempotency_key="reused", amount=1000)
+        status, _, body = self.stripe.authorize(idempotency_key="reused", amount=2000)
+        self.assertEqual(status, 400)
+        self.assertEqual(body["error"]["type"], "idempotency_error")
+
+    def test_1_keys_belong_to_one_account(self):
+        _, _, mine = self.stripe.authorize(idempotency_key="account-key")
+        _, _, theirs = self.stripe.authorize(idempotency_key="account-key",
+                                             key="sk_test_anotheraccount01")
+        self.assertNotEqual(mine["id"], theirs["id"])
+
+    def test_1_a_refused_authentication_is_not_saved(self):
+        status, _, _ = self.stripe.authorize(idempotency_key="auth-key", key="pk_wrong")
+        self.assertEqual(status, 401)
+        status, _, body = self.stripe.authorize(idempotency_key="auth-key")
+        self.assertEqual((status, body["status"]), (200, "requires_capture"))
+
+    def test_2_and_3_a_decline_is_a_card_error_with_the_cards_codes(self):
+        cases = {
+            "pm_card_visa_chargeDeclined": ("card_declined", "generic_decline"),
+            "pm_card_chargeCustomerFail": ("card_declined", "generic_decline"),
+            "pm_card_visa_chargeDeclinedInsufficientFunds": ("card_declined",
+                                                             "insufficient_funds"),
+            "pm_card_chargeDeclinedExpiredCard": ("expired_card", None),
+        }
+        for method, (code, decline_code) in cases.items():
+            with self.subTest(method):
+                status, _, body = self.stripe.authorize(method)
+                self.assertEqual(status, 402)
+                self.assertEqual(body["error"]["type"], "card_error")
+                self.assertEqual(body["error"]["code"], code)
+                self.assertEqual(body["error"].get("decline_code"), decline_code)
+
+    def test_4_stripes_test_payment_methods_exist(self):
+        status, _, body = self.stripe.authorize("pm_card_threeDSecure2Required")
+        self.assertEqual((status, body["status"]), (200, "requires_action"))
+        status, _, body = self.stripe.authorize("pm_card_visa")
+        self.assertEqual((status, body["status"]), (200, "requires_capture"))
+
+    def test_5_the_store_is_never_written_to_the_shared_file(self):
+        path = "/tmp/localstripe.pickle"
+        before = os.path.getmtime(path) if os.path.exists(path) else None
+        self.stripe.authorize()
+        after = os.path.getmtime(path) if os.path.exists(path) else None
+        self.assertEqual(before, after)
+
+    def test_injected_failures_answer_as_stripe_and_save_nothing(self):
+        for status, kind in [(429, "rate_limit_error"), (503, "api_error")]:
+            with self.subTest(status):
+                code, _, _ = self.stripe.call("POST", "/_shop/faults",
+                                              json_body={"status": status, "count": 1})
+                self.assertEqual(code, 200)
+                code, headers, body = self.stripe.authorize(idempotency_key=f"fault-{status}")
+                self.assertEqual((code, body["error"]["type"]), (status, kind))
+                code, _, body = self.stripe.authorize(idempotency_key=f"fault-{status}")
+                self.assertEqual((code, body["status"]), (200, "requires_capture"),
+                                 "the retry with the same key goes through")
+        code, _, _ = self.stripe.call("POST", "/_shop/faults", json_body={"status": 418})
+        self.assertEqual(code, 400)
+
+    def test_latency_has_the_percentiles_asked_for(self):
+        import random
+        latency = stripe_server.Latency(300, 2000, rng=random.Random(7))
+        samples = sorted(latency.sample() for _ in range(20000))
+        self.assertAlmostEqual(samples[10000], 0.3, delta=0.03)
+        self.assertAlmostEqual(samples[19800], 2.0, delta=0.25)
+        with self.assertRaises(ValueError):
+            stripe_server.Latency(2000, 300)
+
+    def test_capture_cancel_and_refund_are_stripes(self):
+        _, _, intent = self.stripe.authorize()
+        status, _, captured = self.stripe.call(
+            "POST", f"/v1/payment_intents/{intent['id']}/capture", {})
+        self.assertEqual((status, captured["status"]), (200, "succeeded"))
+        status, _, refund = self.stripe.call("POST", "/v1/refunds",
+                                             {"payment_intent": intent["id"]})
+        self.assertEqual((status, refund["status"]), (200, "succeeded"))
+        _, _, held = self.stripe.authorize()
+        status, _, cancelled = self.stripe.call(
+            "POST", f"/v1/payment_intents/{held['id']}/cancel", {})
+        self.assertEqual((status, cancelled["status"]), (200, "canceled"))
+
+
+if __name__ == "__main__":
+    unittest.main()
