@@ -166,7 +166,10 @@ impl App {
         // poison-message scenarios quick.
         // The order's wait (20 s) and a command's work (10 s) are scaled down from the
         // template's 900 s and 60 s, so timed-out and expired orders end within a test.
+        // The sandbox provider, whose test tokens inject faults; the Stripe tests name
+        // PaymentProvider=stripe.
         let mut overrides = BTreeMap::from([
+            ("PaymentProvider".to_owned(), "sandbox".to_owned()),
             ("PaymentProviderTimeoutMs".to_owned(), "200".to_owned()),
             ("QueueVisibilityTimeout".to_owned(), "4".to_owned()),
             ("MaxOrderWaitSeconds".to_owned(), "20".to_owned()),

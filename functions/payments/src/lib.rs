@@ -6,6 +6,7 @@ pub mod breaker;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use payment_sandbox::{Latency, SandboxProvider};
+use payment_stripe::StripeProvider;
 use shop_domain::payment::{InvalidProviderKey, ProviderKey};
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
@@ -35,6 +36,27 @@ pub enum CommandError {
 /// The field of the secret's JSON that holds the API key.
 pub const PROVIDER_KEY_FIELD: &str = "apiKey";
 
+/// Who moves the money (`PAYMENT_PROVIDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Stripe, at `STRIPE_API_BASE`.
+    Stripe,
+    /// The sandbox: deterministic test tokens, no money; refused in prod.
+    Sandbox,
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "stripe" => Ok(Self::Stripe),
+            "sandbox" => Ok(Self::Sandbox),
+            other => Err(other.to_owned()),
+        }
+    }
+}
+
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -42,6 +64,10 @@ pub struct Config {
     pub payments_table: String,
     /// `EVENT_BUS_NAME`: where payment events are published.
     pub event_bus_name: String,
+    /// `PAYMENT_PROVIDER` (`stripe` or `sandbox`, default `stripe`).
+    pub provider: ProviderKind,
+    /// `STRIPE_API_BASE` (default Stripe's own): where the Stripe adapter calls.
+    pub stripe_api_base: String,
     /// `PAYMENT_PROVIDER_KEY_SECRET`: the Secrets Manager secret holding the provider's
     /// API key (a JSON secret with the key in [`PROVIDER_KEY_FIELD`]).
     pub provider_key_secret: String,
@@ -64,6 +90,18 @@ impl Config {
         Ok(Self {
             payments_table: env.required("PAYMENTS_TABLE")?,
             event_bus_name: env.required("EVENT_BUS_NAME")?,
+            provider: env.parsed(
+                "PAYMENT_PROVIDER",
+                ProviderKind::Stripe,
+                "stripe or sandbox",
+                |_| true,
+            )?,
+            stripe_api_base: env.parsed(
+                "STRIPE_API_BASE",
+                payment_stripe::DEFAULT_API_BASE.to_owned(),
+                "an http(s) URL",
+                |url: &String| url.starts_with("https://") || url.starts_with("http://"),
+            )?,
             provider_key_secret: env.required("PAYMENT_PROVIDER_KEY_SECRET")?,
             provider_timeout: Duration::from_millis(env.parsed(
                 "PAYMENT_PROVIDER_TIMEOUT_MS",
@@ -130,26 +168,82 @@ pub enum InitError {
     /// The secret's value is not a usable key.
     #[error(transparent)]
     Key(#[from] InvalidProviderKey),
+    /// The Stripe key could not be read.
+    #[error(transparent)]
+    StripeKey(#[from] payment_stripe::KeyError),
 }
 
-/// The sandbox provider. Its API key is read from Secrets Manager here, once per cold
-/// start, and held in memory: no key in the template, the environment or the code,
-/// and no secrets call on a warm invocation. A real provider plugs in by implementing
-/// [`PaymentProvider`] and being passed to [`Ports::aws`] instead.
-pub async fn sandbox_provider(
-    sdk: &aws_config::SdkConfig,
-    config: &Config,
-) -> Result<SandboxProvider, InitError> {
-    let secrets = aws_sdk_secretsmanager::Client::new(&shop_aws::for_function(sdk, "payments"));
-    let key = shop_aws::secrets::read_json_field(
-        &secrets,
-        &config.provider_key_secret,
-        PROVIDER_KEY_FIELD,
-    )
-    .await?;
-    let provider = SandboxProvider::new(config.provider_timeout, ProviderKey::new(key)?)
-        .with_latency(config.sandbox_latency);
-    tracing::info!(key = ?provider.key(), "payment provider key loaded");
+/// The provider key in Secrets Manager, read at cold start and again when Stripe
+/// refuses the held one (a rotation).
+struct SecretKey {
+    client: aws_sdk_secretsmanager::Client,
+    secret: String,
+}
+
+impl SecretKey {
+    async fn read_key(&self) -> Result<ProviderKey, InitError> {
+        let raw =
+            shop_aws::secrets::read_json_field(&self.client, &self.secret, PROVIDER_KEY_FIELD)
+                .await?;
+        Ok(ProviderKey::new(raw)?)
+    }
+}
+
+#[async_trait::async_trait]
+impl payment_stripe::KeySource for SecretKey {
+    async fn read(&self) -> Result<ProviderKey, payment_stripe::KeyError> {
+        self.read_key()
+            .await
+            .map_err(|e| payment_stripe::KeyError(Box::new(e)))
+    }
+}
+
+/// The provider the function was built with. The sandbox is kept by its type, so the
+/// local runtime and the tests can read its books.
+pub enum Provider {
+    /// Stripe.
+    Stripe(Arc<StripeProvider>),
+    /// The sandbox.
+    Sandbox(Arc<SandboxProvider>),
+}
+
+impl Provider {
+    /// The provider as the port the function calls.
+    pub fn port(&self) -> Arc<dyn PaymentProvider> {
+        match self {
+            Self::Stripe(stripe) => stripe.clone(),
+            Self::Sandbox(sandbox) => sandbox.clone(),
+        }
+    }
+}
+
+/// The provider `config` names. Its API key is read from Secrets Manager here, once
+/// per cold start, and held in memory: no key in the template, the environment or the
+/// code, and no secrets call on a warm invocation (Stripe's adapter reads it again
+/// when Stripe answers 401, so a rotated key is picked up without a deploy).
+pub async fn provider(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Provider, InitError> {
+    let keys = SecretKey {
+        client: aws_sdk_secretsmanager::Client::new(&shop_aws::for_function(sdk, "payments")),
+        secret: config.provider_key_secret.clone(),
+    };
+    let provider = match config.provider {
+        ProviderKind::Stripe => {
+            let stripe = StripeProvider::connect(
+                &config.stripe_api_base,
+                config.provider_timeout,
+                Arc::new(keys),
+            )
+            .await?;
+            tracing::info!(api = %config.stripe_api_base, version = payment_stripe::API_VERSION, "Stripe key loaded");
+            Provider::Stripe(Arc::new(stripe))
+        }
+        ProviderKind::Sandbox => {
+            let sandbox = SandboxProvider::new(config.provider_timeout, keys.read_key().await?)
+                .with_latency(config.sandbox_latency);
+            tracing::info!(key = ?sandbox.key(), "sandbox provider key loaded");
+            Provider::Sandbox(Arc::new(sandbox))
+        }
+    };
     Ok(provider)
 }
 

@@ -9,10 +9,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
     let config = payments::Config::from_env(shop_aws::Settings::process())?;
-    let provider = payments::sandbox_provider(&sdk, &config).await?;
+    let provider = payments::provider(&sdk, &config).await?;
     let function = payments::Payments::new(
         &config,
-        payments::Ports::aws(&sdk, &config, std::sync::Arc::new(provider)),
+        payments::Ports::aws(&sdk, &config, provider.port()),
     );
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -1,6 +1,6 @@
-//! The AWS-API emulator a local stack runs against: moto server from the project's
-//! venv, started as a child process on a free loopback port and stopped with it, and
-//! the SDK configuration that talks to it.
+//! The emulators a local stack runs against: moto server for AWS's APIs and localstripe
+//! for Stripe's, from the project's venv, each started as a child process on a free
+//! loopback port and stopped with it, and the SDK configuration that talks to moto.
 
 use crate::http_client::HttpClient;
 use std::path::{Path, PathBuf};
@@ -28,11 +28,12 @@ pub struct Emulator {
     child: Option<Child>,
 }
 
-fn moto_requirement(root: &Path) -> String {
+/// The pinned requirement of `package` in scripts/requirements.txt.
+fn requirement(root: &Path, package: &str) -> String {
     std::fs::read_to_string(root.join("scripts/requirements.txt"))
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("moto")).map(str::to_owned))
-        .unwrap_or_else(|| "moto[server]".into())
+        .and_then(|t| t.lines().find(|l| l.starts_with(package)).map(str::to_owned))
+        .unwrap_or_else(|| package.to_owned())
 }
 
 async fn run(command: &mut Command, what: &str) -> Result<(), EmulatorError> {
@@ -47,23 +48,31 @@ async fn run(command: &mut Command, what: &str) -> Result<(), EmulatorError> {
     }
 }
 
-/// Creates `.venv` with moto server if it is missing, showing pip's progress.
+/// Creates `.venv` with moto server and localstripe if they are missing, showing
+/// pip's progress; returns the venv's python.
 pub async fn ensure_installed(root: &Path) -> Result<PathBuf, EmulatorError> {
     let venv = root.join(".venv");
-    let server = venv.join("bin/moto_server");
-    if server.exists() {
-        return Ok(server);
+    let python = venv.join("bin/python");
+    let missing: Vec<String> = [("moto_server", "moto"), ("localstripe", "localstripe")]
+        .into_iter()
+        .filter(|(bin, _)| !venv.join("bin").join(bin).exists())
+        .map(|(_, package)| requirement(root, package))
+        .collect();
+    if missing.is_empty() {
+        return Ok(python);
     }
-    let requirement = moto_requirement(root);
     eprintln!(
-        "shop: installing {requirement} into {} (first run only, about 30 s)",
+        "shop: installing {} into {} (first run only, about 30 s)",
+        missing.join(", "),
         venv.display()
     );
-    run(
-        Command::new("python3").arg("-m").arg("venv").arg(&venv),
-        "python3 -m venv",
-    )
-    .await?;
+    if !python.exists() {
+        run(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            "python3 -m venv",
+        )
+        .await?;
+    }
     run(
         Command::new(venv.join("bin/pip"))
             .args([
@@ -72,11 +81,11 @@ pub async fn ensure_installed(root: &Path) -> Result<PathBuf, EmulatorError> {
                 "--progress-bar",
                 "on",
             ])
-            .arg(&requirement),
+            .args(&missing),
         "pip install",
     )
     .await?;
-    Ok(server)
+    Ok(python)
 }
 
 /// Switches on state machine execution in an emulator started elsewhere. moto requires
@@ -101,53 +110,104 @@ pub async fn enable_step_functions(endpoint: &str) -> Result<(), EmulatorError> 
 /// How long a moto server may take to answer after it is started.
 const START_WITHIN: Duration = Duration::from_secs(120);
 
+/// Starts `script` with the venv's python and `--ready-file`, its output in
+/// `<state_dir>/<name>.log`, and waits until it says where it listens.
+async fn spawn_ready(
+    python: &Path,
+    script: &Path,
+    args: &[&str],
+    state_dir: &Path,
+    name: &str,
+) -> Result<(Child, String, PathBuf), EmulatorError> {
+    std::fs::create_dir_all(state_dir).map_err(|e| EmulatorError::Start(e.to_string()))?;
+    let log = state_dir.join(format!("{name}.log"));
+    let ready = state_dir.join(format!("{name}.endpoint"));
+    let _ = std::fs::remove_file(&ready);
+    let log_file = std::fs::File::create(&log).map_err(|e| EmulatorError::Start(e.to_string()))?;
+    let err_file = log_file
+        .try_clone()
+        .map_err(|e| EmulatorError::Start(e.to_string()))?;
+    let mut child = Command::new(python)
+        .arg(script)
+        .args(args)
+        .arg("--ready-file")
+        .arg(&ready)
+        .current_dir(state_dir)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| EmulatorError::Start(e.to_string()))?;
+    // Idle, moto answers in about 2 s (its imports); eight starting at once on two
+    // cores beside the chaos run took over 30 s in CI. A slow start is not a failure.
+    let deadline = Instant::now() + START_WITHIN;
+    loop {
+        if let Ok(endpoint) = std::fs::read_to_string(&ready) {
+            return Ok((child, endpoint.trim().to_owned(), log));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(EmulatorError::Start(format!(
+                "{} exited with {status}; see {}",
+                script.display(),
+                log.display()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(EmulatorError::Start(format!(
+                "{} did not answer within {} s; see {}",
+                script.display(),
+                START_WITHIN.as_secs(),
+                log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Emulator {
     /// Starts moto server (`local/moto_server.py`, which picks a free loopback port,
     /// switches on state machine execution and says where it listens once it answers),
     /// writing its log under `state_dir`.
     pub async fn start(root: &Path, state_dir: &Path, name: &str) -> Result<Self, EmulatorError> {
-        let server = ensure_installed(root).await?;
-        std::fs::create_dir_all(state_dir).map_err(|e| EmulatorError::Start(e.to_string()))?;
-        let log = state_dir.join(format!("{name}-moto.log"));
-        let ready = state_dir.join(format!("{name}-moto.endpoint"));
-        let _ = std::fs::remove_file(&ready);
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| EmulatorError::Start(e.to_string()))?;
-        let err_file = log_file
-            .try_clone()
-            .map_err(|e| EmulatorError::Start(e.to_string()))?;
-        let mut child = Command::new(server.with_file_name("python"))
-            .arg(root.join("local/moto_server.py"))
-            .args(["-H", "127.0.0.1", "-p", "0", "--ready-file"])
-            .arg(&ready)
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(err_file)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| EmulatorError::Start(e.to_string()))?;
-        // Idle, moto answers in about 2 s (its imports); eight starting at once on two
-        // cores beside the chaos run took over 30 s in CI. A slow start is not a failure.
-        let deadline = Instant::now() + START_WITHIN;
-        let endpoint = loop {
-            if let Ok(endpoint) = std::fs::read_to_string(&ready) {
-                break endpoint.trim().to_owned();
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(EmulatorError::Start(format!(
-                    "moto server exited with {status}; see {}",
-                    log.display()
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(EmulatorError::Start(format!(
-                    "moto server did not answer within {} s; see {}",
-                    START_WITHIN.as_secs(),
-                    log.display()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let python = ensure_installed(root).await?;
+        let (child, endpoint, log) = spawn_ready(
+            &python,
+            &root.join("local/moto_server.py"),
+            &["-H", "127.0.0.1", "-p", "0"],
+            state_dir,
+            &format!("{name}-moto"),
+        )
+        .await?;
+        Ok(Self {
+            endpoint,
+            log: Some(log),
+            child: Some(child),
+        })
+    }
+
+    /// Starts localstripe wrapped as Stripe answers (`local/stripe_server.py`) on a free
+    /// loopback port, answering after `latency_ms` (P50, P99) when given.
+    pub async fn start_stripe(
+        root: &Path,
+        state_dir: &Path,
+        name: &str,
+        latency_ms: Option<(u64, u64)>,
+    ) -> Result<Self, EmulatorError> {
+        let python = ensure_installed(root).await?;
+        let latency = latency_ms.map(|(p50, p99)| format!("{p50},{p99}"));
+        let mut args = vec!["-p", "0"];
+        if let Some(latency) = &latency {
+            args.extend(["--latency-ms", latency]);
+        }
+        let (child, endpoint, log) = spawn_ready(
+            &python,
+            &root.join("local/stripe_server.py"),
+            &args,
+            state_dir,
+            &format!("{name}-stripe"),
+        )
+        .await?;
         Ok(Self {
             endpoint,
             log: Some(log),

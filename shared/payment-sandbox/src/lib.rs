@@ -80,9 +80,12 @@ impl Movement {
 /// ledger, and an authorization that loses a race with a compensation is released
 /// only by the shop's code.
 ///
-/// Tokens: `tok_decline…` declines; `tok_flaky…` fails transiently on the first two
-/// attempts per key, then approves; `tok_unavailable…` always fails transiently;
-/// `tok_timeout…` never answers within the client deadline; anything else approves.
+/// Tokens: `tok_decline…` declines, and so do Stripe's decline test payment methods
+/// (`pm_card_visa_chargeDeclined…`, `pm_card_chargeDeclined…`,
+/// `pm_card_chargeCustomerFail`), so one test card works with either provider;
+/// `tok_flaky…` fails transiently on the first two attempts per key, then approves;
+/// `tok_unavailable…` always fails transiently; `tok_timeout…` never answers within
+/// the client deadline; anything else approves.
 #[derive(Debug)]
 pub struct SandboxProvider {
     deadline: Duration,
@@ -272,7 +275,11 @@ impl SandboxProvider {
         if let Some(payment) = state.payments.get(&request.idempotency_key) {
             return Ok(payment.payment_id.clone());
         }
-        if token.starts_with("tok_decline") {
+        let stripe_decline = ["pm_card_visa_chargeDeclined", "pm_card_chargeDeclined"]
+            .iter()
+            .any(|p| token.starts_with(p))
+            || token == "pm_card_chargeCustomerFail";
+        if token.starts_with("tok_decline") || stripe_decline {
             return Err(ProviderError::Declined("insufficient_funds".into()));
         }
         if token.starts_with("tok_unavailable") || (token.starts_with("tok_flaky") && attempt <= 2)

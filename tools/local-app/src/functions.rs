@@ -8,7 +8,6 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
 use local_runtime::InProcess;
 use local_runtime::provision::Stack;
-use payment_sandbox::SandboxProvider;
 use shop_aws::{ConfigError, Settings};
 use std::sync::Arc;
 
@@ -96,26 +95,24 @@ impl AppConfig {
         })
     }
 
-    /// The AWS ports of every function, and the sandbox provider behind payments
-    /// (whose captures the tests read).
+    /// The AWS ports of every function, and the payment provider behind payments
+    /// (whose captures the tests read when it is the sandbox).
     pub async fn aws_ports(
         &self,
         sdk: &aws_config::SdkConfig,
-    ) -> Result<(AppPorts, Arc<SandboxProvider>), LinkError> {
-        let sandbox = Arc::new(
-            payments::sandbox_provider(sdk, &self.payments)
-                .await
-                .map_err(LinkError::Payments)?,
-        );
+    ) -> Result<(AppPorts, payments::Provider), LinkError> {
+        let provider = payments::provider(sdk, &self.payments)
+            .await
+            .map_err(LinkError::Payments)?;
         let ports = AppPorts {
             orders_api: orders_api::Ports::aws(sdk, &self.orders_api),
             order_intake: order_intake::Ports::aws(sdk, &self.order_intake),
             inventory: inventory::Ports::aws(sdk, &self.inventory),
-            payments: payments::Ports::aws(sdk, &self.payments, sandbox.clone()),
+            payments: payments::Ports::aws(sdk, &self.payments, provider.port()),
             fulfilment: fulfilment::Ports::aws(sdk, &self.fulfilment),
             orphan_sweeper: orphan_sweeper::Ports::aws(sdk, &self.orphan_sweeper),
         };
-        Ok((ports, sandbox))
+        Ok((ports, provider))
     }
 
     /// Builds every function from its ports and registers its handler under its

@@ -62,7 +62,15 @@ pub struct LocalOptions {
     /// Template parameter values instead of their defaults, as `sam deploy
     /// --parameter-overrides` takes them.
     pub parameters: BTreeMap<String, String>,
+    /// How long the payment provider takes to answer (`P50,P99` such as `300ms,2s`),
+    /// whichever provider runs: the Stripe emulator's answers are delayed, or the
+    /// sandbox's (`PaymentSandboxLatency`).
+    pub payment_latency: Option<String>,
 }
+
+/// The test key `shop local` puts in the provider key secret for the Stripe emulator,
+/// as an operator puts a Stripe secret key there (README, "Connecting Stripe").
+pub const LOCAL_STRIPE_KEY: &str = "sk_test_shoplocal0000000000000000";
 
 /// `shop local` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +103,17 @@ pub enum LocalError {
     /// The stack file for operator commands could not be written.
     #[error(transparent)]
     StackFile(#[from] shop_ops::OpsError),
+    /// `--payment-latency` is not two percentiles.
+    #[error(transparent)]
+    PaymentLatency(#[from] payment_sandbox::InvalidLatency),
+    /// The Stripe emulator's key could not be put in the provider key secret.
+    #[error("cannot put the local Stripe key in {0}")]
+    StripeKey(
+        String,
+        #[source] aws_sdk_secretsmanager::error::SdkError<
+            aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError,
+        >,
+    ),
 }
 
 /// A running local app.
@@ -113,8 +132,13 @@ pub struct LocalApp {
     pub env_file: PathBuf,
     /// Where operator commands (`shop dlq … --local`) find the emulator and resources.
     pub stack_file: PathBuf,
-    /// The sandbox provider of in-process payments (absent with an invoke URL).
+    /// The sandbox provider of in-process payments (absent with an invoke URL or with
+    /// Stripe).
     pub sandbox: Option<Arc<SandboxProvider>>,
+    /// The Stripe emulator's URL, when the stack pays through it.
+    pub stripe_url: Option<String>,
+    /// Whether functions run in this process (not through a Lambda invoke URL).
+    pub in_process: bool,
     /// How functions are invoked.
     pub invoker: Arc<dyn Invoker>,
     /// The identity provider the stack's JWT authorizer trusts.
@@ -124,6 +148,7 @@ pub struct LocalApp {
     /// Time from start to ready.
     pub startup: Duration,
     emulator: Emulator,
+    stripe: Option<Emulator>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -147,6 +172,27 @@ fn write_env_file(path: &PathBuf, endpoint: &str, stack: &Stack) -> Result<(), L
             .map_err(|e| LocalError::EnvFile(path.display().to_string(), e))?;
     }
     std::fs::write(path, text).map_err(|e| LocalError::EnvFile(path.display().to_string(), e))
+}
+
+/// Puts [`LOCAL_STRIPE_KEY`] in the payments function's provider key secret, as an
+/// operator connecting a Stripe account puts the account's secret key there.
+async fn put_local_stripe_key(sdk: &aws_config::SdkConfig, stack: &Stack) -> Result<(), LocalError> {
+    let Some(secret) = stack
+        .functions
+        .get("PaymentsFunction")
+        .and_then(|f| f.env.get("PAYMENT_PROVIDER_KEY_SECRET"))
+    else {
+        return Ok(());
+    };
+    let value = serde_json::json!({ "provider": "stripe", payments::PROVIDER_KEY_FIELD: LOCAL_STRIPE_KEY });
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .put_secret_value()
+        .secret_id(secret)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .map_err(|e| LocalError::StripeKey(secret.clone(), e))?;
+    Ok(())
 }
 
 impl LocalApp {
@@ -179,6 +225,40 @@ impl LocalApp {
         for (k, v) in issuer.template_parameters() {
             parameters.entry(k).or_insert(v);
         }
+        // The payment provider's stand-in: the Stripe emulator unless the developer
+        // points StripeApiBase elsewhere, with the latency asked for.
+        let latency = options
+            .payment_latency
+            .as_deref()
+            .map(str::parse::<payment_sandbox::Latency>)
+            .transpose()?;
+        let provider = parameters
+            .get("PaymentProvider")
+            .cloned()
+            .or_else(|| {
+                template
+                    .parameters
+                    .get("PaymentProvider")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            })
+            .unwrap_or_default();
+        let mut stripe = None;
+        if provider == "stripe" && !parameters.contains_key("StripeApiBase") {
+            let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let emulator = Emulator::start_stripe(
+                &options.root,
+                &state_dir,
+                &options.stack_name,
+                latency.map(|l| (millis(l.p50), millis(l.p99))),
+            )
+            .await?;
+            parameters.insert("StripeApiBase".into(), emulator.endpoint.clone());
+            stripe = Some(emulator);
+        } else if let Some(latency) = &options.payment_latency {
+            parameters
+                .entry("PaymentSandboxLatency".into())
+                .or_insert_with(|| latency.clone());
+        }
         let stack = Arc::new(
             provision(
                 &template,
@@ -205,19 +285,27 @@ impl LocalApp {
                 ),
             )
             .await?;
+        if stripe.is_some() {
+            put_local_stripe_key(&sdk, &stack).await?;
+        }
         let env_file = state_dir.join(format!("{}.env", options.stack_name));
         write_env_file(&env_file, &emulator.endpoint, &stack)?;
 
-        let (invoker, sandbox): (Arc<dyn Invoker>, _) = match &options.invoke_url {
+        let (invoker, provider): (Arc<dyn Invoker>, _) = match &options.invoke_url {
             Some(url) => (Arc::new(InvokeUrl::new(url)), None),
             None => {
                 let config = AppConfig::from_stack(&stack)?;
-                let (mut ports, sandbox) = config.aws_ports(&sdk).await?;
+                let (mut ports, provider) = config.aws_ports(&sdk).await?;
                 if let Some(edit) = &options.ports {
                     edit(&mut ports);
                 }
-                (Arc::new(config.link(ports)), Some(sandbox))
+                (Arc::new(config.link(ports)), Some(provider))
             }
+        };
+        let in_process = provider.is_some();
+        let sandbox = match provider {
+            Some(payments::Provider::Sandbox(sandbox)) => Some(sandbox),
+            _ => None,
         };
         let invoker = match &options.invoker {
             Some(layer) => layer(invoker),
@@ -275,11 +363,14 @@ impl LocalApp {
             emulator_log: emulator.log.clone(),
             env_file,
             sandbox,
+            stripe_url: stripe.as_ref().map(|s| s.endpoint.clone()),
+            in_process,
             invoker,
             issuer,
             http,
             startup: started.elapsed(),
             emulator,
+            stripe,
             shutdown,
             tasks,
         })
@@ -324,6 +415,17 @@ impl LocalApp {
                 .map(|l| format!(" (moto server, log {})", l.display()))
                 .unwrap_or_default(),
         );
+        if let Some(stripe) = &self.stripe {
+            out.push_str(&format!(
+                "  payments        Stripe emulator {} (localstripe, log {})\n",
+                stripe.endpoint,
+                stripe
+                    .log
+                    .as_ref()
+                    .map(|l| l.display().to_string())
+                    .unwrap_or_default()
+            ));
+        }
         for arn in self.stack.state_machines.values() {
             out.push_str(&format!("  state machine   {arn}\n"));
         }
@@ -341,7 +443,7 @@ impl LocalApp {
             "  functions env   {} (cargo lambda watch --env-file)\n  operator tools  shop dlq list --local, shop saga list --local ({})\n  invoking        {}\n",
             self.env_file.display(),
             self.stack_file.display(),
-            if self.sandbox.is_some() {
+            if self.in_process {
                 "in process"
             } else {
                 "through the Lambda invoke URL"
@@ -357,5 +459,8 @@ impl LocalApp {
             let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
         self.emulator.stop().await;
+        if let Some(stripe) = &mut self.stripe {
+            stripe.stop().await;
+        }
     }
 }

@@ -141,7 +141,7 @@ async fn main() {
                 .await
                 .unwrap();
             let input = json!({"orderId": id, "customerId": "b", "lines": [{"sku": "MUG", "quantity": 1, "unitPrice": 1250}],
-                "total": 1250, "currency": "EUR", "paymentToken": "tok_visa", "correlationId": "bench"});
+                "total": 1250, "currency": "EUR", "paymentToken": "pm_card_visa", "correlationId": "bench"});
             let arn = sfn.start_execution().state_machine_arn(&machine).name(&id).input(input.to_string()).send().await.unwrap().execution_arn;
             loop {
                 let d = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
@@ -171,7 +171,7 @@ async fn main() {
     let (local, local_wall) = run_closed_loop(orders, in_flight, move |_| {
         let app = shopper.clone();
         async move {
-            let body = r#"{"currency":"EUR","paymentToken":"tok_visa","lines":[{"sku":"MUG","quantity":1}]}"#;
+            let body = r#"{"currency":"EUR","paymentToken":"pm_card_visa","lines":[{"sku":"MUG","quantity":1}]}"#;
             let started = Instant::now();
             let placed = app.request("bench", "POST", "/v1/orders", Some(body)).await.expect("answer");
             let id = serde_json::from_str::<Value>(&placed.body).unwrap()["orderId"].as_str().unwrap().to_owned();

@@ -84,7 +84,7 @@ async fn queue_backlog(app: &LocalApp, n: usize) {
 /// execution exists.
 async fn time_to_saga(app: &LocalApp, express: bool) -> (Duration, Duration) {
     let body = format!(
-        r#"{{"currency":"EUR","paymentToken":"tok_visa","express":{express},"lines":[{{"sku":"TEE","quantity":1}}]}}"#
+        r#"{{"currency":"EUR","paymentToken":"pm_card_visa","express":{express},"lines":[{{"sku":"TEE","quantity":1}}]}}"#
     );
     let started = Instant::now();
     let placed = app

@@ -54,9 +54,10 @@ enum Command {
         /// --parameter StandardIntakeConcurrency=2.
         #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_parameter)]
         parameters: Vec<(String, String)>,
-        /// Make the sandbox payment provider answer with this latency, P50,P99 (e.g.
-        /// 300ms,2s; a log-normal between them), as a card provider does: charges then
-        /// queue as in production. Sets the PaymentSandboxLatency parameter.
+        /// Make the payment provider answer with this latency, P50,P99 (e.g. 300ms,2s;
+        /// a log-normal between them), as a card provider does: charges then queue as
+        /// in production. Delays the Stripe emulator, or sets the sandbox's
+        /// PaymentSandboxLatency parameter.
         #[arg(long, value_name = "P50,P99", value_parser = parse_latency)]
         payment_latency: Option<String>,
     },
@@ -119,8 +120,10 @@ enum Command {
         /// Orders a second to start; without it, as fast as the API admits.
         #[arg(long)]
         rate: Option<f64>,
-        /// The card every order pays with (sandbox tokens: tok_visa, tok_decline, ...).
-        #[arg(long, default_value = "tok_visa")]
+        /// The card every order pays with: a Stripe test payment method
+        /// (pm_card_visa, pm_card_visa_chargeDeclined, ...), which the sandbox takes
+        /// too, or a sandbox token (tok_flaky, tok_timeout, ...).
+        #[arg(long, default_value = "pm_card_visa")]
         card: String,
         /// How long orders may take to end after the last is placed, e.g. 10m.
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
@@ -219,9 +222,9 @@ const DEMO_CUSTOMER: &str = "demo";
 
 async fn demo(app: &LocalApp) -> bool {
     let cases = [
-        ("MUG", 1, "tok_visa", "CONFIRMED"),
-        ("CAP", 1, "tok_visa", "CANCELLED"),
-        ("TEE", 1, "tok_decline", "CANCELLED"),
+        ("MUG", 1, "pm_card_visa", "CONFIRMED"),
+        ("CAP", 1, "pm_card_visa", "CANCELLED"),
+        ("TEE", 1, "pm_card_visa_chargeDeclined", "CANCELLED"),
     ];
     let mut all_as_expected = true;
     println!("\ndemo orders:");
@@ -292,12 +295,9 @@ async fn main() -> ExitCode {
             stack_name,
             root,
             demo: run_demo,
-            mut parameters,
+            parameters,
             payment_latency,
         } => {
-            if let Some(latency) = payment_latency {
-                parameters.push(("PaymentSandboxLatency".into(), latency));
-            }
             let options = LocalOptions {
                 root,
                 endpoint,
@@ -307,6 +307,7 @@ async fn main() -> ExitCode {
                 seed,
                 stack_name,
                 parameters: parameters.into_iter().collect(),
+                payment_latency,
                 ..LocalOptions::default()
             };
             let app = match LocalApp::start(options).await {

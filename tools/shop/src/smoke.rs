@@ -1,6 +1,7 @@
 //! `shop smoke`: proves a fresh deploy (or a running `shop local`) works end to end,
 //! as a shopper and an operator would see it: through the public API with a real
-//! token, a sandbox card that confirms and one that must compensate, each order
+//! token, a Stripe test card that confirms and one that is declined (the sandbox
+//! takes both), each order
 //! followed to its end and checked with the invariants `shop saga show` uses.
 
 use local_runtime::http_client::HttpClient;
@@ -184,10 +185,10 @@ pub async fn run(ops: &Ops, options: &SmokeOptions) -> Vec<Step> {
         client: HttpClient::default(),
         steps: Vec::new(),
     };
-    if run.order("an order", "tok_visa", "CONFIRMED", None).await {
+    if run.order("an order", "pm_card_visa", "CONFIRMED", None).await {
         run.order(
             "an order that must compensate",
-            "tok_decline_smoke",
+            "pm_card_visa_chargeDeclined",
             "CANCELLED",
             Some("PaymentDeclined"),
         )

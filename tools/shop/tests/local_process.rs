@@ -189,7 +189,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let (status, _, placed) = call(
         "POST",
         &format!("{api}/v1/orders"),
-        Some(order("MUG", 2, "tok_visa")),
+        Some(order("MUG", 2, "pm_card_visa")),
         &[("idempotency-key", "bb-1"), bb],
     )
     .await;
@@ -197,7 +197,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let (status, headers, again) = call(
         "POST",
         &format!("{api}/v1/orders"),
-        Some(order("MUG", 2, "tok_visa")),
+        Some(order("MUG", 2, "pm_card_visa")),
         &[("idempotency-key", "bb-1"), bb],
     )
     .await;
@@ -221,7 +221,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let (_, _, sold_out) = call(
         "POST",
         &format!("{api}/v1/orders"),
-        Some(order("CAP", 1, "tok_visa")),
+        Some(order("CAP", 1, "pm_card_visa")),
         &[bb],
     )
     .await;
@@ -236,7 +236,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let (status, _, problem) = call(
         "POST",
         &format!("{api}/v1/orders"),
-        Some(order("MUG", 0, "tok_visa")),
+        Some(order("MUG", 0, "pm_card_visa")),
         &[bb],
     )
     .await;
@@ -434,7 +434,7 @@ async fn functions_under_cargo_lambda_watch_run_inside_the_local_wiring() {
     let (status, _, placed) = call(
         "POST",
         &format!("{}/v1/orders", app.api),
-        Some(order("TEE", 1, "tok_visa")),
+        Some(order("TEE", 1, "pm_card_visa")),
         &[("authorization", &bearer)],
     )
     .await;
@@ -489,7 +489,7 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
     let (status, headers, placed) = call(
         "POST",
         &orders,
-        Some(order("MUG", 1, "tok_visa")),
+        Some(order("MUG", 1, "pm_card_visa")),
         &[key, ("authorization", &alice)],
     )
     .await;
@@ -497,7 +497,7 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
     let (status, bob_headers, bobs) = call(
         "POST",
         &orders,
-        Some(order("MUG", 1, "tok_visa")),
+        Some(order("MUG", 1, "pm_card_visa")),
         &[key, ("authorization", &bob)],
     )
     .await;
@@ -545,7 +545,7 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
         let (status, _, more) = call(
             "POST",
             &orders,
-            Some(order("TEE", 1, "tok_visa")),
+            Some(order("TEE", 1, "pm_card_visa")),
             &[("authorization", &alice)],
         )
         .await;
@@ -643,7 +643,7 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
             .map(|b| ("authorization", b.as_str()))
             .collect();
         let (status, h, body) =
-            call("POST", &orders, Some(order("MUG", 1, "tok_visa")), &headers).await;
+            call("POST", &orders, Some(order("MUG", 1, "pm_card_visa")), &headers).await;
         assert_eq!(status, 401, "{case}: {body}");
         assert_eq!(body, json!({"message": "Unauthorized"}), "{case}");
         if case != "no token" {
@@ -739,6 +739,8 @@ async fn a_rush_on_one_hot_item_sells_out_exactly_and_every_order_ends_as_the_sh
             "1s,4s",
             "--parameter",
             "MaxOrderWaitSeconds=600",
+            "--parameter",
+            "PaymentProvider=sandbox",
         ],
     )
     .await;
@@ -800,6 +802,8 @@ async fn a_provider_outage_is_waited_out_and_nothing_reaches_the_human_queue() {
         &stack,
         &[
             "--parameter",
+            "PaymentProvider=sandbox",
+            "--parameter",
             "MaxOrderWaitSeconds=90",
             "--parameter",
             "CompensationRetrySeconds=2",
@@ -815,7 +819,7 @@ async fn a_provider_outage_is_waited_out_and_nothing_reaches_the_human_queue() {
         if i % 4 == 0 {
             "tok_timeout"
         } else {
-            "tok_visa"
+            "pm_card_visa"
         }
     });
     let placing = cards.map(|card| {
@@ -840,7 +844,7 @@ async fn a_provider_outage_is_waited_out_and_nothing_reaches_the_human_queue() {
     }
     for (card, id, end) in &ends {
         match *card {
-            "tok_visa" => assert_eq!(end["status"], "CONFIRMED", "{id}: {end}"),
+            "pm_card_visa" => assert_eq!(end["status"], "CONFIRMED", "{id}: {end}"),
             _ => {
                 assert_eq!(end["status"], "CANCELLED", "{id}: {end}");
                 assert_eq!(end["cancelReason"], "OrderExpired", "{id}: {end}");
