@@ -38,7 +38,7 @@ What Stripe does that no emulator does on its own, switched on for the tests tha
 it:
 - latency: `--latency-ms P50,P99` delays every API answer by a log-normal draw with
   those percentiles (`shop local --payment-latency`);
-- failures: `POST /_shop/faults {"status": 429|500|503, "count": N}` answers the next N
+- failures: `POST /_config/faults {"status": 429|500|503, "count": N}` answers the next N
   API requests with that status and Stripe's error body (`rate_limit_error`,
   `api_error`), before they reach the emulator, so nothing is saved for their keys.
 
@@ -316,7 +316,7 @@ def build_app(latency=None):
     ours += [idempotency.middleware, card_errors]
     for i, middleware in enumerate(ours):
         app.middlewares.insert(i, middleware)
-    app.router.add_post("/_shop/faults", faults.configure)
+    app.router.add_post("/_config/faults", faults.configure)
     return app
 
 

@@ -159,7 +159,7 @@ class Differences(unittest.TestCase):
     def test_injected_failures_answer_as_stripe_and_save_nothing(self):
         for status, kind in [(429, "rate_limit_error"), (503, "api_error")]:
             with self.subTest(status):
-                code, _, _ = self.stripe.call("POST", "/_shop/faults",
+                code, _, _ = self.stripe.call("POST", "/_config/faults",
                                               json_body={"status": status, "count": 1})
                 self.assertEqual(code, 200)
                 code, headers, body = self.stripe.authorize(idempotency_key=f"fault-{status}")
@@ -167,7 +167,7 @@ class Differences(unittest.TestCase):
                 code, _, body = self.stripe.authorize(idempotency_key=f"fault-{status}")
                 self.assertEqual((code, body["status"]), (200, "requires_capture"),
                                  "the retry with the same key goes through")
-        code, _, _ = self.stripe.call("POST", "/_shop/faults", json_body={"status": 418})
+        code, _, _ = self.stripe.call("POST", "/_config/faults", json_body={"status": 418})
         self.assertEqual(code, 400)
 
     def test_latency_has_the_percentiles_asked_for(self):

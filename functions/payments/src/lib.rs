@@ -7,11 +7,11 @@ pub mod breaker;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use payment_sandbox::{Latency, SandboxProvider};
 use payment_stripe::StripeProvider;
-use shop_domain::payment::{InvalidProviderKey, ProviderKey};
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
 use shop_domain::commands::{Envelope, PaymentCommand, TaskError};
 use shop_domain::payment::PaymentService;
+use shop_domain::payment::{InvalidProviderKey, ProviderKey};
 use shop_domain::ports::{
     EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
 };
@@ -168,9 +168,9 @@ pub enum InitError {
     /// The secret's value is not a usable key.
     #[error(transparent)]
     Key(#[from] InvalidProviderKey),
-    /// The Stripe key could not be read.
+    /// The Stripe provider could not be built (its key, its TLS client).
     #[error(transparent)]
-    StripeKey(#[from] payment_stripe::KeyError),
+    Stripe(#[from] payment_stripe::ConnectError),
 }
 
 /// The provider key in Secrets Manager, read at cold start and again when Stripe

@@ -219,5 +219,4 @@ mod tests {
         assert!(ProviderKey::new("k".repeat(256)).is_ok());
         assert!(ProviderKey::new("k".repeat(257)).is_err());
     }
-
 }

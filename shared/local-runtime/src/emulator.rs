@@ -32,7 +32,11 @@ pub struct Emulator {
 fn requirement(root: &Path, package: &str) -> String {
     std::fs::read_to_string(root.join("scripts/requirements.txt"))
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with(package)).map(str::to_owned))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with(package))
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| package.to_owned())
 }
 
@@ -132,7 +136,6 @@ async fn spawn_ready(
         .args(args)
         .arg("--ready-file")
         .arg(&ready)
-        .current_dir(state_dir)
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file)

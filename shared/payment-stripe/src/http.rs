@@ -22,17 +22,17 @@ pub struct StripeHttp {
 impl StripeHttp {
     /// A client of `base` (`https://api.stripe.com`, or a local emulator's `http://`
     /// URL) whose calls each end within `timeout`.
-    pub fn new(base: &str, timeout: Duration) -> Self {
+    pub fn new(base: &str, timeout: Duration) -> Result<Self, rustls::Error> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
             .https_or_http()
             .enable_http1()
             .build();
-        Self {
+        Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             timeout,
             client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+        })
     }
 
     /// Sends one request. A timeout is `Timeout` (the outcome is unknown); a failed

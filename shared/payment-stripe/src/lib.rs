@@ -34,7 +34,7 @@ pub const API_VERSION: &str = "2026-09-30.endive";
 /// Stripe's API, when `STRIPE_API_BASE` does not point elsewhere (localstripe).
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 
-/// The shortest time between two reads of the key after Stripe refused it: a key
+/// The shortest time between two re-reads of the key after Stripe refused it: a key
 /// rotated in Secrets Manager is picked up by the first 401, and a key that is simply
 /// wrong does not turn every call into a secrets read.
 pub const KEY_REREAD_INTERVAL: Duration = Duration::from_secs(30);
@@ -43,6 +43,17 @@ pub const KEY_REREAD_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 #[error("reading the Stripe secret key failed")]
 pub struct KeyError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// The Stripe provider could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The secret key could not be read.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The TLS configuration was refused.
+    #[error("the TLS client could not be configured")]
+    Tls(#[source] rustls::Error),
+}
 
 /// Where the secret key lives (Secrets Manager in the payments function). Read once
 /// at start and again when Stripe answers 401, so a rotated key is used without a
@@ -141,10 +152,10 @@ impl Answer {
     }
 }
 
-/// The held key and when it was read.
+/// The held key and when it was last read again after a 401.
 struct HeldKey {
     key: ProviderKey,
-    read_at: Instant,
+    reread_at: Option<Instant>,
 }
 
 /// Stripe, reached with a secret key from a [`KeySource`].
@@ -166,14 +177,15 @@ impl StripeProvider {
         base: &str,
         timeout: Duration,
         keys: Arc<dyn KeySource>,
-    ) -> Result<Self, KeyError> {
+    ) -> Result<Self, ConnectError> {
+        let http = StripeHttp::new(base, timeout).map_err(ConnectError::Tls)?;
         let key = keys.read().await?;
         Ok(Self {
-            http: StripeHttp::new(base, timeout),
+            http,
             keys,
             key: RwLock::new(HeldKey {
                 key,
-                read_at: Instant::now(),
+                reread_at: None,
             }),
         })
     }
@@ -186,15 +198,16 @@ impl StripeProvider {
             .clone()
     }
 
-    /// Reads the key again if the held one is older than [`KEY_REREAD_INTERVAL`];
-    /// returns whether a different key is now held.
+    /// Reads the key again unless it was re-read less than [`KEY_REREAD_INTERVAL`]
+    /// ago; returns whether a different key is now held.
     async fn reread_key(&self, refused: &ProviderKey) -> bool {
         let stale = {
             let held = self.key.read().unwrap_or_else(|p| p.into_inner());
             if held.key != *refused {
                 return true;
             }
-            held.read_at.elapsed() >= KEY_REREAD_INTERVAL
+            held.reread_at
+                .is_none_or(|at| at.elapsed() >= KEY_REREAD_INTERVAL)
         };
         if !stale {
             return false;
@@ -210,12 +223,16 @@ impl StripeProvider {
                 );
                 *self.key.write().unwrap_or_else(|p| p.into_inner()) = HeldKey {
                     key,
-                    read_at: Instant::now(),
+                    reread_at: Some(Instant::now()),
                 };
                 changed
             }
             Err(e) => {
                 tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "re-reading the Stripe key failed");
+                self.key
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .reread_at = Some(Instant::now());
                 false
             }
         }
@@ -300,7 +317,11 @@ impl PaymentProvider for StripeProvider {
         }
     }
 
-    async fn capture(&self, payment_id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
+    async fn capture(
+        &self,
+        payment_id: &str,
+        request: &ChargeRequest,
+    ) -> Result<(), ProviderError> {
         let answer = self
             .send(
                 ::http::Method::POST,

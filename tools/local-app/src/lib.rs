@@ -110,7 +110,8 @@ pub enum LocalError {
     #[error("cannot put the local Stripe key in {0}")]
     StripeKey(
         String,
-        #[source] aws_sdk_secretsmanager::error::SdkError<
+        #[source]
+        aws_sdk_secretsmanager::error::SdkError<
             aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError,
         >,
     ),
@@ -176,7 +177,10 @@ fn write_env_file(path: &PathBuf, endpoint: &str, stack: &Stack) -> Result<(), L
 
 /// Puts [`LOCAL_STRIPE_KEY`] in the payments function's provider key secret, as an
 /// operator connecting a Stripe account puts the account's secret key there.
-async fn put_local_stripe_key(sdk: &aws_config::SdkConfig, stack: &Stack) -> Result<(), LocalError> {
+async fn put_local_stripe_key(
+    sdk: &aws_config::SdkConfig,
+    stack: &Stack,
+) -> Result<(), LocalError> {
     let Some(secret) = stack
         .functions
         .get("PaymentsFunction")
@@ -184,7 +188,8 @@ async fn put_local_stripe_key(sdk: &aws_config::SdkConfig, stack: &Stack) -> Res
     else {
         return Ok(());
     };
-    let value = serde_json::json!({ "provider": "stripe", payments::PROVIDER_KEY_FIELD: LOCAL_STRIPE_KEY });
+    let value =
+        serde_json::json!({ "provider": "stripe", payments::PROVIDER_KEY_FIELD: LOCAL_STRIPE_KEY });
     aws_sdk_secretsmanager::Client::new(sdk)
         .put_secret_value()
         .secret_id(secret)

@@ -246,8 +246,10 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     let provider = runtime
         .block_on(payments::provider(&sdk, &config))
         .expect("payments");
-    let payments =
-        payments::Payments::new(&config, payments::Ports::aws(&sdk, &config, provider.port()));
+    let payments = payments::Payments::new(
+        &config,
+        payments::Ports::aws(&sdk, &config, provider.port()),
+    );
     let config = fulfilment::Config::from_env(env).expect("fulfilment");
     let fulfilment = fulfilment::Fulfilment::new(fulfilment::Ports::aws(&sdk, &config));
     let config = orphan_sweeper::Config::from_env(env).expect("orphan-sweeper");

@@ -185,7 +185,10 @@ pub async fn run(ops: &Ops, options: &SmokeOptions) -> Vec<Step> {
         client: HttpClient::default(),
         steps: Vec::new(),
     };
-    if run.order("an order", "pm_card_visa", "CONFIRMED", None).await {
+    if run
+        .order("an order", "pm_card_visa", "CONFIRMED", None)
+        .await
+    {
         run.order(
             "an order that must compensate",
             "pm_card_visa_chargeDeclined",

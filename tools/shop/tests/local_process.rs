@@ -642,8 +642,13 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
             .iter()
             .map(|b| ("authorization", b.as_str()))
             .collect();
-        let (status, h, body) =
-            call("POST", &orders, Some(order("MUG", 1, "pm_card_visa")), &headers).await;
+        let (status, h, body) = call(
+            "POST",
+            &orders,
+            Some(order("MUG", 1, "pm_card_visa")),
+            &headers,
+        )
+        .await;
         assert_eq!(status, 401, "{case}: {body}");
         assert_eq!(body, json!({"message": "Unauthorized"}), "{case}");
         if case != "no token" {
