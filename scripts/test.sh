@@ -19,6 +19,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "emulator: every moto internal local/moto_server.py patches, and its middleware"
 python local/test_moto_server.py
 
+step "emulator: every difference local/stripe_server.py fixes between localstripe and Stripe"
+python local/test_stripe_server.py
+
 step "state machine definition (asl-validator)"
 asl="$(npx --no-install asl-validator --json-path statemachine/order-saga.asl.json 2>&1)"
 echo "$asl"

@@ -812,7 +812,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             status.insert(order.order_id.clone(), o.status);
         }
         let mut problems = report.violations.clone();
-        let net = app.sandbox.net_captured(&id);
+        let net = app.sandbox().net_captured(&id);
         accounted += net;
         if let Some(money) = report.order.as_ref().and_then(|o| check_money(o, net)) {
             problems.push(money.to_string());
@@ -855,7 +855,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             ));
         }
     }
-    violations.extend(unaccounted_money(&app.sandbox.books(), accounted));
+    violations.extend(unaccounted_money(&app.sandbox().books(), accounted));
     for (sku, start) in &start_levels {
         let level = app.stock(sku).await;
         let sold = sold.get(sku).copied().unwrap_or(0);

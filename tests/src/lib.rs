@@ -77,8 +77,6 @@ pub struct App {
     /// The stack as `shop local` runs it: its resources (`stack`), SDK configuration
     /// (`sdk`), token issuer (`issuer`) and HTTP API (`http`).
     local: LocalApp,
-    /// The sandbox payment provider the payments function uses.
-    pub sandbox: Arc<SandboxProvider>,
     /// Every SQS body delivered to a function.
     pub recording: Arc<Recording>,
     tap_queue: String,
@@ -220,11 +218,19 @@ impl App {
             .expect("the invoker layer ran");
         let tap_queue = tap_every_event(&local.sdk, &local.stack).await;
         App {
-            sandbox: local.sandbox.clone().expect("functions run in process"),
             recording,
             tap_queue,
             local,
         }
+    }
+
+    /// The sandbox payment provider the payments function uses (the test default;
+    /// a stack started with PaymentProvider=stripe has none).
+    pub fn sandbox(&self) -> &SandboxProvider {
+        self.local
+            .sandbox
+            .as_deref()
+            .expect("a stack paying through the sandbox, in process")
     }
 
     /// A bearer token of `customer` from the stack's issuer, valid for ten minutes.

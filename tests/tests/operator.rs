@@ -701,7 +701,7 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
     );
     let mug = app.stock("MUG").await;
     assert_eq!((mug.available, mug.reserved), (100, 0));
-    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
+    assert_eq!(app.sandbox().net_captured(&OrderId::parse(&id).unwrap()), 0);
     let report = saga::show(&ops, &id).await.unwrap();
     assert_eq!(report.runs.len(), 2);
     assert!(report.violations.is_empty(), "{:?}", report.violations);
@@ -736,7 +736,7 @@ async fn a_replayed_charge_for_a_cancelled_order_never_reaches_the_provider() {
         .replace("tok_timeout", "tok_visa");
     assert!(charge.contains("tok_visa"), "{charge}");
     let oid = OrderId::parse(&id).unwrap();
-    let attempts_before = app.sandbox.attempts(&oid);
+    let attempts_before = app.sandbox().attempts(&oid);
     let payments_dlq = ops.queue("PaymentsDLQ").unwrap();
     aws_sdk_sqs::Client::new(&app.sdk)
         .send_message()
@@ -774,12 +774,12 @@ async fn a_replayed_charge_for_a_cancelled_order_never_reaches_the_provider() {
     );
     assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
     assert_eq!(
-        app.sandbox.attempts(&oid),
+        app.sandbox().attempts(&oid),
         attempts_before,
         "the provider was never asked"
     );
     assert!(
-        app.sandbox.books().iter().all(|m| m.order_id != oid),
+        app.sandbox().books().iter().all(|m| m.order_id != oid),
         "nothing captured, nothing given back"
     );
     assert_eq!(depth(&app, &payments_dlq.url).await, 0);

@@ -192,9 +192,9 @@ async fn a_slow_charge_within_its_work_time_is_not_timed_out() {
         LedgerStatus::Captured
     );
     let order_id = OrderId::parse(&id).unwrap();
-    assert_eq!(app.sandbox.net_captured(&order_id), 1250);
+    assert_eq!(app.sandbox().net_captured(&order_id), 1250);
     assert_eq!(
-        app.sandbox.attempts(&order_id),
+        app.sandbox().attempts(&order_id),
         1,
         "one call, never timed out"
     );
@@ -255,8 +255,8 @@ async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
         "the stale Charge was dropped at its receipt, never answered"
     );
     let order_id = OrderId::parse(&id).unwrap();
-    assert_eq!(app.sandbox.attempts(&order_id), 0, "no provider call");
-    assert_eq!(app.sandbox.net_captured(&order_id), 0);
+    assert_eq!(app.sandbox().attempts(&order_id), 0, "no provider call");
+    assert_eq!(app.sandbox().net_captured(&order_id), 0);
     assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
     let mug = app.stock("MUG").await;
     assert_eq!((mug.available, mug.reserved), (100, 0));
@@ -290,8 +290,8 @@ async fn an_order_that_waits_past_the_shops_limit_is_cancelled_for_it_and_never_
         "{order}"
     );
     let order_id = OrderId::parse(&id).unwrap();
-    assert_eq!(app.sandbox.attempts(&order_id), 0);
-    assert_eq!(app.sandbox.net_captured(&order_id), 0);
+    assert_eq!(app.sandbox().attempts(&order_id), 0);
+    assert_eq!(app.sandbox().net_captured(&order_id), 0);
     let mug = app.stock("MUG").await;
     assert_eq!((mug.available, mug.reserved), (100, 0));
 }

@@ -67,7 +67,7 @@ async fn happy_path_confirms_charges_once_and_ships() {
         LedgerStatus::Captured
     );
     assert_eq!(
-        app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
+        app.sandbox().net_captured(&OrderId::parse(&id).unwrap()),
         4499
     );
     assert_eq!(app.wait_execution(&id, WAIT).await.0, "SUCCEEDED");
@@ -160,7 +160,7 @@ async fn declined_card_releases_stock_and_cancels() {
         app.ledger(&id).await.unwrap().status,
         LedgerStatus::Declined
     );
-    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
+    assert_eq!(app.sandbox().net_captured(&OrderId::parse(&id).unwrap()), 0);
     let events = app.events().await;
     assert_eq!(
         types(&events, &id),
@@ -184,11 +184,11 @@ async fn transient_payment_failures_are_retried_to_success() {
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     let oid = OrderId::parse(&id).unwrap();
     assert_eq!(
-        app.sandbox.attempts(&oid),
+        app.sandbox().attempts(&oid),
         3,
         "two transient failures, then success"
     );
-    assert_eq!(app.sandbox.net_captured(&oid), 1250);
+    assert_eq!(app.sandbox().net_captured(&oid), 1250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -206,7 +206,7 @@ async fn payment_timeout_compensates_and_late_commands_are_refused() {
 
     // WHEN the original Charge and Reserve come back late without a saga waiting to
     // drop them at receipt (sent as an operator would, with no task token)
-    let attempts = app.sandbox.attempts(&OrderId::parse(&id).unwrap());
+    let attempts = app.sandbox().attempts(&OrderId::parse(&id).unwrap());
     app.send(
         "PaymentsQueue",
         &format!(r#"{{"command":"Charge","correlationId":"late","orderId":"{id}","amount":50000,"currency":"EUR","paymentToken":"tok_visa"}}"#),
@@ -221,9 +221,9 @@ async fn payment_timeout_compensates_and_late_commands_are_refused() {
     app.wait_consumed("InventoryFunction", "late").await;
     // THEN both are refused by the tombstones: no charge, no stock held
     assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
-    assert_eq!(app.sandbox.net_captured(&OrderId::parse(&id).unwrap()), 0);
+    assert_eq!(app.sandbox().net_captured(&OrderId::parse(&id).unwrap()), 0);
     assert_eq!(
-        app.sandbox.attempts(&OrderId::parse(&id).unwrap()),
+        app.sandbox().attempts(&OrderId::parse(&id).unwrap()),
         attempts,
         "the provider was not called"
     );
@@ -536,7 +536,7 @@ async fn a_message_delivered_twice_starts_one_saga_and_charges_once() {
     let tee = app.stock("TEE").await;
     assert_eq!((tee.available, tee.reserved), (48, 2));
     assert_eq!(
-        app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
+        app.sandbox().net_captured(&OrderId::parse(&id).unwrap()),
         2 * 1999
     );
 }
@@ -687,7 +687,7 @@ async fn hostile_queue_messages_are_dead_lettered_and_nothing_else_breaks() {
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["status"], "CONFIRMED");
     assert_eq!(
-        app.sandbox.net_captured(&OrderId::parse(&id).unwrap()),
+        app.sandbox().net_captured(&OrderId::parse(&id).unwrap()),
         2500
     );
     assert_eq!(app.stock("MUG").await.reserved, 2);

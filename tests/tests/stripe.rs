@@ -1,0 +1,173 @@
+//! Real money's path end to end: the stack as `shop local` runs it by default, paying
+//! through the Stripe adapter against localstripe wrapped as Stripe answers. Each test
+//! reads what Stripe holds (PaymentIntents, refunds) besides the order and the ledger.
+
+use async_trait::async_trait;
+use e2e::App;
+use local_runtime::http_client::HttpClient;
+use serde_json::Value;
+use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError, Released};
+use shop_domain::ports::PaymentProvider;
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn stripe_app() -> App {
+    App::start_configured(|_| {}, &[("PaymentProvider", "stripe")]).await
+}
+
+/// GET on the Stripe emulator with the key `shop local` gave the stack.
+async fn stripe_get(app: &App, path: &str) -> Value {
+    let url = app
+        .stripe_url
+        .as_deref()
+        .expect("the stack pays through Stripe");
+    let (status, _, body) = HttpClient::default()
+        .send_with_headers(
+            "GET",
+            &format!("{url}{path}"),
+            Vec::new(),
+            &[(
+                "authorization",
+                &format!("Bearer {}", local_app::LOCAL_STRIPE_KEY),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Every PaymentIntent Stripe holds for an order (by its metadata).
+async fn intents_of(app: &App, order_id: &str) -> Vec<Value> {
+    let all = stripe_get(app, "/v1/payment_intents").await;
+    all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pi| pi["metadata"]["order_id"] == order_id)
+        .cloned()
+        .collect()
+}
+
+fn order_id(placed: &Value) -> String {
+    placed["orderId"].as_str().expect("order id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_confirmed_order_is_authorized_then_captured_exactly_once() {
+    let app = stripe_app().await;
+    let (r, placed) = app.place(&[("MUG", 2)], "pm_card_visa", None).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = order_id(&placed);
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    let ledger = app.ledger(&id).await.expect("a ledger record");
+    assert_eq!(ledger.status, LedgerStatus::Captured);
+    let intents = intents_of(&app, &id).await;
+    assert_eq!(intents.len(), 1, "one PaymentIntent: {intents:?}");
+    let intent = &intents[0];
+    assert_eq!(ledger.charge_id.as_deref(), intent["id"].as_str());
+    assert_eq!(intent["status"], "succeeded");
+    assert_eq!(intent["capture_method"], "manual");
+    assert_eq!(intent["amount"], order["total"]);
+    assert_eq!(intent["latest_charge"]["captured"], true);
+    let refunds = stripe_get(
+        &app,
+        &format!(
+            "/v1/refunds?payment_intent={}",
+            intent["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(refunds["data"].as_array().map(Vec::len), Some(0));
+    let shipped_by = std::time::Instant::now() + Duration::from_secs(20);
+    while !app.shipment_exists(&id).await {
+        assert!(
+            std::time::Instant::now() < shipped_by,
+            "no shipment for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declined_card_cancels_the_order_with_stripes_decline_code_and_holds_nothing() {
+    let app = stripe_app().await;
+    let (_, placed) = app
+        .place(
+            &[("MUG", 1)],
+            "pm_card_visa_chargeDeclinedInsufficientFunds",
+            None,
+        )
+        .await;
+    let id = order_id(&placed);
+    let order = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(order["status"], "CANCELLED", "{order}");
+    assert_eq!(order["cancelReason"], "PaymentDeclined", "{order}");
+    let ledger = app.ledger(&id).await.expect("a ledger record");
+    assert_eq!(ledger.status, LedgerStatus::Declined);
+    assert_eq!(ledger.decline_code.as_deref(), Some("insufficient_funds"));
+    let events = app.events().await;
+    let declined: Vec<_> = App::for_order(&events, &id)
+        .into_iter()
+        .filter(|(t, _)| *t == "PaymentDeclined")
+        .collect();
+    assert!(!declined.is_empty(), "PaymentDeclined published");
+    assert_eq!(declined[0].1["reason"], "insufficient_funds");
+    let intents = intents_of(&app, &id).await;
+    assert!(
+        intents
+            .iter()
+            .all(|pi| pi["status"] == "requires_payment_method"),
+        "nothing authorized: {intents:?}"
+    );
+    let mug = app.stock("MUG").await;
+    assert_eq!(mug.reserved, 0, "the stock went back");
+}
+
+/// Stripe refuses every capture (as it does one of an authorization that expired).
+struct CaptureRefused(Arc<dyn PaymentProvider>);
+
+#[async_trait]
+impl PaymentProvider for CaptureRefused {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        self.0.authorize(request).await
+    }
+    async fn capture(&self, _: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
+        Err(ProviderError::Refused(
+            "Stripe answered 400 (invalid_request_error, charge_expired_for_capture)".into(),
+        ))
+    }
+    async fn release(
+        &self,
+        id: Option<&str>,
+        request: &ChargeRequest,
+    ) -> Result<Released, ProviderError> {
+        self.0.release(id, request).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_that_fails_after_authorization_is_voided_never_captured() {
+    // GIVEN a stack whose captures Stripe refuses
+    let app = App::start_configured(
+        |ports| ports.payments.provider = Arc::new(CaptureRefused(ports.payments.provider.clone())),
+        &[("PaymentProvider", "stripe")],
+    )
+    .await;
+    // WHEN an order's card is authorized and its capture refused
+    let (_, placed) = app.place(&[("TEE", 1)], "pm_card_visa", None).await;
+    let id = order_id(&placed);
+    let order = app.wait_terminal(&id, WAIT).await;
+    // THEN the order is cancelled and the authorization voided: no capture, no refund
+    assert_eq!(order["status"], "CANCELLED", "{order}");
+    assert_eq!(order["cancelReason"], "PaymentRefused", "{order}");
+    let intents = intents_of(&app, &id).await;
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(intents[0]["status"], "canceled", "{intents:?}");
+    assert_eq!(intents[0]["latest_charge"]["captured"], false);
+    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
+    assert_eq!(app.stock("TEE").await.reserved, 0);
+}
