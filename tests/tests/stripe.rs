@@ -171,3 +171,64 @@ async fn an_order_that_fails_after_authorization_is_voided_never_captured() {
     assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
     assert_eq!(app.stock("TEE").await.reserved, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_payment_method_travels_in_the_saga_its_queues_or_its_events() {
+    // GIVEN a confirmed order and one whose capture is refused (compensated)
+    let app = App::start_configured(
+        |ports| ports.payments.provider = Arc::new(CaptureRefused(ports.payments.provider.clone())),
+        &[("PaymentProvider", "stripe")],
+    )
+    .await;
+    let (_, placed) = app.place(&[("MUG", 1)], "pm_card_visa", None).await;
+    let id = order_id(&placed);
+    assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CANCELLED");
+    // THEN the execution's input and history, every message any function received,
+    // every event and the compensation work queue name the order, never its method
+    let sfn = aws_sdk_sfn::Client::new(&app.sdk);
+    let arn = shop_aws::saga::execution_arn(&app.stack.state_machines["OrderSaga"], &id);
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(&arn)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    // The SDK redacts inputs and outputs from Debug: read each one.
+    let mut seen: Vec<String> = Vec::new();
+    for e in history.events() {
+        seen.extend(
+            [
+                e.execution_started_event_details().and_then(|d| d.input()),
+                e.state_entered_event_details().and_then(|d| d.input()),
+                e.state_exited_event_details().and_then(|d| d.output()),
+                e.task_scheduled_event_details().map(|d| d.parameters()),
+                e.task_succeeded_event_details().and_then(|d| d.output()),
+                e.task_failed_event_details().and_then(|d| d.cause()),
+                e.execution_succeeded_event_details()
+                    .and_then(|d| d.output()),
+            ]
+            .into_iter()
+            .flatten()
+            .map(str::to_owned),
+        );
+    }
+    assert!(seen.iter().any(|e| e.contains(&id)), "the history is read");
+    for function in app.stack.functions.keys() {
+        seen.extend(app.recording_bodies(function));
+    }
+    seen.extend(app.events().await.iter().map(Value::to_string));
+    seen.extend(
+        app.drain("CompensationQueue")
+            .await
+            .iter()
+            .map(Value::to_string),
+    );
+    let leaks: Vec<_> = seen.iter().filter(|s| s.contains("pm_card")).collect();
+    assert!(leaks.is_empty(), "payment method found: {leaks:?}");
+    // The payments service's own table keeps it, for a charge of unknown outcome.
+    assert_eq!(
+        app.ledger(&id).await.unwrap().payment_method.as_deref(),
+        Some("pm_card_visa")
+    );
+}

@@ -9,11 +9,13 @@ use payment_sandbox::{Latency, SandboxProvider};
 use payment_stripe::StripeProvider;
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
+use shop_domain::OrderId;
+use shop_domain::commands::TaskFailure;
 use shop_domain::commands::{Envelope, PaymentCommand, TaskError};
 use shop_domain::payment::PaymentService;
 use shop_domain::payment::{InvalidProviderKey, ProviderKey};
 use shop_domain::ports::{
-    EventPublisher, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
+    EventPublisher, PaymentLedger, PaymentMethods, PaymentProvider, PortError, TaskCallbacks,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -62,6 +64,8 @@ impl std::str::FromStr for ProviderKind {
 pub struct Config {
     /// `PAYMENTS_TABLE`: the ledger.
     pub payments_table: String,
+    /// `ORDERS_TABLE`: where an order's payment method is read.
+    pub orders_table: String,
     /// `EVENT_BUS_NAME`: where payment events are published.
     pub event_bus_name: String,
     /// `PAYMENT_PROVIDER` (`stripe` or `sandbox`, default `stripe`).
@@ -89,6 +93,7 @@ impl Config {
         const WHOLE: &str = "a whole number above 0";
         Ok(Self {
             payments_table: env.required("PAYMENTS_TABLE")?,
+            orders_table: env.required("ORDERS_TABLE")?,
             event_bus_name: env.required("EVENT_BUS_NAME")?,
             provider: env.parsed(
                 "PAYMENT_PROVIDER",
@@ -254,6 +259,8 @@ pub struct Ports {
     pub ledger: Arc<dyn PaymentLedger>,
     /// The card processor, which [`Payments::new`] puts behind the circuit breaker.
     pub provider: Arc<dyn PaymentProvider>,
+    /// Orders' payment methods, which no command carries.
+    pub methods: Arc<dyn PaymentMethods>,
     /// Publishes payment events.
     pub events: Arc<dyn EventPublisher>,
     /// Answers and heartbeats to the saga's task tokens.
@@ -274,6 +281,10 @@ impl Ports {
                 config.payments_table.clone(),
             )),
             provider,
+            methods: Arc::new(shop_aws::orders::DynamoOrderStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.orders_table.clone(),
+            )),
             events: Arc::new(shop_aws::events::EventBridgePublisher::new(
                 aws_sdk_eventbridge::Client::new(sdk),
                 config.event_bus_name.clone(),
@@ -293,6 +304,7 @@ pub const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 pub struct Payments {
     ledger: Arc<dyn PaymentLedger>,
     provider: breaker::GuardedProvider,
+    methods: Arc<dyn PaymentMethods>,
     events: Arc<dyn EventPublisher>,
     callbacks: Arc<dyn TaskCallbacks>,
 }
@@ -304,6 +316,7 @@ impl Payments {
         Self {
             ledger: ports.ledger,
             provider: breaker::GuardedProvider::new(ports.provider, config.breaker),
+            methods: ports.methods,
             events: ports.events,
             callbacks: ports.callbacks,
         }
@@ -317,6 +330,22 @@ impl Payments {
             .provider
             .until(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
         sqs_batch::process_batch(event, |message| self.execute(message, &provider)).await
+    }
+
+    /// The order's payment method, read from the stored order: a missing one is a
+    /// request the provider would refuse, so the saga gives back what it holds.
+    async fn payment_method(&self, order_id: &OrderId) -> Result<String, TaskFailure> {
+        match self.methods.of_order(order_id).await {
+            Ok(Some(method)) if !method.is_empty() => Ok(method),
+            Ok(_) => Err(TaskFailure::new(
+                TaskError::PaymentRefused,
+                format!("order {order_id} has no payment method"),
+            )),
+            Err(e) => Err(TaskFailure::unavailable(
+                TaskError::PaymentProviderUnavailable,
+                &e,
+            )),
+        }
     }
 
     async fn execute(
@@ -346,20 +375,19 @@ impl Payments {
                         order_id,
                         amount,
                         currency,
-                        payment_token,
-                    } => service
-                        .charge(order_id, &correlation_id, *amount, *currency, payment_token)
-                        .await
-                        .inspect_err(|failure| {
-                            if failure.error == TaskError::PaymentDeclined {
-                                observability::emit(
-                                    observability::Metric::PaymentDeclines,
-                                    1.0,
-                                    &[],
-                                );
-                            }
-                        })
-                        .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
+                    } => async {
+                        let method = self.payment_method(order_id).await?;
+                        service
+                            .charge(order_id, &correlation_id, *amount, *currency, &method)
+                            .await
+                    }
+                    .await
+                    .inspect_err(|failure| {
+                        if failure.error == TaskError::PaymentDeclined {
+                            observability::emit(observability::Metric::PaymentDeclines, 1.0, &[]);
+                        }
+                    })
+                    .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
                     PaymentCommand::Refund { order_id, reason } => {
                         tracing::info!(reason = reason.as_deref().unwrap_or(""), "refunding");
                         service
@@ -381,12 +409,14 @@ impl Payments {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use shop_domain::fakes::{FakeCallbacks, FakeEvents, FakeLedger};
+    use shop_domain::Order;
+    use shop_domain::fakes::{FakeCallbacks, FakeEvents, FakeLedger, FakeOrders, pending_order};
 
     /// The configuration the template gives, with `extra` variables set besides.
     pub(crate) fn config(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
         let env: Vec<(&str, &str)> = [
             ("PAYMENTS_TABLE", "payments"),
+            ("ORDERS_TABLE", "orders"),
             ("EVENT_BUS_NAME", "bus"),
             ("PAYMENT_PROVIDER_KEY_SECRET", "secret"),
         ]
@@ -450,8 +480,25 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn charge_answers_with_the_capture_and_decline_by_name() {
+        // GIVEN two stored orders, one paid with a card that declines, and an order
+        // id that names no order
         let callbacks = Arc::new(FakeCallbacks::default());
         let config = config(&[]).unwrap();
+        let orders = FakeOrders::default();
+        let mut ids = Vec::new();
+        for token in ["tok_visa", "tok_decline"] {
+            let order = Order {
+                payment_token: token.into(),
+                ..pending_order("MUG", 1, 100)
+            };
+            ids.push(order.order_id.clone());
+            orders
+                .0
+                .lock()
+                .unwrap()
+                .insert(order.order_id.clone(), order);
+        }
+        ids.push(OrderId::generate());
         let payments = Payments::new(
             &config,
             Ports {
@@ -460,16 +507,18 @@ pub(crate) mod tests {
                     Duration::from_millis(5),
                     ProviderKey::new("sandbox-key-0123456789").unwrap(),
                 )),
+                methods: Arc::new(orders),
                 events: Arc::new(FakeEvents::default()),
                 callbacks: callbacks.clone(),
             },
         );
+        // WHEN a Charge for each arrives: commands carry no payment method
         let mut event = SqsEvent::default();
-        for (i, token) in ["tok_visa", "tok_decline"].iter().enumerate() {
+        for (i, id) in ids.iter().enumerate() {
             let mut m = SqsMessage::default();
             m.message_id = Some(format!("m{i}"));
             m.body = Some(format!(
-                r#"{{"command":"Charge","taskToken":"t{i}","orderId":"ord-{i}","amount":100,"currency":"EUR","paymentToken":"{token}"}}"#
+                r#"{{"command":"Charge","taskToken":"t{i}","orderId":"{id}","amount":100,"currency":"EUR"}}"#
             ));
             event.records.push(m);
         }
@@ -485,9 +534,13 @@ pub(crate) mod tests {
                 .unwrap()
                 .starts_with("pay_sandbox_")
         );
+        // THEN each is answered from its order's method, and one without is refused
         assert_eq!(
             callbacks.failed.lock().unwrap().as_slice(),
-            [("t1".to_string(), "PaymentDeclined".to_string())]
+            [
+                ("t1".to_string(), "PaymentDeclined".to_string()),
+                ("t2".to_string(), "PaymentRefused".to_string())
+            ]
         );
     }
 }

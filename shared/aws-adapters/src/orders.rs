@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use shop_domain::listing::{ListCursor, OrderPage, PageRequest};
-use shop_domain::ports::{CancelOutcome, OrderStore, PendingOrders, PortError};
+use shop_domain::ports::{CancelOutcome, OrderStore, PaymentMethods, PendingOrders, PortError};
 use shop_domain::{CustomerId, Order, OrderId, OrderStatus, StatusChange};
 use std::collections::HashMap;
 
@@ -53,6 +53,28 @@ fn pending_shard(order_id: &OrderId) -> String {
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     (hash % PENDING_SHARDS).to_string()
+}
+
+/// The payments function reads only the order's payment method (GetItem projected to
+/// it), with the one permission that needs.
+#[async_trait]
+impl PaymentMethods for DynamoOrderStore {
+    async fn of_order(&self, order_id: &OrderId) -> Result<Option<String>, PortError> {
+        let (k, v) = Self::key(order_id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .projection_expression("paymentToken")
+            .send()
+            .await
+            .map_err(|e| port_error("orders.payment_method", e))?;
+        Ok(out.item.map(|item| match item.get("paymentToken") {
+            Some(AttributeValue::S(method)) => method.clone(),
+            _ => String::new(),
+        }))
+    }
 }
 
 #[async_trait]

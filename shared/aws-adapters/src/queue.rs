@@ -38,7 +38,8 @@ impl SqsOrderQueue {
 #[async_trait]
 impl OrderQueue for SqsOrderQueue {
     async fn enqueue(&self, order: &Order) -> Result<(), PortError> {
-        let body = serde_json::to_string(order).map_err(|e| port_error("queue.enqueue", e))?;
+        let body = serde_json::to_string(&order.without_payment_method())
+            .map_err(|e| port_error("queue.enqueue", e))?;
         let correlation = MessageAttributeValue::builder()
             .data_type("String")
             .string_value(&order.correlation_id)

@@ -350,6 +350,27 @@ fn order() -> Order {
 }
 
 #[tokio::test]
+async fn the_payments_function_reads_an_orders_payment_method_and_nothing_else() {
+    let (sdk, stack) = stack().await;
+    let store = DynamoOrderStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &stack.tables["OrdersTable"],
+    );
+    let o = order();
+    store.insert(&o).await.unwrap();
+    assert_eq!(
+        PaymentMethods::of_order(&store, &o.order_id).await.unwrap(),
+        Some("tok_visa".to_owned())
+    );
+    assert_eq!(
+        PaymentMethods::of_order(&store, &OrderId::generate())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn orders_round_trip_and_cancel_only_while_cancellable() {
     let (sdk, stack) = stack().await;
     let orders = DynamoOrderStore::new(
@@ -712,16 +733,22 @@ async fn express_orders_take_the_priority_lane() {
         ..order()
     };
     queue.enqueue(&fast).await.unwrap();
-    assert_eq!(receive_one(&sqs, &express).await, Some(fast));
+    assert_eq!(
+        receive_one(&sqs, &express).await,
+        Some(fast.without_payment_method())
+    );
     assert_eq!(receive_one(&sqs, &standard).await, None);
     let slow = order();
     queue.enqueue(&slow).await.unwrap();
-    assert_eq!(receive_one(&sqs, &standard).await, Some(slow));
+    assert_eq!(
+        receive_one(&sqs, &standard).await,
+        Some(slow.without_payment_method())
+    );
     assert_eq!(receive_one(&sqs, &express).await, None);
 }
 
 #[tokio::test]
-async fn queue_carries_the_order_and_its_correlation_id() {
+async fn queue_carries_the_order_and_its_correlation_id_and_never_its_payment_method() {
     let (sdk, stack) = stack().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let url = stack.queues["OrdersQueue"].url.clone();
@@ -739,8 +766,10 @@ async fn queue_carries_the_order_and_its_correlation_id() {
         .await
         .unwrap();
     let message = &received.messages.unwrap()[0];
-    let body: Order = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
-    assert_eq!(body, o);
+    let text = message.body.as_deref().unwrap();
+    assert!(!text.contains(&o.payment_token), "{text}");
+    let body: Order = serde_json::from_str(text).unwrap();
+    assert_eq!(body, o.without_payment_method());
     let attributes = message.message_attributes.as_ref().unwrap();
     assert_eq!(
         attributes["correlationId"].string_value.as_deref(),

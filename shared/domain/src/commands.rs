@@ -224,9 +224,6 @@ impl Command for PaymentCommand {
     fn invalid(&self) -> Option<String> {
         match self {
             Self::Charge { amount: 0, .. } => Some("a charge of 0".into()),
-            Self::Charge { payment_token, .. } if payment_token.is_empty() => {
-                Some("a charge without a payment token".into())
-            }
             _ => None,
         }
     }
@@ -266,7 +263,8 @@ pub enum InventoryCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all_fields = "camelCase")]
 pub enum PaymentCommand {
-    /// Capture the order total.
+    /// Authorize the order total, then capture it. The payment method is not in the
+    /// command: the payments function reads it from the stored order.
     Charge {
         /// Order to charge for.
         order_id: OrderId,
@@ -274,10 +272,9 @@ pub enum PaymentCommand {
         amount: u64,
         /// Currency of the amount.
         currency: Currency,
-        /// Payment method token.
-        payment_token: String,
     },
-    /// Compensation: refund a capture, or void a charge that never happened.
+    /// Compensation: void an authorization, refund a capture, or void a charge that
+    /// never happened.
     Refund {
         /// Order to refund.
         order_id: OrderId,
@@ -494,18 +491,16 @@ mod tests {
             Envelope::<InventoryCommand>::decode(r#"{"command":"Teleport"}"#),
             Err(DecodeError::Json(_))
         ));
-        let charge = |amount: u32, token: &str| {
+        let charge = |amount: u32| {
             Envelope::<PaymentCommand>::decode(&format!(
-                r#"{{"command":"Charge","orderId":"ord-0190a4b2c3d4e5f60718293a4b5c6d7e","amount":{amount},"currency":"EUR","paymentToken":"{token}"}}"#
+                r#"{{"command":"Charge","orderId":"ord-0190a4b2c3d4e5f60718293a4b5c6d7e","amount":{amount},"currency":"EUR"}}"#
             ))
         };
-        assert!(charge(100, "tok").is_ok());
-        for (amount, token) in [(0, "tok"), (100, "")] {
-            assert!(
-                matches!(charge(amount, token), Err(DecodeError::Invalid(_))),
-                "accepted a charge of {amount} with {token:?}"
-            );
-        }
+        assert!(charge(100).is_ok());
+        assert!(
+            matches!(charge(0), Err(DecodeError::Invalid(_))),
+            "accepted a charge of 0"
+        );
     }
 
     #[test]

@@ -105,6 +105,13 @@ impl SagaRuns for FakeRuns {
 pub struct FakeOrders(pub Mutex<HashMap<OrderId, Order>>);
 
 #[async_trait]
+impl PaymentMethods for FakeOrders {
+    async fn of_order(&self, order_id: &OrderId) -> Result<Option<String>, PortError> {
+        Ok(lock(&self.0).get(order_id).map(|o| o.payment_token.clone()))
+    }
+}
+
+#[async_trait]
 impl OrderStore for FakeOrders {
     async fn insert(&self, order: &Order) -> Result<(), PortError> {
         lock(&self.0).insert(order.order_id.clone(), order.clone());

@@ -211,7 +211,10 @@ pub struct Order {
     pub status: OrderStatus,
     /// Every status change, oldest first.
     pub history: Vec<StatusChange>,
-    /// The payment method token the charge will use.
+    /// The payment method the charge will use (a Stripe PaymentMethod id). Kept with
+    /// the stored order only: the intake queue, the saga, its commands and the events
+    /// carry the order id, and the payments function reads the method from here.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub payment_token: String,
     /// Ties logs and events of this order together across services.
     pub correlation_id: String,
@@ -223,6 +226,14 @@ pub struct Order {
 }
 
 impl Order {
+    /// The order as it travels on a queue: everything but its payment method.
+    pub fn without_payment_method(&self) -> Order {
+        Order {
+            payment_token: String::new(),
+            ..self.clone()
+        }
+    }
+
     /// Whether `caller` may see and cancel this order. Everyone else is told the order
     /// does not exist, so order ids cannot be probed.
     pub fn is_owned_by(&self, caller: &CustomerId) -> bool {

@@ -209,6 +209,14 @@ pub trait PaymentLedger: Send + Sync {
     ) -> Result<bool, PortError>;
 }
 
+/// Where the payments function finds an order's payment method: the stored order,
+/// so no queue, saga input or event ever carries it.
+#[async_trait]
+pub trait PaymentMethods: Send + Sync {
+    /// The order's payment method, `None` when there is no such order.
+    async fn of_order(&self, order_id: &OrderId) -> Result<Option<String>, PortError>;
+}
+
 /// A card processor: authorizes, then captures what it authorized, and gives back by
 /// voiding what was not captured or refunding what was. Implemented by the Stripe
 /// adapter (`payment-stripe`) and the sandbox (`payment-sandbox`).

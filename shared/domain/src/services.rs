@@ -200,7 +200,6 @@ pub fn saga_input(order: &Order, limits: WaitLimits) -> Value {
         "lines": order.lines,
         "total": order.total,
         "currency": order.currency,
-        "paymentToken": order.payment_token,
         "correlationId": order.correlation_id,
     })
 }

@@ -326,6 +326,9 @@ async fn the_saga_starts_with_everything_it_needs_about_the_order() {
     assert_eq!(input["total"], 1250);
     assert_eq!(input["currency"], "EUR");
     assert_eq!(input["lines"][0]["sku"], "MUG");
-    assert_eq!(input["paymentToken"], "tok_ok");
+    assert!(
+        input.get("paymentToken").is_none(),
+        "no payment method in the saga: {input}"
+    );
     assert_eq!(input["correlationId"], "c");
 }
