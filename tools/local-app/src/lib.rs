@@ -111,8 +111,10 @@ pub enum LocalError {
     StripeKey(
         String,
         #[source]
-        aws_sdk_secretsmanager::error::SdkError<
-            aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError,
+        Box<
+            aws_sdk_secretsmanager::error::SdkError<
+                aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError,
+            >,
         >,
     ),
 }
@@ -196,7 +198,7 @@ async fn put_local_stripe_key(
         .secret_string(value.to_string())
         .send()
         .await
-        .map_err(|e| LocalError::StripeKey(secret.clone(), e))?;
+        .map_err(|e| LocalError::StripeKey(secret.clone(), Box::new(e)))?;
     Ok(())
 }
 
