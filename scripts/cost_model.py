@@ -54,23 +54,25 @@ HANDLERS = {
 # held and payment pending in one update, then confirmed or cancelled); the
 # idempotency claim and answer; the catalog read (2 items, eventually consistent);
 # a reservation transaction of 2 stock items + 1 reservation item (2 WRU each);
-# the ledger read and two ledger writes; one shipment; the pending index (a GSI write
-# when the order is stored, a GSI delete when MarkPaymentPending takes it out).
-# Transitions: `shop capacity` counts the happy path's from the definition (6);
-# the declined path enters Route, ReserveStock, MarkPaymentPending, ChargePayment,
+# the ledger read by each payment command and its writes (claim, authorized,
+# captured); the order's payment method read by the authorization; one shipment; the
+# pending index (a GSI write when the order is stored, a GSI delete when
+# MarkPaymentPending takes it out).
+# Transitions: `shop capacity` counts the happy path's from the definition (7);
+# the declined path enters Route, ReserveStock, MarkPaymentPending, AuthorizePayment,
 # ReleaseStock, CancelOrder, PublishOrderCancelled (7).
 # Not per order: the orphan sweep's schedule (8,640 runs a month of 4 index Queries
 # each, a few cents a month whatever the traffic).
 # SQS: each message is sent, received and deleted (3 requests); messages: the order,
-# the reserve and charge commands, the outcome event to fulfilment.
+# the reserve, authorize and capture commands, the outcome event to fulfilment.
 PATHS = {
     "happy (confirmed)": {
-        "invocations": {"orders-api": 1, "order-intake": 1, "inventory": 1, "payments": 1, "fulfilment": 1},
+        "invocations": {"orders-api": 1, "order-intake": 1, "inventory": 1, "payments": 2, "fulfilment": 1},
         "http": 1,
-        "sqs": 4 * 3,
-        "wru": 1 + 2 + 2 + 6 + 2 + 1 + 2,
-        "rru": 1 + 1 + 1,
-        "transitions": 6,
+        "sqs": 5 * 3,
+        "wru": 1 + 2 + 2 + 6 + 3 + 1 + 2,
+        "rru": 1 + 2 + 1,
+        "transitions": 7,
         "events": 4,
     },
     "compensating (card declined)": {
@@ -78,7 +80,7 @@ PATHS = {
         "http": 1,
         "sqs": 5 * 3,
         "wru": 1 + 2 + 2 + 6 + 6 + 2 + 2,
-        "rru": 1 + 1 + 1 + 1,
+        "rru": 1 + 1 + 1 + 1 + 1,
         "transitions": 7,
         "events": 5,
     },

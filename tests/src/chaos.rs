@@ -814,7 +814,12 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
         let mut problems = report.violations.clone();
         let net = app.sandbox().net_captured(&id);
         accounted += net;
-        if let Some(money) = report.order.as_ref().and_then(|o| check_money(o, net)) {
+        let held = app.sandbox().open_authorizations(&id);
+        if let Some(money) = report
+            .order
+            .as_ref()
+            .and_then(|o| check_money(o, net, held))
+        {
             problems.push(money.to_string());
         }
         match report.order.as_ref().map(|o| (&o.status, o.history.last())) {

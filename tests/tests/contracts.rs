@@ -89,7 +89,7 @@ fn sample_commands_match_their_schemas_and_decode() {
     assert!(
         !command_violations(
             "PaymentCommand",
-            &[r#"{"command":"Charge","orderId":"ord-1"}"#.into()]
+            &[r#"{"command":"Authorize","orderId":"ord-1"}"#.into()]
         )
         .is_empty()
     );
@@ -531,7 +531,7 @@ fn a_crashed_command_comes_back_while_its_step_still_waits() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 4, "Reserve, Charge, Refund, Release");
+    assert_eq!(checked, 5, "Reserve, Authorize, Capture, Refund, Release");
 }
 
 #[test]

@@ -641,7 +641,7 @@ async fn a_failed_saga_is_listed_shown_and_redriven_to_completion() {
             "Route",
             "ReserveStock",
             "MarkPaymentPending",
-            "ChargePayment",
+            "AuthorizePayment",
             "RefundPayment",
             "WaitToRefund",
             "RefundPayment"

@@ -209,7 +209,7 @@ async fn payment_timeout_compensates_and_late_commands_are_refused() {
     let attempts = app.sandbox().attempts(&OrderId::parse(&id).unwrap());
     app.send(
         "PaymentsQueue",
-        &format!(r#"{{"command":"Charge","correlationId":"late","orderId":"{id}","amount":50000,"currency":"EUR","paymentToken":"tok_visa"}}"#),
+        &format!(r#"{{"command":"Authorize","correlationId":"late","orderId":"{id}","amount":50000,"currency":"EUR"}}"#),
     )
     .await;
     app.send(
@@ -671,7 +671,7 @@ async fn hostile_queue_messages_are_dead_lettered_and_nothing_else_breaks() {
         ("InventoryQueue", r#"{"command":"Reserve","orderId":42,"lines":"MUG"}"#.into()),
         ("InventoryQueue", r#"{"command":"Teleport","orderId":"ord-x"}"#.into()),
         ("InventoryQueue", huge),
-        ("PaymentsQueue", r#"{"command":"Charge","orderId":"ord-01a2040b059d7423bb9e5f0baee65274","amount":-5,"currency":"EUR"}"#.into()),
+        ("PaymentsQueue", r#"{"command":"Authorize","orderId":"ord-01a2040b059d7423bb9e5f0baee65274","amount":-5,"currency":"EUR"}"#.into()),
         ("PaymentsQueue", "[1,2,3]".into()),
         ("OrdersQueue", r#"{"orderId":"ord-1","lines":null}"#.into()),
         ("FulfilmentQueue", r#"{"detail-type":"OrderConfirmed","detail":"nope"}"#.into()),

@@ -362,23 +362,23 @@ impl Payments {
             events: self.events.as_ref(),
         };
         let order_id = match &envelope.command {
-            PaymentCommand::Charge { order_id, .. } | PaymentCommand::Refund { order_id, .. } => {
-                order_id.clone()
-            }
+            PaymentCommand::Authorize { order_id, .. }
+            | PaymentCommand::Capture { order_id }
+            | PaymentCommand::Refund { order_id, .. } => order_id.clone(),
         };
         let span =
             tracing::info_span!("command", correlation_id = %correlation_id, order_id = %order_id);
         async {
             let work = async {
                 match &envelope.command {
-                    PaymentCommand::Charge {
+                    PaymentCommand::Authorize {
                         order_id,
                         amount,
                         currency,
                     } => async {
                         let method = self.payment_method(order_id).await?;
                         service
-                            .charge(order_id, &correlation_id, *amount, *currency, &method)
+                            .authorize(order_id, &correlation_id, *amount, *currency, &method)
                             .await
                     }
                     .await
@@ -387,7 +387,11 @@ impl Payments {
                             observability::emit(observability::Metric::PaymentDeclines, 1.0, &[]);
                         }
                     })
-                    .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
+                    .map(|a| json!({ "chargeId": a.charge_id, "amount": a.amount })),
+                    PaymentCommand::Capture { order_id } => service
+                        .capture(order_id, &correlation_id)
+                        .await
+                        .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
                     PaymentCommand::Refund { order_id, reason } => {
                         tracing::info!(reason = reason.as_deref().unwrap_or(""), "refunding");
                         service
@@ -479,7 +483,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn charge_answers_with_the_capture_and_decline_by_name() {
+    async fn authorize_answers_with_the_authorization_and_decline_by_name() {
         // GIVEN two stored orders, one paid with a card that declines, and an order
         // id that names no order
         let callbacks = Arc::new(FakeCallbacks::default());
@@ -512,13 +516,13 @@ pub(crate) mod tests {
                 callbacks: callbacks.clone(),
             },
         );
-        // WHEN a Charge for each arrives: commands carry no payment method
+        // WHEN an Authorize for each arrives: commands carry no payment method
         let mut event = SqsEvent::default();
         for (i, id) in ids.iter().enumerate() {
             let mut m = SqsMessage::default();
             m.message_id = Some(format!("m{i}"));
             m.body = Some(format!(
-                r#"{{"command":"Charge","taskToken":"t{i}","orderId":"{id}","amount":100,"currency":"EUR"}}"#
+                r#"{{"command":"Authorize","taskToken":"t{i}","orderId":"{id}","amount":100,"currency":"EUR"}}"#
             ));
             event.records.push(m);
         }
@@ -542,5 +546,24 @@ pub(crate) mod tests {
                 ("t2".to_string(), "PaymentRefused".to_string())
             ]
         );
+        // AND the confirmed order's Capture takes what was authorized
+        let authorized = ok[0].1["chargeId"].clone();
+        drop(ok);
+        let mut capture = SqsMessage::default();
+        capture.message_id = Some("m3".into());
+        capture.body = Some(format!(
+            r#"{{"command":"Capture","taskToken":"t3","orderId":"{}"}}"#,
+            ids[0]
+        ));
+        let mut event = SqsEvent::default();
+        event.records.push(capture);
+        let response = payments
+            .handle(event, SystemTime::now() + Duration::from_secs(30))
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+        let ok = callbacks.succeeded.lock().unwrap();
+        assert_eq!(ok[1].0, "t3");
+        assert_eq!(ok[1].1["chargeId"], authorized);
+        assert_eq!(ok[1].1["amount"], 100);
     }
 }

@@ -223,7 +223,7 @@ impl Command for InventoryCommand {
 impl Command for PaymentCommand {
     fn invalid(&self) -> Option<String> {
         match self {
-            Self::Charge { amount: 0, .. } => Some("a charge of 0".into()),
+            Self::Authorize { amount: 0, .. } => Some("an authorization of 0".into()),
             _ => None,
         }
     }
@@ -263,15 +263,20 @@ pub enum InventoryCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all_fields = "camelCase")]
 pub enum PaymentCommand {
-    /// Authorize the order total, then capture it. The payment method is not in the
-    /// command: the payments function reads it from the stored order.
-    Charge {
-        /// Order to charge for.
+    /// Hold the order total on the shopper's payment method. The method is not in
+    /// the command: the payments function reads it from the stored order.
+    Authorize {
+        /// Order to authorize for.
         order_id: OrderId,
         /// Amount in minor units.
         amount: u64,
         /// Currency of the amount.
         currency: Currency,
+    },
+    /// Take what was authorized for a confirmed order.
+    Capture {
+        /// Order whose authorization to capture.
+        order_id: OrderId,
     },
     /// Compensation: void an authorization, refund a capture, or void a charge that
     /// never happened.
@@ -493,13 +498,13 @@ mod tests {
         ));
         let charge = |amount: u32| {
             Envelope::<PaymentCommand>::decode(&format!(
-                r#"{{"command":"Charge","orderId":"ord-0190a4b2c3d4e5f60718293a4b5c6d7e","amount":{amount},"currency":"EUR"}}"#
+                r#"{{"command":"Authorize","orderId":"ord-0190a4b2c3d4e5f60718293a4b5c6d7e","amount":{amount},"currency":"EUR"}}"#
             ))
         };
         assert!(charge(100).is_ok());
         assert!(
             matches!(charge(0), Err(DecodeError::Invalid(_))),
-            "accepted a charge of 0"
+            "accepted an authorization of 0"
         );
     }
 
@@ -613,7 +618,7 @@ mod tests {
     fn a_deadline_that_is_not_a_time_is_refused() {
         let charge = |deadline: &str| {
             Envelope::<PaymentCommand>::decode(&format!(
-                r#"{{"command":"Charge","orderId":"ord-1","amount":1,"currency":"EUR","paymentToken":"t","deadline":"{deadline}"}}"#
+                r#"{{"command":"Authorize","orderId":"ord-1","amount":1,"currency":"EUR","deadline":"{deadline}"}}"#
             ))
         };
         assert!(charge("2026-12-03T12:00:00.000Z").is_ok());

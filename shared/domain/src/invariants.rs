@@ -37,6 +37,12 @@ pub enum Violation {
     /// A cancelled order must keep no money.
     #[error("cancelled, but the card is still charged")]
     CancelledStillCharged,
+    /// A cancelled order must hold nothing on the shopper's card.
+    #[error("cancelled, but its authorization is still held")]
+    CancelledAuthorizationHeld,
+    /// An ended order must leave no authorization held at the provider.
+    #[error("ended, but the provider still holds {0} authorization(s) for it")]
+    AuthorizationLeftOpen(usize),
     /// An order between placed and settled must have a saga moving it.
     #[error("{} and no saga is running for it", .0.as_str())]
     StuckWithoutSaga(OrderStatus),
@@ -71,8 +77,9 @@ pub enum Violation {
 }
 
 /// The invariants one order's records can show: a confirmed order holds its stock and
-/// was captured; a cancelled one holds nothing and kept no money; an order in between
-/// has a saga running.
+/// was captured (the capture follows the confirmation in the same run, so only once
+/// the run has ended); a cancelled one holds nothing, kept no money and holds no
+/// authorization; an order in between has a saga running.
 pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
     let Some(order) = facts.order else {
         return vec![Violation::NotStored];
@@ -84,7 +91,7 @@ pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
             if !facts.stock_held {
                 out.push(Violation::ConfirmedWithoutStock);
             }
-            if !captured {
+            if !captured && !facts.saga_running {
                 out.push(Violation::ConfirmedWithoutCapture);
             }
         }
@@ -95,6 +102,9 @@ pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
             if captured {
                 out.push(Violation::CancelledStillCharged);
             }
+            if facts.ledger == Some(LedgerStatus::Authorized) && !facts.saga_running {
+                out.push(Violation::CancelledAuthorizationHeld);
+            }
         }
         other if !facts.saga_running => out.push(Violation::StuckWithoutSaga(other)),
         _ => {}
@@ -103,9 +113,17 @@ pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
 }
 
 /// The money invariant at the provider, which only the provider's books show: a
-/// confirmed order's total is captured exactly once, a cancelled order keeps nothing.
-pub fn check_money(order: &Order, provider_net: i128) -> Option<Violation> {
+/// confirmed order's total is captured exactly once, a cancelled order keeps nothing,
+/// and no ended order leaves an authorization held.
+pub fn check_money(
+    order: &Order,
+    provider_net: i128,
+    open_authorizations: usize,
+) -> Option<Violation> {
     match order.status {
+        OrderStatus::Confirmed | OrderStatus::Cancelled if open_authorizations > 0 => {
+            Some(Violation::AuthorizationLeftOpen(open_authorizations))
+        }
         OrderStatus::Confirmed if provider_net != i128::from(order.total) => {
             Some(Violation::ConfirmedAmountMismatch {
                 held: provider_net,
@@ -162,11 +180,34 @@ mod tests {
                 Violation::ConfirmedWithoutCapture
             ]
         );
-        assert_eq!(check_money(&order, 100), None);
-        assert!(check_money(&order, 200).is_some());
+        // Confirmed, then captured in the same run: authorized only while it runs.
+        assert_eq!(
+            check_order(&OrderFacts {
+                order: Some(&order),
+                stock_held: true,
+                ledger: Some(LedgerStatus::Authorized),
+                saga_running: true,
+            }),
+            []
+        );
+        assert_eq!(
+            facts(Some(&order), true, Some(LedgerStatus::Authorized)),
+            [Violation::ConfirmedWithoutCapture]
+        );
+        assert_eq!(check_money(&order, 100, 0), None);
+        assert!(check_money(&order, 200, 0).is_some());
+        assert_eq!(
+            check_money(&order, 100, 1),
+            Some(Violation::AuthorizationLeftOpen(1))
+        );
         order.status = OrderStatus::Cancelled;
-        assert_eq!(check_money(&order, 0), None);
+        assert_eq!(check_money(&order, 0, 0), None);
         assert_eq!(facts(Some(&order), false, Some(LedgerStatus::Refunded)), []);
+        assert_eq!(facts(Some(&order), false, Some(LedgerStatus::Voided)), []);
+        assert_eq!(
+            facts(Some(&order), false, Some(LedgerStatus::Authorized)),
+            [Violation::CancelledAuthorizationHeld]
+        );
         assert_eq!(
             facts(Some(&order), true, Some(LedgerStatus::Captured)),
             [
@@ -175,7 +216,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            check_money(&order, 100),
+            check_money(&order, 100, 0),
             Some(Violation::CancelledMoneyKept(100))
         );
     }

@@ -86,33 +86,42 @@ pub struct Captured {
     pub amount: u64,
 }
 
+/// An authorization held for an order, returned to the saga as the task output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorized {
+    /// Provider's id of the payment.
+    pub charge_id: String,
+    /// Amount held.
+    pub amount: u64,
+}
+
 impl PaymentService<'_> {
-    /// Authorizes the order total, records the authorization, then captures it, each
-    /// step once: a retried or redelivered command goes on from the ledger's last
-    /// status; a command that arrives after a refund or void is refused.
-    pub async fn charge(
+    /// Holds the order total on `payment_method` once: a retried or redelivered
+    /// command returns the first outcome; a command that arrives after a compensation
+    /// is refused.
+    pub async fn authorize(
         &self,
         order_id: &OrderId,
         correlation_id: &str,
         amount: u64,
         currency: Currency,
-        payment_token: &str,
-    ) -> Result<Captured, TaskFailure> {
+        payment_method: &str,
+    ) -> Result<Authorized, TaskFailure> {
         let request = ChargeRequest {
             order_id: order_id.clone(),
             idempotency_key: charge_key(order_id),
             amount,
             currency,
-            payment_token: payment_token.to_owned(),
+            payment_token: payment_method.to_owned(),
         };
         let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
         let payment_id = match existing {
-            Some(r) if r.status == LedgerStatus::Captured => {
-                return Ok(Captured {
-                    charge_id: r.charge_id.unwrap_or_default(),
-                    amount: r.amount,
-                });
-            }
+            Some(LedgerRecord {
+                status: LedgerStatus::Authorized | LedgerStatus::Captured,
+                charge_id: Some(payment_id),
+                ..
+            }) => payment_id,
             Some(r) if r.status == LedgerStatus::Declined => {
                 return Err(TaskFailure::new(
                     TaskError::PaymentDeclined,
@@ -123,12 +132,7 @@ impl PaymentService<'_> {
             Some(r) if matches!(r.status, LedgerStatus::Refunded | LedgerStatus::Voided) => {
                 return Err(tombstoned(order_id));
             }
-            Some(LedgerRecord {
-                status: LedgerStatus::Authorized,
-                charge_id: Some(payment_id),
-                ..
-            }) => payment_id,
-            Some(_) => self.authorize(&request, correlation_id).await?,
+            Some(_) => self.hold(&request, correlation_id).await?,
             None => {
                 let claim = record(&request, LedgerStatus::Charging, None);
                 if !self
@@ -139,15 +143,49 @@ impl PaymentService<'_> {
                 {
                     return Err(raced());
                 }
-                self.authorize(&request, correlation_id).await?
+                self.hold(&request, correlation_id).await?
             }
         };
-        self.capture(&request, correlation_id, payment_id).await
+        Ok(Authorized {
+            charge_id: payment_id,
+            amount,
+        })
+    }
+
+    /// Takes what was authorized for a confirmed order, once: a capture already made
+    /// answers the same; an order with nothing authorized is refused by name.
+    pub async fn capture(
+        &self,
+        order_id: &OrderId,
+        correlation_id: &str,
+    ) -> Result<Captured, TaskFailure> {
+        let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
+        match existing {
+            Some(r) if r.status == LedgerStatus::Captured => Ok(Captured {
+                charge_id: r.charge_id.unwrap_or_default(),
+                amount: r.amount,
+            }),
+            Some(r) if r.status == LedgerStatus::Authorized && r.charge_id.is_some() => {
+                let request = r.request();
+                let payment_id = r.charge_id.unwrap_or_default();
+                self.take(&request, correlation_id, payment_id).await
+            }
+            Some(r) if matches!(r.status, LedgerStatus::Refunded | LedgerStatus::Voided) => {
+                Err(tombstoned(order_id))
+            }
+            other => Err(TaskFailure::new(
+                TaskError::PaymentRefused,
+                format!(
+                    "order {order_id} has no authorization to capture (ledger: {})",
+                    other.map_or("none", |r| r.status.as_str())
+                ),
+            )),
+        }
     }
 
     /// Asks the provider to hold the amount and records the authorization; a decline
     /// is recorded with its code and published.
-    async fn authorize(
+    async fn hold(
         &self,
         request: &ChargeRequest,
         correlation_id: &str,
@@ -195,7 +233,7 @@ impl PaymentService<'_> {
     }
 
     /// Takes the authorized amount and records the capture.
-    async fn capture(
+    async fn take(
         &self,
         request: &ChargeRequest,
         correlation_id: &str,

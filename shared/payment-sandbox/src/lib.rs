@@ -370,8 +370,9 @@ mod tests {
     use super::*;
     use shop_domain::Currency;
     use shop_domain::commands::TaskError;
+    use shop_domain::commands::TaskFailure;
     use shop_domain::fakes::{FakeEvents, FakeLedger};
-    use shop_domain::payment::{LedgerStatus, PaymentService};
+    use shop_domain::payment::{Captured, LedgerStatus, PaymentService};
     use shop_domain::ports::PaymentLedger;
 
     fn sandbox() -> SandboxProvider {
@@ -393,18 +394,31 @@ mod tests {
         }
     }
 
+    /// Authorizes, then captures, as the saga's two payment steps do.
+    async fn charge(
+        service: &PaymentService<'_>,
+        order: &OrderId,
+        correlation_id: &str,
+        amount: u64,
+        currency: Currency,
+        method: &str,
+    ) -> Result<Captured, TaskFailure> {
+        service
+            .authorize(order, correlation_id, amount, currency, method)
+            .await?;
+        service.capture(order, correlation_id).await
+    }
+
     #[tokio::test]
     async fn a_charge_captures_once_however_often_it_is_delivered() {
         let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
         let provider = sandbox();
         let service = payments(&ledger, &provider, &events);
         let order = OrderId::generate();
-        let first = service
-            .charge(&order, "c", 500, Currency::EUR, "tok_visa")
+        let first = charge(&service, &order, "c", 500, Currency::EUR, "tok_visa")
             .await
             .unwrap();
-        let again = service
-            .charge(&order, "c", 500, Currency::EUR, "tok_visa")
+        let again = charge(&service, &order, "c", 500, Currency::EUR, "tok_visa")
             .await
             .unwrap();
         assert_eq!(first, again);
@@ -412,8 +426,7 @@ mod tests {
         assert_eq!(events.detail_types(), ["PaymentCaptured"]);
         // Another order is another key: its own capture, never the first one replayed.
         let other = OrderId::generate();
-        let second = service
-            .charge(&other, "c", 300, Currency::EUR, "tok_visa")
+        let second = charge(&service, &other, "c", 300, Currency::EUR, "tok_visa")
             .await
             .unwrap();
         assert_ne!(second.charge_id, first.charge_id);
@@ -427,28 +440,24 @@ mod tests {
         let provider = sandbox();
         let service = payments(&ledger, &provider, &events);
         let declined = OrderId::generate();
-        let err = service
-            .charge(&declined, "c", 1, Currency::EUR, "tok_decline")
+        let err = charge(&service, &declined, "c", 1, Currency::EUR, "tok_decline")
             .await
             .unwrap_err();
         assert_eq!(err.error, TaskError::PaymentDeclined);
 
         let flaky = OrderId::generate();
         for _ in 0..2 {
-            let err = service
-                .charge(&flaky, "c", 1, Currency::EUR, "tok_flaky")
+            let err = charge(&service, &flaky, "c", 1, Currency::EUR, "tok_flaky")
                 .await
                 .unwrap_err();
             assert!(err.error.is_transient(), "{err}");
         }
-        service
-            .charge(&flaky, "c", 1, Currency::EUR, "tok_flaky")
+        charge(&service, &flaky, "c", 1, Currency::EUR, "tok_flaky")
             .await
             .unwrap();
 
         let slow = OrderId::generate();
-        let err = service
-            .charge(&slow, "c", 1, Currency::EUR, "tok_timeout")
+        let err = charge(&service, &slow, "c", 1, Currency::EUR, "tok_timeout")
             .await
             .unwrap_err();
         assert_eq!(err.error, TaskError::PaymentTimeout);
@@ -460,8 +469,7 @@ mod tests {
         let provider = sandbox();
         let service = payments(&ledger, &provider, &events);
         let order = OrderId::generate();
-        service
-            .charge(&order, "c", 700, Currency::EUR, "tok_visa")
+        charge(&service, &order, "c", 700, Currency::EUR, "tok_visa")
             .await
             .unwrap();
         let captured_at = ledger.get(&order).await.unwrap().unwrap().updated_at;
@@ -479,8 +487,7 @@ mod tests {
             service.refund(&order, "c").await.unwrap(),
             LedgerStatus::Refunded
         );
-        let late = service
-            .charge(&order, "c", 700, Currency::EUR, "tok_visa")
+        let late = charge(&service, &order, "c", 700, Currency::EUR, "tok_visa")
             .await
             .unwrap_err();
         assert_eq!(late.error, TaskError::OrderCancelled);
@@ -491,8 +498,7 @@ mod tests {
             service.refund(&never_charged, "c").await.unwrap(),
             LedgerStatus::Voided
         );
-        let late = service
-            .charge(&never_charged, "c", 1, Currency::EUR, "tok_visa")
+        let late = charge(&service, &never_charged, "c", 1, Currency::EUR, "tok_visa")
             .await
             .unwrap_err();
         assert_eq!(late.error, TaskError::OrderCancelled);
@@ -501,6 +507,47 @@ mod tests {
             events.detail_types(),
             ["PaymentCaptured", "PaymentRefunded"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_compensation_after_authorization_voids_it_and_a_late_capture_is_refused() {
+        let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
+        let provider = sandbox();
+        let service = payments(&ledger, &provider, &events);
+        let order = OrderId::generate();
+        let held = service
+            .authorize(&order, "c", 800, Currency::EUR, "tok_visa")
+            .await
+            .unwrap();
+        assert_eq!(
+            service
+                .authorize(&order, "c", 800, Currency::EUR, "tok_visa")
+                .await
+                .unwrap(),
+            held,
+            "a redelivered authorization is the first one"
+        );
+        assert_eq!(provider.open_authorizations(&order), 1);
+        assert_eq!(provider.net_captured(&order), 0);
+        assert_eq!(
+            service.refund(&order, "c").await.unwrap(),
+            LedgerStatus::Voided
+        );
+        assert_eq!(provider.open_authorizations(&order), 0);
+        let late = service.capture(&order, "c").await.unwrap_err();
+        assert_eq!(late.error, TaskError::OrderCancelled);
+        assert!(
+            provider.books().is_empty(),
+            "never captured, never refunded"
+        );
+        assert!(
+            events.detail_types().is_empty(),
+            "{:?}",
+            events.detail_types()
+        );
+        let never = OrderId::generate();
+        let refused = service.capture(&never, "c").await.unwrap_err();
+        assert_eq!(refused.error, TaskError::PaymentRefused);
     }
 
     /// Holds a charge at the provider's door until the test lets it through.
@@ -543,7 +590,7 @@ mod tests {
         };
         let service = payments(&ledger, &door, &events);
         let order = OrderId::generate();
-        let charge = service.charge(&order, "c", 900, Currency::EUR, "tok_visa");
+        let charge = charge(&service, &order, "c", 900, Currency::EUR, "tok_visa");
         let compensate = async {
             door.arrived.notified().await;
             // WHEN the compensation runs first: the provider holds nothing to release

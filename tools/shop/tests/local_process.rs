@@ -268,7 +268,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
     let (code, out, _) = operator(&stack, &["saga", "show", &id]).await;
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("ChargePayment") && out.contains("invariants: hold"),
+        out.contains("CapturePayment") && out.contains("invariants: hold"),
         "{out}"
     );
     let (code, _, err) = operator(&stack, &["dlq", "peek", "NoSuchDLQ"]).await;

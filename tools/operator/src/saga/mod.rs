@@ -402,7 +402,7 @@ mod tests {
                     run(
                         RunStatus::Aborted,
                         None,
-                        Some("ChargePayment"),
+                        Some("AuthorizePayment"),
                         original.clone(),
                     ),
                     vec![],
