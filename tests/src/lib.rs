@@ -329,7 +329,8 @@ impl App {
     }
 
     /// Polls `GET /v1/orders/{id}` until the order is terminal, then waits for its saga to
-    /// finish, so the events its last states publish are there to be read.
+    /// finish, so the events its last states publish are there to be read, and returns
+    /// the order as its saga left it.
     pub async fn wait_terminal(&self, order_id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
@@ -340,7 +341,12 @@ impl App {
             if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
                 self.wait_execution(order_id, deadline.saturating_duration_since(Instant::now()))
                     .await;
-                return order;
+                // A confirmed order is captured after its confirmation, and cancelled
+                // if the capture is refused: read it again once the run has ended.
+                let r = self
+                    .http("GET", &format!("/v1/orders/{order_id}"), &[], None)
+                    .await;
+                return serde_json::from_str(&r.body).unwrap_or(order);
             }
             assert!(
                 Instant::now() < deadline,
