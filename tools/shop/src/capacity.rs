@@ -37,6 +37,9 @@ pub struct HappyPath {
     pub states: Vec<String>,
     /// Of them, `.waitForTaskToken` commands (a worker's receipt and answer each).
     pub callbacks: u32,
+    /// The commands sent per queue, by the `QueueUrl` placeholder of the definition
+    /// (`PaymentsQueueUrl`): the records each consumer handles per order.
+    pub commands: std::collections::BTreeMap<String, u32>,
     /// Of them, `events:putEvents` tasks.
     pub put_events: u32,
 }
@@ -51,6 +54,7 @@ pub fn happy_path(definition: &Value) -> Result<HappyPath, CapacityError> {
     let mut path = HappyPath {
         states: Vec::new(),
         callbacks: 0,
+        commands: Default::default(),
         put_events: 0,
     };
     loop {
@@ -62,7 +66,13 @@ pub fn happy_path(definition: &Value) -> Result<HappyPath, CapacityError> {
         }
         path.states.push(name.to_owned());
         let resource = state["Resource"].as_str().unwrap_or_default();
-        path.callbacks += u32::from(resource.ends_with(".waitForTaskToken"));
+        if resource.ends_with(".waitForTaskToken") {
+            path.callbacks += 1;
+            if let Some(url) = state["Parameters"]["QueueUrl"].as_str() {
+                let key = url.trim_start_matches("${").trim_end_matches('}');
+                *path.commands.entry(key.to_owned()).or_default() += 1;
+            }
+        }
         path.put_events += u32::from(resource == "arn:aws:states:::events:putEvents");
         let next = match state["Type"].as_str() {
             Some("Choice") => state["Default"].as_str(),
@@ -90,6 +100,8 @@ pub struct Consumer {
     pub max_concurrency: u64,
     /// The parameter that sets it.
     pub parameter: String,
+    /// The queue's logical id.
+    pub queue: String,
 }
 
 /// Every SQS event source of the template, with its parameter defaults resolved.
@@ -111,12 +123,19 @@ pub fn consumers(template: &Template) -> Result<Vec<Consumer>, CapacityError> {
             let max_concurrency = template.default_number(parameter).ok_or_else(|| {
                 CapacityError::Shape(format!("{parameter} has no numeric default"))
             })?;
+            let queue = match &props["Queue"]["Fn::GetAtt"] {
+                Value::Array(parts) => parts.first().and_then(Value::as_str),
+                Value::String(dotted) => dotted.split('.').next(),
+                _ => None,
+            }
+            .ok_or_else(|| CapacityError::Shape(format!("{id}.{name}: Queue is not a GetAtt")))?;
             found.push(Consumer {
                 function: id.clone(),
                 event: name.clone(),
                 batch_size: props["BatchSize"].as_u64().unwrap_or(10),
                 max_concurrency,
                 parameter: parameter.to_owned(),
+                queue: queue.to_owned(),
             });
         }
     }
@@ -128,8 +147,8 @@ pub fn consumers(template: &Template) -> Result<Vec<Consumer>, CapacityError> {
 
 /// How long one batch of a consumer takes: not in the template, so declared here.
 /// Records of a batch run concurrently (`sqs_batch::process_batch`), so a batch takes
-/// about its slowest record; every consumer on the order's path handles one record per
-/// order. `None` for a lane that is not on every order's path (the express lane).
+/// about its slowest record. `None` for a lane that is not on every order's path (the
+/// express lane).
 fn batch_seconds(consumer: &Consumer) -> Option<(f64, &'static str)> {
     Some(
         match (consumer.function.as_str(), consumer.event.as_str()) {
@@ -137,7 +156,7 @@ fn batch_seconds(consumer: &Consumer) -> Option<(f64, &'static str)> {
             ("InventoryFunction", "Commands") => (0.1, "a receipt, a transaction, an answer"),
             ("PaymentsFunction", "Commands") => (
                 1.0,
-                "a card provider answering in 0.3 to 2 s; the batch waits for its slowest charge",
+                "a card provider answering in 0.3 to 2 s; the batch waits for its slowest call",
             ),
             ("FulfilmentFunction", "OrderOutcomes") => (0.1, "one conditional put"),
             _ => return None,
@@ -196,6 +215,12 @@ fn grouped(n: f64) -> String {
 pub fn report(template: &Template, definition: &Value) -> Result<String, CapacityError> {
     let path = happy_path(definition)?;
     let consumers = consumers(template)?;
+    let substitutions = template
+        .resources
+        .values()
+        .find(|r| r["Type"] == "AWS::Serverless::StateMachine")
+        .map(|r| r["Properties"]["DefinitionSubstitutions"].clone())
+        .ok_or_else(|| CapacityError::Shape("the template has no state machine".into()))?;
     let transitions = path.states.len() as f64;
     let api_rate = template
         .default_number("ApiThrottlingRateLimit")
@@ -307,8 +332,8 @@ pub fn report(template: &Template, definition: &Value) -> Result<String, Capacit
     let _ = writeln!(
         w,
         "## Consumers (from each SQS event source's parameters)\n\n\
-         | Function.event | Batch | MaximumConcurrency (parameter) | Batch time (declared) | records/s |\n\
-         |---|---|---|---|---|"
+         | Function.event | Batch | MaximumConcurrency (parameter) | Batch time (declared) | records/s | records per order | orders/s |\n\
+         |---|---|---|---|---|---|---|"
     );
     let mut reserved = 0;
     for c in &consumers {
@@ -316,25 +341,37 @@ pub fn report(template: &Template, definition: &Value) -> Result<String, Capacit
         let Some((seconds, why)) = batch_seconds(c) else {
             let _ = writeln!(
                 w,
-                "| {}.{} | {} | {} ({}) | — | not on every order's path |",
+                "| {}.{} | {} | {} ({}) | — | — | — | not on every order's path |",
                 c.function, c.event, c.batch_size, c.max_concurrency, c.parameter
             );
             continue;
         };
         let rate = (c.max_concurrency * c.batch_size) as f64 / seconds;
+        // A queue the saga sends commands to carries as many records per order as the
+        // happy path sends it; the others (the intake's, fulfilment's) one.
+        let per_order = substitutions
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v["Ref"] == c.queue.as_str())
+            .filter_map(|(key, _)| path.commands.get(key))
+            .sum::<u32>()
+            .max(1);
+        let orders = rate / f64::from(per_order);
         let _ = writeln!(
             w,
-            "| {}.{} | {} | {} ({}) | {seconds} s: {why} | {} |",
+            "| {}.{} | {} | {} ({}) | {seconds} s: {why} | {} | {per_order} | {} |",
             c.function,
             c.event,
             c.batch_size,
             c.max_concurrency,
             c.parameter,
-            grouped(rate)
+            grouped(rate),
+            grouped(orders)
         );
         ceilings.push((
-            rate,
-            rate,
+            orders,
+            orders,
             format!("{}.{} ({})", c.function, c.event, c.parameter),
         ));
     }
@@ -400,7 +437,8 @@ mod tests {
     fn the_happy_path_follows_defaults_and_next_to_the_end() {
         let definition = json!({"StartAt": "Route", "States": {
             "Route": {"Type": "Choice", "Choices": [{"Next": "Other"}], "Default": "Reserve"},
-            "Reserve": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "Next": "Publish"},
+            "Reserve": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                        "Parameters": {"QueueUrl": "${InventoryQueueUrl}"}, "Next": "Publish"},
             "Publish": {"Type": "Task", "Resource": "arn:aws:states:::events:putEvents", "End": true},
             "Other": {"Type": "Fail"}
         }});
@@ -409,6 +447,7 @@ mod tests {
             HappyPath {
                 states: vec!["Route".into(), "Reserve".into(), "Publish".into()],
                 callbacks: 1,
+                commands: [("InventoryQueueUrl".to_owned(), 1)].into(),
                 put_events: 1,
             }
         );
