@@ -203,7 +203,7 @@ async fn a_slow_charge_within_its_work_time_is_not_timed_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
     // GIVEN an order that may wait 15 s, steps that time out 1 s after that, and a
-    // payments worker that dies on its first receipt, so the Charge comes back 30 s
+    // payments worker that dies on its first receipt, so the Authorize comes back 30 s
     // later, after its step timed out
     let (crashed, answered) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(Vec::new())));
     let (crashed_in, answered_in) = (crashed.clone(), answered.clone());
@@ -228,11 +228,11 @@ async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
     let order = app.wait_terminal(&id, WAIT).await;
     assert_eq!(order["status"], "CANCELLED", "{order}");
     assert_eq!(order["cancelReason"], "States.Timeout", "{order}");
-    // AND the Charge, delivered again after that, never reached the provider
+    // AND the Authorize, delivered again after that, never reached the provider
     let deliveries = || {
         app.recording_bodies("PaymentsFunction")
             .iter()
-            .filter(|b| b.contains("\"Charge\"") && b.contains(&id))
+            .filter(|b| b.contains("\"Authorize\"") && b.contains(&id))
             .count()
     };
     let redelivered = std::time::Instant::now();
@@ -242,7 +242,7 @@ async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
     assert_eq!(
         deliveries(),
         2,
-        "the Charge came back after its step timed out"
+        "the Authorize came back after its step timed out"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let charge_token = crashed
@@ -252,7 +252,7 @@ async fn a_command_delivered_after_its_saga_gave_up_is_not_executed() {
         .expect("the first receipt crashed");
     assert!(
         !answered.lock().unwrap().contains(&charge_token),
-        "the stale Charge was dropped at its receipt, never answered"
+        "the stale Authorize was dropped at its receipt, never answered"
     );
     let order_id = OrderId::parse(&id).unwrap();
     assert_eq!(app.sandbox().attempts(&order_id), 0, "no provider call");

@@ -530,7 +530,7 @@ pub(crate) mod tests {
             .handle(event, SystemTime::now() + Duration::from_secs(30))
             .await;
         assert!(response.batch_item_failures.is_empty());
-        let ok = callbacks.succeeded.lock().unwrap();
+        let ok = callbacks.succeeded.lock().unwrap().clone();
         assert_eq!(ok[0].0, "t0");
         assert!(
             ok[0].1["chargeId"]
@@ -548,7 +548,6 @@ pub(crate) mod tests {
         );
         // AND the confirmed order's Capture takes what was authorized
         let authorized = ok[0].1["chargeId"].clone();
-        drop(ok);
         let mut capture = SqsMessage::default();
         capture.message_id = Some("m3".into());
         capture.body = Some(format!(

@@ -55,17 +55,24 @@ fn pending_shard(order_id: &OrderId) -> String {
     (hash % PENDING_SHARDS).to_string()
 }
 
+impl DynamoOrderStore {
+    /// A GetItem of the order's item.
+    fn get_item(
+        &self,
+        order_id: &OrderId,
+    ) -> aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder {
+        let (k, v) = Self::key(order_id);
+        self.client.get_item().table_name(&self.table).key(k, v)
+    }
+}
+
 /// The payments function reads only the order's payment method (GetItem projected to
 /// it), with the one permission that needs.
 #[async_trait]
 impl PaymentMethods for DynamoOrderStore {
     async fn of_order(&self, order_id: &OrderId) -> Result<Option<String>, PortError> {
-        let (k, v) = Self::key(order_id);
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(k, v)
+            .get_item(order_id)
             .projection_expression("paymentToken")
             .send()
             .await
@@ -98,12 +105,8 @@ impl OrderStore for DynamoOrderStore {
     }
 
     async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, PortError> {
-        let (k, v) = Self::key(order_id);
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(k, v)
+            .get_item(order_id)
             .consistent_read(true)
             .send()
             .await

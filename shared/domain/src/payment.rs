@@ -193,22 +193,13 @@ impl PaymentService<'_> {
         let order_id = &request.order_id;
         match self.provider.authorize(request).await {
             Ok(payment_id) => {
-                let authorized =
-                    record(request, LedgerStatus::Authorized, Some(payment_id.clone()));
-                if !self
-                    .ledger
-                    .transition(order_id, Some(LedgerStatus::Charging), &authorized)
-                    .await
-                    .map_err(unavailable)?
-                {
-                    // A compensation voided the order while the provider authorized:
-                    // release the hold rather than leave it on the shopper's card.
-                    self.provider
-                        .release(Some(&payment_id), request)
-                        .await
-                        .map_err(unavailable)?;
-                    return Err(tombstoned(order_id));
-                }
+                self.advance_or_release(
+                    request,
+                    LedgerStatus::Charging,
+                    LedgerStatus::Authorized,
+                    &payment_id,
+                )
+                .await?;
                 Ok(payment_id)
             }
             Err(ProviderError::Declined(code)) => {
@@ -250,21 +241,13 @@ impl PaymentService<'_> {
             }
             return Err(provider_failure(e));
         }
-        let captured = record(request, LedgerStatus::Captured, Some(payment_id.clone()));
-        if !self
-            .ledger
-            .transition(order_id, Some(LedgerStatus::Authorized), &captured)
-            .await
-            .map_err(unavailable)?
-        {
-            // A compensation voided the order while the provider captured: give the
-            // money back rather than keep an orphan capture.
-            self.provider
-                .release(Some(&payment_id), request)
-                .await
-                .map_err(unavailable)?;
-            return Err(tombstoned(order_id));
-        }
+        self.advance_or_release(
+            request,
+            LedgerStatus::Authorized,
+            LedgerStatus::Captured,
+            &payment_id,
+        )
+        .await?;
         self.publish(DomainEvent::payment_captured(
             order_id,
             correlation_id,
@@ -277,6 +260,32 @@ impl PaymentService<'_> {
             charge_id: payment_id,
             amount: request.amount,
         })
+    }
+
+    /// Records the provider's step (`from` → `to`). When a compensation voided the
+    /// order while the provider worked, gives back what the step made (a hold, a
+    /// capture) rather than leave it on the shopper's card, and refuses the command.
+    async fn advance_or_release(
+        &self,
+        request: &ChargeRequest,
+        from: LedgerStatus,
+        to: LedgerStatus,
+        payment_id: &str,
+    ) -> Result<(), TaskFailure> {
+        let next = record(request, to, Some(payment_id.to_owned()));
+        if self
+            .ledger
+            .transition(&request.order_id, Some(from), &next)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(());
+        }
+        self.provider
+            .release(Some(payment_id), request)
+            .await
+            .map_err(unavailable)?;
+        Err(tombstoned(&request.order_id))
     }
 
     /// Compensation: gives back whatever the order's payment holds (voids an
