@@ -10,8 +10,9 @@ cd "$root"
 venv="$root/.venv"
 stamp="$venv/.bootstrap-$(sha256sum scripts/requirements.txt | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: creating $venv (moto server, cargo-lambda, zig, SAM CLI)" >&2
-  python3 -m venv "$venv"
+  echo "bootstrap: installing scripts/requirements.txt into $venv (moto server, localstripe, cargo-lambda, zig, SAM CLI)" >&2
+  # A venv that exists is kept: a changed requirements file installs what is new.
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --disable-pip-version-check --progress-bar on -q -r scripts/requirements.txt
   touch "$stamp"
 fi
