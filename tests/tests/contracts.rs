@@ -608,3 +608,18 @@ fn every_queue_consumer_is_capped_and_together_they_leave_the_api_its_headroom()
         "queue consumers may take {total} executions at their defaults"
     );
 }
+
+#[test]
+fn the_functions_timeouts_are_the_templates() {
+    // The deadline a function falls back to when its runtime gives none it can use
+    // (`shop_aws::invocation_deadline`) is its template timeout.
+    let template = template();
+    let timeout = |id: &str| {
+        template.resources[id]["Properties"]["Timeout"]
+            .as_u64()
+            .or_else(|| template.function_globals["Timeout"].as_u64())
+            .unwrap_or_else(|| panic!("{id} has a timeout"))
+    };
+    assert_eq!(timeout("PaymentsFunction"), payments::TIMEOUT.as_secs());
+    assert_eq!(timeout("OrdersApiFunction"), orders_api::TIMEOUT.as_secs());
+}

@@ -29,6 +29,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
+/// The function's timeout in `template.yaml` (the Globals' `Timeout`; a contract test
+/// holds the two equal).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 

@@ -14,7 +14,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
             Ok::<_, std::convert::Infallible>(
-                api.handle(event.payload, event.context.deadline()).await,
+                api.handle(
+                    event.payload,
+                    shop_aws::invocation_deadline(event.context.deadline(), orders_api::TIMEOUT),
+                )
+                .await,
             )
         },
     ))

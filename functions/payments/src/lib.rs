@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
+/// The function's timeout in `template.yaml` (a contract test holds the two equal).
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Provider deadline, in milliseconds, when `PAYMENT_PROVIDER_TIMEOUT_MS` is not set.
 pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 5_000;
 

@@ -18,7 +18,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, std::convert::Infallible>(
             function
-                .handle(event.payload, event.context.deadline())
+                .handle(
+                    event.payload,
+                    shop_aws::invocation_deadline(event.context.deadline(), payments::TIMEOUT),
+                )
                 .await,
         )
     }))

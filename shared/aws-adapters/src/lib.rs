@@ -17,6 +17,22 @@ pub mod stock;
 
 pub use settings::{ConfigError, Settings};
 use shop_domain::ports::PortError;
+use std::time::{Duration, SystemTime};
+
+/// The invocation's deadline as the function may rely on it. Lambda's
+/// (`Context::deadline`) is always ahead when an invocation starts; `cargo lambda
+/// watch` sends the constant `Lambda-Runtime-Deadline-Ms: 600000`, which is ten
+/// minutes after the epoch, so every bound taken from it has passed before the first
+/// call. A deadline already past is read as `timeout` (the function's, from the
+/// template) from now.
+pub fn invocation_deadline(deadline: SystemTime, timeout: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    if deadline > now {
+        deadline
+    } else {
+        now + timeout
+    }
+}
 
 /// Loads the shared SDK configuration from the environment, once per process.
 ///
@@ -73,8 +89,20 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::AMAZON_ROOTS;
+    use super::{AMAZON_ROOTS, invocation_deadline};
     use base64::Engine;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_deadline_already_past_is_the_functions_timeout_from_now() {
+        let ahead = SystemTime::now() + Duration::from_secs(5);
+        assert_eq!(invocation_deadline(ahead, Duration::from_secs(30)), ahead);
+        // cargo lambda watch's constant: 600,000 ms after the epoch.
+        let cargo_lambda = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
+        let read = invocation_deadline(cargo_lambda, Duration::from_secs(30));
+        let left = read.duration_since(SystemTime::now()).unwrap();
+        assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(30));
+    }
 
     #[test]
     fn the_embedded_trust_store_is_five_der_certificates() {
