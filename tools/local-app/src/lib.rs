@@ -179,7 +179,7 @@ fn write_env_file(path: &PathBuf, endpoint: &str, stack: &Stack) -> Result<(), L
 
 /// Puts [`LOCAL_STRIPE_KEY`] in the payments function's provider key secret, as an
 /// operator connecting a Stripe account puts the account's secret key there.
-async fn put_local_stripe_key(
+pub async fn put_local_stripe_key(
     sdk: &aws_config::SdkConfig,
     stack: &Stack,
 ) -> Result<(), LocalError> {

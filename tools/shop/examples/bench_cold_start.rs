@@ -5,6 +5,9 @@
 //! under `awslambdaric`. Init is exec → first `GET /runtime/invocation/next`, over many
 //! runs; one more run per function also takes its sample event from `events/` (the
 //! first invocation, with cold connections to the emulator) and reads the peak RSS.
+//! Payments runs twice: paying through Stripe (the wrapped localstripe, so its first
+//! invocation is an authorization over HTTP, as a cold command's is) and through the
+//! sandbox, the provider it started with before Stripe.
 //!
 //!   scripts/bench-cold-start.sh [RUNS]
 
@@ -257,23 +260,44 @@ async fn main() {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("run under scripts/with-moto.sh");
     let sdk = local_runtime::emulator::emulator_sdk(&endpoint).await;
     let template = local_runtime::Template::load(&root.join("template.yaml")).expect("template");
+    let name = format!("cold{}", std::process::id());
+    let mut stripe = local_runtime::emulator::Emulator::start_stripe(
+        &root,
+        &std::env::temp_dir().join("order-saga-bench"),
+        &name,
+        None,
+    )
+    .await
+    .expect("the wrapped localstripe starts");
     let stack = local_runtime::provision(
         &template,
-        &format!("cold{}", std::process::id()),
-        &BTreeMap::new(),
+        &name,
+        &BTreeMap::from([("StripeApiBase".to_owned(), stripe.endpoint.clone())]),
         &local_runtime::provision::Clients::new(&sdk),
         "us-east-1",
     )
     .await
     .expect("stack");
-    let order = shop_domain::fakes::pending_order("MUG", 1, 1250);
-    DynamoOrderStore::new(
+    local_app::put_local_stripe_key(&sdk, &stack)
+        .await
+        .expect("the local Stripe key");
+    let order = shop_domain::Order {
+        payment_token: "pm_card_visa".into(),
+        ..shop_domain::fakes::pending_order("MUG", 1, 1250)
+    };
+    // One order per payments candidate: the ledger answers a second authorization of
+    // an order from its record, without the provider.
+    let sandbox_order = shop_domain::Order {
+        order_id: shop_domain::OrderId::generate(),
+        ..order.clone()
+    };
+    let orders = DynamoOrderStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         stack.tables["OrdersTable"].clone(),
-    )
-    .insert(&order)
-    .await
-    .expect("order stored");
+    );
+    for stored in [&order, &sandbox_order] {
+        orders.insert(stored).await.expect("order stored");
+    }
 
     let mut candidates = vec![Candidate {
         name: "C floor (GET next only)".into(),
@@ -297,11 +321,33 @@ async fn main() {
             event["pathParameters"]["id"] = serde_json::json!(order.order_id.to_string());
             event["requestContext"]["http"]["path"] = serde_json::json!(path);
         }
+        let env = stack.functions[logical_id].env.clone();
+        if binary == "payments" {
+            // The Authorize of a stored order, so the first invocation pays.
+            let authorize = |event: &mut serde_json::Value, order: &shop_domain::Order| {
+                let record = &mut event["Records"][0];
+                let mut command: serde_json::Value =
+                    serde_json::from_str(record["body"].as_str().expect("a body")).expect("JSON");
+                command["orderId"] = serde_json::json!(order.order_id.to_string());
+                record["body"] = serde_json::json!(command.to_string());
+            };
+            authorize(&mut event, &sandbox_order);
+            let mut sandbox = env.clone();
+            sandbox.insert("PAYMENT_PROVIDER".into(), "sandbox".into());
+            candidates.push(Candidate {
+                name: "payments, sandbox (before Stripe)".into(),
+                program: program.clone(),
+                args: Vec::new(),
+                env: sandbox,
+                event: Some(event.to_string()),
+            });
+            authorize(&mut event, &order);
+        }
         candidates.push(Candidate {
             name: binary.into(),
             program,
             args: Vec::new(),
-            env: stack.functions[logical_id].env.clone(),
+            env,
             event: Some(event.to_string()),
         });
     }
@@ -352,6 +398,7 @@ async fn main() {
             size_mb(&candidate.program),
         );
     }
+    stripe.stop().await;
 }
 
 fn ms(d: Duration) -> f64 {
