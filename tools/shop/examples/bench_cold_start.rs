@@ -5,9 +5,10 @@
 //! under `awslambdaric`. Init is exec → first `GET /runtime/invocation/next`, over many
 //! runs; one more run per function also takes its sample event from `events/` (the
 //! first invocation, with cold connections to the emulator) and reads the peak RSS.
-//! Payments runs twice: paying through Stripe (the wrapped localstripe, so its first
-//! invocation is an authorization over HTTP, as a cold command's is) and through the
-//! sandbox, the provider it started with before Stripe.
+//! Payments runs twice, its init building the Stripe provider (the wrapped localstripe)
+//! and, in the same run, the sandbox it started with. A first invocation of a saga
+//! worker carries a task token no execution holds: the worker drops the command at its
+//! receipt (the saga gave up on it), so that column is the receipt, not the work.
 //!
 //!   scripts/bench-cold-start.sh [RUNS]
 
@@ -323,7 +324,7 @@ async fn main() {
         }
         let env = stack.functions[logical_id].env.clone();
         if binary == "payments" {
-            // The Authorize of a stored order, so the first invocation pays.
+            // The Authorize of a stored order (see the module's note on the receipt).
             let authorize = |event: &mut serde_json::Value, order: &shop_domain::Order| {
                 let record = &mut event["Records"][0];
                 let mut command: serde_json::Value =
