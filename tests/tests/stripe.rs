@@ -17,6 +17,15 @@ async fn stripe_app() -> App {
     App::start_configured(|_| {}, &[("PaymentProvider", "stripe")]).await
 }
 
+/// A stack paying through Stripe whose captures Stripe refuses ([`CaptureRefused`]).
+async fn stripe_app_refusing_captures() -> App {
+    App::start_configured(
+        |ports| ports.payments.provider = Arc::new(CaptureRefused(ports.payments.provider.clone())),
+        &[("PaymentProvider", "stripe")],
+    )
+    .await
+}
+
 /// GET on the Stripe emulator with the key `shop local` gave the stack.
 async fn stripe_get(app: &App, path: &str) -> Value {
     let url = app
@@ -152,11 +161,7 @@ impl PaymentProvider for CaptureRefused {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_that_fails_after_authorization_is_voided_never_captured() {
     // GIVEN a stack whose captures Stripe refuses
-    let app = App::start_configured(
-        |ports| ports.payments.provider = Arc::new(CaptureRefused(ports.payments.provider.clone())),
-        &[("PaymentProvider", "stripe")],
-    )
-    .await;
+    let app = stripe_app_refusing_captures().await;
     // WHEN an order's card is authorized and its capture refused
     let (_, placed) = app.place(&[("TEE", 1)], "pm_card_visa", None).await;
     let id = order_id(&placed);
@@ -175,11 +180,7 @@ async fn an_order_that_fails_after_authorization_is_voided_never_captured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_payment_method_travels_in_the_saga_its_queues_or_its_events() {
     // GIVEN a confirmed order and one whose capture is refused (compensated)
-    let app = App::start_configured(
-        |ports| ports.payments.provider = Arc::new(CaptureRefused(ports.payments.provider.clone())),
-        &[("PaymentProvider", "stripe")],
-    )
-    .await;
+    let app = stripe_app_refusing_captures().await;
     let (_, placed) = app.place(&[("MUG", 1)], "pm_card_visa", None).await;
     let id = order_id(&placed);
     assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CANCELLED");
