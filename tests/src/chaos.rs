@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use shop_domain::events::DomainEvent;
 use shop_domain::invariants::{check_money, check_stock};
 use shop_domain::orphans::ORPHAN_REASON;
-use shop_domain::payment::{ChargeRequest, ProviderError, Released};
+use shop_domain::payment::{Authentication, Authorization, ChargeRequest, ProviderError, Released};
 use shop_domain::ports::{
     EventPublisher, OrderQueue, PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome,
     SagaStarter, StartOutcome, StockLevel, StockStore, TaskCallbacks,
@@ -426,7 +426,7 @@ struct ChaosProvider {
 
 #[async_trait]
 impl PaymentProvider for ChaosProvider {
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
         let id = request.order_id.as_str();
         self.chaos.crash(id, Fault::CrashBeforeCharge);
         if self.chaos.take(id, Fault::ProviderTransient) {
@@ -437,6 +437,9 @@ impl PaymentProvider for ChaosProvider {
         self.inner.authorize(request).await
     }
 
+    async fn authentication(&self, payment_id: &str) -> Result<Authentication, ProviderError> {
+        self.inner.authentication(payment_id).await
+    }
     async fn capture(
         &self,
         payment_id: &str,

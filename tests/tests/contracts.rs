@@ -125,6 +125,7 @@ fn every_event_the_code_emits_matches_its_schema() {
         status: OrderStatus::Pending,
         history: vec![],
         payment_token: "tok".into(),
+        payment_action: None,
         correlation_id: "corr".into(),
         created_at: "2026-11-22T10:00:00Z".into(),
         express: false,

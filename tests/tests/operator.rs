@@ -8,7 +8,9 @@ use e2e::App;
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 use shop_domain::OrderId;
-use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError, Released};
+use shop_domain::payment::{
+    Authentication, Authorization, ChargeRequest, LedgerStatus, ProviderError, Released,
+};
 use shop_domain::ports::{PaymentProvider, PortError, SagaStarter, StartOutcome};
 use shop_ops::OpsError;
 use shop_ops::audit::{Journal, read_audit};
@@ -578,11 +580,14 @@ struct ProviderOutage {
 
 #[async_trait]
 impl PaymentProvider for ProviderOutage {
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(ProviderError::Transient("provider down".into()));
         }
         self.inner.authorize(request).await
+    }
+    async fn authentication(&self, payment_id: &str) -> Result<Authentication, ProviderError> {
+        self.inner.authentication(payment_id).await
     }
     async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
         if self.broken.load(Ordering::SeqCst) {

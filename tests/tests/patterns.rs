@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use e2e::{App, AppPorts};
 use serde_json::Value;
-use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError, Released};
+use shop_domain::payment::{
+    Authentication, Authorization, ChargeRequest, LedgerStatus, ProviderError, Released,
+};
 use shop_domain::ports::{
     PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome, StockLevel, StockStore,
     TaskCallbacks,
@@ -73,7 +75,7 @@ struct SlowFirstCharge {
 
 #[async_trait]
 impl PaymentProvider for SlowFirstCharge {
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
         let first = self
             .seen
             .lock()
@@ -83,6 +85,9 @@ impl PaymentProvider for SlowFirstCharge {
             tokio::time::sleep(self.delay).await;
         }
         self.inner.authorize(request).await
+    }
+    async fn authentication(&self, payment_id: &str) -> Result<Authentication, ProviderError> {
+        self.inner.authentication(payment_id).await
     }
     async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
         self.inner.capture(id, request).await

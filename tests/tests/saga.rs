@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::{App, command_violations, schema_violations, slow_reservations};
 use serde_json::{Value, json};
-use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError, Released};
+use shop_domain::payment::{
+    Authentication, Authorization, ChargeRequest, LedgerStatus, ProviderError, Released,
+};
 use shop_domain::ports::{OrderQueue, PaymentProvider, PortError};
 use shop_domain::{Order, OrderId};
 use std::sync::Arc;
@@ -239,8 +241,11 @@ struct RefundsAlwaysFail(Arc<dyn PaymentProvider>);
 
 #[async_trait]
 impl PaymentProvider for RefundsAlwaysFail {
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
         self.0.authorize(request).await
+    }
+    async fn authentication(&self, payment_id: &str) -> Result<Authentication, ProviderError> {
+        self.0.authentication(payment_id).await
     }
     async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
         self.0.capture(id, request).await

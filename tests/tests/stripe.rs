@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use e2e::App;
 use local_runtime::http_client::HttpClient;
 use serde_json::Value;
-use shop_domain::payment::{ChargeRequest, LedgerStatus, ProviderError, Released};
+use shop_domain::payment::{
+    Authentication, Authorization, ChargeRequest, LedgerStatus, ProviderError, Released,
+};
 use shop_domain::ports::PaymentProvider;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,8 +143,11 @@ struct CaptureRefused(Arc<dyn PaymentProvider>);
 
 #[async_trait]
 impl PaymentProvider for CaptureRefused {
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
         self.0.authorize(request).await
+    }
+    async fn authentication(&self, payment_id: &str) -> Result<Authentication, ProviderError> {
+        self.0.authentication(payment_id).await
     }
     async fn capture(&self, _: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
         Err(ProviderError::Refused(

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use circuit_breaker::{CircuitBreaker, Clock, Config, State, SystemClock};
-use shop_domain::payment::{ChargeRequest, ProviderError, Released};
+use shop_domain::payment::{Authentication, Authorization, ChargeRequest, ProviderError, Released};
 use shop_domain::ports::PaymentProvider;
 use std::future::Future;
 use std::sync::Arc;
@@ -111,8 +111,13 @@ impl<C: Clock> Bounded<'_, C> {
 
 #[async_trait]
 impl<C: Clock> PaymentProvider for Bounded<'_, C> {
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
         self.call(self.guarded.inner.authorize(request)).await
+    }
+
+    async fn authentication(&self, payment_id: &str) -> Result<Authentication, ProviderError> {
+        self.call(self.guarded.inner.authentication(payment_id))
+            .await
     }
 
     async fn capture(&self, id: &str, request: &ChargeRequest) -> Result<(), ProviderError> {
@@ -157,12 +162,12 @@ mod tests {
 
     #[async_trait]
     impl PaymentProvider for Flaky {
-        async fn authorize(&self, _: &ChargeRequest) -> Result<String, ProviderError> {
+        async fn authorize(&self, _: &ChargeRequest) -> Result<Authorization, ProviderError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if *self.down.lock().unwrap() {
                 Err(ProviderError::Transient("503".into()))
             } else {
-                Ok("pi_1".into())
+                Ok(Authorization::Held("pi_1".into()))
             }
         }
         async fn capture(&self, _: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
@@ -218,7 +223,7 @@ mod tests {
         *clock.0.lock().unwrap() += Duration::from_secs(20);
         assert_eq!(
             guarded.until(later()).authorize(&request()).await.unwrap(),
-            "pi_1"
+            Authorization::Held("pi_1".into())
         );
         assert_eq!(guarded.state(), State::Closed);
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
@@ -230,9 +235,9 @@ mod tests {
         struct Slow;
         #[async_trait]
         impl PaymentProvider for Slow {
-            async fn authorize(&self, _: &ChargeRequest) -> Result<String, ProviderError> {
+            async fn authorize(&self, _: &ChargeRequest) -> Result<Authorization, ProviderError> {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok("pi_late".into())
+                Ok(Authorization::Held("pi_late".into()))
             }
             async fn capture(&self, _: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
                 tokio::time::sleep(Duration::from_secs(10)).await;

@@ -1,4 +1,5 @@
-//! Payment commands from the saga: Charge and Refund through a payment provider,
+//! Payment commands from the saga (Authorize, AwaitAuthentication, Capture, Refund)
+//! and from the Stripe webhook (SettleAuthentication), through a payment provider,
 //! recorded in the ledger, answered with a result or a named failure.
 #![warn(missing_docs)]
 
@@ -9,13 +10,12 @@ use payment_sandbox::{Latency, SandboxProvider};
 use payment_stripe::StripeProvider;
 use serde_json::json;
 use shop_aws::{ConfigError, Settings};
-use shop_domain::OrderId;
 use shop_domain::commands::TaskFailure;
 use shop_domain::commands::{Envelope, PaymentCommand, TaskError};
 use shop_domain::payment::PaymentService;
 use shop_domain::payment::{InvalidProviderKey, ProviderKey};
 use shop_domain::ports::{
-    EventPublisher, PaymentLedger, PaymentMethods, PaymentProvider, PortError, TaskCallbacks,
+    EventPublisher, OrderPayments, PaymentLedger, PaymentProvider, PortError, TaskCallbacks,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,6 +27,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Provider deadline, in milliseconds, when `PAYMENT_PROVIDER_TIMEOUT_MS` is not set.
 pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 5_000;
 
+/// How long a shopper may take to authenticate a payment when
+/// `PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS` is not set.
+pub const DEFAULT_AUTHENTICATION_TIMEOUT_SECONDS: u64 = 600;
+
 /// Why a message was not processed (it is redelivered, then dead-lettered).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -36,6 +40,9 @@ pub enum CommandError {
     /// Answering the saga failed.
     #[error(transparent)]
     Port(#[from] PortError),
+    /// A command the saga does not wait on failed for a reason a retry may fix.
+    #[error("settling the payment failed; retried")]
+    Unsettled(#[source] TaskFailure),
 }
 
 /// The field of the secret's JSON that holds the API key.
@@ -80,6 +87,10 @@ pub struct Config {
     pub provider_key_secret: String,
     /// `PAYMENT_PROVIDER_TIMEOUT_MS` (default 5000): how long one provider call may take.
     pub provider_timeout: Duration,
+    /// `PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS` (default 600): how long the saga waits
+    /// for a shopper to authenticate a payment (3-D Secure) before it voids the
+    /// payment and cancels the order. Told to the saga in the Authorize answer.
+    pub authentication_timeout: Duration,
     /// `PAYMENT_SANDBOX_LATENCY` (`P50,P99` such as `300ms,2s`; empty: none): how long
     /// the sandbox provider takes to answer, so local runs queue as production does.
     pub sandbox_latency: Option<Latency>,
@@ -116,6 +127,12 @@ impl Config {
                 DEFAULT_PROVIDER_TIMEOUT_MS,
                 "a number of milliseconds above 0",
                 positive,
+            )?),
+            authentication_timeout: Duration::from_secs(env.parsed(
+                "PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS",
+                DEFAULT_AUTHENTICATION_TIMEOUT_SECONDS,
+                "a number of seconds from 1 to 86400",
+                |n: &u64| (1..=86_400).contains(n),
             )?),
             sandbox_latency: env
                 .parsed(
@@ -263,7 +280,7 @@ pub struct Ports {
     /// The card processor, which [`Payments::new`] puts behind the circuit breaker.
     pub provider: Arc<dyn PaymentProvider>,
     /// Orders' payment methods, which no command carries.
-    pub methods: Arc<dyn PaymentMethods>,
+    pub methods: Arc<dyn OrderPayments>,
     /// Publishes payment events.
     pub events: Arc<dyn EventPublisher>,
     /// Answers and heartbeats to the saga's task tokens.
@@ -303,11 +320,19 @@ impl Ports {
 /// time left to record the outcome in the ledger and answer the saga.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
+/// Counts a declined payment (`PaymentDeclines`).
+fn count_decline(failure: &TaskFailure) {
+    if failure.error == TaskError::PaymentDeclined {
+        observability::emit(observability::Metric::PaymentDeclines, 1.0, &[]);
+    }
+}
+
 /// The payments function with its ports.
 pub struct Payments {
+    authentication_timeout: Duration,
     ledger: Arc<dyn PaymentLedger>,
     provider: breaker::GuardedProvider,
-    methods: Arc<dyn PaymentMethods>,
+    methods: Arc<dyn OrderPayments>,
     events: Arc<dyn EventPublisher>,
     callbacks: Arc<dyn TaskCallbacks>,
 }
@@ -317,6 +342,7 @@ impl Payments {
     /// configured by `config`.
     pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
+            authentication_timeout: config.authentication_timeout,
             ledger: ports.ledger,
             provider: breaker::GuardedProvider::new(ports.provider, config.breaker),
             methods: ports.methods,
@@ -335,22 +361,6 @@ impl Payments {
         sqs_batch::process_batch(event, |message| self.execute(message, &provider)).await
     }
 
-    /// The order's payment method, read from the stored order: a missing one is a
-    /// request the provider would refuse, so the saga gives back what it holds.
-    async fn payment_method(&self, order_id: &OrderId) -> Result<String, TaskFailure> {
-        match self.methods.of_order(order_id).await {
-            Ok(Some(method)) if !method.is_empty() => Ok(method),
-            Ok(_) => Err(TaskFailure::new(
-                TaskError::PaymentRefused,
-                format!("order {order_id} has no payment method"),
-            )),
-            Err(e) => Err(TaskFailure::unavailable(
-                TaskError::PaymentProviderUnavailable,
-                &e,
-            )),
-        }
-    }
-
     async fn execute(
         &self,
         message: SqsMessage,
@@ -362,50 +372,97 @@ impl Payments {
         let service = PaymentService {
             ledger: self.ledger.as_ref(),
             provider,
+            orders: self.methods.as_ref(),
             events: self.events.as_ref(),
         };
         let order_id = match &envelope.command {
             PaymentCommand::Authorize { order_id, .. }
             | PaymentCommand::Capture { order_id }
+            | PaymentCommand::AwaitAuthentication { order_id }
+            | PaymentCommand::SettleAuthentication { order_id, .. }
             | PaymentCommand::Refund { order_id, .. } => order_id.clone(),
         };
         let span =
             tracing::info_span!("command", correlation_id = %correlation_id, order_id = %order_id);
+        let callbacks = self.callbacks.as_ref();
         async {
-            let work = async {
-                match &envelope.command {
-                    PaymentCommand::Authorize {
-                        order_id,
-                        amount,
-                        currency,
-                    } => async {
-                        let method = self.payment_method(order_id).await?;
-                        service
-                            .authorize(order_id, &correlation_id, *amount, *currency, &method)
+            match &envelope.command {
+                PaymentCommand::Authorize {
+                    order_id,
+                    amount,
+                    currency,
+                } => {
+                    shop_domain::commands::execute(callbacks, envelope.timing(), async {
+                        let held = service
+                            .authorize(order_id, &correlation_id, *amount, *currency)
                             .await
-                    }
-                    .await
-                    .inspect_err(|failure| {
-                        if failure.error == TaskError::PaymentDeclined {
-                            observability::emit(observability::Metric::PaymentDeclines, 1.0, &[]);
+                            .inspect_err(count_decline)?;
+                        let mut answer = json!({ "chargeId": held.charge_id, "amount": held.amount });
+                        if held.awaiting_authentication {
+                            answer["awaitingAuthentication"] = json!(true);
+                            answer["authenticationTimeoutSeconds"] =
+                                json!(self.authentication_timeout.as_secs());
                         }
+                        Ok(answer)
                     })
-                    .map(|a| json!({ "chargeId": a.charge_id, "amount": a.amount })),
-                    PaymentCommand::Capture { order_id } => service
-                        .capture(order_id, &correlation_id)
+                    .await?
+                }
+                PaymentCommand::Capture { order_id } => {
+                    shop_domain::commands::execute(callbacks, envelope.timing(), async {
+                        let c = service.capture(order_id, &correlation_id).await?;
+                        Ok(json!({ "chargeId": c.charge_id, "amount": c.amount }))
+                    })
+                    .await?
+                }
+                PaymentCommand::Refund { order_id, reason } => {
+                    tracing::info!(reason = reason.as_deref().unwrap_or(""), "refunding");
+                    shop_domain::commands::execute(callbacks, envelope.timing(), async {
+                        let status = service.refund(order_id, &correlation_id).await?;
+                        Ok(json!({ "ledgerStatus": status }))
+                    })
+                    .await?
+                }
+                PaymentCommand::AwaitAuthentication { order_id } => {
+                    let Some(token) = envelope.task_token.as_deref() else {
+                        tracing::warn!("AwaitAuthentication without a task token: nothing waits; dropped");
+                        return Ok(());
+                    };
+                    let answer = match service
+                        .await_authentication(order_id, &correlation_id, token)
                         .await
-                        .map(|c| json!({ "chargeId": c.charge_id, "amount": c.amount })),
-                    PaymentCommand::Refund { order_id, reason } => {
-                        tracing::info!(reason = reason.as_deref().unwrap_or(""), "refunding");
-                        service
-                            .refund(order_id, &correlation_id)
-                            .await
-                            .map(|status| json!({ "ledgerStatus": status }))
+                    {
+                        Ok(Some((token, outcome))) => Some((token, outcome.inspect_err(count_decline))),
+                        Ok(None) => None,
+                        Err(failure) => Some((token.to_owned(), Err(failure))),
+                    };
+                    match answer {
+                        Some((token, outcome)) => {
+                            shop_domain::commands::answer_task(callbacks, Some(&token), outcome)
+                                .await?
+                        }
+                        None => tracing::info!(
+                            "waiting for the shopper to authenticate; the payment keeps the saga's token"
+                        ),
                     }
                 }
-            };
-            shop_domain::commands::execute(self.callbacks.as_ref(), envelope.timing(), work)
-                .await?;
+                PaymentCommand::SettleAuthentication { order_id, event_id } => {
+                    match service.settle_authentication(order_id, &correlation_id).await {
+                        Ok(Some((token, outcome))) => {
+                            tracing::info!(event_id, "authentication ended; answering the saga");
+                            let outcome = outcome.inspect_err(count_decline);
+                            shop_domain::commands::answer_task(callbacks, Some(&token), outcome)
+                                .await?
+                        }
+                        Ok(None) => tracing::info!(event_id, "no authentication to settle"),
+                        Err(failure) if failure.error.is_transient() => {
+                            return Err(CommandError::Unsettled(failure));
+                        }
+                        Err(failure) => {
+                            tracing::warn!(event_id, error = failure.error.name(), cause = %failure.cause, "settling refused")
+                        }
+                    }
+                }
+            }
             Ok(())
         }
         .instrument(span)
@@ -416,8 +473,8 @@ impl Payments {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use shop_domain::Order;
     use shop_domain::fakes::{FakeCallbacks, FakeEvents, FakeLedger, FakeOrders, pending_order};
+    use shop_domain::{Order, OrderId};
 
     /// The configuration the template gives, with `extra` variables set besides.
     pub(crate) fn config(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use shop_domain::listing::{ListCursor, OrderPage, PageRequest};
-use shop_domain::ports::{CancelOutcome, OrderStore, PaymentMethods, PendingOrders, PortError};
+use shop_domain::ports::{CancelOutcome, OrderPayments, OrderStore, PendingOrders, PortError};
 use shop_domain::{CustomerId, Order, OrderId, OrderStatus, StatusChange};
 use std::collections::HashMap;
 
@@ -67,9 +67,10 @@ impl DynamoOrderStore {
 }
 
 /// The payments function reads only the order's payment method (GetItem projected to
-/// it), with the one permission that needs.
+/// it) and writes only the shopper's action (an UpdateItem conditional on the order
+/// waiting for its payment), with the two permissions those need.
 #[async_trait]
-impl PaymentMethods for DynamoOrderStore {
+impl OrderPayments for DynamoOrderStore {
     async fn of_order(&self, order_id: &OrderId) -> Result<Option<String>, PortError> {
         let out = self
             .get_item(order_id)
@@ -81,6 +82,70 @@ impl PaymentMethods for DynamoOrderStore {
             Some(AttributeValue::S(method)) => method.clone(),
             _ => String::new(),
         }))
+    }
+
+    async fn require_action(
+        &self,
+        order_id: &OrderId,
+        client_secret: &str,
+        at: &str,
+    ) -> Result<bool, PortError> {
+        const OPERATION: &str = "orders.require_action";
+        let action: AttributeValue = serde_dynamo::to_attribute_value(shop_domain::PaymentAction {
+            client_secret: client_secret.to_owned(),
+        })
+        .map_err(|e| port_error(OPERATION, e))?;
+        let change: AttributeValue = serde_dynamo::to_attribute_value(StatusChange {
+            status: OrderStatus::PaymentActionRequired,
+            at: at.to_owned(),
+            reason: None,
+        })
+        .map_err(|e| port_error(OPERATION, e))?;
+        let status = |s: OrderStatus| AttributeValue::S(s.as_str().into());
+        // First ask: the status moves and the history says when. Asked again (a
+        // redelivered Authorize), only the action is written.
+        let attempts = [
+            (
+                "SET #s = :action, paymentAction = :pa, history = list_append(history, :change)",
+                OrderStatus::PaymentPending,
+            ),
+            (
+                "SET paymentAction = :pa",
+                OrderStatus::PaymentActionRequired,
+            ),
+        ];
+        for (update, expected) in attempts {
+            let (k, v) = Self::key(order_id);
+            let mut request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(k, v)
+                .update_expression(update)
+                .condition_expression("#s = :expected")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":expected", status(expected))
+                .expression_attribute_values(":pa", action.clone());
+            if expected == OrderStatus::PaymentPending {
+                request = request
+                    .expression_attribute_values(
+                        ":action",
+                        status(OrderStatus::PaymentActionRequired),
+                    )
+                    .expression_attribute_values(
+                        ":change",
+                        AttributeValue::L(vec![change.clone()]),
+                    );
+            }
+            match request.send().await {
+                Ok(_) => return Ok(true),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(port_error(OPERATION, e)),
+            }
+        }
+        Ok(false)
     }
 }
 

@@ -2,6 +2,7 @@
 //! `scripts/with-moto.sh`). Tables and queues come from `template.yaml`, so the
 //! adapters are checked against the key schemas they will meet on AWS.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use idempotency::{Begin, IdempotencyStore, Record, RecordStatus};
 use local_runtime::Template;
 use local_runtime::provision::{Clients, Stack, provision};
@@ -201,6 +202,7 @@ async fn ledger_transitions_are_conditional() {
         charge_id: None,
         payment_method: Some("pm_card_visa".into()),
         decline_code: None,
+        authentication_token: None,
         updated_at: "2026-01-01T00:00:00Z".into(),
     };
     assert!(
@@ -359,14 +361,63 @@ async fn the_payments_function_reads_an_orders_payment_method_and_nothing_else()
     let o = order();
     store.insert(&o).await.unwrap();
     assert_eq!(
-        PaymentMethods::of_order(&store, &o.order_id).await.unwrap(),
+        OrderPayments::of_order(&store, &o.order_id).await.unwrap(),
         Some("tok_visa".to_owned())
     );
     assert_eq!(
-        PaymentMethods::of_order(&store, &OrderId::generate())
+        OrderPayments::of_order(&store, &OrderId::generate())
             .await
             .unwrap(),
         None
+    );
+}
+
+#[tokio::test]
+async fn a_payment_action_is_written_only_on_an_order_waiting_for_its_payment() {
+    let (sdk, stack) = stack().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = &stack.tables["OrdersTable"];
+    let store = DynamoOrderStore::new(client.clone(), table);
+    let o = order();
+    store.insert(&o).await.unwrap();
+    let set_status = |status: OrderStatus| {
+        client
+            .update_item()
+            .table_name(table)
+            .key("orderId", AttributeValue::S(o.order_id.to_string()))
+            .update_expression("SET #s = :s")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", AttributeValue::S(status.as_str().into()))
+            .send()
+    };
+    let ask =
+        |secret: &'static str| store.require_action(&o.order_id, secret, "2026-12-03T00:00:00Z");
+    // A pending order is not asked: its stock is not even held.
+    assert!(!ask("pi_1_secret_a").await.unwrap());
+    set_status(OrderStatus::PaymentPending).await.unwrap();
+    assert!(ask("pi_1_secret_a").await.unwrap());
+    // Asked again (a redelivered Authorize): the action is written, the history is not.
+    assert!(ask("pi_1_secret_b").await.unwrap());
+    let stored = store.get(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::PaymentActionRequired);
+    assert_eq!(
+        stored.payment_action.unwrap().client_secret,
+        "pi_1_secret_b"
+    );
+    let asked: Vec<_> = stored
+        .history
+        .iter()
+        .filter(|c| c.status == OrderStatus::PaymentActionRequired)
+        .collect();
+    assert_eq!(asked.len(), 1);
+    set_status(OrderStatus::Cancelled).await.unwrap();
+    assert!(!ask("pi_1_secret_c").await.unwrap());
+    assert!(
+        store
+            .require_action(&OrderId::generate(), "s", "2026-12-03T00:00:00Z")
+            .await
+            .is_ok_and(|asked| !asked),
+        "no such order"
     );
 }
 
@@ -532,6 +583,7 @@ async fn an_unreachable_table_is_an_error_never_a_refused_condition() {
         charge_id: None,
         payment_method: None,
         decline_code: None,
+        authentication_token: None,
         updated_at: "2026-01-01T00:00:00Z".into(),
     };
     assert!(ledger.transition(&order, None, &record).await.is_err());

@@ -278,6 +278,21 @@ pub enum PaymentCommand {
         /// Order whose authorization to capture.
         order_id: OrderId,
     },
+    /// Wait for the shopper to authenticate the payment (3-D Secure): the task token
+    /// is kept with the payment and answered when the authentication ends.
+    AwaitAuthentication {
+        /// Order whose payment awaits authentication.
+        order_id: OrderId,
+    },
+    /// Something happened to the order's payment at the provider (a webhook event):
+    /// look at it and answer the waiting `AwaitAuthentication` if the shopper's
+    /// authentication ended.
+    SettleAuthentication {
+        /// Order the payment is for.
+        order_id: OrderId,
+        /// The provider's event id, for the logs.
+        event_id: String,
+    },
     /// Compensation: void an authorization, refund a capture, or void a charge that
     /// never happened.
     Refund {

@@ -35,6 +35,7 @@ pub fn pending_order(sku: &str, quantity: u32, unit_price: u64) -> Order {
             reason: None,
         }],
         payment_token: "tok_visa".into(),
+        payment_action: None,
         correlation_id: "corr".into(),
         created_at: at,
         express: false,
@@ -105,9 +106,37 @@ impl SagaRuns for FakeRuns {
 pub struct FakeOrders(pub Mutex<HashMap<OrderId, Order>>);
 
 #[async_trait]
-impl PaymentMethods for FakeOrders {
+impl OrderPayments for FakeOrders {
     async fn of_order(&self, order_id: &OrderId) -> Result<Option<String>, PortError> {
         Ok(lock(&self.0).get(order_id).map(|o| o.payment_token.clone()))
+    }
+    async fn require_action(
+        &self,
+        order_id: &OrderId,
+        client_secret: &str,
+        at: &str,
+    ) -> Result<bool, PortError> {
+        let mut orders = lock(&self.0);
+        let Some(order) = orders.get_mut(order_id).filter(|o| {
+            matches!(
+                o.status,
+                OrderStatus::PaymentPending | OrderStatus::PaymentActionRequired
+            )
+        }) else {
+            return Ok(false);
+        };
+        if order.status == OrderStatus::PaymentPending {
+            order.status = OrderStatus::PaymentActionRequired;
+            order.history.push(StatusChange {
+                status: OrderStatus::PaymentActionRequired,
+                at: at.to_owned(),
+                reason: None,
+            });
+        }
+        order.payment_action = Some(crate::order::PaymentAction {
+            client_secret: client_secret.to_owned(),
+        });
+        Ok(true)
     }
 }
 

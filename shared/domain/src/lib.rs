@@ -22,7 +22,9 @@ pub mod fakes;
 #[cfg(test)]
 mod tests;
 
-pub use order::{Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku, StatusChange};
+pub use order::{
+    Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, PaymentAction, Sku, StatusChange,
+};
 
 /// Current time as RFC 3339, the one timestamp format used in records and events.
 pub fn now_rfc3339() -> String {

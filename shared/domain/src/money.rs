@@ -12,6 +12,9 @@ use std::time::Duration;
 pub enum LedgerStatus {
     /// A charge attempt started; its outcome may be unknown.
     Charging,
+    /// The provider asks the shopper to authenticate the payment (3-D Secure) before
+    /// it holds anything; the saga's `AwaitAuthentication` token waits in the record.
+    AwaitingAuthentication,
     /// The amount is held on the payment method, not yet taken.
     Authorized,
     /// Money captured.
@@ -30,6 +33,7 @@ impl LedgerStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Charging => "CHARGING",
+            Self::AwaitingAuthentication => "AWAITING_AUTHENTICATION",
             Self::Authorized => "AUTHORIZED",
             Self::Captured => "CAPTURED",
             Self::Declined => "DECLINED",
@@ -42,6 +46,7 @@ impl LedgerStatus {
     pub fn parse(raw: &str) -> Option<Self> {
         [
             Self::Charging,
+            Self::AwaitingAuthentication,
             Self::Authorized,
             Self::Captured,
             Self::Declined,
@@ -74,6 +79,11 @@ pub struct LedgerRecord {
     /// Why the provider refused the card (its decline code), when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decline_code: Option<String>,
+    /// The task token of the saga's `AwaitAuthentication` step, kept while the shopper
+    /// authenticates: whichever learns the outcome first (the step's own command or a
+    /// webhook) answers the saga with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_token: Option<String>,
     /// When this status was entered.
     pub updated_at: String,
 }
@@ -89,6 +99,43 @@ impl LedgerRecord {
             payment_token: self.payment_method.clone().unwrap_or_default(),
         }
     }
+}
+
+/// What an authorization request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// The amount is held under this payment id.
+    Held(String),
+    /// Nothing is held yet: the shopper must authenticate the payment in the browser
+    /// (3-D Secure), with the client secret, before the provider holds the amount.
+    ActionRequired {
+        /// Provider's id of the payment.
+        payment_id: String,
+        /// What the shopper's browser hands the provider's script (Stripe.js
+        /// `handleNextAction`); shown to the order's owner only.
+        client_secret: String,
+    },
+}
+
+impl Authorization {
+    /// The provider's id of the payment, held or not.
+    pub fn payment_id(&self) -> &str {
+        match self {
+            Self::Held(id) | Self::ActionRequired { payment_id: id, .. } => id,
+        }
+    }
+}
+
+/// Where a payment that asked for authentication stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authentication {
+    /// The shopper authenticated: the amount is held.
+    Held,
+    /// The shopper has not answered yet.
+    Pending,
+    /// The authentication failed or the payment was cancelled: nothing is held. The
+    /// provider's reason, kept on the order as a decline code.
+    Failed(String),
 }
 
 /// What releasing a payment did.
@@ -185,6 +232,7 @@ mod tests {
     fn a_ledger_status_is_stored_by_its_serde_name_and_read_back() {
         for status in [
             LedgerStatus::Charging,
+            LedgerStatus::AwaitingAuthentication,
             LedgerStatus::Authorized,
             LedgerStatus::Captured,
             LedgerStatus::Declined,

@@ -137,6 +137,10 @@ pub enum OrderStatus {
     Reserved,
     /// The charge is in flight; the shopper can no longer cancel.
     PaymentPending,
+    /// The card's issuer asks the shopper to authenticate the payment (3-D Secure):
+    /// the order's owner sees the client secret to do it with until the saga's
+    /// deadline.
+    PaymentActionRequired,
     /// Paid and confirmed.
     Confirmed,
     /// Compensated or cancelled by the shopper.
@@ -150,6 +154,7 @@ impl OrderStatus {
             Self::Pending => "PENDING",
             Self::Reserved => "RESERVED",
             Self::PaymentPending => "PAYMENT_PENDING",
+            Self::PaymentActionRequired => "PAYMENT_ACTION_REQUIRED",
             Self::Confirmed => "CONFIRMED",
             Self::Cancelled => "CANCELLED",
         }
@@ -161,6 +166,7 @@ impl OrderStatus {
             Self::Pending,
             Self::Reserved,
             Self::PaymentPending,
+            Self::PaymentActionRequired,
             Self::Confirmed,
             Self::Cancelled,
         ]
@@ -216,6 +222,11 @@ pub struct Order {
     /// carry the order id, and the payments function reads the method from here.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub payment_token: String,
+    /// What the shopper's browser needs to authenticate the payment, while the order
+    /// is `PAYMENT_ACTION_REQUIRED`. Written by the payments function, removed when the
+    /// order is confirmed or cancelled, shown to the order's owner only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_action: Option<PaymentAction>,
     /// Ties logs and events of this order together across services.
     pub correlation_id: String,
     /// When the order was accepted, RFC 3339.
@@ -225,11 +236,21 @@ pub struct Order {
     pub express: bool,
 }
 
+/// The step the shopper must take for a payment to go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentAction {
+    /// The PaymentIntent's client secret, which Stripe.js `handleNextAction` takes to
+    /// show the issuer's authentication.
+    pub client_secret: String,
+}
+
 impl Order {
     /// The order as it travels on a queue: everything but its payment method.
     pub fn without_payment_method(&self) -> Order {
         Order {
             payment_token: String::new(),
+            payment_action: None,
             ..self.clone()
         }
     }

@@ -4,12 +4,12 @@
 use crate::commands::{TaskError, TaskFailure};
 use crate::events::DomainEvent;
 use crate::order::{Currency, OrderId};
-use crate::ports::{EventPublisher, PaymentLedger, PaymentProvider};
+use crate::ports::{EventPublisher, OrderPayments, PaymentLedger, PaymentProvider};
 use serde::Serialize;
 
 pub use crate::money::{
-    ChargeRequest, InvalidProviderKey, LedgerRecord, LedgerStatus, ProviderError, ProviderKey,
-    Released,
+    Authentication, Authorization, ChargeRequest, InvalidProviderKey, LedgerRecord, LedgerStatus,
+    ProviderError, ProviderKey, Released,
 };
 
 /// The provider idempotency key of an order's charge: one per order, so however often
@@ -31,6 +31,7 @@ fn record(
         charge_id,
         payment_method: Some(request.payment_token.clone()),
         decline_code: None,
+        authentication_token: None,
         updated_at: crate::now_rfc3339(),
     }
 }
@@ -59,6 +60,13 @@ fn tombstoned(order_id: &OrderId) -> TaskFailure {
     )
 }
 
+fn nothing_to_authenticate(order_id: &OrderId, ledger: &str) -> TaskFailure {
+    TaskFailure::new(
+        TaskError::PaymentRefused,
+        format!("order {order_id} has no payment awaiting authentication (ledger: {ledger})"),
+    )
+}
+
 fn raced() -> TaskFailure {
     TaskFailure::new(
         TaskError::PaymentProviderUnavailable,
@@ -72,6 +80,8 @@ pub struct PaymentService<'a> {
     pub ledger: &'a dyn PaymentLedger,
     /// Card processor.
     pub provider: &'a dyn PaymentProvider,
+    /// The stored orders: their payment methods, their shoppers' actions.
+    pub orders: &'a dyn OrderPayments,
     /// Event bus.
     pub events: &'a dyn EventPublisher,
 }
@@ -86,7 +96,8 @@ pub struct Captured {
     pub amount: u64,
 }
 
-/// An authorization held for an order, returned to the saga as the task output.
+/// An authorization held for an order, or asked of its shopper, returned to the saga
+/// as the task output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Authorized {
@@ -94,46 +105,53 @@ pub struct Authorized {
     pub charge_id: String,
     /// Amount held.
     pub amount: u64,
+    /// Nothing is held yet: the shopper must authenticate the payment (3-D Secure),
+    /// and the saga waits for it in `AwaitAuthentication`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_authentication: bool,
 }
 
+/// A saga task token and the answer it is owed.
+pub type Answer = (String, Result<serde_json::Value, TaskFailure>);
+
 impl PaymentService<'_> {
-    /// Holds the order total on `payment_method` once: a retried or redelivered
-    /// command returns the first outcome; a command that arrives after a compensation
-    /// is refused.
+    /// Holds the order total on the order's stored payment method once: a retried or
+    /// redelivered command returns the first outcome; a command that arrives after a
+    /// compensation is refused. When the issuer asks the shopper to authenticate, the
+    /// order shows its owner the client secret and the answer says so.
     pub async fn authorize(
         &self,
         order_id: &OrderId,
         correlation_id: &str,
         amount: u64,
         currency: Currency,
-        payment_method: &str,
     ) -> Result<Authorized, TaskFailure> {
-        let request = ChargeRequest {
-            order_id: order_id.clone(),
-            idempotency_key: charge_key(order_id),
-            amount,
-            currency,
-            payment_token: payment_method.to_owned(),
-        };
         let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
-        let payment_id = match existing {
+        let held = |payment_id: String, awaiting_authentication| Authorized {
+            charge_id: payment_id,
+            amount,
+            awaiting_authentication,
+        };
+        match existing {
             Some(LedgerRecord {
                 status: LedgerStatus::Authorized | LedgerStatus::Captured,
                 charge_id: Some(payment_id),
                 ..
-            }) => payment_id,
-            Some(r) if r.status == LedgerStatus::Declined => {
-                return Err(TaskFailure::new(
-                    TaskError::PaymentDeclined,
-                    r.decline_code
-                        .unwrap_or_else(|| "card declined earlier for this order".into()),
-                ));
-            }
+            }) => Ok(held(payment_id, false)),
+            Some(r) if r.status == LedgerStatus::Declined => Err(TaskFailure::new(
+                TaskError::PaymentDeclined,
+                r.decline_code
+                    .unwrap_or_else(|| "card declined earlier for this order".into()),
+            )),
             Some(r) if matches!(r.status, LedgerStatus::Refunded | LedgerStatus::Voided) => {
-                return Err(tombstoned(order_id));
+                Err(tombstoned(order_id))
             }
-            Some(_) => self.hold(&request, correlation_id).await?,
+            Some(_) => {
+                let request = self.request(order_id, amount, currency).await?;
+                self.hold(&request, correlation_id).await
+            }
             None => {
+                let request = self.request(order_id, amount, currency).await?;
                 let claim = record(&request, LedgerStatus::Charging, None);
                 if !self
                     .ledger
@@ -143,12 +161,33 @@ impl PaymentService<'_> {
                 {
                     return Err(raced());
                 }
-                self.hold(&request, correlation_id).await?
+                self.hold(&request, correlation_id).await
             }
+        }
+    }
+
+    /// The authorization request for an order, with the payment method read from the
+    /// stored order: a missing one is a request the provider would refuse, so the saga
+    /// gives back what it holds.
+    async fn request(
+        &self,
+        order_id: &OrderId,
+        amount: u64,
+        currency: Currency,
+    ) -> Result<ChargeRequest, TaskFailure> {
+        let method = self.orders.of_order(order_id).await.map_err(unavailable)?;
+        let Some(method) = method.filter(|m| !m.is_empty()) else {
+            return Err(TaskFailure::new(
+                TaskError::PaymentRefused,
+                format!("order {order_id} has no payment method"),
+            ));
         };
-        Ok(Authorized {
-            charge_id: payment_id,
+        Ok(ChargeRequest {
+            order_id: order_id.clone(),
+            idempotency_key: charge_key(order_id),
             amount,
+            currency,
+            payment_token: method,
         })
     }
 
@@ -183,16 +222,23 @@ impl PaymentService<'_> {
         }
     }
 
-    /// Asks the provider to hold the amount and records the authorization; a decline
-    /// is recorded with its code and published.
+    /// Asks the provider to hold the amount and records the authorization (or that the
+    /// shopper must authenticate it); a decline is recorded with its code and published.
+    /// Asked again for a payment awaiting authentication, the provider replays its
+    /// answer under the same key, and the order's action is written again if it was not.
     async fn hold(
         &self,
         request: &ChargeRequest,
         correlation_id: &str,
-    ) -> Result<String, TaskFailure> {
+    ) -> Result<Authorized, TaskFailure> {
         let order_id = &request.order_id;
+        let answer = |payment_id: String, awaiting_authentication| Authorized {
+            charge_id: payment_id,
+            amount: request.amount,
+            awaiting_authentication,
+        };
         match self.provider.authorize(request).await {
-            Ok(payment_id) => {
+            Ok(Authorization::Held(payment_id)) => {
                 self.advance_or_release(
                     request,
                     LedgerStatus::Charging,
@@ -200,26 +246,219 @@ impl PaymentService<'_> {
                     &payment_id,
                 )
                 .await?;
-                Ok(payment_id)
+                Ok(answer(payment_id, false))
             }
-            Err(ProviderError::Declined(code)) => {
-                let declined = LedgerRecord {
-                    decline_code: Some(code.clone()),
-                    ..record(request, LedgerStatus::Declined, None)
-                };
-                self.ledger
-                    .transition(order_id, Some(LedgerStatus::Charging), &declined)
+            Ok(Authorization::ActionRequired {
+                payment_id,
+                client_secret,
+            }) => {
+                let now = self.ledger.get(order_id).await.map_err(unavailable)?;
+                if now.is_none_or(|r| r.status != LedgerStatus::AwaitingAuthentication) {
+                    self.advance_or_release(
+                        request,
+                        LedgerStatus::Charging,
+                        LedgerStatus::AwaitingAuthentication,
+                        &payment_id,
+                    )
+                    .await?;
+                }
+                let asked = self
+                    .orders
+                    .require_action(order_id, &client_secret, &crate::now_rfc3339())
                     .await
                     .map_err(unavailable)?;
-                self.publish(DomainEvent::payment_declined(
-                    order_id,
-                    correlation_id,
-                    &code,
-                ))
-                .await?;
+                if !asked {
+                    tracing::warn!(
+                        "the order no longer waits for payment; its shopper is not asked to authenticate"
+                    );
+                }
+                Ok(answer(payment_id, true))
+            }
+            Err(ProviderError::Declined(code)) => {
+                self.decline(request, LedgerStatus::Charging, None, &code, correlation_id)
+                    .await?;
                 Err(TaskFailure::new(TaskError::PaymentDeclined, code))
             }
             Err(e) => Err(provider_failure(e)),
+        }
+    }
+
+    /// Records a decline with its code (from `from`) and publishes it.
+    async fn decline(
+        &self,
+        request: &ChargeRequest,
+        from: LedgerStatus,
+        previous: Option<&LedgerRecord>,
+        code: &str,
+        correlation_id: &str,
+    ) -> Result<bool, TaskFailure> {
+        let declined = LedgerRecord {
+            decline_code: Some(code.to_owned()),
+            charge_id: previous.and_then(|r| r.charge_id.clone()),
+            authentication_token: previous.and_then(|r| r.authentication_token.clone()),
+            ..record(request, LedgerStatus::Declined, None)
+        };
+        let moved = self
+            .ledger
+            .transition(&request.order_id, Some(from), &declined)
+            .await
+            .map_err(unavailable)?;
+        if moved {
+            self.publish(DomainEvent::payment_declined(
+                &request.order_id,
+                correlation_id,
+                code,
+            ))
+            .await?;
+        }
+        Ok(moved)
+    }
+
+    /// The saga's `AwaitAuthentication` step: keeps its task token with the payment,
+    /// then looks at the payment once, in case the shopper answered before the token
+    /// arrived. The answer the token is owed now, or `None` while the shopper has not
+    /// answered (a webhook settles it then).
+    pub async fn await_authentication(
+        &self,
+        order_id: &OrderId,
+        correlation_id: &str,
+        task_token: &str,
+    ) -> Result<Option<Answer>, TaskFailure> {
+        for _ in 0..3 {
+            let Some(current) = self.ledger.get(order_id).await.map_err(unavailable)? else {
+                return Err(nothing_to_authenticate(order_id, "none"));
+            };
+            match current.status {
+                LedgerStatus::AwaitingAuthentication
+                    if current.authentication_token.as_deref() != Some(task_token) =>
+                {
+                    let next = LedgerRecord {
+                        authentication_token: Some(task_token.to_owned()),
+                        updated_at: crate::now_rfc3339(),
+                        ..current.clone()
+                    };
+                    if self
+                        .ledger
+                        .transition(order_id, Some(current.status), &next)
+                        .await
+                        .map_err(unavailable)?
+                    {
+                        return self.settle_with(next, correlation_id).await;
+                    }
+                }
+                LedgerStatus::AwaitingAuthentication
+                | LedgerStatus::Authorized
+                | LedgerStatus::Declined => {
+                    let with_token = LedgerRecord {
+                        authentication_token: Some(task_token.to_owned()),
+                        ..current
+                    };
+                    return self.settle_with(with_token, correlation_id).await;
+                }
+                LedgerStatus::Refunded | LedgerStatus::Voided => {
+                    return Err(tombstoned(order_id));
+                }
+                other => return Err(nothing_to_authenticate(order_id, other.as_str())),
+            }
+        }
+        Err(raced())
+    }
+
+    /// A webhook said something happened to the order's payment: if the saga waits for
+    /// its authentication, the answer its token is owed. The provider is asked, not the
+    /// webhook believed, and the ledger's conditional transition lets one settlement
+    /// change anything however often, and in whatever order, events arrive.
+    pub async fn settle_authentication(
+        &self,
+        order_id: &OrderId,
+        correlation_id: &str,
+    ) -> Result<Option<Answer>, TaskFailure> {
+        match self.ledger.get(order_id).await.map_err(unavailable)? {
+            Some(current) if current.authentication_token.is_some() => {
+                self.settle_with(current, correlation_id).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Settles a payment whose record holds the waiting token: a pending one waits, an
+    /// authenticated one is recorded authorized, a failed one declined; a record settled
+    /// before (whose answer may not have reached the saga) is answered again.
+    async fn settle_with(
+        &self,
+        current: LedgerRecord,
+        correlation_id: &str,
+    ) -> Result<Option<Answer>, TaskFailure> {
+        let Some(token) = current.authentication_token.clone() else {
+            return Ok(None);
+        };
+        let payment_id = current.charge_id.clone().unwrap_or_default();
+        let held =
+            |r: &LedgerRecord| serde_json::json!({ "chargeId": r.charge_id, "amount": r.amount });
+        let declined = |r: &LedgerRecord| {
+            TaskFailure::new(
+                TaskError::PaymentDeclined,
+                r.decline_code
+                    .clone()
+                    .unwrap_or_else(|| "authentication failed".into()),
+            )
+        };
+        match current.status {
+            LedgerStatus::Authorized => return Ok(Some((token, Ok(held(&current))))),
+            LedgerStatus::Declined => return Ok(Some((token, Err(declined(&current))))),
+            LedgerStatus::AwaitingAuthentication => {}
+            _ => return Ok(None),
+        }
+        let request = current.request();
+        match self
+            .provider
+            .authentication(&payment_id)
+            .await
+            .map_err(provider_failure)?
+        {
+            Authentication::Pending => Ok(None),
+            Authentication::Held => {
+                let next = LedgerRecord {
+                    status: LedgerStatus::Authorized,
+                    updated_at: crate::now_rfc3339(),
+                    ..current.clone()
+                };
+                if !self
+                    .ledger
+                    .transition(&request.order_id, Some(current.status), &next)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    return Box::pin(self.settle_authentication(&request.order_id, correlation_id))
+                        .await;
+                }
+                Ok(Some((token, Ok(held(&next)))))
+            }
+            Authentication::Failed(code) => {
+                // Nothing is held, but the shopper's browser could still confirm the
+                // payment with another card: it is cancelled before the saga hears.
+                self.provider
+                    .release(Some(&payment_id), &request)
+                    .await
+                    .map_err(provider_failure)?;
+                if !self
+                    .decline(
+                        &request,
+                        current.status,
+                        Some(&current),
+                        &code,
+                        correlation_id,
+                    )
+                    .await?
+                {
+                    return Box::pin(self.settle_authentication(&request.order_id, correlation_id))
+                        .await;
+                }
+                Ok(Some((
+                    token,
+                    Err(TaskFailure::new(TaskError::PaymentDeclined, code)),
+                )))
+            }
         }
     }
 
@@ -307,6 +546,7 @@ impl PaymentService<'_> {
                     charge_id: None,
                     payment_method: None,
                     decline_code: None,
+                    authentication_token: None,
                     updated_at: crate::now_rfc3339(),
                 };
                 if self
@@ -323,7 +563,10 @@ impl PaymentService<'_> {
                 LedgerStatus::Refunded | LedgerStatus::Voided | LedgerStatus::Declined => {
                     return Ok(current.status);
                 }
-                LedgerStatus::Charging | LedgerStatus::Authorized | LedgerStatus::Captured => {
+                LedgerStatus::Charging
+                | LedgerStatus::AwaitingAuthentication
+                | LedgerStatus::Authorized
+                | LedgerStatus::Captured => {
                     let released = self
                         .provider
                         .release(current.charge_id.as_deref(), &current.request())

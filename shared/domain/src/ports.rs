@@ -3,7 +3,10 @@
 
 use crate::events::DomainEvent;
 use crate::listing::{OrderPage, PageRequest};
-use crate::money::{ChargeRequest, LedgerRecord, LedgerStatus, ProviderError, Released};
+use crate::money::{
+    Authentication, Authorization, ChargeRequest, LedgerRecord, LedgerStatus, ProviderError,
+    Released,
+};
 use crate::order::{Currency, CustomerId, Order, OrderId, OrderLine, Sku};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -209,12 +212,22 @@ pub trait PaymentLedger: Send + Sync {
     ) -> Result<bool, PortError>;
 }
 
-/// Where the payments function finds an order's payment method: the stored order,
-/// so no queue, saga input or event ever carries it.
+/// What the payments function reads and writes of a stored order: its payment method
+/// (so no queue, saga input or event ever carries it) and the action its shopper must
+/// take (so no saga input or event carries the client secret either).
 #[async_trait]
-pub trait PaymentMethods: Send + Sync {
+pub trait OrderPayments: Send + Sync {
     /// The order's payment method, `None` when there is no such order.
     async fn of_order(&self, order_id: &OrderId) -> Result<Option<String>, PortError>;
+    /// Moves a `PAYMENT_PENDING` order to `PAYMENT_ACTION_REQUIRED` with the client
+    /// secret its owner's browser authenticates with. False when the order was no
+    /// longer pending payment (a compensation won).
+    async fn require_action(
+        &self,
+        order_id: &OrderId,
+        client_secret: &str,
+        at: &str,
+    ) -> Result<bool, PortError>;
 }
 
 /// A card processor: authorizes, then captures what it authorized, and gives back by
@@ -222,9 +235,18 @@ pub trait PaymentMethods: Send + Sync {
 /// adapter (`payment-stripe`) and the sandbox (`payment-sandbox`).
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
-    /// Holds the amount on the payment method without taking it. The same
-    /// idempotency key gives the same authorization however often it is asked.
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError>;
+    /// Holds the amount on the payment method without taking it, or says the shopper
+    /// must authenticate first. The same idempotency key gives the same authorization
+    /// however often it is asked.
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError>;
+    /// Where a payment that answered [`Authorization::ActionRequired`] stands. A
+    /// provider that never asks for authentication is never asked this; by default it
+    /// refuses.
+    async fn authentication(&self, payment_id: &str) -> Result<Authentication, ProviderError> {
+        Err(ProviderError::Refused(format!(
+            "payment {payment_id}: this provider asks for no authentication"
+        )))
+    }
     /// Takes the whole amount authorized as `payment_id` for `request`. Capturing a
     /// captured payment changes nothing.
     async fn capture(&self, payment_id: &str, request: &ChargeRequest)

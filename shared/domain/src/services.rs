@@ -80,6 +80,7 @@ impl OrderService<'_> {
                 reason: None,
             }],
             payment_token: request.payment_token,
+            payment_action: None,
             correlation_id: correlation_id.to_owned(),
             created_at: now,
             express: request.express,

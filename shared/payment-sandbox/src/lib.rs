@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use shop_domain::OrderId;
-use shop_domain::payment::{ChargeRequest, ProviderError, ProviderKey, Released};
+use shop_domain::payment::{Authorization, ChargeRequest, ProviderError, ProviderKey, Released};
 use shop_domain::ports::PaymentProvider;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -229,10 +229,10 @@ impl SandboxProvider {
 
 #[async_trait]
 impl PaymentProvider for SandboxProvider {
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
         let answered = self.answer_delay().await;
         let outcome = self.authorize_now(request).await;
-        answered.and(outcome)
+        answered.and(outcome).map(Authorization::Held)
     }
 
     async fn capture(&self, payment_id: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
@@ -373,7 +373,28 @@ mod tests {
     use shop_domain::commands::TaskFailure;
     use shop_domain::fakes::{FakeEvents, FakeLedger};
     use shop_domain::payment::{Captured, LedgerStatus, PaymentService};
-    use shop_domain::ports::PaymentLedger;
+    use shop_domain::ports::{OrderPayments, PaymentLedger, PortError};
+    use std::sync::Mutex;
+
+    /// The payment method of each order the tests store.
+    #[derive(Default)]
+    struct Methods(Mutex<HashMap<OrderId, String>>);
+
+    impl Methods {
+        fn pay(&self, order: &OrderId, method: &str) {
+            self.0.lock().unwrap().insert(order.clone(), method.into());
+        }
+    }
+
+    #[async_trait]
+    impl OrderPayments for Methods {
+        async fn of_order(&self, order_id: &OrderId) -> Result<Option<String>, PortError> {
+            Ok(self.0.lock().unwrap().get(order_id).cloned())
+        }
+        async fn require_action(&self, _: &OrderId, _: &str, _: &str) -> Result<bool, PortError> {
+            Ok(true)
+        }
+    }
 
     fn sandbox() -> SandboxProvider {
         SandboxProvider::new(
@@ -386,10 +407,12 @@ mod tests {
         ledger: &'a FakeLedger,
         provider: &'a dyn PaymentProvider,
         events: &'a FakeEvents,
+        orders: &'a Methods,
     ) -> PaymentService<'a> {
         PaymentService {
             ledger,
             provider,
+            orders,
             events,
         }
     }
@@ -397,14 +420,16 @@ mod tests {
     /// Authorizes, then captures, as the saga's two payment steps do.
     async fn charge(
         service: &PaymentService<'_>,
+        methods: &Methods,
         order: &OrderId,
         correlation_id: &str,
         amount: u64,
         currency: Currency,
         method: &str,
     ) -> Result<Captured, TaskFailure> {
+        methods.pay(order, method);
         service
-            .authorize(order, correlation_id, amount, currency, method)
+            .authorize(order, correlation_id, amount, currency)
             .await?;
         service.capture(order, correlation_id).await
     }
@@ -413,22 +438,47 @@ mod tests {
     async fn a_charge_captures_once_however_often_it_is_delivered() {
         let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
         let provider = sandbox();
-        let service = payments(&ledger, &provider, &events);
+        let methods = Methods::default();
+        let service = payments(&ledger, &provider, &events, &methods);
         let order = OrderId::generate();
-        let first = charge(&service, &order, "c", 500, Currency::EUR, "tok_visa")
-            .await
-            .unwrap();
-        let again = charge(&service, &order, "c", 500, Currency::EUR, "tok_visa")
-            .await
-            .unwrap();
+        let first = charge(
+            &service,
+            &methods,
+            &order,
+            "c",
+            500,
+            Currency::EUR,
+            "tok_visa",
+        )
+        .await
+        .unwrap();
+        let again = charge(
+            &service,
+            &methods,
+            &order,
+            "c",
+            500,
+            Currency::EUR,
+            "tok_visa",
+        )
+        .await
+        .unwrap();
         assert_eq!(first, again);
         assert_eq!(provider.net_captured(&order), 500);
         assert_eq!(events.detail_types(), ["PaymentCaptured"]);
         // Another order is another key: its own capture, never the first one replayed.
         let other = OrderId::generate();
-        let second = charge(&service, &other, "c", 300, Currency::EUR, "tok_visa")
-            .await
-            .unwrap();
+        let second = charge(
+            &service,
+            &methods,
+            &other,
+            "c",
+            300,
+            Currency::EUR,
+            "tok_visa",
+        )
+        .await
+        .unwrap();
         assert_ne!(second.charge_id, first.charge_id);
         assert_eq!(provider.net_captured(&other), 300);
         assert_eq!(provider.net_captured(&order), 500);
@@ -438,28 +488,61 @@ mod tests {
     async fn declines_and_transient_failures_have_their_names() {
         let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
         let provider = sandbox();
-        let service = payments(&ledger, &provider, &events);
+        let methods = Methods::default();
+        let service = payments(&ledger, &provider, &events, &methods);
         let declined = OrderId::generate();
-        let err = charge(&service, &declined, "c", 1, Currency::EUR, "tok_decline")
-            .await
-            .unwrap_err();
+        let err = charge(
+            &service,
+            &methods,
+            &declined,
+            "c",
+            1,
+            Currency::EUR,
+            "tok_decline",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.error, TaskError::PaymentDeclined);
 
         let flaky = OrderId::generate();
         for _ in 0..2 {
-            let err = charge(&service, &flaky, "c", 1, Currency::EUR, "tok_flaky")
-                .await
-                .unwrap_err();
-            assert!(err.error.is_transient(), "{err}");
-        }
-        charge(&service, &flaky, "c", 1, Currency::EUR, "tok_flaky")
-            .await
-            .unwrap();
-
-        let slow = OrderId::generate();
-        let err = charge(&service, &slow, "c", 1, Currency::EUR, "tok_timeout")
+            let err = charge(
+                &service,
+                &methods,
+                &flaky,
+                "c",
+                1,
+                Currency::EUR,
+                "tok_flaky",
+            )
             .await
             .unwrap_err();
+            assert!(err.error.is_transient(), "{err}");
+        }
+        charge(
+            &service,
+            &methods,
+            &flaky,
+            "c",
+            1,
+            Currency::EUR,
+            "tok_flaky",
+        )
+        .await
+        .unwrap();
+
+        let slow = OrderId::generate();
+        let err = charge(
+            &service,
+            &methods,
+            &slow,
+            "c",
+            1,
+            Currency::EUR,
+            "tok_timeout",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.error, TaskError::PaymentTimeout);
     }
 
@@ -467,11 +550,20 @@ mod tests {
     async fn refund_then_late_charge_is_refused_and_nets_zero() {
         let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
         let provider = sandbox();
-        let service = payments(&ledger, &provider, &events);
+        let methods = Methods::default();
+        let service = payments(&ledger, &provider, &events, &methods);
         let order = OrderId::generate();
-        charge(&service, &order, "c", 700, Currency::EUR, "tok_visa")
-            .await
-            .unwrap();
+        charge(
+            &service,
+            &methods,
+            &order,
+            "c",
+            700,
+            Currency::EUR,
+            "tok_visa",
+        )
+        .await
+        .unwrap();
         let captured_at = ledger.get(&order).await.unwrap().unwrap().updated_at;
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(
@@ -487,9 +579,17 @@ mod tests {
             service.refund(&order, "c").await.unwrap(),
             LedgerStatus::Refunded
         );
-        let late = charge(&service, &order, "c", 700, Currency::EUR, "tok_visa")
-            .await
-            .unwrap_err();
+        let late = charge(
+            &service,
+            &methods,
+            &order,
+            "c",
+            700,
+            Currency::EUR,
+            "tok_visa",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(late.error, TaskError::OrderCancelled);
         assert_eq!(provider.net_captured(&order), 0);
 
@@ -498,9 +598,17 @@ mod tests {
             service.refund(&never_charged, "c").await.unwrap(),
             LedgerStatus::Voided
         );
-        let late = charge(&service, &never_charged, "c", 1, Currency::EUR, "tok_visa")
-            .await
-            .unwrap_err();
+        let late = charge(
+            &service,
+            &methods,
+            &never_charged,
+            "c",
+            1,
+            Currency::EUR,
+            "tok_visa",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(late.error, TaskError::OrderCancelled);
         assert_eq!(provider.attempts(&never_charged), 0);
         assert_eq!(
@@ -513,15 +621,17 @@ mod tests {
     async fn a_compensation_after_authorization_voids_it_and_a_late_capture_is_refused() {
         let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
         let provider = sandbox();
-        let service = payments(&ledger, &provider, &events);
+        let methods = Methods::default();
+        let service = payments(&ledger, &provider, &events, &methods);
         let order = OrderId::generate();
+        methods.pay(&order, "tok_visa");
         let held = service
-            .authorize(&order, "c", 800, Currency::EUR, "tok_visa")
+            .authorize(&order, "c", 800, Currency::EUR)
             .await
             .unwrap();
         assert_eq!(
             service
-                .authorize(&order, "c", 800, Currency::EUR, "tok_visa")
+                .authorize(&order, "c", 800, Currency::EUR)
                 .await
                 .unwrap(),
             held,
@@ -559,7 +669,7 @@ mod tests {
 
     #[async_trait]
     impl PaymentProvider for HeldAtTheDoor<'_> {
-        async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+        async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
             self.arrived.notify_one();
             self.let_through.notified().await;
             self.inner.authorize(request).await
@@ -588,9 +698,18 @@ mod tests {
             arrived: tokio::sync::Notify::new(),
             let_through: tokio::sync::Notify::new(),
         };
-        let service = payments(&ledger, &door, &events);
+        let methods = Methods::default();
+        let service = payments(&ledger, &door, &events, &methods);
         let order = OrderId::generate();
-        let charge = charge(&service, &order, "c", 900, Currency::EUR, "tok_visa");
+        let charge = charge(
+            &service,
+            &methods,
+            &order,
+            "c",
+            900,
+            Currency::EUR,
+            "tok_visa",
+        );
         let compensate = async {
             door.arrived.notified().await;
             // WHEN the compensation runs first: the provider holds nothing to release
@@ -630,16 +749,16 @@ mod tests {
             "an authorization takes nothing"
         );
         provider
-            .capture(&first, &request("charge-a"))
+            .capture(first.payment_id(), &request("charge-a"))
             .await
             .unwrap();
         provider
-            .capture(&first, &request("charge-a"))
+            .capture(first.payment_id(), &request("charge-a"))
             .await
             .unwrap();
         let second = provider.authorize(&request("charge-b")).await.unwrap();
         provider
-            .capture(&second, &request("charge-b"))
+            .capture(second.payment_id(), &request("charge-b"))
             .await
             .unwrap();
         assert_eq!(provider.net_captured(&order), 500, "two keys, two captures");
@@ -654,11 +773,15 @@ mod tests {
         // A voided authorization is never captured.
         let held = provider.authorize(&request("charge-c")).await.unwrap();
         assert_eq!(provider.open_authorizations(&order), 1);
-        let voided = provider.release(Some(&held), &request("charge-c")).await;
+        let voided = provider
+            .release(Some(held.payment_id()), &request("charge-c"))
+            .await;
         assert_eq!(voided, Ok(Released::Voided));
         assert_eq!(provider.open_authorizations(&order), 0);
         assert!(matches!(
-            provider.capture(&held, &request("charge-c")).await,
+            provider
+                .capture(held.payment_id(), &request("charge-c"))
+                .await,
             Err(ProviderError::Refused(_))
         ));
         assert_eq!(provider.books().len(), 3);

@@ -20,7 +20,9 @@ mod http;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use shop_domain::payment::{ChargeRequest, ProviderError, ProviderKey, Released};
+use shop_domain::payment::{
+    Authentication, Authorization, ChargeRequest, ProviderError, ProviderKey, Released,
+};
 use shop_domain::ports::PaymentProvider;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -71,6 +73,9 @@ struct PaymentIntent {
     status: String,
     #[serde(default)]
     last_payment_error: Option<StripeError>,
+    /// What the shopper's browser confirms or authenticates the payment with.
+    #[serde(default)]
+    client_secret: Option<String>,
 }
 
 /// Stripe's error object (`{"error": {...}}`).
@@ -295,17 +300,26 @@ impl StripeProvider {
 
 #[async_trait]
 impl PaymentProvider for StripeProvider {
-    async fn authorize(&self, request: &ChargeRequest) -> Result<String, ProviderError> {
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Authorization, ProviderError> {
         let intent = self.create_intent(request).await?;
         match intent.status.as_str() {
-            "requires_capture" | "succeeded" => Ok(intent.id),
+            "requires_capture" | "succeeded" => Ok(Authorization::Held(intent.id)),
             "requires_payment_method" => Err(ProviderError::Declined(
                 intent
                     .last_payment_error
                     .unwrap_or_default()
                     .decline_reason(),
             )),
-            "requires_action" => Err(ProviderError::Declined("authentication_required".into())),
+            "requires_action" => match intent.client_secret {
+                Some(client_secret) => Ok(Authorization::ActionRequired {
+                    payment_id: intent.id,
+                    client_secret,
+                }),
+                None => Err(ProviderError::Refused(format!(
+                    "payment {} requires an action but Stripe gave no client secret",
+                    intent.id
+                ))),
+            },
             "processing" => Err(ProviderError::Transient(format!(
                 "payment {} is still processing",
                 intent.id
@@ -315,6 +329,21 @@ impl PaymentProvider for StripeProvider {
                 intent.id
             ))),
         }
+    }
+
+    async fn authentication(&self, payment_id: &str) -> Result<Authentication, ProviderError> {
+        let intent = self.retrieve(payment_id).await?;
+        Ok(match intent.status.as_str() {
+            "requires_capture" | "succeeded" => Authentication::Held,
+            "requires_action" | "requires_confirmation" | "processing" => Authentication::Pending,
+            "canceled" => Authentication::Failed("canceled".into()),
+            _ => Authentication::Failed(
+                intent
+                    .last_payment_error
+                    .and_then(|e| e.code)
+                    .unwrap_or_else(|| "payment_intent_authentication_failure".into()),
+            ),
+        })
     }
 
     async fn capture(
@@ -362,7 +391,7 @@ impl PaymentProvider for StripeProvider {
             },
         };
         match intent.status.as_str() {
-            "canceled" | "requires_payment_method" => Ok(Released::Voided),
+            "canceled" => Ok(Released::Voided),
             "succeeded" => {
                 let form = [("payment_intent", intent.id.clone())];
                 let answer = self
@@ -379,7 +408,12 @@ impl PaymentProvider for StripeProvider {
                     Err(answer.failure())
                 }
             }
-            "requires_capture" | "requires_action" | "requires_confirmation" => {
+            // Nothing is held while a payment method is required, but a browser holding
+            // the client secret could still confirm one: cancelled too.
+            "requires_capture"
+            | "requires_action"
+            | "requires_confirmation"
+            | "requires_payment_method" => {
                 let cancelled = self
                     .send(
                         ::http::Method::POST,

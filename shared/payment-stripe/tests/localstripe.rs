@@ -8,7 +8,9 @@ use local_runtime::emulator::Emulator;
 use local_runtime::http_client::HttpClient;
 use payment_stripe::{KeyError, KeySource, StripeProvider};
 use serde_json::Value;
-use shop_domain::payment::{ChargeRequest, ProviderError, ProviderKey, Released, charge_key};
+use shop_domain::payment::{
+    Authentication, Authorization, ChargeRequest, ProviderError, ProviderKey, Released, charge_key,
+};
 use shop_domain::ports::PaymentProvider;
 use shop_domain::{Currency, OrderId};
 use std::path::PathBuf;
@@ -100,6 +102,34 @@ impl Stripe {
         assert_eq!(code, 200);
     }
 
+    /// Authorizes a payment that needs no authentication; its PaymentIntent's id.
+    async fn held(&self, order: &ChargeRequest) -> String {
+        match self.provider.authorize(order).await {
+            Ok(Authorization::Held(id)) => id,
+            other => panic!("expected a held authorization, got {other:?}"),
+        }
+    }
+
+    /// What the shopper's browser does with the client secret (Stripe.js
+    /// `handleNextAction`), through localstripe's authentication endpoint.
+    async fn authenticate(&self, id: &str, client_secret: &str, success: bool) {
+        let body =
+            serde_json::json!({ "client_secret": client_secret, "success": success }).to_string();
+        let (status, _, body) = HttpClient::default()
+            .send_with_headers(
+                "POST",
+                &format!(
+                    "{}/v1/payment_intents/{id}/_authenticate",
+                    self.emulator.endpoint
+                ),
+                body.into_bytes(),
+                &[("authorization", &format!("Bearer {KEY}"))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+
     async fn stop(mut self) {
         self.emulator.stop().await;
     }
@@ -120,7 +150,7 @@ fn request(payment_method: &str, amount: u64) -> ChargeRequest {
 async fn an_authorization_is_captured_once_and_refunded_once() {
     let stripe = Stripe::start(&[KEY]).await;
     let order = request("pm_card_visa", 4_499);
-    let id = stripe.provider.authorize(&order).await.unwrap();
+    let id = stripe.held(&order).await;
     assert!(id.starts_with("pi_"), "{id}");
     let held = stripe.intent(&id).await;
     assert_eq!(held["status"], "requires_capture");
@@ -129,7 +159,7 @@ async fn an_authorization_is_captured_once_and_refunded_once() {
     assert_eq!(held["currency"], "eur");
     assert_eq!(held["metadata"]["order_id"], order.order_id.as_str());
     // The same key is the same PaymentIntent, however often it is asked.
-    assert_eq!(stripe.provider.authorize(&order).await.unwrap(), id);
+    assert_eq!(stripe.held(&order).await, id);
     let all = stripe.get("/v1/payment_intents").await;
     let same_order = all["data"]
         .as_array()
@@ -163,7 +193,7 @@ async fn an_authorization_is_captured_once_and_refunded_once() {
 async fn an_uncaptured_authorization_is_voided_and_can_no_longer_be_captured() {
     let stripe = Stripe::start(&[KEY]).await;
     let order = request("pm_card_visa", 1_250);
-    let id = stripe.provider.authorize(&order).await.unwrap();
+    let id = stripe.held(&order).await;
     assert_eq!(
         stripe.provider.release(Some(&id), &order).await,
         Ok(Released::Voided)
@@ -185,7 +215,7 @@ async fn a_payment_whose_authorization_got_no_answer_is_found_by_its_key_and_voi
     let stripe = Stripe::start(&[KEY]).await;
     // GIVEN an authorization Stripe made whose answer the shop never read
     let order = request("pm_card_visa", 900);
-    let id = stripe.provider.authorize(&order).await.unwrap();
+    let id = stripe.held(&order).await;
     // WHEN the compensation releases it knowing only the request
     let released = stripe.provider.release(None, &order).await;
     // THEN the same PaymentIntent is cancelled: nothing stays held
@@ -217,7 +247,6 @@ async fn declines_keep_stripes_codes() {
         ),
         ("pm_card_visa_chargeDeclinedLostCard", "lost_card"),
         ("pm_card_chargeDeclinedExpiredCard", "expired_card"),
-        ("pm_card_threeDSecure2Required", "authentication_required"),
     ] {
         let answer = stripe.provider.authorize(&request(method, 100)).await;
         assert_eq!(
@@ -238,6 +267,78 @@ async fn declines_keep_stripes_codes() {
 }
 
 #[tokio::test]
+async fn a_payment_that_needs_3d_secure_waits_for_the_shopper_then_is_held_or_failed() {
+    let stripe = Stripe::start(&[KEY]).await;
+    for success in [true, false] {
+        // GIVEN a card whose issuer asks for authentication
+        let order = request("pm_card_threeDSecure2Required", 2_000);
+        let Ok(Authorization::ActionRequired {
+            payment_id,
+            client_secret,
+        }) = stripe.provider.authorize(&order).await
+        else {
+            panic!("a 3-D Secure card asks the shopper to authenticate");
+        };
+        assert!(client_secret.starts_with(&format!("{payment_id}_secret_")));
+        assert_eq!(
+            stripe.intent(&payment_id).await["status"],
+            "requires_action"
+        );
+        assert_eq!(
+            stripe.provider.authentication(&payment_id).await,
+            Ok(Authentication::Pending)
+        );
+        // The same key gives the same PaymentIntent and secret.
+        assert_eq!(
+            stripe.provider.authorize(&order).await.unwrap(),
+            Authorization::ActionRequired {
+                payment_id: payment_id.clone(),
+                client_secret: client_secret.clone()
+            }
+        );
+        // WHEN the shopper authenticates, or fails to
+        stripe
+            .authenticate(&payment_id, &client_secret, success)
+            .await;
+        let now = stripe.provider.authentication(&payment_id).await;
+        if success {
+            // THEN the amount is held, and captured as any other
+            assert_eq!(now, Ok(Authentication::Held));
+            stripe.provider.capture(&payment_id, &order).await.unwrap();
+            assert_eq!(stripe.intent(&payment_id).await["status"], "succeeded");
+        } else {
+            // THEN nothing is held, and the release cancels it for good
+            assert_eq!(
+                now,
+                Ok(Authentication::Failed(
+                    "payment_intent_authentication_failure".into()
+                ))
+            );
+            assert_eq!(
+                stripe.provider.release(Some(&payment_id), &order).await,
+                Ok(Released::Voided)
+            );
+            assert_eq!(stripe.intent(&payment_id).await["status"], "canceled");
+        }
+    }
+    // An abandoned authentication is cancelled by the release too.
+    let abandoned = request("pm_card_threeDSecure2Required", 700);
+    let id = stripe.provider.authorize(&abandoned).await.unwrap();
+    assert_eq!(
+        stripe
+            .provider
+            .release(Some(id.payment_id()), &abandoned)
+            .await,
+        Ok(Released::Voided)
+    );
+    assert_eq!(
+        stripe.provider.authentication(id.payment_id()).await,
+        Ok(Authentication::Failed("canceled".into()))
+    );
+    stripe.stop().await;
+}
+
+#[tokio::test]
 async fn rate_limits_and_server_errors_are_transient_and_a_retry_with_the_key_goes_through() {
     let stripe = Stripe::start(&[KEY]).await;
     let order = request("pm_card_visa", 300);
@@ -249,7 +350,7 @@ async fn rate_limits_and_server_errors_are_transient_and_a_retry_with_the_key_go
             "{status}: {answer:?}"
         );
     }
-    let id = stripe.provider.authorize(&order).await.unwrap();
+    let id = stripe.held(&order).await;
     stripe.fail_next(503, 1).await;
     assert!(matches!(
         stripe.provider.capture(&id, &order).await,
@@ -271,7 +372,7 @@ async fn a_rotated_key_is_read_again_when_stripe_refuses_the_old_one() {
         .authorize(&request("pm_card_visa", 500))
         .await;
     // THEN the 401 made it read the secret again and the call went through
-    assert!(id.unwrap().starts_with("pi_"));
+    assert!(matches!(id, Ok(Authorization::Held(ref id)) if id.starts_with("pi_")));
     stripe.stop().await;
 }
 

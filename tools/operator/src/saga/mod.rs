@@ -329,6 +329,7 @@ mod tests {
                 status: s,
                 history: vec![],
                 payment_token: String::new(),
+                payment_action: None,
                 correlation_id: String::new(),
                 created_at: "2026-12-03T10:00:00.000Z".into(),
                 express: false,
@@ -395,6 +396,7 @@ mod tests {
             (OrderStatus::Pending, None),
             (OrderStatus::Reserved, Some("compensate")),
             (OrderStatus::PaymentPending, Some("compensate")),
+            (OrderStatus::PaymentActionRequired, Some("compensate")),
         ];
         for (status, resume) in cases {
             let r = report(

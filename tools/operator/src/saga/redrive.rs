@@ -132,7 +132,11 @@ pub fn plan(report: &SagaReport) -> RedrivePlan {
             name,
             input: original,
         },
-        Some(OrderStatus::Reserved | OrderStatus::PaymentPending) => {
+        Some(
+            OrderStatus::Reserved
+            | OrderStatus::PaymentPending
+            | OrderStatus::PaymentActionRequired,
+        ) => {
             let failure = json!({
                 "Error": "SagaInterrupted",
                 "Cause": format!("the run ended {} and an operator redrove it", latest.status.as_str()),
