@@ -230,6 +230,15 @@ pub trait OrderPayments: Send + Sync {
     ) -> Result<bool, PortError>;
 }
 
+/// Where a payment provider's word that an order's payment changed goes: to the
+/// payments function, which looks at the payment itself and settles what waits on it.
+#[async_trait]
+pub trait PaymentSettlements: Send + Sync {
+    /// Asks the payments function to settle the order's payment, for the provider's
+    /// event `event_id`.
+    async fn settle(&self, order_id: &OrderId, event_id: &str) -> Result<(), PortError>;
+}
+
 /// A card processor: authorizes, then captures what it authorized, and gives back by
 /// voiding what was not captured or refunding what was. Implemented by the Stripe
 /// adapter (`payment-stripe`) and the sandbox (`payment-sandbox`).
