@@ -29,6 +29,14 @@ than the one it was written for (`EXPECTED_LOCALSTRIPE`).
    `pm_card_visa_chargeDeclined` and `pm_card_chargeCustomerFail`; Stripe also has one
    per decline reason and 3-D Secure card (`TEST_PAYMENT_METHODS`). Patched:
    `PaymentMethod._try_get_canonical_test_article` makes those too.
+6. Webhook events: localstripe sends `payment_intent.succeeded` only when money is
+   captured, and nothing when a manual-capture PaymentIntent becomes capturable, when
+   a 3-D Secure authentication fails or when a PaymentIntent is cancelled. Stripe sends
+   `payment_intent.amount_capturable_updated` when an authorization is held (at
+   confirmation, or once the shopper authenticated), `payment_intent.payment_failed`
+   when the authentication fails and `payment_intent.canceled` on a cancel. Patched on
+   localstripe's PaymentIntent (`patch_events`); localstripe signs and delivers them
+   (`POST /_config/webhooks/{id}` registers an endpoint, as the Dashboard does).
 5. localstripe writes its whole store to /tmp/localstripe.pickle after every write and
    reloads it at start, so two emulators on one machine (parallel tests) overwrite each
    other's accounts and a restart resumes an old one. A Stripe account belongs to one
@@ -55,6 +63,7 @@ import json
 import math
 import os
 import random
+import re
 import socket
 import sys
 import time
@@ -228,6 +237,48 @@ def patch_cards():
     method._try_get_canonical_test_article = classmethod(test_article)
 
 
+def send_event(kind, obj):
+    resources = localstripe.resources
+    resources.schedule_webhook(resources.Event(kind, obj))
+
+
+def patch_events():
+    """Difference 6, for an authorization held: localstripe's PaymentIntent makes its
+    charge in `_create_charge` (at confirmation, and after a successful
+    authentication)."""
+    intent = localstripe.resources.PaymentIntent
+    create_charge = intent._create_charge
+
+    def held_when_capturable(self, on_failure_now):
+        create_charge(self, on_failure_now)
+        if self.capture_method == "manual" and self.status == "requires_capture":
+            send_event("payment_intent.amount_capturable_updated", self)
+
+    intent._create_charge = held_when_capturable
+
+
+PAYMENT_INTENT_ACTION = re.compile(r"^/v1/payment_intents/(pi_[A-Za-z0-9]+)/(cancel|_authenticate)$")
+
+
+@web.middleware
+async def intent_events(request, handler):
+    """Difference 6, for a failed authentication and a cancel: localstripe registered
+    those endpoints' functions before this file could patch them, so their events are
+    sent here, once the endpoint answered 200."""
+    response = await handler(request)
+    match = PAYMENT_INTENT_ACTION.match(request.path)
+    if request.method != "POST" or match is None or response.status != 200:
+        return response
+    if response.headers.get("Idempotent-Replayed") == "true":
+        return response
+    obj = localstripe.resources.PaymentIntent._api_retrieve(match.group(1))
+    if match.group(2) == "cancel":
+        send_event("payment_intent.canceled", obj)
+    elif obj._authentication_failed:
+        send_event("payment_intent.payment_failed", obj)
+    return response
+
+
 class Faults:
     """Stripe's rate limits and server errors, on demand."""
 
@@ -307,13 +358,14 @@ def build_app(latency=None):
     card-error shape, then localstripe's own middleware."""
     in_memory_store()
     patch_cards()
+    patch_events()
     app = localstripe.server.app
     faults = Faults()
     idempotency = Idempotency()
     ours = [faults.middleware]
     if latency is not None:
         ours.append(latency.middleware)
-    ours += [idempotency.middleware, card_errors]
+    ours += [idempotency.middleware, intent_events, card_errors]
     for i, middleware in enumerate(ours):
         app.middlewares.insert(i, middleware)
     app.router.add_post("/_config/faults", faults.configure)

@@ -5,8 +5,12 @@ instead of silently changing what `shop local` and the tests pay with.
 Run: .venv/bin/python local/test_stripe_server.py (the README's test command does).
 """
 
+import hashlib
+import hmac
+import http.server
 import json
 import os
+import threading
 import subprocess
 import sys
 import tempfile
@@ -56,7 +60,7 @@ class Emulator:
                                          headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, dict(response.headers), json.loads(response.read())
+                return response.status, dict(response.headers), json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), json.loads(e.read() or b"{}")
 
@@ -72,6 +76,37 @@ class Emulator:
         self.process.terminate()
         self.process.wait(timeout=10)
         self.dir.cleanup()
+
+
+class Receiver:
+    """A webhook endpoint: keeps every delivery's body and signature header."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.headers["Stripe-Signature"], body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def events_of(self, intent_id, deadline=10):
+        """The types of the events about one PaymentIntent, once delivered."""
+        end = time.time() + deadline
+        while True:
+            found = [json.loads(body) for _, body in self.received]
+            found = [e["type"] for e in found if e["data"]["object"]["id"] == intent_id]
+            if found or time.time() > end:
+                return found
+            time.sleep(0.1)
 
 
 class Differences(unittest.TestCase):
@@ -178,6 +213,44 @@ class Differences(unittest.TestCase):
         self.assertAlmostEqual(samples[19800], 2.0, delta=0.25)
         with self.assertRaises(ValueError):
             stripe_server.Latency(2000, 300)
+
+    def test_6_payment_intent_events_are_stripes_and_signed(self):
+        receiver = Receiver()
+        secret = "whsec_wrapperchecks"
+        code, _, _ = self.stripe.call("POST", "/_config/webhooks/checks", json_body={
+            "url": receiver.url, "secret": secret})
+        self.assertEqual(code, 200)
+        try:
+            _, _, held = self.stripe.authorize()
+            self.assertEqual(receiver.events_of(held["id"]),
+                             ["payment_intent.amount_capturable_updated"])
+            for success, event in [(True, "payment_intent.amount_capturable_updated"),
+                                   (False, "payment_intent.payment_failed")]:
+                _, _, pending = self.stripe.authorize("pm_card_threeDSecure2Required")
+                time.sleep(1.5)
+                self.assertEqual(receiver.events_of(pending["id"], deadline=0), [],
+                                 "nothing is held while the shopper authenticates")
+                status, _, _ = self.stripe.call(
+                    "POST", f"/v1/payment_intents/{pending['id']}/_authenticate",
+                    json_body={"client_secret": pending["client_secret"], "success": success})
+                self.assertEqual(status, 200)
+                self.assertEqual(receiver.events_of(pending["id"]), [event])
+            status, _, _ = self.stripe.call("POST", f"/v1/payment_intents/{held['id']}/cancel", {})
+            self.assertEqual(status, 200)
+            deadline = time.time() + 10
+            while len(receiver.events_of(held["id"])) < 2 and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(receiver.events_of(held["id"]),
+                             ["payment_intent.amount_capturable_updated",
+                              "payment_intent.canceled"])
+            for header, body in receiver.received:
+                fields = dict(part.split("=", 1) for part in header.split(","))
+                expected = hmac.new(secret.encode(), fields["t"].encode() + b"." + body,
+                                    hashlib.sha256).hexdigest()
+                self.assertEqual(fields["v1"], expected)
+        finally:
+            receiver.server.shutdown()
+            receiver.server.server_close()
 
     def test_capture_cancel_and_refund_are_stripes(self):
         _, _, intent = self.stripe.authorize()

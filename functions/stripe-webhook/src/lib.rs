@@ -234,6 +234,7 @@ impl StripeWebhook {
             .and_then(|v| v.to_str().ok());
         if let Err(refused) = self.verify(header, &body).await {
             tracing::warn!(reason = %refused, "webhook delivery refused");
+            observability::emit(observability::Metric::WebhookDeliveriesRefused, 1.0, &[]);
             return problem(
                 400,
                 "webhook-signature-invalid",

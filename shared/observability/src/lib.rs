@@ -105,11 +105,15 @@ pub enum Metric {
     /// A compensation (refund, release) failed for a transient reason and the saga
     /// waits to send it again. Dimensions: Service.
     CompensationWaiting,
+    /// A Stripe webhook delivery was refused (no valid signature, or signed too long
+    /// ago): a wrong signing secret refuses every one, and 3-D Secure orders then wait
+    /// for their deadline. Dimensions: Service.
+    WebhookDeliveriesRefused,
 }
 
 impl Metric {
     /// Every metric, for the contract tests.
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Self::OrdersPlaced,
         Self::OrdersConfirmed,
         Self::OrdersCancelled,
@@ -118,6 +122,7 @@ impl Metric {
         Self::PaymentCircuitStateChanges,
         Self::PaymentCircuitRejections,
         Self::CompensationWaiting,
+        Self::WebhookDeliveriesRefused,
     ];
 
     /// The CloudWatch metric name.
@@ -131,6 +136,7 @@ impl Metric {
             Self::PaymentCircuitStateChanges => "PaymentCircuitStateChanges",
             Self::PaymentCircuitRejections => "PaymentCircuitRejections",
             Self::CompensationWaiting => "CompensationWaiting",
+            Self::WebhookDeliveriesRefused => "WebhookDeliveriesRefused",
         }
     }
 
@@ -144,7 +150,8 @@ impl Metric {
             | Self::OrdersOrphaned => "orders",
             Self::PaymentDeclines
             | Self::PaymentCircuitStateChanges
-            | Self::PaymentCircuitRejections => "payments",
+            | Self::PaymentCircuitRejections
+            | Self::WebhookDeliveriesRefused => "payments",
             Self::CompensationWaiting => "saga",
         }
     }
