@@ -583,7 +583,8 @@ fn summary(order: &Order, link: &str) -> Value {
     summary
 }
 
-/// The order as shoppers see it: everything but the payment token.
+/// The order as its owner sees it: everything but the payment token, with the
+/// payment's client secret while the shopper must authenticate it.
 pub fn view(order: &Order) -> Value {
     let mut view = shared_fields(order);
     view["customerId"] = json!(order.customer_id);
@@ -597,6 +598,9 @@ pub fn view(order: &Order) -> Value {
         })
         .collect();
     view["history"] = json!(history);
+    if let Some(action) = &order.payment_action {
+        view["paymentAction"] = json!(action);
+    }
     view
 }
 

@@ -47,6 +47,13 @@ pub const SECRET_REREAD_INTERVAL: Duration = Duration::from_secs(30);
 /// Base of every problem `type`.
 pub const TYPE_BASE: &str = "https://order-saga.example/problems/";
 
+/// The problem `type` slugs the endpoint answers with (`WebhookProblem` in the
+/// OpenAPI document): a refused signature, a body that is no event, a queue failure.
+pub const PROBLEMS: [&str; 3] = [SIGNATURE_INVALID, INVALID_EVENT, UNAVAILABLE];
+const SIGNATURE_INVALID: &str = "webhook-signature-invalid";
+const INVALID_EVENT: &str = "invalid-event";
+const UNAVAILABLE: &str = "service-unavailable";
+
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -226,7 +233,7 @@ impl StripeWebhook {
     pub async fn handle(&self, request: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let body = match raw_body(&request) {
             Ok(body) => body,
-            Err(detail) => return problem(400, "invalid-event", "Invalid event", &detail),
+            Err(detail) => return problem(400, INVALID_EVENT, "Invalid event", &detail),
         };
         let header = request
             .headers
@@ -237,7 +244,7 @@ impl StripeWebhook {
             observability::emit(observability::Metric::WebhookDeliveriesRefused, 1.0, &[]);
             return problem(
                 400,
-                "webhook-signature-invalid",
+                SIGNATURE_INVALID,
                 "Webhook signature invalid",
                 &refused.to_string(),
             );
@@ -247,7 +254,7 @@ impl StripeWebhook {
             Err(e) => {
                 return problem(
                     400,
-                    "invalid-event",
+                    INVALID_EVENT,
                     "Invalid event",
                     &format!("the body is not a Stripe event: {e}"),
                 );
@@ -271,7 +278,7 @@ impl StripeWebhook {
                 tracing::error!(order_id = %order_id, error = %observability::ErrorChain(&e), "the payments queue refused the settlement");
                 problem(
                     503,
-                    "service-unavailable",
+                    UNAVAILABLE,
                     "Service unavailable",
                     "the event could not be queued; Stripe delivers it again",
                 )

@@ -222,3 +222,32 @@ async fn other_events_are_acknowledged_and_ignored_and_a_queue_failure_asks_stri
         "https://order-saga.example/problems/service-unavailable"
     );
 }
+
+#[test]
+fn every_answer_is_documented_in_the_openapi_document() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../openapi/orders-api.yaml"
+    ))
+    .unwrap();
+    let doc: Value = serde_norway::from_str(&text).unwrap();
+    let documented: Vec<&str> =
+        doc["components"]["schemas"]["WebhookProblem"]["properties"]["type"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+    for slug in PROBLEMS {
+        assert!(
+            documented.contains(&format!("{TYPE_BASE}{slug}").as_str()),
+            "{slug}"
+        );
+    }
+    assert_eq!(documented.len(), PROBLEMS.len());
+    let operation = &doc["paths"]["/v1/webhooks/stripe"]["post"];
+    assert_eq!(operation["security"], json!([]), "no JWT on Stripe's route");
+    for status in ["200", "400", "503"] {
+        assert!(operation["responses"][status].is_object(), "{status}");
+    }
+}

@@ -25,6 +25,8 @@ pub struct AppConfig {
     pub fulfilment: fulfilment::Config,
     /// `OrphanSweeperFunction`.
     pub orphan_sweeper: orphan_sweeper::Config,
+    /// `StripeWebhookFunction`.
+    pub stripe_webhook: stripe_webhook::Config,
 }
 
 /// The ports of every function. Replace one to put a fault injector in front of it.
@@ -42,6 +44,8 @@ pub struct AppPorts {
     pub fulfilment: fulfilment::Ports,
     /// `OrphanSweeperFunction`.
     pub orphan_sweeper: orphan_sweeper::Ports,
+    /// `StripeWebhookFunction`.
+    pub stripe_webhook: stripe_webhook::Ports,
 }
 
 /// A function could not be built from its template environment, as its cold start
@@ -63,6 +67,9 @@ pub enum LinkError {
     /// The payments function could not start (its provider key).
     #[error("PaymentsFunction: {0}")]
     Payments(#[source] payments::InitError),
+    /// The Stripe webhook function could not start (its signing secret).
+    #[error("StripeWebhookFunction: {0}")]
+    StripeWebhook(#[source] stripe_webhook::InitError),
 }
 
 fn read<T>(
@@ -92,6 +99,11 @@ impl AppConfig {
                 "OrphanSweeperFunction",
                 orphan_sweeper::Config::from_env,
             )?,
+            stripe_webhook: read(
+                stack,
+                "StripeWebhookFunction",
+                stripe_webhook::Config::from_env,
+            )?,
         })
     }
 
@@ -111,13 +123,15 @@ impl AppConfig {
             payments: payments::Ports::aws(sdk, &self.payments, provider.port()),
             fulfilment: fulfilment::Ports::aws(sdk, &self.fulfilment),
             orphan_sweeper: orphan_sweeper::Ports::aws(sdk, &self.orphan_sweeper),
+            stripe_webhook: stripe_webhook::Ports::aws(sdk, &self.stripe_webhook),
         };
         Ok((ports, provider))
     }
 
-    /// Builds every function from its ports and registers its handler under its
-    /// logical id.
-    pub fn link(&self, ports: AppPorts) -> InProcess {
+    /// Builds every function from its ports, as each cold start does (the Stripe
+    /// webhook reads its signing secret), and registers its handler under its logical
+    /// id.
+    pub async fn link(&self, ports: AppPorts) -> Result<InProcess, LinkError> {
         let mut functions = InProcess::new();
         let api = Arc::new(orders_api::OrdersApi::new(ports.orders_api));
         functions.register(
@@ -163,6 +177,18 @@ impl AppConfig {
                     .map_err(|e| observability::ErrorChain(&e).to_string())
             }
         });
-        functions
+        let webhook = Arc::new(
+            stripe_webhook::StripeWebhook::new(&self.stripe_webhook, ports.stripe_webhook)
+                .await
+                .map_err(LinkError::StripeWebhook)?,
+        );
+        functions.register(
+            "StripeWebhookFunction",
+            move |request: ApiGatewayV2httpRequest, _| {
+                let webhook = webhook.clone();
+                async move { webhook.handle(request).await }
+            },
+        );
+        Ok(functions)
     }
 }

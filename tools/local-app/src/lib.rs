@@ -72,6 +72,11 @@ pub struct LocalOptions {
 /// as an operator puts a Stripe secret key there (README, "Connecting Stripe").
 pub const LOCAL_STRIPE_KEY: &str = "sk_test_shoplocal0000000000000000";
 
+/// The signing secret `shop local` gives the Stripe emulator's webhook endpoint and
+/// puts in the webhook function's secret, as an operator copies an endpoint's signing
+/// secret from Stripe's Dashboard (README, "Connecting Stripe").
+pub const LOCAL_STRIPE_WEBHOOK_SECRET: &str = "whsec_shoplocal000000000000000000";
+
 /// `shop local` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -106,8 +111,11 @@ pub enum LocalError {
     /// `--payment-latency` is not two percentiles.
     #[error(transparent)]
     PaymentLatency(#[from] payment_sandbox::InvalidLatency),
+    /// The Stripe emulator refused the webhook endpoint.
+    #[error("cannot register the webhook with the Stripe emulator: {0}")]
+    Webhook(String),
     /// The Stripe emulator's key could not be put in the provider key secret.
-    #[error("cannot put the local Stripe key in {0}")]
+    #[error("cannot put the local Stripe secrets in {0}")]
     StripeKey(
         String,
         #[source]
@@ -192,14 +200,56 @@ pub async fn put_local_stripe_key(
     };
     let value =
         serde_json::json!({ "provider": "stripe", payments::PROVIDER_KEY_FIELD: LOCAL_STRIPE_KEY });
+    put_secret(sdk, secret, &value).await?;
+    if let Some(secret) = stack
+        .functions
+        .get("StripeWebhookFunction")
+        .and_then(|f| f.env.get("STRIPE_WEBHOOK_SECRET"))
+    {
+        let value = serde_json::json!({
+            "provider": "stripe",
+            stripe_webhook::SECRET_FIELD: LOCAL_STRIPE_WEBHOOK_SECRET,
+        });
+        put_secret(sdk, secret, &value).await?;
+    }
+    Ok(())
+}
+
+async fn put_secret(
+    sdk: &aws_config::SdkConfig,
+    secret: &str,
+    value: &serde_json::Value,
+) -> Result<(), LocalError> {
     aws_sdk_secretsmanager::Client::new(sdk)
         .put_secret_value()
         .secret_id(secret)
         .secret_string(value.to_string())
         .send()
         .await
-        .map_err(|e| LocalError::StripeKey(secret.clone(), Box::new(e)))?;
+        .map_err(|e| LocalError::StripeKey(secret.to_owned(), Box::new(e)))?;
     Ok(())
+}
+
+/// Registers the API's webhook route with the Stripe emulator, for the events the
+/// webhook function acts on, as an operator adds the endpoint in Stripe's Dashboard.
+async fn register_webhook(stripe: &str, api_url: &str) -> Result<(), LocalError> {
+    let body = serde_json::json!({
+        "url": format!("{api_url}/v1/webhooks/stripe"),
+        "secret": LOCAL_STRIPE_WEBHOOK_SECRET,
+        "events": stripe_webhook::EVENTS,
+    });
+    let url = format!("{stripe}/_config/webhooks/shop");
+    let answer = local_runtime::http_client::HttpClient::default()
+        .send("POST", &url, body.to_string().into_bytes())
+        .await;
+    match answer {
+        Ok((200, _, _)) => Ok(()),
+        Ok((status, _, body)) => Err(LocalError::Webhook(format!(
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ))),
+        Err(e) => Err(LocalError::Webhook(format!("{url}: {e}"))),
+    }
 }
 
 impl LocalApp {
@@ -306,7 +356,7 @@ impl LocalApp {
                 if let Some(edit) = &options.ports {
                     edit(&mut ports);
                 }
-                (Arc::new(config.link(ports)), Some(provider))
+                (Arc::new(config.link(ports).await?), Some(provider))
             }
         };
         let in_process = provider.is_some();
@@ -347,6 +397,9 @@ impl LocalApp {
             rx,
         )));
         let api_url = format!("http://127.0.0.1:{port}");
+        if let Some(stripe) = &stripe {
+            register_webhook(&stripe.endpoint, &api_url).await?;
+        }
         let mut outputs = stack.outputs.clone();
         outputs.insert("ApiUrl".into(), api_url.clone());
         let stack_file = LocalStackFile::path(&state_dir, &options.stack_name);
