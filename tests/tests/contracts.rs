@@ -637,4 +637,8 @@ fn the_functions_timeouts_are_the_templates() {
     };
     assert_eq!(timeout("PaymentsFunction"), payments::TIMEOUT.as_secs());
     assert_eq!(timeout("OrdersApiFunction"), orders_api::TIMEOUT.as_secs());
+    assert_eq!(
+        timeout("StripeWebhookFunction"),
+        stripe_webhook::TIMEOUT.as_secs()
+    );
 }

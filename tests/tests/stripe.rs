@@ -238,3 +238,352 @@ async fn no_payment_method_travels_in_the_saga_its_queues_or_its_events() {
         Some("pm_card_visa")
     );
 }
+
+/// What the shopper's browser sees while the issuer asks for authentication: the
+/// order in `PAYMENT_ACTION_REQUIRED`, and the PaymentIntent id and client secret
+/// from its `paymentAction`.
+async fn action_required(app: &App, id: &str) -> (Value, String, String) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let r = app
+            .http("GET", &format!("/v1/orders/{id}"), &[], None)
+            .await;
+        let order: Value = serde_json::from_str(&r.body).unwrap();
+        if order["status"] == "PAYMENT_ACTION_REQUIRED" {
+            let secret = order["paymentAction"]["clientSecret"]
+                .as_str()
+                .expect("the owner sees the client secret")
+                .to_owned();
+            let intent = secret.split("_secret_").next().unwrap().to_owned();
+            return (order, intent, secret);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never asked to authenticate: {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What Stripe.js does in the shopper's browser with the client secret: the issuer's
+/// authentication, passed or failed (localstripe's stand-in for the 3-D Secure page).
+async fn authenticate(app: &App, intent: &str, secret: &str, success: bool) {
+    let url = app.stripe_url.as_deref().unwrap();
+    let body = serde_json::json!({ "client_secret": secret, "success": success });
+    let (status, _, answer) = HttpClient::default()
+        .send_with_headers(
+            "POST",
+            &format!("{url}/v1/payment_intents/{intent}/_authenticate"),
+            body.to_string().into_bytes(),
+            &[(
+                "authorization",
+                &format!("Bearer {}", local_app::LOCAL_STRIPE_KEY),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+}
+
+/// Delivers `body` to the webhook route as Stripe would, signed with `secret` at `at`.
+async fn deliver(app: &App, body: &str, secret: &str, at: i64) -> (u16, Value) {
+    let signature = stripe_webhook::signature::sign(
+        body.as_bytes(),
+        &stripe_webhook::signature::SigningSecret::new(secret),
+        at,
+    );
+    let r = app
+        .http_raw(
+            "POST",
+            "/v1/webhooks/stripe",
+            &[
+                ("content-type", "application/json"),
+                ("stripe-signature", &signature),
+            ],
+            Some(body),
+        )
+        .await;
+    (
+        r.status,
+        serde_json::from_str(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// An event about an order's PaymentIntent, as Stripe sends it.
+fn intent_event(event_id: &str, kind: &str, intent: &str, order: &str) -> String {
+    serde_json::json!({
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "data": {"object": {"id": intent, "object": "payment_intent", "metadata": {"order_id": order}}},
+    })
+    .to_string()
+}
+
+/// How many times the saga's AwaitAuthentication step was answered.
+async fn authentication_answers(app: &App, id: &str) -> usize {
+    let sfn = aws_sdk_sfn::Client::new(&app.sdk);
+    let arn = shop_aws::saga::execution_arn(&app.stack.state_machines["OrderSaga"], id);
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(&arn)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    let mut in_step = false;
+    let mut answers = 0;
+    for e in history.events() {
+        if let Some(d) = e.state_entered_event_details() {
+            in_step = d.name() == "AwaitAuthentication";
+        }
+        if in_step
+            && (e.task_succeeded_event_details().is_some()
+                || e.task_failed_event_details().is_some())
+        {
+            answers += 1;
+        }
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_3d_secure_order_waits_for_the_shopper_and_confirms_when_the_webhook_says_so() {
+    let app = stripe_app().await;
+    // GIVEN an order paid with a card whose issuer asks for 3-D Secure
+    let (_, placed) = app
+        .place(&[("MUG", 1)], "pm_card_threeDSecure2Required", None)
+        .await;
+    let id = order_id(&placed);
+    // THEN its owner is asked to authenticate, and nothing is held meanwhile
+    let (order, intent, secret) = action_required(&app, &id).await;
+    assert_eq!(
+        app.ledger(&id).await.unwrap().status,
+        LedgerStatus::AwaitingAuthentication
+    );
+    assert_eq!(
+        stripe_get(&app, &format!("/v1/payment_intents/{intent}")).await["status"],
+        "requires_action"
+    );
+    let listed = app.http("GET", "/v1/orders", &[], None).await;
+    assert!(
+        !listed.body.contains(&secret),
+        "a listing never shows the secret"
+    );
+    let stranger = app
+        .http_as(
+            "someone-else",
+            "GET",
+            &format!("/v1/orders/{id}"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(stranger.status, 404, "nor does another shopper's read");
+    app.wait_consumed("PaymentsFunction", "AwaitAuthentication")
+        .await;
+    // WHEN the shopper authenticates in the browser
+    authenticate(&app, &intent, &secret, true).await;
+    // THEN Stripe's webhook settles the payment: confirmed, captured once, secret gone
+    let done = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(done["status"], "CONFIRMED", "{done}");
+    assert!(done.get("paymentAction").is_none(), "{done}");
+    let statuses: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["status"].as_str())
+        .collect();
+    assert!(
+        statuses.contains(&"PAYMENT_ACTION_REQUIRED"),
+        "{statuses:?}"
+    );
+    let intents = intents_of(&app, &id).await;
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0]["status"], "succeeded");
+    assert_eq!(intents[0]["latest_charge"]["captured"], true);
+    assert_eq!(intents[0]["latest_charge"]["amount"], order["total"]);
+    assert_eq!(
+        app.ledger(&id).await.unwrap().status,
+        LedgerStatus::Captured
+    );
+    let settled = app.recording_bodies("PaymentsFunction");
+    assert!(
+        settled
+            .iter()
+            .any(|b| b.contains("SettleAuthentication") && b.contains(&id)),
+        "the webhook's event reached the payments function"
+    );
+    assert_eq!(authentication_answers(&app, &id).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_3d_secure_cancels_the_order_and_leaves_nothing_to_confirm() {
+    let app = stripe_app().await;
+    let (_, placed) = app
+        .place(&[("TEE", 1)], "pm_card_threeDSecure2Required", None)
+        .await;
+    let id = order_id(&placed);
+    let (_, intent, secret) = action_required(&app, &id).await;
+    app.wait_consumed("PaymentsFunction", "AwaitAuthentication")
+        .await;
+    authenticate(&app, &intent, &secret, false).await;
+    let done = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(done["status"], "CANCELLED", "{done}");
+    assert_eq!(done["cancelReason"], "PaymentDeclined", "{done}");
+    assert!(done.get("paymentAction").is_none());
+    let ledger = app.ledger(&id).await.unwrap();
+    assert_eq!(ledger.status, LedgerStatus::Declined);
+    assert_eq!(
+        ledger.decline_code.as_deref(),
+        Some("payment_intent_authentication_failure")
+    );
+    // Cancelled at Stripe: the browser cannot confirm it with another card later.
+    assert_eq!(
+        stripe_get(&app, &format!("/v1/payment_intents/{intent}")).await["status"],
+        "canceled"
+    );
+    assert_eq!(app.stock("TEE").await.reserved, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_3d_secure_is_voided_at_its_deadline_and_the_order_cancelled() {
+    let app = App::start_configured(
+        |_| {},
+        &[
+            ("PaymentProvider", "stripe"),
+            ("PaymentAuthenticationTimeoutSeconds", "60"),
+        ],
+    )
+    .await;
+    let (_, placed) = app
+        .place(&[("MUG", 1)], "pm_card_threeDSecure2Required", None)
+        .await;
+    let id = order_id(&placed);
+    let (_, intent, secret) = action_required(&app, &id).await;
+    // The shopper never authenticates: past the deadline the order is cancelled
+    let done = app.wait_terminal(&id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "CANCELLED", "{done}");
+    assert_eq!(done["cancelReason"], "States.Timeout", "{done}");
+    assert!(done.get("paymentAction").is_none());
+    assert_eq!(app.ledger(&id).await.unwrap().status, LedgerStatus::Voided);
+    assert_eq!(app.stock("MUG").await.reserved, 0);
+    // and the PaymentIntent cancelled: a late authentication holds nothing
+    assert_eq!(
+        stripe_get(&app, &format!("/v1/payment_intents/{intent}")).await["status"],
+        "canceled"
+    );
+    let url = app.stripe_url.as_deref().unwrap();
+    let (late, _, _) = HttpClient::default()
+        .send_with_headers(
+            "POST",
+            &format!("{url}/v1/payment_intents/{intent}/_authenticate"),
+            serde_json::json!({ "client_secret": secret, "success": true })
+                .to_string()
+                .into_bytes(),
+            &[(
+                "authorization",
+                &format!("Bearer {}", local_app::LOCAL_STRIPE_KEY),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        late, 400,
+        "Stripe refuses to authenticate a cancelled payment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_and_stale_webhooks_change_nothing_and_a_duplicate_has_one_effect() {
+    let app = stripe_app().await;
+    let (_, placed) = app
+        .place(&[("MUG", 1)], "pm_card_threeDSecure2Required", None)
+        .await;
+    let id = order_id(&placed);
+    let (_, intent, secret) = action_required(&app, &id).await;
+    app.wait_consumed("PaymentsFunction", "AwaitAuthentication")
+        .await;
+    let claim = intent_event(
+        "evt_forged",
+        "payment_intent.amount_capturable_updated",
+        &intent,
+        &id,
+    );
+    // A forged event (another secret) and a replayed one (signed an hour ago) are
+    // refused with a problem and change nothing.
+    for (secret, at) in [
+        ("whsec_forger_0000000000000000", unix_now()),
+        (local_app::LOCAL_STRIPE_WEBHOOK_SECRET, unix_now() - 3600),
+    ] {
+        let (status, problem) = deliver(&app, &claim, secret, at).await;
+        assert_eq!(status, 400, "{problem}");
+        assert_eq!(
+            problem["type"],
+            "https://order-saga.example/problems/webhook-signature-invalid"
+        );
+    }
+    // Even a genuine event does not make the payment held: Stripe is asked.
+    let (status, _) = deliver(
+        &app,
+        &claim,
+        local_app::LOCAL_STRIPE_WEBHOOK_SECRET,
+        unix_now(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let order = app
+        .http("GET", &format!("/v1/orders/{id}"), &[], None)
+        .await;
+    assert!(
+        order.body.contains("PAYMENT_ACTION_REQUIRED"),
+        "{}",
+        order.body
+    );
+    assert_eq!(
+        app.ledger(&id).await.unwrap().status,
+        LedgerStatus::AwaitingAuthentication
+    );
+    // WHEN the shopper authenticates and the same event arrives three more times
+    authenticate(&app, &intent, &secret, true).await;
+    let genuine = intent_event(
+        "evt_duplicated",
+        "payment_intent.amount_capturable_updated",
+        &intent,
+        &id,
+    );
+    for _ in 0..3 {
+        let (status, answer) = deliver(
+            &app,
+            &genuine,
+            local_app::LOCAL_STRIPE_WEBHOOK_SECRET,
+            unix_now(),
+        )
+        .await;
+        assert_eq!((status, &answer["settling"]), (200, &Value::Bool(true)));
+    }
+    // THEN the order is confirmed once, captured once, its step answered once
+    let done = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(done["status"], "CONFIRMED", "{done}");
+    let intents = intents_of(&app, &id).await;
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0]["latest_charge"]["captured"], true);
+    assert_eq!(intents[0]["latest_charge"]["amount"], done["total"]);
+    assert_eq!(authentication_answers(&app, &id).await, 1);
+    let confirmed = App::for_order(&app.events().await, &id)
+        .into_iter()
+        .filter(|(t, _)| *t == "OrderConfirmed")
+        .count();
+    assert_eq!(confirmed, 1);
+}
