@@ -474,6 +474,9 @@ impl Payments {
 pub(crate) mod tests {
     use super::*;
     use shop_domain::fakes::{FakeCallbacks, FakeEvents, FakeLedger, FakeOrders, pending_order};
+    use shop_domain::payment::{
+        Authentication, Authorization, ChargeRequest, LedgerStatus, ProviderError, Released,
+    };
     use shop_domain::{Order, OrderId};
 
     /// The configuration the template gives, with `extra` variables set besides.
@@ -624,5 +627,123 @@ pub(crate) mod tests {
         assert_eq!(ok[1].0, "t3");
         assert_eq!(ok[1].1["chargeId"], authorized);
         assert_eq!(ok[1].1["amount"], 100);
+    }
+
+    /// A card whose issuer asks for 3-D Secure; the shopper's answer is set by the test.
+    struct ThreeDSecure(std::sync::Mutex<Authentication>);
+
+    #[async_trait::async_trait]
+    impl PaymentProvider for ThreeDSecure {
+        async fn authorize(&self, _: &ChargeRequest) -> Result<Authorization, ProviderError> {
+            Ok(Authorization::ActionRequired {
+                payment_id: "pi_3ds".into(),
+                client_secret: "pi_3ds_secret_x".into(),
+            })
+        }
+        async fn authentication(&self, _: &str) -> Result<Authentication, ProviderError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        async fn capture(&self, _: &str, _: &ChargeRequest) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        async fn release(
+            &self,
+            _: Option<&str>,
+            _: &ChargeRequest,
+        ) -> Result<Released, ProviderError> {
+            Ok(Released::Voided)
+        }
+    }
+
+    fn message(body: String) -> SqsEvent {
+        let mut m = SqsMessage::default();
+        m.message_id = Some("m".into());
+        m.body = Some(body);
+        let mut event = SqsEvent::default();
+        event.records.push(m);
+        event
+    }
+
+    #[tokio::test]
+    async fn a_3d_secure_payment_keeps_the_sagas_token_until_the_shopper_answers() {
+        // GIVEN an order waiting for its payment, paid with a 3-D Secure card
+        let callbacks = Arc::new(FakeCallbacks::default());
+        let orders = Arc::new(FakeOrders::default());
+        let order = Order {
+            status: shop_domain::OrderStatus::PaymentPending,
+            ..pending_order("MUG", 1, 100)
+        };
+        let id = order.order_id.clone();
+        orders.0.lock().unwrap().insert(id.clone(), order);
+        let provider = Arc::new(ThreeDSecure(std::sync::Mutex::new(Authentication::Pending)));
+        let ledger = Arc::new(FakeLedger::default());
+        let payments = Payments::new(
+            &config(&[("PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS", "900")]).unwrap(),
+            Ports {
+                ledger: ledger.clone(),
+                provider: provider.clone(),
+                methods: orders.clone(),
+                events: Arc::new(FakeEvents::default()),
+                callbacks: callbacks.clone(),
+            },
+        );
+        let deliver = |body: String| {
+            payments.handle(message(body), SystemTime::now() + Duration::from_secs(30))
+        };
+        // WHEN its Authorize arrives
+        deliver(format!(
+            r#"{{"command":"Authorize","taskToken":"t-auth","orderId":"{id}","amount":100,"currency":"EUR"}}"#
+        ))
+        .await;
+        // THEN the saga hears that the shopper must authenticate, and by when
+        let answered = callbacks.succeeded.lock().unwrap().clone();
+        assert_eq!(answered.len(), 1);
+        assert_eq!(answered[0].1["awaitingAuthentication"], true);
+        assert_eq!(answered[0].1["authenticationTimeoutSeconds"], 900);
+        let stored = orders.0.lock().unwrap()[&id].clone();
+        assert_eq!(
+            stored.status,
+            shop_domain::OrderStatus::PaymentActionRequired
+        );
+        assert_eq!(
+            stored.payment_action.unwrap().client_secret,
+            "pi_3ds_secret_x"
+        );
+        // AND its AwaitAuthentication, and a webhook's settlement, wait while the
+        // shopper has not answered
+        deliver(format!(
+            r#"{{"command":"AwaitAuthentication","taskToken":"t-wait","orderId":"{id}"}}"#
+        ))
+        .await;
+        let settle =
+            format!(r#"{{"command":"SettleAuthentication","orderId":"{id}","eventId":"evt_1"}}"#);
+        deliver(settle.clone()).await;
+        assert_eq!(
+            callbacks.succeeded.lock().unwrap().len(),
+            1,
+            "nobody answered yet"
+        );
+        let record = ledger.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.status, LedgerStatus::AwaitingAuthentication);
+        assert_eq!(record.authentication_token.as_deref(), Some("t-wait"));
+        // WHEN the shopper authenticated and the webhook says so
+        *provider.0.lock().unwrap() = Authentication::Held;
+        deliver(settle.clone()).await;
+        // THEN the waiting step is answered with the authorization, recorded once
+        let answered = callbacks.succeeded.lock().unwrap().clone();
+        assert_eq!(answered.len(), 2);
+        assert_eq!(answered[1].0, "t-wait");
+        assert_eq!(answered[1].1["chargeId"], "pi_3ds");
+        assert_eq!(
+            ledger.get(&id).await.unwrap().unwrap().status,
+            LedgerStatus::Authorized
+        );
+        // A duplicated event answers the same token again (Step Functions refuses a
+        // second answer), and changes nothing else.
+        deliver(settle).await;
+        let answered = callbacks.succeeded.lock().unwrap().clone();
+        assert_eq!(answered.len(), 3);
+        assert_eq!(answered[2], answered[1]);
+        assert!(callbacks.failed.lock().unwrap().is_empty());
     }
 }
