@@ -295,6 +295,13 @@ def check_auth(template):
             where = f"stage {value}, {source}"
             for lid, route in routes.items():
                 props = route["Properties"]
+                # A webhook whose function verifies each request's signature (policy
+                # as code allows only Stripe's: guard/order-saga.guard).
+                verifier = route.get("Metadata", {}).get("SignatureVerifiedBy")
+                if verifier is not None:
+                    if props.get("AuthorizationType") != "NONE" or verifier not in template["Resources"]:
+                        problems.append(f"{lid}: signed by {verifier}, which is not a function here")
+                    continue
                 kind = evaluate(props.get("AuthorizationType", "NONE"), template, params)
                 if kind != "JWT":
                     problems.append(f"{lid}: no JWT authorizer on {where}")
