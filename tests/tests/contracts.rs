@@ -45,6 +45,27 @@ fn every_sample_event_is_an_event_its_function_accepts() {
                     "{}",
                     file.display()
                 );
+            } else if dir.ends_with("stripe-webhook") {
+                // Signed as Stripe signs, with the secret `shop local` registers; its
+                // time is fixed, so a live function refuses it as a replay.
+                let request = serde_json::from_str::<ApiGatewayV2httpRequest>(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                let header = request.headers["stripe-signature"].to_str().unwrap();
+                let signed_at: i64 = header[2..header.find(',').unwrap()].parse().unwrap();
+                assert_eq!(
+                    stripe_webhook::signature::verify(
+                        Some(header),
+                        request.body.as_deref().unwrap().as_bytes(),
+                        &[stripe_webhook::signature::SigningSecret::new(
+                            local_app::LOCAL_STRIPE_WEBHOOK_SECRET
+                        )],
+                        signed_at,
+                        std::time::Duration::from_secs(300),
+                    ),
+                    Ok(()),
+                    "{}",
+                    file.display()
+                );
             } else if dir.ends_with("orphan-sweeper") {
                 let event: Value = serde_json::from_str(&text)
                     .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
