@@ -40,6 +40,9 @@ pub enum Violation {
     /// A cancelled order must hold nothing on the shopper's card.
     #[error("cancelled, but its authorization is still held")]
     CancelledAuthorizationHeld,
+    /// An ended order must no longer show its shopper a payment to authenticate.
+    #[error("ended, but it still shows its shopper a payment to authenticate")]
+    PaymentActionLeft,
     /// An ended order must leave no authorization held at the provider.
     #[error("ended, but the provider still holds {0} authorization(s) for it")]
     AuthorizationLeftOpen(usize),
@@ -79,7 +82,8 @@ pub enum Violation {
 /// The invariants one order's records can show: a confirmed order holds its stock and
 /// was captured (the capture follows the confirmation in the same run, so only once
 /// the run has ended); a cancelled one holds nothing, kept no money and holds no
-/// authorization; an order in between has a saga running.
+/// authorization (nor one awaiting the shopper's authentication); an ended order shows
+/// no payment action; an order in between has a saga running.
 pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
     let Some(order) = facts.order else {
         return vec![Violation::NotStored];
@@ -102,12 +106,19 @@ pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
             if captured {
                 out.push(Violation::CancelledStillCharged);
             }
-            if facts.ledger == Some(LedgerStatus::Authorized) && !facts.saga_running {
+            let open = matches!(
+                facts.ledger,
+                Some(LedgerStatus::Authorized | LedgerStatus::AwaitingAuthentication)
+            );
+            if open && !facts.saga_running {
                 out.push(Violation::CancelledAuthorizationHeld);
             }
         }
         other if !facts.saga_running => out.push(Violation::StuckWithoutSaga(other)),
         _ => {}
+    }
+    if order.status.is_terminal() && order.payment_action.is_some() && !facts.saga_running {
+        out.push(Violation::PaymentActionLeft);
     }
     out
 }
@@ -207,6 +218,23 @@ mod tests {
         assert_eq!(
             facts(Some(&order), false, Some(LedgerStatus::Authorized)),
             [Violation::CancelledAuthorizationHeld]
+        );
+        assert_eq!(
+            facts(
+                Some(&order),
+                false,
+                Some(LedgerStatus::AwaitingAuthentication)
+            ),
+            [Violation::CancelledAuthorizationHeld],
+            "a 3-D Secure payment left open can still be authenticated"
+        );
+        let mut shown = order.clone();
+        shown.payment_action = Some(crate::PaymentAction {
+            client_secret: "pi_secret".into(),
+        });
+        assert_eq!(
+            facts(Some(&shown), false, Some(LedgerStatus::Declined)),
+            [Violation::PaymentActionLeft]
         );
         assert_eq!(
             facts(Some(&order), true, Some(LedgerStatus::Captured)),
