@@ -5,6 +5,7 @@
 #   scripts/chaos.sh                      # 10,000 orders, a fresh seed
 #   scripts/chaos.sh --orders 2000 --seed 42
 #   scripts/chaos.sh --stacks 2           # two stacks side by side, one emulator per core
+#   scripts/chaos.sh --stripe --orders 1000   # paying through Stripe (localstripe)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -29,6 +29,10 @@ struct Args {
     /// Minutes the system may take to become quiet after the last order.
     #[arg(long, default_value_t = 15)]
     quiet_minutes: u64,
+    /// Pay through the Stripe adapter against the wrapped localstripe (with Stripe's
+    /// latency and injected 429/5xx) instead of the sandbox.
+    #[arg(long)]
+    stripe: bool,
 }
 
 #[tokio::main]
@@ -54,6 +58,7 @@ async fn main() {
             in_flight: args.in_flight,
             fault_rate: args.fault_rate,
             quiet_within: Duration::from_secs(args.quiet_minutes * 60),
+            stripe: args.stripe,
         })
         .collect();
     let reports = futures::future::join_all(configs.iter().map(run)).await;

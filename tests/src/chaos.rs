@@ -163,6 +163,158 @@ pub struct ChaosConfig {
     pub fault_rate: f64,
     /// How long the system may take to become quiet after the last order.
     pub quiet_within: Duration,
+    /// Pay through the Stripe adapter against the wrapped localstripe (with Stripe's
+    /// latency, its 429s and 5xx injected at the emulator, and its declining test
+    /// card) instead of the sandbox; the money is then counted in Stripe's books.
+    pub stripe: bool,
+}
+
+/// Stripe's answer times in the Stripe chaos run: a tail past the tests' provider
+/// deadline (`PaymentProviderTimeoutMs`, 200 ms), so some calls time out and are
+/// retried under their idempotency keys, as on a slow day at Stripe.
+const STRIPE_LATENCY: &str = "40ms,300ms";
+
+/// What the provider holds, order by order, read from its own books at the end of a
+/// run.
+struct ProviderBooks {
+    /// Per order: net taken, authorizations still open, payments captured.
+    orders: HashMap<OrderId, (i128, usize, usize)>,
+    /// Net taken over every movement the provider made.
+    total: i128,
+    /// Movements counted (captures and refunds).
+    movements: usize,
+}
+
+impl ProviderBooks {
+    fn of(&self, order: &OrderId) -> (i128, usize, usize) {
+        self.orders.get(order).copied().unwrap_or((0, 0, 0))
+    }
+
+    /// The sandbox's books.
+    fn sandbox(app: &App, orders: &[Placed]) -> Self {
+        let sandbox = app.sandbox();
+        let books = sandbox.books();
+        let orders = orders
+            .iter()
+            .filter_map(|o| OrderId::parse(&o.order_id))
+            .map(|id| {
+                let captures = books
+                    .iter()
+                    .filter(|m| m.order_id == id && m.signed_amount() > 0)
+                    .count();
+                let entry = (
+                    sandbox.net_captured(&id),
+                    sandbox.open_authorizations(&id),
+                    captures,
+                );
+                (id, entry)
+            })
+            .collect();
+        Self {
+            orders,
+            total: books.iter().map(Movement::signed_amount).sum(),
+            movements: books.len(),
+        }
+    }
+
+    /// Stripe's books: every PaymentIntent of the account, by the order in its
+    /// metadata: what its charge captured less what was refunded, and whether it still
+    /// holds (or may still hold) an authorization.
+    async fn stripe(app: &App) -> Self {
+        let url = app
+            .stripe_url
+            .as_deref()
+            .expect("the stack pays through Stripe");
+        let auth = format!("Bearer {}", local_app::LOCAL_STRIPE_KEY);
+        let mut intents = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = match &after {
+                Some(id) => format!("{url}/v1/payment_intents?limit=100&starting_after={id}"),
+                None => format!("{url}/v1/payment_intents?limit=100"),
+            };
+            let (status, _, body) = local_runtime::http_client::HttpClient::default()
+                .send_with_headers("GET", &page, Vec::new(), &[("authorization", &auth)])
+                .await
+                .expect("Stripe's books are readable");
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let page: Value = serde_json::from_slice(&body).expect("a list");
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            after = data
+                .last()
+                .and_then(|pi| pi["id"].as_str().map(str::to_owned));
+            intents.extend(data);
+            if page["has_more"] != true || after.is_none() {
+                break;
+            }
+        }
+        let mut orders: HashMap<OrderId, (i128, usize, usize)> = HashMap::new();
+        let (mut total, mut movements) = (0, 0);
+        for pi in &intents {
+            let charge = &pi["latest_charge"];
+            let captured = charge["captured"] == true;
+            let taken = if captured {
+                i128::from(charge["amount"].as_u64().unwrap_or(0))
+            } else {
+                0
+            };
+            let refunded = i128::from(charge["amount_refunded"].as_u64().unwrap_or(0));
+            let net = taken - refunded;
+            movements += usize::from(captured) + usize::from(refunded > 0);
+            total += net;
+            let open = matches!(
+                pi["status"].as_str(),
+                Some("requires_capture" | "requires_action" | "requires_confirmation")
+            );
+            let Some(order) = pi["metadata"]["order_id"].as_str().and_then(OrderId::parse) else {
+                continue;
+            };
+            let entry = orders.entry(order).or_default();
+            entry.0 += net;
+            entry.1 += usize::from(open);
+            entry.2 += usize::from(captured);
+        }
+        Self {
+            orders,
+            total,
+            movements,
+        }
+    }
+}
+
+/// The Stripe payment method standing for a sandbox test token in the Stripe run:
+/// Stripe's declining test card for a decline; the plain Visa otherwise (Stripe's own
+/// failures and slowness are injected at the emulator, not chosen by the card).
+fn stripe_method(token: &str) -> &'static str {
+    if token.starts_with("tok_decline") {
+        "pm_card_visa_chargeDeclined"
+    } else {
+        "pm_card_visa"
+    }
+}
+
+/// What Stripe does on a bad day, at the emulator: one 429, 500 or 503 every couple of
+/// seconds, answered before the request reaches it (nothing saved for its key).
+async fn stripe_outages(app: &App, stop: &AtomicBool) -> u64 {
+    let url = format!(
+        "{}/_config/faults",
+        app.stripe_url.as_deref().unwrap_or_default()
+    );
+    let mut injected = 0;
+    for status in [429, 503, 500].into_iter().cycle() {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let body = json!({ "status": status, "count": 1 }).to_string();
+        let sent = local_runtime::http_client::HttpClient::default()
+            .send("POST", &url, body.into_bytes())
+            .await;
+        if matches!(sent, Ok((200, _, _))) {
+            injected += 1;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    injected
 }
 
 /// The faults planned and fired, and what the run learned.
@@ -691,7 +843,7 @@ fn request(chaos: &Chaos, index: usize) -> (Vec<(String, u32)>, &'static str, bo
 pub async fn run(config: &ChaosConfig) -> ChaosReport {
     let started = Instant::now();
     let chaos = Chaos::new(config.seed, config.fault_rate);
-    let app = Arc::new(App::start_chaos(chaos.clone()).await);
+    let app = Arc::new(App::start_chaos(chaos.clone(), config.stripe).await);
     let ops_dir = std::env::temp_dir().join(format!("order-saga-chaos-{}", app.stack.prefix));
     let ops = Arc::new(app.ops(&ops_dir));
 
@@ -753,16 +905,26 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             let permit = semaphore.clone().acquire_owned().await.expect("semaphore");
             let (app, chaos, placed, refused) =
                 (app.clone(), chaos.clone(), placed.clone(), refused.clone());
-            let seed = config.seed;
+            let (seed, stripe) = (config.seed, config.stripe);
             tasks.spawn(async move {
                 let _permit = permit;
-                drive_order(&app, &chaos, seed, index, &placed, &refused).await;
+                drive_order(&app, &chaos, seed, index, stripe, &placed, &refused).await;
             });
         }
         while tasks.join_next().await.is_some() {}
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     };
-    tokio::join!(placing, background, watch_stock);
+    let outages = async {
+        if config.stripe {
+            stripe_outages(&app, &stop).await
+        } else {
+            0
+        }
+    };
+    let ((), (), (), stripe_outages) = tokio::join!(placing, background, watch_stock, outages);
+    if stripe_outages > 0 {
+        lock(&operator).insert("Stripe 429/5xx injected", stripe_outages);
+    }
 
     let accepted = lock(&placed).len();
     let mut placed = lock(&placed).clone();
@@ -794,6 +956,11 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
     let mut sold: BTreeMap<String, u64> = BTreeMap::new();
     // What the provider's books hold for the orders of the run, summed order by order.
     let mut accounted: i128 = 0;
+    let books = if config.stripe {
+        ProviderBooks::stripe(&app).await
+    } else {
+        ProviderBooks::sandbox(&app, &placed)
+    };
     let reports: Vec<_> = futures::stream::iter(&placed)
         .map(|order| {
             let ops = ops.clone();
@@ -815,9 +982,11 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             status.insert(order.order_id.clone(), o.status);
         }
         let mut problems = report.violations.clone();
-        let net = app.sandbox().net_captured(&id);
+        let (net, held, captures) = books.of(&id);
         accounted += net;
-        let held = app.sandbox().open_authorizations(&id);
+        if captures > 1 {
+            problems.push(format!("captured {captures} times at the provider"));
+        }
         if let Some(money) = report
             .order
             .as_ref()
@@ -863,7 +1032,7 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
             ));
         }
     }
-    violations.extend(unaccounted_money(&app.sandbox().books(), accounted));
+    violations.extend(unaccounted_money(&books, accounted));
     for (sku, start) in &start_levels {
         let level = app.stock(sku).await;
         let sold = sold.get(sku).copied().unwrap_or(0);
@@ -898,10 +1067,16 @@ async fn drive_order(
     chaos: &Chaos,
     seed: u64,
     index: usize,
+    stripe: bool,
     placed: &Mutex<Vec<Placed>>,
     refused: &Mutex<Vec<String>>,
 ) {
-    let (lines, token, express) = request(chaos, index);
+    let (lines, sandbox_token, express) = request(chaos, index);
+    let token = if stripe {
+        stripe_method(sandbox_token)
+    } else {
+        sandbox_token
+    };
     let key = format!("chaos-{seed}-{index}");
     let items: Vec<Value> = lines
         .iter()
@@ -943,7 +1118,7 @@ async fn drive_order(
     };
     let json: Value = serde_json::from_str(&r.body).unwrap_or_default();
     let order_id = json["orderId"].as_str().unwrap_or_default().to_owned();
-    chaos.register(&order_id, index, token.starts_with("tok_decline"));
+    chaos.register(&order_id, index, sandbox_token.starts_with("tok_decline"));
     lock(placed).push(Placed {
         order_id: order_id.clone(),
         customer: customer.clone(),
@@ -1055,12 +1230,11 @@ async fn operator_actions(app: &App, ops: &Ops, counts: &Mutex<BTreeMap<&'static
 /// Money the provider moved that no order of the run accounts for: the sum of every
 /// capture and refund in its books against the sum of the orders' nets. A capture
 /// made for an order id the run never placed shows here and nowhere else.
-fn unaccounted_money(books: &[Movement], accounted: i128) -> Option<String> {
-    let held: i128 = books.iter().map(Movement::signed_amount).sum();
-    (held != accounted).then(|| {
+fn unaccounted_money(books: &ProviderBooks, accounted: i128) -> Option<String> {
+    (books.total != accounted).then(|| {
         format!(
-            "the provider's books hold {held} over {} movements, the run's orders account for {accounted}",
-            books.len()
+            "the provider's books hold {} over {} movements, the run's orders account for {accounted}",
+            books.total, books.movements
         )
     })
 }
@@ -1123,18 +1297,25 @@ async fn wait_quiet(
 
 impl App {
     /// A fresh stack whose ports and event source mappings inject `chaos`'s faults.
-    pub async fn start_chaos(chaos: Arc<Chaos>) -> App {
+    /// With `stripe`, it pays through the Stripe adapter against the wrapped
+    /// localstripe, answering with [`STRIPE_LATENCY`].
+    pub async fn start_chaos(chaos: Arc<Chaos>, stripe: bool) -> App {
         // The shortest orphan age the template allows, so the sweep cancels stranded
         // orders within the run.
         let faults = chaos.clone();
+        let mut parameters = vec![
+            ("OrphanAfterSeconds", "60"),
+            ("MaxOrderWaitSeconds", ORDER_WAIT_SECONDS),
+        ];
+        if stripe {
+            parameters.push(("PaymentProvider", "stripe"));
+        }
         Self::start_full(
             Some(Arc::new(move |ports| inject(&faults, ports))),
-            &[
-                ("OrphanAfterSeconds", "60"),
-                ("MaxOrderWaitSeconds", ORDER_WAIT_SECONDS),
-            ],
+            &parameters,
             Some(chaos),
             None,
+            stripe.then_some(STRIPE_LATENCY),
         )
         .await
     }

@@ -115,7 +115,7 @@ impl StockStore for SlowStock {
 impl App {
     /// A fresh stack with no faults.
     pub async fn start() -> App {
-        Self::start_full(None, &[], None, None).await
+        Self::start_full(None, &[], None, None, None).await
     }
 
     /// A fresh stack whose ports `faults` replaces.
@@ -128,22 +128,24 @@ impl App {
         faults: impl Fn(&mut AppPorts) + Send + Sync + 'static,
         parameters: &[(&str, &str)],
     ) -> App {
-        Self::start_full(Some(Arc::new(faults)), parameters, None, None).await
+        Self::start_full(Some(Arc::new(faults)), parameters, None, None, None).await
     }
 
     /// A stack whose HTTP API is served on the named `stage` instead of the template's
     /// `$default`, as a deployment that renamed its stage would be.
     pub async fn start_on_stage(stage: &str) -> App {
-        Self::start_full(None, &[], None, Some(stage)).await
+        Self::start_full(None, &[], None, Some(stage), None).await
     }
 
     /// A stack with faults in its ports and, with `chaos`, in its event source
-    /// mappings (duplicate deliveries).
+    /// mappings (duplicate deliveries); its payment provider answering with
+    /// `payment_latency` (`shop local --payment-latency`).
     async fn start_full(
         faults: Option<PortEdit>,
         parameters: &[(&str, &str)],
         chaos: Option<Arc<chaos::Chaos>>,
         stage: Option<&str>,
+        payment_latency: Option<&str>,
     ) -> App {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -207,6 +209,7 @@ impl App {
             parameters: overrides,
             ports: faults,
             invoker: Some(layer),
+            payment_latency: payment_latency.map(str::to_owned),
             ..LocalOptions::default()
         })
         .await

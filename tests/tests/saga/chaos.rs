@@ -21,6 +21,7 @@ async fn every_invariant_holds_for_every_order_under_random_faults() {
         in_flight: 20,
         fault_rate: 0.06,
         quiet_within: Duration::from_secs(240),
+        stripe: false,
     })
     .await;
     println!("{}", report.table());
@@ -60,5 +61,49 @@ async fn every_invariant_holds_for_every_order_under_random_faults() {
             .unwrap_or(0) as u64,
         stranded,
         "every stranded order, and only those, was swept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_invariant_holds_paying_through_stripe_under_random_faults() {
+    // The same scenario, smaller, through the Stripe adapter against the wrapped
+    // localstripe: Stripe's latency past the provider deadline (timeouts retried
+    // under their keys), a 429, 500 or 503 every two seconds, its declining card; the
+    // money counted in Stripe's own PaymentIntents and refunds.
+    quiet_injected_panics();
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261203);
+    println!("Stripe chaos seed {seed} (set CHAOS_SEED to replay another)");
+    let report = run(&ChaosConfig {
+        seed,
+        orders: 80,
+        in_flight: 16,
+        fault_rate: 0.06,
+        quiet_within: Duration::from_secs(240),
+        stripe: true,
+    })
+    .await;
+    println!("{}", report.table());
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert_eq!(report.accepted, 80);
+    assert!(report.violations.is_empty(), "{}", report.table());
+    assert!(report.outcomes.get("CONFIRMED").copied().unwrap_or(0) > 40);
+    assert!(
+        report
+            .outcomes
+            .keys()
+            .any(|k| k.starts_with("CANCELLED (PaymentDeclined")),
+        "{:?}",
+        report.outcomes
+    );
+    assert!(
+        report
+            .operator
+            .get("Stripe 429/5xx injected")
+            .copied()
+            .unwrap_or(0)
+            > 10
     );
 }
