@@ -242,10 +242,12 @@ impl Provider {
     }
 }
 
-/// The provider `config` names. Its API key is read from Secrets Manager here, once
-/// per cold start, and held in memory: no key in the template, the environment or the
-/// code, and no secrets call on a warm invocation (Stripe's adapter reads it again
-/// when Stripe answers 401, so a rotated key is picked up without a deploy).
+/// The provider `config` names. Its API key is read from Secrets Manager once per cold
+/// start and held in memory: no key in the template, the environment or the code, and
+/// no secrets call on a warm invocation. Stripe's read starts here and is joined at the
+/// first call, overlapping the rest of init and the first event's delivery (the
+/// shorter cold path, BENCHMARKS.md); it reads again when Stripe answers 401, so a
+/// rotated key is picked up without a deploy. The sandbox's is read here.
 pub async fn provider(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Provider, InitError> {
     let keys = SecretKey {
         client: aws_sdk_secretsmanager::Client::new(&shop_aws::for_function(sdk, "payments")),
@@ -257,9 +259,8 @@ pub async fn provider(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Pr
                 &config.stripe_api_base,
                 config.provider_timeout,
                 Arc::new(keys),
-            )
-            .await?;
-            tracing::info!(api = %config.stripe_api_base, version = payment_stripe::API_VERSION, "Stripe key loaded");
+            )?;
+            tracing::info!(api = %config.stripe_api_base, version = payment_stripe::API_VERSION, "Stripe provider ready; its key is being read");
             Provider::Stripe(Arc::new(stripe))
         }
         ProviderKind::Sandbox => {

@@ -46,16 +46,10 @@ pub const KEY_REREAD_INTERVAL: Duration = Duration::from_secs(30);
 #[error("reading the Stripe secret key failed")]
 pub struct KeyError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
-/// The Stripe provider could not be built.
+/// The Stripe provider could not be built: its TLS configuration was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The secret key could not be read.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// The TLS configuration was refused.
-    #[error("the TLS client could not be configured")]
-    Tls(#[source] rustls::Error),
-}
+#[error("the TLS client could not be configured")]
+pub struct ConnectError(#[source] rustls::Error);
 
 /// Where the secret key lives (Secrets Manager in the payments function). Read once
 /// at start and again when Stripe answers 401, so a rotated key is used without a
@@ -163,6 +157,9 @@ struct HeldKey {
     reread_at: Option<Instant>,
 }
 
+/// The first read of the key, started with the provider and joined at first use.
+type FirstRead = tokio::task::JoinHandle<Result<ProviderKey, KeyError>>;
+
 /// Stripe, reached with a secret key from a [`KeySource`].
 ///
 /// A payment whose authorization got no answer (a timeout, a lost connection) is
@@ -170,37 +167,71 @@ struct HeldKey {
 /// first answer if the request reached it, and makes the authorization now if it did
 /// not; either way the compensation then cancels what it finds. That replay needs the
 /// same parameters, which is why the ledger keeps the payment method.
+///
+/// The key's first read starts with the provider, on the runtime, and is joined at the
+/// first call: it overlaps the rest of the function's init and the first event's
+/// delivery instead of adding a round trip before them (BENCHMARKS.md, the cold path).
+/// A read that fails is a transient failure of that call, and the next call reads
+/// again.
 pub struct StripeProvider {
     http: StripeHttp,
     keys: Arc<dyn KeySource>,
-    key: RwLock<HeldKey>,
+    key: RwLock<Option<HeldKey>>,
+    first_read: tokio::sync::Mutex<Option<FirstRead>>,
 }
 
 impl StripeProvider {
-    /// Reads the key once and returns the provider. `timeout` bounds each call.
-    pub async fn connect(
+    /// The provider, its key's first read started. `timeout` bounds each call. Must
+    /// be called on a Tokio runtime.
+    pub fn connect(
         base: &str,
         timeout: Duration,
         keys: Arc<dyn KeySource>,
     ) -> Result<Self, ConnectError> {
-        let http = StripeHttp::new(base, timeout).map_err(ConnectError::Tls)?;
-        let key = keys.read().await?;
+        let http = StripeHttp::new(base, timeout).map_err(ConnectError)?;
+        let reading = keys.clone();
+        let first_read = tokio::spawn(async move { reading.read().await });
         Ok(Self {
             http,
             keys,
-            key: RwLock::new(HeldKey {
-                key,
-                reread_at: None,
-            }),
+            key: RwLock::new(None),
+            first_read: tokio::sync::Mutex::new(Some(first_read)),
         })
     }
 
-    fn current_key(&self) -> ProviderKey {
+    fn held_key(&self) -> Option<ProviderKey> {
         self.key
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .key
-            .clone()
+            .as_ref()
+            .map(|held| held.key.clone())
+    }
+
+    /// The key: the held one, or the first read's (joined once), or a new read after
+    /// a failed one.
+    async fn current_key(&self) -> Result<ProviderKey, ProviderError> {
+        if let Some(key) = self.held_key() {
+            return Ok(key);
+        }
+        let mut first_read = self.first_read.lock().await;
+        if let Some(key) = self.held_key() {
+            return Ok(key);
+        }
+        let read = match first_read.take() {
+            Some(reading) => reading.await.unwrap_or_else(|e| Err(KeyError(Box::new(e)))),
+            None => self.keys.read().await,
+        };
+        match read {
+            Ok(key) => {
+                tracing::info!(key = %key.hint(), "Stripe key loaded");
+                *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(HeldKey {
+                    key: key.clone(),
+                    reread_at: None,
+                });
+                Ok(key)
+            }
+            Err(e) => Err(ProviderError::Transient(format!("{e}: {}", e.0))),
+        }
     }
 
     /// Reads the key again unless it was re-read less than [`KEY_REREAD_INTERVAL`]
@@ -208,6 +239,9 @@ impl StripeProvider {
     async fn reread_key(&self, refused: &ProviderKey) -> bool {
         let stale = {
             let held = self.key.read().unwrap_or_else(|p| p.into_inner());
+            let Some(held) = held.as_ref() else {
+                return false;
+            };
             if held.key != *refused {
                 return true;
             }
@@ -226,18 +260,17 @@ impl StripeProvider {
                     changed,
                     "Stripe refused the API key; read it again"
                 );
-                *self.key.write().unwrap_or_else(|p| p.into_inner()) = HeldKey {
+                *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(HeldKey {
                     key,
                     reread_at: Some(Instant::now()),
-                };
+                });
                 changed
             }
             Err(e) => {
                 tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "re-reading the Stripe key failed");
-                self.key
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .reread_at = Some(Instant::now());
+                if let Some(held) = self.key.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    held.reread_at = Some(Instant::now());
+                }
                 false
             }
         }
@@ -251,7 +284,7 @@ impl StripeProvider {
         idempotency_key: Option<&str>,
         form: &[(&str, String)],
     ) -> Result<Answer, ProviderError> {
-        let key = self.current_key();
+        let key = self.current_key().await?;
         let answer = self
             .http
             .send(&key, method.clone(), path, idempotency_key, form)
@@ -259,7 +292,13 @@ impl StripeProvider {
         if answer.status == 401 && self.reread_key(&key).await {
             return self
                 .http
-                .send(&self.current_key(), method, path, idempotency_key, form)
+                .send(
+                    &self.current_key().await?,
+                    method,
+                    path,
+                    idempotency_key,
+                    form,
+                )
                 .await;
         }
         Ok(answer)

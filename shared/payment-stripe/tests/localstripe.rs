@@ -60,7 +60,6 @@ impl Stripe {
         let keys = Keys::new(keys);
         let provider =
             StripeProvider::connect(&emulator.endpoint, Duration::from_secs(10), keys.clone())
-                .await
                 .unwrap();
         Self {
             emulator,
@@ -408,13 +407,33 @@ async fn no_answer_within_the_timeout_is_a_timeout() {
             open.push(socket);
         }
     });
-    let provider = StripeProvider::connect(&url, Duration::from_millis(300), Keys::new(&[KEY]))
-        .await
-        .unwrap();
+    let provider =
+        StripeProvider::connect(&url, Duration::from_millis(300), Keys::new(&[KEY])).unwrap();
     let answer = provider.authorize(&request("pm_card_visa", 100)).await;
     assert_eq!(
         answer,
         Err(ProviderError::Timeout(Duration::from_millis(300)))
     );
     held.abort();
+}
+
+#[tokio::test]
+async fn a_key_unreadable_at_first_use_is_transient_and_read_again_at_the_next() {
+    // GIVEN a secret that cannot be read at first (its first read fails), then can
+    let stripe = Stripe::start(&["unreadable", KEY]).await;
+    let order = request("pm_card_visa", 500);
+    // WHEN the first authorization needs the key
+    let first = stripe.provider.authorize(&order).await;
+    // THEN it fails as a provider outage the saga retries, naming the cause
+    assert!(
+        matches!(first, Err(ProviderError::Transient(ref m)) if m.contains("Stripe secret key")),
+        "{first:?}"
+    );
+    // AND the retry reads the key again and goes through
+    assert!(matches!(
+        stripe.provider.authorize(&order).await,
+        Ok(Authorization::Held(_))
+    ));
+    assert_eq!(stripe.keys.1.load(Ordering::SeqCst), 2);
+    stripe.stop().await;
 }
