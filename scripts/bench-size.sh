@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/bootstrap.sh >/dev/null
 export PATH="$root/.venv/bin:$PATH"   # cargo-lambda and zig live in the project venv
-functions=(orders-api order-intake inventory payments fulfilment orphan-sweeper)
+functions=(orders-api order-intake inventory payments fulfilment orphan-sweeper stripe-webhook)
 for arch in x86_64 arm64; do
   flag=(); [ "$arch" = arm64 ] && flag=(--arm64)
   cargo lambda build --quiet --release "${flag[@]}" --output-format zip --lambda-dir "target/lambda-$arch" >&2

@@ -10,6 +10,12 @@
 //! worker carries a task token no execution holds: the worker drops the command at its
 //! receipt (the saga gave up on it), so that column is the receipt, not the work.
 //!
+//! Then the cold path a payment command really takes: a fresh environment's init plus
+//! its first authorization through Stripe, with a live task token (a saga execution
+//! driven to AuthorizePayment for a fresh order each time), for the payments binary as
+//! built and, when `target/bench/payments-before` exists (the script builds it from
+//! the commit named by `BEFORE`), for that baseline, alternating run by run.
+//!
 //!   scripts/bench-cold-start.sh [RUNS]
 
 use bytes::Bytes;
@@ -209,7 +215,7 @@ async fn next_seen(
 }
 
 /// The functions of the template, their binaries and their sample events.
-const FUNCTIONS: [(&str, &str, &str); 6] = [
+const FUNCTIONS: [(&str, &str, &str); 7] = [
     (
         "orders-api",
         "OrdersApiFunction",
@@ -239,6 +245,11 @@ const FUNCTIONS: [(&str, &str, &str); 6] = [
         "orphan-sweeper",
         "OrphanSweeperFunction",
         "events/orphan-sweeper/scheduled.json",
+    ),
+    (
+        "stripe-webhook",
+        "StripeWebhookFunction",
+        "events/stripe-webhook/payment-intent-capturable.json",
     ),
 ];
 
@@ -399,7 +410,133 @@ async fn main() {
             size_mb(&candidate.program),
         );
     }
+    cold_paths(&root, &sdk, &stack, &orders, &endpoint, runs.min(15)).await;
     stripe.stop().await;
+}
+
+/// Stores a fresh order and drives its saga to AuthorizePayment (answering
+/// ReserveStock as inventory would); returns the SQS event carrying that Authorize,
+/// whose task token the saga is waiting on.
+async fn live_authorize(
+    sdk: &aws_config::SdkConfig,
+    stack: &local_runtime::provision::Stack,
+    orders: &DynamoOrderStore,
+    sample: &serde_json::Value,
+) -> String {
+    let order = shop_domain::Order {
+        payment_token: "pm_card_visa".into(),
+        created_at: shop_domain::now_rfc3339(),
+        ..shop_domain::fakes::pending_order("MUG", 1, 1250)
+    };
+    orders.insert(&order).await.expect("order stored");
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let input =
+        shop_domain::services::saga_input(&order, shop_domain::services::WaitLimits::DEFAULT);
+    sfn.start_execution()
+        .state_machine_arn(&stack.state_machines["OrderSaga"])
+        .name(order.order_id.as_str())
+        .input(input.to_string())
+        .send()
+        .await
+        .expect("saga started");
+    let id = order.order_id.to_string();
+    let take = |queue: &'static str| {
+        let (sqs, url, id) = (sqs.clone(), stack.queues[queue].url.clone(), id.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                assert!(Instant::now() < deadline, "no command for {id} on {queue}");
+                let received = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .expect("receive");
+                for m in received.messages() {
+                    let body = m.body().unwrap_or_default().to_owned();
+                    if body.contains(&id) {
+                        sqs.delete_message()
+                            .queue_url(&url)
+                            .receipt_handle(m.receipt_handle().unwrap_or_default())
+                            .send()
+                            .await
+                            .expect("delete");
+                        return body;
+                    }
+                }
+            }
+        }
+    };
+    let reserve: serde_json::Value =
+        serde_json::from_str(&take("InventoryQueue").await).expect("a command");
+    sfn.send_task_success()
+        .task_token(reserve["taskToken"].as_str().expect("a token"))
+        .output(r#"{"reserved":true}"#)
+        .send()
+        .await
+        .expect("reservation answered");
+    let authorize = take("PaymentsQueue").await;
+    let mut event = sample.clone();
+    event["Records"][0]["body"] = serde_json::json!(authorize);
+    event.to_string()
+}
+
+/// Init plus the first authorization, for the payments binary as built and the
+/// baseline before it (when built), alternating.
+async fn cold_paths(
+    root: &Path,
+    sdk: &aws_config::SdkConfig,
+    stack: &local_runtime::provision::Stack,
+    orders: &DynamoOrderStore,
+    endpoint: &str,
+    runs: usize,
+) {
+    let sample: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("events/payments/commands-batch.json")).expect("sample"),
+    )
+    .expect("sample JSON");
+    let env = stack.functions["PaymentsFunction"].env.clone();
+    let mut programs = vec![(
+        "payments (key read overlapped with init)",
+        root.join("target/release/payments"),
+    )];
+    let before = root.join("target/bench/payments-before");
+    if before.exists() {
+        programs.insert(0, ("payments before (key read in init)", before));
+    }
+    let mut paths: Vec<Vec<f64>> = vec![Vec::new(); programs.len()];
+    let mut inits: Vec<Vec<f64>> = vec![Vec::new(); programs.len()];
+    for _ in 0..runs {
+        for (i, (name, program)) in programs.iter().enumerate() {
+            let candidate = Candidate {
+                name: (*name).into(),
+                program: program.clone(),
+                args: Vec::new(),
+                env: env.clone(),
+                event: Some(live_authorize(sdk, stack, orders, &sample).await),
+            };
+            let measured = start_once(&candidate, endpoint, true).await;
+            let invocation = measured
+                .invocation
+                .unwrap_or_else(|| panic!("{name}: the authorization was not answered"));
+            inits[i].push(ms(measured.init));
+            paths[i].push(ms(measured.init + invocation));
+        }
+    }
+    println!();
+    println!(
+        "Cold path of a payment command: init + the first authorization through Stripe (a live task token), {runs} runs each, alternating"
+    );
+    println!("| program | init median | cold path median | cold path p95 |");
+    println!("|---|---:|---:|---:|");
+    for (i, (name, _)) in programs.iter().enumerate() {
+        let (init, _) = median_p95(inits[i].clone());
+        let (median, p95) = median_p95(paths[i].clone());
+        println!("| {name} | {init:.2} ms | {median:.2} ms | {p95:.2} ms |");
+    }
 }
 
 fn ms(d: Duration) -> f64 {
