@@ -191,15 +191,7 @@ async fn no_payment_method_travels_in_the_saga_its_queues_or_its_events() {
     assert_eq!(app.wait_terminal(&id, WAIT).await["status"], "CANCELLED");
     // THEN the execution's input and history, every message any function received,
     // every event and the compensation work queue name the order, never its method
-    let sfn = aws_sdk_sfn::Client::new(&app.sdk);
-    let arn = shop_aws::saga::execution_arn(&app.stack.state_machines["OrderSaga"], &id);
-    let history = sfn
-        .get_execution_history()
-        .execution_arn(&arn)
-        .max_results(1000)
-        .send()
-        .await
-        .unwrap();
+    let history = execution_history(&app, &id).await;
     // The SDK redacts inputs and outputs from Debug: read each one.
     let mut seen: Vec<String> = Vec::new();
     for e in history.events() {
@@ -265,9 +257,29 @@ async fn action_required(app: &App, id: &str) -> (Value, String, String) {
     }
 }
 
+/// Places an order paid with Stripe's 3-D Secure test card and waits until its owner
+/// is asked to authenticate and the saga waits in `AwaitAuthentication`: the order as
+/// its owner reads it, its id, the PaymentIntent and the client secret.
+async fn awaiting_3d_secure(app: &App, sku: &str) -> (Value, String, String, String) {
+    let (_, placed) = app
+        .place(&[(sku, 1)], "pm_card_threeDSecure2Required", None)
+        .await;
+    let id = order_id(&placed);
+    let (order, intent, secret) = action_required(app, &id).await;
+    app.wait_consumed("PaymentsFunction", "AwaitAuthentication")
+        .await;
+    (order, id, intent, secret)
+}
+
 /// What Stripe.js does in the shopper's browser with the client secret: the issuer's
 /// authentication, passed or failed (localstripe's stand-in for the 3-D Secure page).
 async fn authenticate(app: &App, intent: &str, secret: &str, success: bool) {
+    let (status, answer) = try_authenticate(app, intent, secret, success).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Stripe's answer to an authentication attempt: its status and body.
+async fn try_authenticate(app: &App, intent: &str, secret: &str, success: bool) -> (u16, String) {
     let url = app.stripe_url.as_deref().unwrap();
     let body = serde_json::json!({ "client_secret": secret, "success": success });
     let (status, _, answer) = HttpClient::default()
@@ -282,7 +294,7 @@ async fn authenticate(app: &App, intent: &str, secret: &str, success: bool) {
         )
         .await
         .unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    (status, String::from_utf8_lossy(&answer).into_owned())
 }
 
 /// Delivers `body` to the webhook route as Stripe would, signed with `secret` at `at`.
@@ -330,17 +342,24 @@ fn intent_event(event_id: &str, kind: &str, intent: &str, order: &str) -> String
     .to_string()
 }
 
-/// How many times the saga's AwaitAuthentication step was answered.
-async fn authentication_answers(app: &App, id: &str) -> usize {
-    let sfn = aws_sdk_sfn::Client::new(&app.sdk);
+/// The order's saga execution history, every event of it.
+async fn execution_history(
+    app: &App,
+    id: &str,
+) -> aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput {
     let arn = shop_aws::saga::execution_arn(&app.stack.state_machines["OrderSaga"], id);
-    let history = sfn
+    aws_sdk_sfn::Client::new(&app.sdk)
         .get_execution_history()
         .execution_arn(&arn)
         .max_results(1000)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// How many times the saga's AwaitAuthentication step was answered.
+async fn authentication_answers(app: &App, id: &str) -> usize {
+    let history = execution_history(app, id).await;
     let mut in_step = false;
     let mut answers = 0;
     for e in history.events() {
@@ -361,12 +380,8 @@ async fn authentication_answers(app: &App, id: &str) -> usize {
 async fn a_3d_secure_order_waits_for_the_shopper_and_confirms_when_the_webhook_says_so() {
     let app = stripe_app().await;
     // GIVEN an order paid with a card whose issuer asks for 3-D Secure
-    let (_, placed) = app
-        .place(&[("MUG", 1)], "pm_card_threeDSecure2Required", None)
-        .await;
-    let id = order_id(&placed);
     // THEN its owner is asked to authenticate, and nothing is held meanwhile
-    let (order, intent, secret) = action_required(&app, &id).await;
+    let (order, id, intent, secret) = awaiting_3d_secure(&app, "MUG").await;
     assert_eq!(
         app.ledger(&id).await.unwrap().status,
         LedgerStatus::AwaitingAuthentication
@@ -390,8 +405,6 @@ async fn a_3d_secure_order_waits_for_the_shopper_and_confirms_when_the_webhook_s
         )
         .await;
     assert_eq!(stranger.status, 404, "nor does another shopper's read");
-    app.wait_consumed("PaymentsFunction", "AwaitAuthentication")
-        .await;
     // WHEN the shopper authenticates in the browser
     authenticate(&app, &intent, &secret, true).await;
     // THEN Stripe's webhook settles the payment: confirmed, captured once, secret gone
@@ -430,13 +443,7 @@ async fn a_3d_secure_order_waits_for_the_shopper_and_confirms_when_the_webhook_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_3d_secure_cancels_the_order_and_leaves_nothing_to_confirm() {
     let app = stripe_app().await;
-    let (_, placed) = app
-        .place(&[("TEE", 1)], "pm_card_threeDSecure2Required", None)
-        .await;
-    let id = order_id(&placed);
-    let (_, intent, secret) = action_required(&app, &id).await;
-    app.wait_consumed("PaymentsFunction", "AwaitAuthentication")
-        .await;
+    let (_, id, intent, secret) = awaiting_3d_secure(&app, "TEE").await;
     authenticate(&app, &intent, &secret, false).await;
     let done = app.wait_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "CANCELLED", "{done}");
@@ -466,11 +473,7 @@ async fn an_abandoned_3d_secure_is_voided_at_its_deadline_and_the_order_cancelle
         ],
     )
     .await;
-    let (_, placed) = app
-        .place(&[("MUG", 1)], "pm_card_threeDSecure2Required", None)
-        .await;
-    let id = order_id(&placed);
-    let (_, intent, secret) = action_required(&app, &id).await;
+    let (_, id, intent, secret) = awaiting_3d_secure(&app, "MUG").await;
     // The shopper never authenticates: past the deadline the order is cancelled
     let done = app.wait_terminal(&id, Duration::from_secs(120)).await;
     assert_eq!(done["status"], "CANCELLED", "{done}");
@@ -483,21 +486,7 @@ async fn an_abandoned_3d_secure_is_voided_at_its_deadline_and_the_order_cancelle
         stripe_get(&app, &format!("/v1/payment_intents/{intent}")).await["status"],
         "canceled"
     );
-    let url = app.stripe_url.as_deref().unwrap();
-    let (late, _, _) = HttpClient::default()
-        .send_with_headers(
-            "POST",
-            &format!("{url}/v1/payment_intents/{intent}/_authenticate"),
-            serde_json::json!({ "client_secret": secret, "success": true })
-                .to_string()
-                .into_bytes(),
-            &[(
-                "authorization",
-                &format!("Bearer {}", local_app::LOCAL_STRIPE_KEY),
-            )],
-        )
-        .await
-        .unwrap();
+    let (late, _) = try_authenticate(&app, &intent, &secret, true).await;
     assert_eq!(
         late, 400,
         "Stripe refuses to authenticate a cancelled payment"
@@ -507,13 +496,7 @@ async fn an_abandoned_3d_secure_is_voided_at_its_deadline_and_the_order_cancelle
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_and_stale_webhooks_change_nothing_and_a_duplicate_has_one_effect() {
     let app = stripe_app().await;
-    let (_, placed) = app
-        .place(&[("MUG", 1)], "pm_card_threeDSecure2Required", None)
-        .await;
-    let id = order_id(&placed);
-    let (_, intent, secret) = action_required(&app, &id).await;
-    app.wait_consumed("PaymentsFunction", "AwaitAuthentication")
-        .await;
+    let (_, id, intent, secret) = awaiting_3d_secure(&app, "MUG").await;
     let claim = intent_event(
         "evt_forged",
         "payment_intent.amount_capturable_updated",
