@@ -233,11 +233,23 @@ impl ProviderBooks {
                 Some(id) => format!("{url}/v1/payment_intents?limit=100&starting_after={id}"),
                 None => format!("{url}/v1/payment_intents?limit=100"),
             };
-            let (status, _, body) = local_runtime::http_client::HttpClient::default()
-                .send_with_headers("GET", &page, Vec::new(), &[("authorization", &auth)])
-                .await
-                .expect("Stripe's books are readable");
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            // A 429 or 5xx the run injected last may still be pending: retried, as
+            // Stripe asks of its clients.
+            let mut tries = 0;
+            let body = loop {
+                let (status, _, body) = local_runtime::http_client::HttpClient::default()
+                    .send_with_headers("GET", &page, Vec::new(), &[("authorization", &auth)])
+                    .await
+                    .expect("Stripe's books are readable");
+                tries += 1;
+                match status {
+                    200 => break body,
+                    429 | 500..=599 if tries < 5 => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    _ => panic!("{status}: {}", String::from_utf8_lossy(&body)),
+                }
+            };
             let page: Value = serde_json::from_slice(&body).expect("a list");
             let data = page["data"].as_array().cloned().unwrap_or_default();
             after = data

@@ -535,12 +535,12 @@ fn a_crashed_command_comes_back_while_its_step_still_waits() {
         if state["Resource"] != "arn:aws:states:::sqs:sendMessage.waitForTaskToken" {
             continue;
         }
-        // Waiting for the shopper's 3-D Secure is bounded by its own deadline, which
-        // the payments function tells the saga; every other step by the order's wait.
+        // Waiting for the shopper's 3-D Secure is bounded by its own deadline, in the
+        // saga's input; every other step by the order's wait.
         let step_timeout = if name == "AwaitAuthentication" {
             assert_eq!(
                 state["TimeoutSecondsPath"],
-                "$.payment.authenticationTimeoutSeconds"
+                "$.authenticationTimeoutSeconds"
             );
             default("PaymentAuthenticationTimeoutSeconds")
         } else {

@@ -61,6 +61,10 @@ impl Config {
                 compensation_patience_seconds: seconds("COMPENSATION_PATIENCE_SECONDS", |l| {
                     l.compensation_patience_seconds
                 })?,
+                authentication_timeout_seconds: seconds(
+                    "PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS",
+                    |l| l.authentication_timeout_seconds,
+                )?,
             },
         })
     }
@@ -180,6 +184,7 @@ mod tests {
             ("COMMAND_WORK_SECONDS", "5"),
             ("COMPENSATION_RETRY_SECONDS", "2"),
             ("COMPENSATION_PATIENCE_SECONDS", "120"),
+            ("PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS", "300"),
         ])
         .unwrap();
         assert_eq!(
@@ -189,6 +194,7 @@ mod tests {
                 command_work_seconds: 5,
                 compensation_retry_seconds: 2,
                 compensation_patience_seconds: 120,
+                authentication_timeout_seconds: 300,
             }
         );
         for (name, bad) in [

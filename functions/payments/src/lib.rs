@@ -27,10 +27,6 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Provider deadline, in milliseconds, when `PAYMENT_PROVIDER_TIMEOUT_MS` is not set.
 pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 5_000;
 
-/// How long a shopper may take to authenticate a payment when
-/// `PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS` is not set.
-pub const DEFAULT_AUTHENTICATION_TIMEOUT_SECONDS: u64 = 600;
-
 /// Why a message was not processed (it is redelivered, then dead-lettered).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -87,10 +83,6 @@ pub struct Config {
     pub provider_key_secret: String,
     /// `PAYMENT_PROVIDER_TIMEOUT_MS` (default 5000): how long one provider call may take.
     pub provider_timeout: Duration,
-    /// `PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS` (default 600): how long the saga waits
-    /// for a shopper to authenticate a payment (3-D Secure) before it voids the
-    /// payment and cancels the order. Told to the saga in the Authorize answer.
-    pub authentication_timeout: Duration,
     /// `PAYMENT_SANDBOX_LATENCY` (`P50,P99` such as `300ms,2s`; empty: none): how long
     /// the sandbox provider takes to answer, so local runs queue as production does.
     pub sandbox_latency: Option<Latency>,
@@ -127,12 +119,6 @@ impl Config {
                 DEFAULT_PROVIDER_TIMEOUT_MS,
                 "a number of milliseconds above 0",
                 positive,
-            )?),
-            authentication_timeout: Duration::from_secs(env.parsed(
-                "PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS",
-                DEFAULT_AUTHENTICATION_TIMEOUT_SECONDS,
-                "a number of seconds from 1 to 86400",
-                |n: &u64| (1..=86_400).contains(n),
             )?),
             sandbox_latency: env
                 .parsed(
@@ -330,7 +316,6 @@ fn count_decline(failure: &TaskFailure) {
 
 /// The payments function with its ports.
 pub struct Payments {
-    authentication_timeout: Duration,
     ledger: Arc<dyn PaymentLedger>,
     provider: breaker::GuardedProvider,
     methods: Arc<dyn OrderPayments>,
@@ -343,7 +328,6 @@ impl Payments {
     /// configured by `config`.
     pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
-            authentication_timeout: config.authentication_timeout,
             ledger: ports.ledger,
             provider: breaker::GuardedProvider::new(ports.provider, config.breaker),
             methods: ports.methods,
@@ -398,13 +382,7 @@ impl Payments {
                             .authorize(order_id, &correlation_id, *amount, *currency)
                             .await
                             .inspect_err(count_decline)?;
-                        let mut answer = json!({ "chargeId": held.charge_id, "amount": held.amount });
-                        if held.awaiting_authentication {
-                            answer["awaitingAuthentication"] = json!(true);
-                            answer["authenticationTimeoutSeconds"] =
-                                json!(self.authentication_timeout.as_secs());
-                        }
-                        Ok(answer)
+                        Ok(json!({ "chargeId": held.charge_id, "amount": held.amount }))
                     })
                     .await?
                 }
@@ -679,7 +657,7 @@ pub(crate) mod tests {
         let provider = Arc::new(ThreeDSecure(std::sync::Mutex::new(Authentication::Pending)));
         let ledger = Arc::new(FakeLedger::default());
         let payments = Payments::new(
-            &config(&[("PAYMENT_AUTHENTICATION_TIMEOUT_SECONDS", "900")]).unwrap(),
+            &config(&[]).unwrap(),
             Ports {
                 ledger: ledger.clone(),
                 provider: provider.clone(),
@@ -696,11 +674,11 @@ pub(crate) mod tests {
             r#"{{"command":"Authorize","taskToken":"t-auth","orderId":"{id}","amount":100,"currency":"EUR"}}"#
         ))
         .await;
-        // THEN the saga hears that the shopper must authenticate, and by when
-        let answered = callbacks.succeeded.lock().unwrap().clone();
-        assert_eq!(answered.len(), 1);
-        assert_eq!(answered[0].1["awaitingAuthentication"], true);
-        assert_eq!(answered[0].1["authenticationTimeoutSeconds"], 900);
+        // THEN the saga hears that the shopper must authenticate
+        assert_eq!(
+            callbacks.failed.lock().unwrap().as_slice(),
+            [("t-auth".to_string(), "PaymentActionRequired".to_string())]
+        );
         let stored = orders.0.lock().unwrap()[&id].clone();
         assert_eq!(
             stored.status,
@@ -719,9 +697,8 @@ pub(crate) mod tests {
         let settle =
             format!(r#"{{"command":"SettleAuthentication","orderId":"{id}","eventId":"evt_1"}}"#);
         deliver(settle.clone()).await;
-        assert_eq!(
-            callbacks.succeeded.lock().unwrap().len(),
-            1,
+        assert!(
+            callbacks.succeeded.lock().unwrap().is_empty(),
             "nobody answered yet"
         );
         let record = ledger.get(&id).await.unwrap().unwrap();
@@ -732,9 +709,9 @@ pub(crate) mod tests {
         deliver(settle.clone()).await;
         // THEN the waiting step is answered with the authorization, recorded once
         let answered = callbacks.succeeded.lock().unwrap().clone();
-        assert_eq!(answered.len(), 2);
-        assert_eq!(answered[1].0, "t-wait");
-        assert_eq!(answered[1].1["chargeId"], "pi_3ds");
+        assert_eq!(answered.len(), 1);
+        assert_eq!(answered[0].0, "t-wait");
+        assert_eq!(answered[0].1["chargeId"], "pi_3ds");
         assert_eq!(
             ledger.get(&id).await.unwrap().unwrap().status,
             LedgerStatus::Authorized
@@ -743,8 +720,8 @@ pub(crate) mod tests {
         // second answer), and changes nothing else.
         deliver(settle).await;
         let answered = callbacks.succeeded.lock().unwrap().clone();
-        assert_eq!(answered.len(), 3);
-        assert_eq!(answered[2], answered[1]);
-        assert!(callbacks.failed.lock().unwrap().is_empty());
+        assert_eq!(answered.len(), 2);
+        assert_eq!(answered[1], answered[0]);
+        assert_eq!(callbacks.failed.lock().unwrap().len(), 1);
     }
 }

@@ -30,6 +30,10 @@ pub enum TaskError {
     /// state that cannot be captured, a key it does not accept): retrying cannot help,
     /// the saga gives back what the payment holds and an operator reads the cause.
     PaymentRefused,
+    /// Nothing is held yet: the card's issuer asks the shopper to authenticate the
+    /// payment (3-D Secure). Not a failure of the order: the saga waits for the
+    /// shopper in `AwaitAuthentication`.
+    PaymentActionRequired,
     /// A compensation still failed for a transient reason after the order's
     /// `compensateUntil`: the saga stops waiting and hands the case to a human.
     CompensationExhausted,
@@ -46,7 +50,7 @@ pub enum Service {
 
 impl TaskError {
     /// Every error, for the contract tests.
-    pub const ALL: [TaskError; 9] = [
+    pub const ALL: [TaskError; 10] = [
         Self::OutOfStock,
         Self::OrderExpired,
         Self::PaymentDeclined,
@@ -55,6 +59,7 @@ impl TaskError {
         Self::PaymentProviderUnavailable,
         Self::PaymentTimeout,
         Self::PaymentRefused,
+        Self::PaymentActionRequired,
         Self::CompensationExhausted,
     ];
 
@@ -69,6 +74,7 @@ impl TaskError {
             Self::PaymentProviderUnavailable => "PaymentProviderUnavailable",
             Self::PaymentTimeout => "PaymentTimeout",
             Self::PaymentRefused => "PaymentRefused",
+            Self::PaymentActionRequired => "PaymentActionRequired",
             Self::CompensationExhausted => "CompensationExhausted",
         }
     }
@@ -88,7 +94,8 @@ impl TaskError {
             Self::PaymentDeclined
             | Self::PaymentProviderUnavailable
             | Self::PaymentTimeout
-            | Self::PaymentRefused => &[Service::Payments],
+            | Self::PaymentRefused
+            | Self::PaymentActionRequired => &[Service::Payments],
             Self::OrderCancelled | Self::OrderExpired | Self::CompensationExhausted => {
                 &[Service::Inventory, Service::Payments]
             }

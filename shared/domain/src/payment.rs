@@ -96,8 +96,7 @@ pub struct Captured {
     pub amount: u64,
 }
 
-/// An authorization held for an order, or asked of its shopper, returned to the saga
-/// as the task output.
+/// An authorization held for an order, returned to the saga as the task output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Authorized {
@@ -105,10 +104,6 @@ pub struct Authorized {
     pub charge_id: String,
     /// Amount held.
     pub amount: u64,
-    /// Nothing is held yet: the shopper must authenticate the payment (3-D Secure),
-    /// and the saga waits for it in `AwaitAuthentication`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub awaiting_authentication: bool,
 }
 
 /// A saga task token and the answer it is owed.
@@ -118,7 +113,8 @@ impl PaymentService<'_> {
     /// Holds the order total on the order's stored payment method once: a retried or
     /// redelivered command returns the first outcome; a command that arrives after a
     /// compensation is refused. When the issuer asks the shopper to authenticate, the
-    /// order shows its owner the client secret and the answer says so.
+    /// order shows its owner the client secret and the answer is
+    /// [`TaskError::PaymentActionRequired`], on which the saga waits for the shopper.
     pub async fn authorize(
         &self,
         order_id: &OrderId,
@@ -127,17 +123,16 @@ impl PaymentService<'_> {
         currency: Currency,
     ) -> Result<Authorized, TaskFailure> {
         let existing = self.ledger.get(order_id).await.map_err(unavailable)?;
-        let held = |payment_id: String, awaiting_authentication| Authorized {
+        let held = |payment_id: String| Authorized {
             charge_id: payment_id,
             amount,
-            awaiting_authentication,
         };
         match existing {
             Some(LedgerRecord {
                 status: LedgerStatus::Authorized | LedgerStatus::Captured,
                 charge_id: Some(payment_id),
                 ..
-            }) => Ok(held(payment_id, false)),
+            }) => Ok(held(payment_id)),
             Some(r) if r.status == LedgerStatus::Declined => Err(TaskFailure::new(
                 TaskError::PaymentDeclined,
                 r.decline_code
@@ -232,11 +227,7 @@ impl PaymentService<'_> {
         correlation_id: &str,
     ) -> Result<Authorized, TaskFailure> {
         let order_id = &request.order_id;
-        let answer = |payment_id: String, awaiting_authentication| Authorized {
-            charge_id: payment_id,
-            amount: request.amount,
-            awaiting_authentication,
-        };
+
         match self.provider.authorize(request).await {
             Ok(Authorization::Held(payment_id)) => {
                 self.advance_or_release(
@@ -246,7 +237,10 @@ impl PaymentService<'_> {
                     &payment_id,
                 )
                 .await?;
-                Ok(answer(payment_id, false))
+                Ok(Authorized {
+                    charge_id: payment_id,
+                    amount: request.amount,
+                })
             }
             Ok(Authorization::ActionRequired {
                 payment_id,
@@ -272,7 +266,12 @@ impl PaymentService<'_> {
                         "the order no longer waits for payment; its shopper is not asked to authenticate"
                     );
                 }
-                Ok(answer(payment_id, true))
+                Err(TaskFailure::new(
+                    TaskError::PaymentActionRequired,
+                    format!(
+                        "payment {payment_id}: the card's issuer asks the shopper to authenticate"
+                    ),
+                ))
             }
             Err(ProviderError::Declined(code)) => {
                 self.decline(request, LedgerStatus::Charging, None, &code, correlation_id)

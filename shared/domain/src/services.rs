@@ -149,6 +149,10 @@ pub struct WaitLimits {
     /// have ended at the latest (a step timeout and a retry delay after the deadline)
     /// its compensation keeps being retried before a human is asked.
     pub compensation_patience_seconds: u64,
+    /// `PaymentAuthenticationTimeoutSeconds`: how long the shopper has to authenticate
+    /// a payment their card's issuer asks 3-D Secure for (`AwaitAuthentication`'s
+    /// timeout).
+    pub authentication_timeout_seconds: u64,
 }
 
 impl WaitLimits {
@@ -159,6 +163,7 @@ impl WaitLimits {
         command_work_seconds: 60,
         compensation_retry_seconds: 60,
         compensation_patience_seconds: 86_400,
+        authentication_timeout_seconds: 600,
     };
 }
 
@@ -173,7 +178,8 @@ pub const FORWARD_RETRY_MAX_DELAY_SECONDS: u64 = 30;
 /// nothing new. `stepTimeoutSeconds` is every callback step's `TimeoutSecondsPath`:
 /// the whole wait plus the work, so a queue's backlog never times a step out while
 /// the order is still in time. `compensationRetrySeconds` is the compensation's
-/// wait between attempts (`SecondsPath`), `compensateUntil` when it stops trying.
+/// wait between attempts (`SecondsPath`), `compensateUntil` when it stops trying,
+/// `authenticationTimeoutSeconds` how long the shopper has for 3-D Secure.
 pub fn saga_input(order: &Order, limits: WaitLimits) -> Value {
     let placed =
         crate::parse_rfc3339(&order.created_at).unwrap_or_else(time::OffsetDateTime::now_utc);
@@ -196,6 +202,7 @@ pub fn saga_input(order: &Order, limits: WaitLimits) -> Value {
         "stepTimeoutSeconds": step_timeout,
         "compensationRetrySeconds": limits.compensation_retry_seconds,
         "compensateUntil": crate::rfc3339(compensate_until),
+        "authenticationTimeoutSeconds": limits.authentication_timeout_seconds,
         "orderId": order.order_id,
         "customerId": order.customer_id,
         "lines": order.lines,

@@ -307,6 +307,7 @@ async fn the_saga_starts_with_everything_it_needs_about_the_order() {
         command_work_seconds: 45,
         compensation_retry_seconds: 30,
         compensation_patience_seconds: 3_600,
+        authentication_timeout_seconds: 300,
     };
     let input = crate::services::saga_input(&order, limits);
     assert_eq!(
@@ -319,6 +320,7 @@ async fn the_saga_starts_with_everything_it_needs_about_the_order() {
     assert_eq!(deadline - placed, time::Duration::seconds(600));
     assert_eq!(input["stepTimeoutSeconds"], 645);
     assert_eq!(input["compensationRetrySeconds"], 30);
+    assert_eq!(input["authenticationTimeoutSeconds"], 300);
     let until = crate::parse_rfc3339(input["compensateUntil"].as_str().unwrap()).unwrap();
     assert_eq!(until - placed, time::Duration::seconds(645 + 30 + 3_600));
     assert_eq!(input["orderId"], order.order_id.as_str());

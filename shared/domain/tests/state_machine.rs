@@ -222,8 +222,8 @@ fn the_error_names_and_their_retries_are_the_state_machines() {
         }
     }
     assert_eq!(
-        commands, 3,
-        "Reserve, Authorize and Capture are the saga's forward commands"
+        commands, 4,
+        "Reserve, Authorize, AwaitAuthentication and Capture are the saga's forward commands"
     );
     assert_eq!(compensations, 2, "Refund and Release are its compensations");
     // A declined card skips the refund: the only final error the saga tells apart.

@@ -485,6 +485,10 @@ impl LocalApp {
                     .map(|l| l.display().to_string())
                     .unwrap_or_default()
             ));
+            out.push_str(&format!(
+                "  webhook         {}/v1/webhooks/stripe, registered with the emulator (signing secret {LOCAL_STRIPE_WEBHOOK_SECRET})\n",
+                self.api_url
+            ));
         }
         for arn in self.stack.state_machines.values() {
             out.push_str(&format!("  state machine   {arn}\n"));

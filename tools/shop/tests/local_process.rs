@@ -296,7 +296,7 @@ async fn a_shopper_uses_the_local_app_over_http() {
     // Every alarm, each with the topic it pages and its runbook.
     let (code, out, err) = operator(&stack, &["alarms"]).await;
     assert_eq!(code, 0, "no alarm fires on the emulator: {out}{err}");
-    assert!(out.contains("22 alarms, 0 in ALARM"), "{out}");
+    assert!(out.contains("24 alarms, 0 in ALARM"), "{out}");
     assert!(
         out.contains("PaymentCircuitRejections") && out.contains("Runbook:"),
         "{out}"

@@ -81,6 +81,7 @@ fn with_wait_limits(mut input: Value, report: &SagaReport) -> Value {
             "stepTimeoutSeconds",
             "compensateUntil",
             "compensationRetrySeconds",
+            "authenticationTimeoutSeconds",
         ] {
             if !map.contains_key(field) {
                 map.insert(field.into(), limits[field].clone());
