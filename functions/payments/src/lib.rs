@@ -266,8 +266,9 @@ pub struct Ports {
     pub ledger: Arc<dyn PaymentLedger>,
     /// The card processor, which [`Payments::new`] puts behind the circuit breaker.
     pub provider: Arc<dyn PaymentProvider>,
-    /// Orders' payment methods, which no command carries.
-    pub methods: Arc<dyn OrderPayments>,
+    /// The stored orders: their payment methods, which no command carries, and their
+    /// shoppers' actions.
+    pub orders: Arc<dyn OrderPayments>,
     /// Publishes payment events.
     pub events: Arc<dyn EventPublisher>,
     /// Answers and heartbeats to the saga's task tokens.
@@ -288,7 +289,7 @@ impl Ports {
                 config.payments_table.clone(),
             )),
             provider,
-            methods: Arc::new(shop_aws::orders::DynamoOrderStore::new(
+            orders: Arc::new(shop_aws::orders::DynamoOrderStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 config.orders_table.clone(),
             )),
@@ -318,7 +319,7 @@ fn count_decline(failure: &TaskFailure) {
 pub struct Payments {
     ledger: Arc<dyn PaymentLedger>,
     provider: breaker::GuardedProvider,
-    methods: Arc<dyn OrderPayments>,
+    orders: Arc<dyn OrderPayments>,
     events: Arc<dyn EventPublisher>,
     callbacks: Arc<dyn TaskCallbacks>,
 }
@@ -330,7 +331,7 @@ impl Payments {
         Self {
             ledger: ports.ledger,
             provider: breaker::GuardedProvider::new(ports.provider, config.breaker),
-            methods: ports.methods,
+            orders: ports.orders,
             events: ports.events,
             callbacks: ports.callbacks,
         }
@@ -357,7 +358,7 @@ impl Payments {
         let service = PaymentService {
             ledger: self.ledger.as_ref(),
             provider,
-            orders: self.methods.as_ref(),
+            orders: self.orders.as_ref(),
             events: self.events.as_ref(),
         };
         let order_id = match &envelope.command {
@@ -406,16 +407,14 @@ impl Payments {
                         tracing::warn!("AwaitAuthentication without a task token: nothing waits; dropped");
                         return Ok(());
                     };
-                    let answer = match service
+                    // A failure to keep the token is answered on it at once.
+                    let answer = service
                         .await_authentication(order_id, &correlation_id, token)
                         .await
-                    {
-                        Ok(Some((token, outcome))) => Some((token, outcome.inspect_err(count_decline))),
-                        Ok(None) => None,
-                        Err(failure) => Some((token.to_owned(), Err(failure))),
-                    };
+                        .unwrap_or_else(|failure| Some((token.to_owned(), Err(failure))));
                     match answer {
                         Some((token, outcome)) => {
+                            let outcome = outcome.inspect_err(count_decline);
                             shop_domain::commands::answer_task(callbacks, Some(&token), outcome)
                                 .await?
                         }
@@ -553,7 +552,7 @@ pub(crate) mod tests {
                     Duration::from_millis(5),
                     ProviderKey::new("sandbox-key-0123456789").unwrap(),
                 )),
-                methods: Arc::new(orders),
+                orders: Arc::new(orders),
                 events: Arc::new(FakeEvents::default()),
                 callbacks: callbacks.clone(),
             },
@@ -661,7 +660,7 @@ pub(crate) mod tests {
             Ports {
                 ledger: ledger.clone(),
                 provider: provider.clone(),
-                methods: orders.clone(),
+                orders: orders.clone(),
                 events: Arc::new(FakeEvents::default()),
                 callbacks: callbacks.clone(),
             },

@@ -100,8 +100,8 @@ pub fn verify(
     Ok(())
 }
 
-/// The header Stripe would send for `body` signed at `timestamp`: for tests and for
-/// `shop` tools that play Stripe locally.
+/// The header Stripe would send for `body` signed at `timestamp`, for the tests that
+/// play Stripe.
 pub fn sign(body: &[u8], secret: &SigningSecret, timestamp: i64) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.0.as_bytes());
     let mut signed = timestamp.to_string().into_bytes();

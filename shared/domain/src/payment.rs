@@ -141,9 +141,9 @@ impl PaymentService<'_> {
             Some(r) if matches!(r.status, LedgerStatus::Refunded | LedgerStatus::Voided) => {
                 Err(tombstoned(order_id))
             }
-            Some(_) => {
+            Some(r) => {
                 let request = self.request(order_id, amount, currency).await?;
-                self.hold(&request, correlation_id).await
+                self.hold(&request, r.status, correlation_id).await
             }
             None => {
                 let request = self.request(order_id, amount, currency).await?;
@@ -156,7 +156,8 @@ impl PaymentService<'_> {
                 {
                     return Err(raced());
                 }
-                self.hold(&request, correlation_id).await
+                self.hold(&request, LedgerStatus::Charging, correlation_id)
+                    .await
             }
         }
     }
@@ -218,25 +219,21 @@ impl PaymentService<'_> {
     }
 
     /// Asks the provider to hold the amount and records the authorization (or that the
-    /// shopper must authenticate it); a decline is recorded with its code and published.
-    /// Asked again for a payment awaiting authentication, the provider replays its
-    /// answer under the same key, and the order's action is written again if it was not.
+    /// shopper must authenticate it), moving the ledger from `from`, the status it was
+    /// read in; a decline is recorded with its code and published. Asked again for a
+    /// payment awaiting authentication, the provider replays its answer under the same
+    /// key, and the order's action is written again if it was not.
     async fn hold(
         &self,
         request: &ChargeRequest,
+        from: LedgerStatus,
         correlation_id: &str,
     ) -> Result<Authorized, TaskFailure> {
         let order_id = &request.order_id;
-
         match self.provider.authorize(request).await {
             Ok(Authorization::Held(payment_id)) => {
-                self.advance_or_release(
-                    request,
-                    LedgerStatus::Charging,
-                    LedgerStatus::Authorized,
-                    &payment_id,
-                )
-                .await?;
+                self.advance_or_release(request, from, LedgerStatus::Authorized, &payment_id)
+                    .await?;
                 Ok(Authorized {
                     charge_id: payment_id,
                     amount: request.amount,
@@ -246,11 +243,10 @@ impl PaymentService<'_> {
                 payment_id,
                 client_secret,
             }) => {
-                let now = self.ledger.get(order_id).await.map_err(unavailable)?;
-                if now.is_none_or(|r| r.status != LedgerStatus::AwaitingAuthentication) {
+                if from != LedgerStatus::AwaitingAuthentication {
                     self.advance_or_release(
                         request,
-                        LedgerStatus::Charging,
+                        from,
                         LedgerStatus::AwaitingAuthentication,
                         &payment_id,
                     )
@@ -274,7 +270,7 @@ impl PaymentService<'_> {
                 ))
             }
             Err(ProviderError::Declined(code)) => {
-                self.decline(request, LedgerStatus::Charging, None, &code, correlation_id)
+                self.decline(request, from, None, &code, correlation_id)
                     .await?;
                 Err(TaskFailure::new(TaskError::PaymentDeclined, code))
             }

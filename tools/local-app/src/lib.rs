@@ -185,9 +185,11 @@ fn write_env_file(path: &PathBuf, endpoint: &str, stack: &Stack) -> Result<(), L
     std::fs::write(path, text).map_err(|e| LocalError::EnvFile(path.display().to_string(), e))
 }
 
-/// Puts [`LOCAL_STRIPE_KEY`] in the payments function's provider key secret, as an
-/// operator connecting a Stripe account puts the account's secret key there.
-pub async fn put_local_stripe_key(
+/// Puts [`LOCAL_STRIPE_KEY`] in the payments function's provider key secret and
+/// [`LOCAL_STRIPE_WEBHOOK_SECRET`] in the webhook function's signing secret, as an
+/// operator connecting a Stripe account puts the account's key and its endpoint's
+/// signing secret there.
+pub async fn put_local_stripe_secrets(
     sdk: &aws_config::SdkConfig,
     stack: &Stack,
 ) -> Result<(), LocalError> {
@@ -343,7 +345,7 @@ impl LocalApp {
             )
             .await?;
         if stripe.is_some() {
-            put_local_stripe_key(&sdk, &stack).await?;
+            put_local_stripe_secrets(&sdk, &stack).await?;
         }
         let env_file = state_dir.join(format!("{}.env", options.stack_name));
         write_env_file(&env_file, &emulator.endpoint, &stack)?;

@@ -290,7 +290,7 @@ async fn main() {
     )
     .await
     .expect("stack");
-    local_app::put_local_stripe_key(&sdk, &stack)
+    local_app::put_local_stripe_secrets(&sdk, &stack)
         .await
         .expect("the local Stripe key");
     let order = shop_domain::Order {
