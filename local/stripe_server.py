@@ -37,6 +37,11 @@ than the one it was written for (`EXPECTED_LOCALSTRIPE`).
    when the authentication fails and `payment_intent.canceled` on a cancel. Patched on
    localstripe's PaymentIntent (`patch_events`); localstripe signs and delivers them
    (`POST /_config/webhooks/{id}` registers an endpoint, as the Dashboard does).
+7. Refunds beyond what is left: localstripe refunds the charge's whole amount when
+   no amount is given, even after part refunds, and accepts a refund of more than is
+   left, or of a charge refunded in full. Stripe refunds what is left when no amount is
+   given and refuses more with 400 `invalid_request_error` (`charge_already_refunded`
+   once nothing is left). Patched on localstripe's Refund (`patch_refunds`).
 5. localstripe writes its whole store to /tmp/localstripe.pickle after every write and
    reloads it at start, so two emulators on one machine (parallel tests) overwrite each
    other's accounts and a restart resumes an old one. A Stripe account belongs to one
@@ -237,6 +242,42 @@ def patch_cards():
     method._try_get_canonical_test_article = classmethod(test_article)
 
 
+def patch_refunds():
+    """Difference 7, on localstripe's Refund: what is left of the charge bounds it."""
+    resources = localstripe.resources
+    refund = resources.Refund
+    create = refund.__init__
+
+    def bounded(self, charge=None, payment_intent=None, amount=None, **kwargs):
+        target = charge
+        if target is None and isinstance(payment_intent, str):
+            try:
+                intent = resources.PaymentIntent._api_retrieve(payment_intent)
+                target = intent.latest_charge.id if intent.latest_charge else None
+            except Exception:  # noqa: BLE001 - localstripe's own checks answer it below
+                target = None
+        if isinstance(target, str):
+            try:
+                charge_obj = resources.Charge._api_retrieve(target)
+            except Exception:  # noqa: BLE001 - localstripe's own checks answer it below
+                charge_obj = None
+            if charge_obj is not None:
+                left = charge_obj.amount - charge_obj.amount_refunded
+                if left <= 0:
+                    raise resources.UserError(
+                        400, f"Charge {target} has already been refunded.",
+                        {"code": "charge_already_refunded"})
+                asked = resources.try_convert_to_int(amount) if amount is not None else left
+                if isinstance(asked, int) and asked > left:
+                    raise resources.UserError(
+                        400, f"Refund amount ({asked}) is greater than unrefunded amount "
+                             f"on charge ({left})", {"param": "amount"})
+                amount = asked
+        create(self, charge=charge, payment_intent=payment_intent, amount=amount, **kwargs)
+
+    refund.__init__ = bounded
+
+
 def send_event(kind, obj):
     resources = localstripe.resources
     resources.schedule_webhook(resources.Event(kind, obj))
@@ -359,6 +400,7 @@ def build_app(latency=None):
     in_memory_store()
     patch_cards()
     patch_events()
+    patch_refunds()
     app = localstripe.server.app
     faults = Faults()
     idempotency = Idempotency()

@@ -265,6 +265,28 @@ class Differences(unittest.TestCase):
             "POST", f"/v1/payment_intents/{held['id']}/cancel", {})
         self.assertEqual((status, cancelled["status"]), (200, "canceled"))
 
+    def test_7_refunds_never_give_back_more_than_is_left(self):
+        _, _, intent = self.stripe.authorize(amount=1000)
+        self.stripe.call("POST", f"/v1/payment_intents/{intent['id']}/capture", {})
+        status, _, part = self.stripe.call(
+            "POST", "/v1/refunds", {"payment_intent": intent["id"], "amount": 300})
+        self.assertEqual((status, part["amount"]), (200, 300))
+        status, _, refused = self.stripe.call(
+            "POST", "/v1/refunds", {"payment_intent": intent["id"], "amount": 701})
+        self.assertEqual(status, 400)
+        self.assertEqual(refused["error"]["type"], "invalid_request_error")
+        self.assertEqual(refused["error"]["param"], "amount")
+        status, _, rest = self.stripe.call("POST", "/v1/refunds",
+                                           {"payment_intent": intent["id"]})
+        self.assertEqual((status, rest["amount"]), (200, 700), "what is left, not 1000")
+        status, _, again = self.stripe.call("POST", "/v1/refunds",
+                                            {"payment_intent": intent["id"]})
+        self.assertEqual(status, 400)
+        self.assertEqual(again["error"]["code"], "charge_already_refunded")
+        status, _, listed = self.stripe.call(
+            "GET", f"/v1/refunds?payment_intent={intent['id']}")
+        self.assertEqual(sorted(r["amount"] for r in listed["data"]), [300, 700])
+
 
 if __name__ == "__main__":
     unittest.main()

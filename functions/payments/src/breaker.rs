@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 use circuit_breaker::{CircuitBreaker, Clock, Config, State, SystemClock};
-use shop_domain::payment::{Authentication, Authorization, ChargeRequest, ProviderError, Released};
+use shop_domain::payment::{
+    Authentication, Authorization, ChargeRequest, PartRefund, ProviderError, Released,
+};
 use shop_domain::ports::PaymentProvider;
 use std::future::Future;
 use std::sync::Arc;
@@ -130,6 +132,10 @@ impl<C: Clock> PaymentProvider for Bounded<'_, C> {
         request: &ChargeRequest,
     ) -> Result<Released, ProviderError> {
         self.call(self.guarded.inner.release(id, request)).await
+    }
+
+    async fn refund_part(&self, id: &str, part: &PartRefund) -> Result<(), ProviderError> {
+        self.call(self.guarded.inner.refund_part(id, part)).await
     }
 }
 

@@ -1,6 +1,7 @@
-//! Payment commands from the saga (Authorize, AwaitAuthentication, Capture, Refund)
-//! and from the Stripe webhook (SettleAuthentication), through a payment provider,
-//! recorded in the ledger, answered with a result or a named failure.
+//! Payment commands from the saga (Authorize, AwaitAuthentication, Capture, Refund),
+//! from the Stripe webhook (SettleAuthentication) and from operators (RefundPart),
+//! through a payment provider, recorded in the ledger, answered with a result or a
+//! named failure.
 #![warn(missing_docs)]
 
 pub mod breaker;
@@ -36,8 +37,9 @@ pub enum CommandError {
     /// Answering the saga failed.
     #[error(transparent)]
     Port(#[from] PortError),
-    /// A command the saga does not wait on failed for a reason a retry may fix.
-    #[error("settling the payment failed; retried")]
+    /// A command the saga does not wait on (a settlement, an operator's part refund)
+    /// failed for a reason a retry may fix.
+    #[error("the payment command failed; retried")]
     Unsettled(#[source] TaskFailure),
 }
 
@@ -366,7 +368,8 @@ impl Payments {
             | PaymentCommand::Capture { order_id }
             | PaymentCommand::AwaitAuthentication { order_id }
             | PaymentCommand::SettleAuthentication { order_id, .. }
-            | PaymentCommand::Refund { order_id, .. } => order_id.clone(),
+            | PaymentCommand::Refund { order_id, .. }
+            | PaymentCommand::RefundPart { order_id, .. } => order_id.clone(),
         };
         let span =
             tracing::info_span!("command", correlation_id = %correlation_id, order_id = %order_id);
@@ -440,6 +443,28 @@ impl Payments {
                         }
                     }
                 }
+                PaymentCommand::RefundPart {
+                    order_id,
+                    amount,
+                    reference,
+                } => match service
+                    .refund_part(order_id, &correlation_id, *amount, reference)
+                    .await
+                {
+                    Ok(done) => tracing::info!(
+                        reference,
+                        amount = done.amount,
+                        remaining = done.remaining,
+                        replayed = done.replayed,
+                        "part refund made"
+                    ),
+                    Err(failure) if failure.error.is_transient() => {
+                        return Err(CommandError::Unsettled(failure));
+                    }
+                    Err(failure) => {
+                        tracing::error!(reference, amount, error = failure.error.name(), cause = %failure.cause, "part refund refused; nothing moved")
+                    }
+                },
             }
             Ok(())
         }

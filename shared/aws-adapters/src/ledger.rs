@@ -64,15 +64,51 @@ impl PaymentLedger for DynamoLedger {
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":from", AttributeValue::S(status.as_str().into())),
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(port_error("ledger.transition", e)),
+        conditional(put, "ledger.transition").await
+    }
+
+    async fn amend(&self, current: &LedgerRecord, to: &LedgerRecord) -> Result<bool, PortError> {
+        debug_assert_eq!(current.order_id, to.order_id);
+        let item = serde_dynamo::to_item(to).map_err(|e| port_error("ledger.amend", e))?;
+        // Part refunds are only ever added, so their count says whether any was
+        // recorded since `current` was read.
+        let refunds = match current.refunds.len() {
+            0 => "attribute_not_exists(#r)",
+            _ => "size(#r) = :n",
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(format!("#s = :from AND {refunds}"))
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#r", "refunds")
+            .expression_attribute_values(
+                ":from",
+                AttributeValue::S(current.status.as_str().into()),
+            );
+        let put = match current.refunds.len() {
+            0 => put,
+            n => put.expression_attribute_values(":n", AttributeValue::N(n.to_string())),
+        };
+        conditional(put, "ledger.amend").await
+    }
+}
+
+/// Sends a conditional put: false when its condition did not hold.
+async fn conditional(
+    put: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+    operation: &'static str,
+) -> Result<bool, PortError> {
+    match put.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
         }
+        Err(e) => Err(port_error(operation, e)),
     }
 }

@@ -203,6 +203,7 @@ async fn ledger_transitions_are_conditional() {
         payment_method: Some("pm_card_visa".into()),
         decline_code: None,
         authentication_token: None,
+        refunds: Default::default(),
         updated_at: "2026-01-01T00:00:00Z".into(),
     };
     assert!(
@@ -584,6 +585,7 @@ async fn an_unreachable_table_is_an_error_never_a_refused_condition() {
         payment_method: None,
         decline_code: None,
         authentication_token: None,
+        refunds: Default::default(),
         updated_at: "2026-01-01T00:00:00Z".into(),
     };
     assert!(ledger.transition(&order, None, &record).await.is_err());

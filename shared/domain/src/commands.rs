@@ -231,9 +231,21 @@ impl Command for PaymentCommand {
     fn invalid(&self) -> Option<String> {
         match self {
             Self::Authorize { amount: 0, .. } => Some("an authorization of 0".into()),
+            Self::RefundPart { amount: 0, .. } => Some("a refund of 0".into()),
+            Self::RefundPart { reference, .. } if !valid_reference(reference) => Some(format!(
+                "reference {reference:?}: 1 to {MAX_REFERENCE_CHARS} letters, digits, '-' or '_'"
+            )),
             _ => None,
         }
     }
+}
+
+/// A reference that can be part of an idempotency key and a DynamoDB map key as is.
+fn valid_reference(reference: &str) -> bool {
+    (1..=MAX_REFERENCE_CHARS).contains(&reference.len())
+        && reference
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Commands on the inventory queue.
@@ -309,7 +321,22 @@ pub enum PaymentCommand {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Operator path: give back part of a captured order's payment (a returned item, a
+    /// goodwill gesture). No task token; the outcome is in the ledger and the logs.
+    RefundPart {
+        /// Order whose payment to refund in part.
+        order_id: OrderId,
+        /// Amount in minor units, at most what the payment still holds.
+        amount: u64,
+        /// The operator's reference for this refund (a return or ticket number): the
+        /// same reference refunds once.
+        reference: String,
+    },
 }
+
+/// Longest operator reference of a part refund; it becomes part of the provider's
+/// idempotency key (Stripe takes 255 characters).
+pub const MAX_REFERENCE_CHARS: usize = 64;
 
 /// Largest restock in one command, to catch typos like an extra zero.
 pub const MAX_RESTOCK: u32 = 1_000_000;
@@ -528,6 +555,30 @@ mod tests {
             matches!(charge(0), Err(DecodeError::Invalid(_))),
             "accepted an authorization of 0"
         );
+    }
+
+    #[test]
+    fn a_part_refund_names_an_amount_and_a_reference_that_fits_a_key() {
+        let part = |amount: u64, reference: &str| {
+            Envelope::<PaymentCommand>::decode(&format!(
+                r#"{{"command":"RefundPart","orderId":"ord-1","amount":{amount},"reference":"{reference}"}}"#
+            ))
+        };
+        assert!(part(1, "RMA-1042_b").is_ok());
+        assert!(part(500, &"r".repeat(MAX_REFERENCE_CHARS)).is_ok());
+        for (amount, reference) in [
+            (0, "RMA-1"),
+            (1, ""),
+            (1, "RMA 1"),
+            (1, "RMA/1"),
+            (1, "ré"),
+            (1, &*"r".repeat(MAX_REFERENCE_CHARS + 1)),
+        ] {
+            assert!(
+                matches!(part(amount, reference), Err(DecodeError::Invalid(_))),
+                "{amount} {reference:?}"
+            );
+        }
     }
 
     #[test]

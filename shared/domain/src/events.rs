@@ -126,7 +126,7 @@ impl DomainEvent {
         )
     }
 
-    /// A capture was refunded in full.
+    /// Part or all of a capture was given back: `amount` is what this refund gave.
     pub fn payment_refunded(
         order_id: &OrderId,
         correlation_id: &str,

@@ -359,6 +359,16 @@ impl PaymentLedger for FakeLedger {
         ledger.insert(order_id.clone(), to.clone());
         Ok(true)
     }
+    async fn amend(&self, current: &LedgerRecord, to: &LedgerRecord) -> Result<bool, PortError> {
+        let mut ledger = lock(&self.0);
+        let unchanged = ledger
+            .get(&current.order_id)
+            .is_some_and(|r| r.status == current.status && r.refunds == current.refunds);
+        if unchanged {
+            ledger.insert(current.order_id.clone(), to.clone());
+        }
+        Ok(unchanged)
+    }
 }
 
 /// Task callbacks that record answers.

@@ -4,6 +4,7 @@
 
 use crate::order::{Currency, OrderId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Ledger state of one order's payment.
@@ -21,7 +22,7 @@ pub enum LedgerStatus {
     Captured,
     /// The provider refused the card.
     Declined,
-    /// Captured, then refunded in full.
+    /// Captured, then refunded in full (at once, or part by part).
     Refunded,
     /// Compensated before any capture (an authorization cancelled, or none made): a
     /// late charge is refused.
@@ -84,6 +85,10 @@ pub struct LedgerRecord {
     /// webhook) answers the saga with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication_token: Option<String>,
+    /// Parts of the capture given back by operators, by their reference, so each
+    /// reference refunds once however often its command is delivered.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refunds: BTreeMap<String, u64>,
     /// When this status was entered.
     pub updated_at: String,
 }
@@ -98,6 +103,16 @@ impl LedgerRecord {
             currency: self.currency.unwrap_or(Currency::EUR),
             payment_token: self.payment_method.clone().unwrap_or_default(),
         }
+    }
+
+    /// What the operators' part refunds gave back so far.
+    pub fn refunded(&self) -> u64 {
+        self.refunds.values().sum()
+    }
+
+    /// What the shop still holds of the capture.
+    pub fn unrefunded(&self) -> u64 {
+        self.amount.saturating_sub(self.refunded())
     }
 }
 
@@ -161,6 +176,18 @@ pub struct ChargeRequest {
     pub currency: Currency,
     /// Payment method token.
     pub payment_token: String,
+}
+
+/// A part of a captured payment to give back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRefund {
+    /// The order the payment is for, sent as the refund's metadata.
+    pub order_id: OrderId,
+    /// Provider idempotency key, one per operator reference: the same key never
+    /// refunds twice.
+    pub idempotency_key: String,
+    /// Amount in minor units, at most what the payment still holds.
+    pub amount: u64,
 }
 
 /// How a provider call failed.

@@ -9,13 +9,19 @@ use serde::Serialize;
 
 pub use crate::money::{
     Authentication, Authorization, ChargeRequest, InvalidProviderKey, LedgerRecord, LedgerStatus,
-    ProviderError, ProviderKey, Released,
+    PartRefund, ProviderError, ProviderKey, Released,
 };
 
 /// The provider idempotency key of an order's charge: one per order, so however often
 /// a `Charge` is delivered or replayed, the provider captures once.
 pub fn charge_key(order_id: &OrderId) -> String {
     format!("charge-{order_id}")
+}
+
+/// The provider idempotency key of an operator's part refund: one per order and
+/// reference, so a redelivered or repeated `RefundPart` gives back once.
+pub fn part_refund_key(order_id: &OrderId, reference: &str) -> String {
+    format!("refund-{order_id}-{reference}")
 }
 
 fn record(
@@ -32,6 +38,7 @@ fn record(
         payment_method: Some(request.payment_token.clone()),
         decline_code: None,
         authentication_token: None,
+        refunds: Default::default(),
         updated_at: crate::now_rfc3339(),
     }
 }
@@ -104,6 +111,18 @@ pub struct Authorized {
     pub charge_id: String,
     /// Amount held.
     pub amount: u64,
+}
+
+/// A part of an order's capture given back: the answer to an operator's `RefundPart`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartRefunded {
+    /// Amount given back under the reference.
+    pub amount: u64,
+    /// What the shop still holds of the capture.
+    pub remaining: u64,
+    /// The reference was refunded before: nothing moved this time.
+    pub replayed: bool,
 }
 
 /// A saga task token and the answer it is owed.
@@ -542,6 +561,7 @@ impl PaymentService<'_> {
                     payment_method: None,
                     decline_code: None,
                     authentication_token: None,
+                    refunds: Default::default(),
                     updated_at: crate::now_rfc3339(),
                 };
                 if self
@@ -576,9 +596,11 @@ impl PaymentService<'_> {
                         updated_at: crate::now_rfc3339(),
                         ..current.clone()
                     };
+                    // Conditional on the part refunds too: one made meanwhile is
+                    // read again, so the event says what this refund gave back.
                     if !self
                         .ledger
-                        .transition(order_id, Some(current.status), &next)
+                        .amend(&current, &next)
                         .await
                         .map_err(unavailable)?
                     {
@@ -589,7 +611,7 @@ impl PaymentService<'_> {
                             order_id,
                             correlation_id,
                             current.charge_id.as_deref().unwrap_or_default(),
-                            current.amount,
+                            current.unrefunded(),
                             current.currency.unwrap_or(crate::Currency::EUR),
                         ))
                         .await?;
@@ -602,6 +624,91 @@ impl PaymentService<'_> {
             TaskError::PaymentProviderUnavailable,
             "ledger kept changing during refund; retry",
         ))
+    }
+
+    /// An operator's part refund of a captured order: gives `amount` back once per
+    /// `reference` (the same reference again answers what it did, nothing moves),
+    /// never more than the payment still holds. The last part that leaves nothing
+    /// marks the payment refunded, so a later compensation gives back nothing more.
+    pub async fn refund_part(
+        &self,
+        order_id: &OrderId,
+        correlation_id: &str,
+        amount: u64,
+        reference: &str,
+    ) -> Result<PartRefunded, TaskFailure> {
+        let refused = |why: String| TaskFailure::new(TaskError::PaymentRefused, why);
+        for _ in 0..3 {
+            let Some(current) = self.ledger.get(order_id).await.map_err(unavailable)? else {
+                return Err(refused(format!("order {order_id} has no payment")));
+            };
+            if let Some(&done) = current.refunds.get(reference) {
+                return if done == amount {
+                    Ok(PartRefunded {
+                        amount,
+                        remaining: current.unrefunded(),
+                        replayed: true,
+                    })
+                } else {
+                    Err(refused(format!(
+                        "reference {reference:?} already gave back {done} of order {order_id}, not {amount}"
+                    )))
+                };
+            }
+            let (LedgerStatus::Captured, Some(payment_id)) =
+                (current.status, current.charge_id.clone())
+            else {
+                return Err(refused(format!(
+                    "order {order_id}'s payment is {}: only a captured payment is refunded in part",
+                    current.status.as_str()
+                )));
+            };
+            if amount > current.unrefunded() {
+                return Err(refused(format!(
+                    "{amount} is more than the {} order {order_id} still holds",
+                    current.unrefunded()
+                )));
+            }
+            let part = PartRefund {
+                order_id: order_id.clone(),
+                idempotency_key: part_refund_key(order_id, reference),
+                amount,
+            };
+            self.provider
+                .refund_part(&payment_id, &part)
+                .await
+                .map_err(provider_failure)?;
+            let mut next = LedgerRecord {
+                updated_at: crate::now_rfc3339(),
+                ..current.clone()
+            };
+            next.refunds.insert(reference.to_owned(), amount);
+            if next.unrefunded() == 0 {
+                next.status = LedgerStatus::Refunded;
+            }
+            if !self
+                .ledger
+                .amend(&current, &next)
+                .await
+                .map_err(unavailable)?
+            {
+                continue;
+            }
+            self.publish(DomainEvent::payment_refunded(
+                order_id,
+                correlation_id,
+                &payment_id,
+                amount,
+                current.currency.unwrap_or(crate::Currency::EUR),
+            ))
+            .await?;
+            return Ok(PartRefunded {
+                amount,
+                remaining: next.unrefunded(),
+                replayed: false,
+            });
+        }
+        Err(raced())
     }
 
     async fn publish(&self, event: DomainEvent) -> Result<(), TaskFailure> {

@@ -4,8 +4,8 @@
 use crate::events::DomainEvent;
 use crate::listing::{OrderPage, PageRequest};
 use crate::money::{
-    Authentication, Authorization, ChargeRequest, LedgerRecord, LedgerStatus, ProviderError,
-    Released,
+    Authentication, Authorization, ChargeRequest, LedgerRecord, LedgerStatus, PartRefund,
+    ProviderError, Released,
 };
 use crate::order::{Currency, CustomerId, Order, OrderId, OrderLine, Sku};
 use async_trait::async_trait;
@@ -210,6 +210,10 @@ pub trait PaymentLedger: Send + Sync {
         from: Option<LedgerStatus>,
         to: &LedgerRecord,
     ) -> Result<bool, PortError>;
+    /// Replaces `current` by `to` when the stored record still has `current`'s status
+    /// and its part refunds. Returns false if it changed, so two part refunds made at
+    /// once cannot both count against the same remainder.
+    async fn amend(&self, current: &LedgerRecord, to: &LedgerRecord) -> Result<bool, PortError>;
 }
 
 /// What the payments function reads and writes of a stored order: its payment method
@@ -268,6 +272,15 @@ pub trait PaymentProvider: Send + Sync {
         payment_id: Option<&str>,
         request: &ChargeRequest,
     ) -> Result<Released, ProviderError>;
+    /// Gives back part of a captured payment. The same idempotency key refunds once;
+    /// more than the payment still holds is refused. A provider without part refunds
+    /// refuses.
+    async fn refund_part(&self, payment_id: &str, part: &PartRefund) -> Result<(), ProviderError> {
+        Err(ProviderError::Refused(format!(
+            "payment {payment_id}: this provider gives back no part of a payment ({})",
+            part.amount
+        )))
+    }
 }
 
 /// Answers to Step Functions task tokens.

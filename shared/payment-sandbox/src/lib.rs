@@ -7,7 +7,9 @@
 
 use async_trait::async_trait;
 use shop_domain::OrderId;
-use shop_domain::payment::{Authorization, ChargeRequest, ProviderError, ProviderKey, Released};
+use shop_domain::payment::{
+    Authorization, ChargeRequest, PartRefund, ProviderError, ProviderKey, Released,
+};
 use shop_domain::ports::PaymentProvider;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,6 +35,9 @@ struct SandboxPayment {
     payment_id: String,
     amount: u64,
     stage: Stage,
+    /// Given back in parts so far, and under which keys.
+    refunded: u64,
+    part_keys: Vec<String>,
 }
 
 /// Which way money moved at the provider.
@@ -250,6 +255,12 @@ impl PaymentProvider for SandboxProvider {
         let outcome = self.release_now(payment_id, &request.idempotency_key);
         answered.and(outcome)
     }
+
+    async fn refund_part(&self, payment_id: &str, part: &PartRefund) -> Result<(), ProviderError> {
+        let answered = self.answer_delay().await;
+        let outcome = self.refund_part_now(payment_id, part);
+        answered.and(outcome)
+    }
 }
 
 impl SandboxProvider {
@@ -297,6 +308,8 @@ impl SandboxProvider {
                 payment_id: payment_id.clone(),
                 amount: request.amount,
                 stage: Stage::Authorized,
+                refunded: 0,
+                part_keys: Vec::new(),
             },
         );
         Ok(payment_id)
@@ -356,12 +369,51 @@ impl SandboxProvider {
                     key: key.clone(),
                     charge_id: payment.payment_id.clone(),
                     direction: Direction::Refund,
-                    amount: payment.amount,
+                    amount: payment.amount - payment.refunded,
                 };
                 state.books.push(refund);
                 Ok(Released::Refunded)
             }
         }
+    }
+
+    /// Gives back part of a capture once per key, never more than it still holds; the
+    /// part that leaves nothing refunds the payment.
+    fn refund_part_now(&self, payment_id: &str, part: &PartRefund) -> Result<(), ProviderError> {
+        let mut state = self.state();
+        let Some(payment) = state
+            .payments
+            .values_mut()
+            .find(|p| p.payment_id == payment_id)
+        else {
+            return Err(ProviderError::Refused(format!(
+                "no such payment: {payment_id}"
+            )));
+        };
+        if payment.part_keys.contains(&part.idempotency_key) {
+            return Ok(());
+        }
+        let left = payment.amount - payment.refunded;
+        if payment.stage != Stage::Captured || part.amount > left {
+            return Err(ProviderError::Refused(format!(
+                "payment {payment_id} holds {left}; {} cannot be refunded",
+                part.amount
+            )));
+        }
+        payment.refunded += part.amount;
+        payment.part_keys.push(part.idempotency_key.clone());
+        if payment.refunded == payment.amount {
+            payment.stage = Stage::Refunded;
+        }
+        let refund = Movement {
+            order_id: payment.order_id.clone(),
+            key: part.idempotency_key.clone(),
+            charge_id: payment.payment_id.clone(),
+            direction: Direction::Refund,
+            amount: part.amount,
+        };
+        state.books.push(refund);
+        Ok(())
     }
 }
 

@@ -2,17 +2,18 @@
 //! payment is one PaymentIntent, authorized with `capture_method=manual` and confirmed
 //! at once with the shopper's PaymentMethod, captured in full, and given back by
 //! cancelling it while uncaptured (a void: no fee, no statement line) or refunding it
-//! once captured.
+//! once captured, in part (an operator's refund of a returned item) or in what is
+//! left.
 //!
 //! Every call that changes something carries an `Idempotency-Key` derived from the
 //! order's charge key and the step (`charge-ORDER`, `…-capture`, `…-cancel`,
-//! `…-refund`), so a retried or redelivered command never makes a second
+//! `…-refund`; an operator's part refund is keyed by its reference), so a retried or redelivered command never makes a second
 //! PaymentIntent, capture or refund. Stripe keeps a key's first answer for at least 24
 //! hours and replays it for the same parameters; that replay is also how a payment
 //! whose authorization had no answer is found again (see [`StripeProvider`]).
 //!
 //! A plain HTTP client (hyper, rustls, Stripe's form encoding) rather than the
-//! `async-stripe` crate: four endpoints do not need the whole generated API, whose
+//! `async-stripe` crate: five endpoints do not need the whole generated API, whose
 //! build takes minutes and whose size and init a cold start pays for.
 #![warn(missing_docs)]
 
@@ -21,7 +22,7 @@ mod http;
 use async_trait::async_trait;
 use serde::Deserialize;
 use shop_domain::payment::{
-    Authentication, Authorization, ChargeRequest, ProviderError, ProviderKey, Released,
+    Authentication, Authorization, ChargeRequest, PartRefund, ProviderError, ProviderKey, Released,
 };
 use shop_domain::ports::PaymentProvider;
 use std::sync::{Arc, RwLock};
@@ -475,6 +476,27 @@ impl PaymentProvider for StripeProvider {
                 "payment {} is {other}; release it once it settles",
                 intent.id
             ))),
+        }
+    }
+
+    async fn refund_part(&self, payment_id: &str, part: &PartRefund) -> Result<(), ProviderError> {
+        let form = [
+            ("payment_intent", payment_id.to_owned()),
+            ("amount", part.amount.to_string()),
+            ("metadata[order_id]", part.order_id.to_string()),
+        ];
+        let answer = self
+            .send(
+                ::http::Method::POST,
+                "/v1/refunds",
+                Some(&part.idempotency_key),
+                &form,
+            )
+            .await?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(answer.failure())
         }
     }
 }

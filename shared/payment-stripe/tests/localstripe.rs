@@ -1,5 +1,6 @@
 //! The Stripe adapter against localstripe over HTTP, wrapped as Stripe answers
-//! (`local/stripe_server.py`): authorize, capture, void, refund, declines with their
+//! (`local/stripe_server.py`): authorize, capture, void, refund (whole and in parts),
+//! declines with their
 //! codes, the same idempotency key giving the same object, 429 and 5xx as transient
 //! failures, a timeout, and a rotated key picked up on Stripe's 401.
 
@@ -9,7 +10,8 @@ use local_runtime::http_client::HttpClient;
 use payment_stripe::{KeyError, KeySource, StripeProvider};
 use serde_json::Value;
 use shop_domain::payment::{
-    Authentication, Authorization, ChargeRequest, ProviderError, ProviderKey, Released, charge_key,
+    Authentication, Authorization, ChargeRequest, PartRefund, ProviderError, ProviderKey, Released,
+    charge_key, part_refund_key,
 };
 use shop_domain::ports::PaymentProvider;
 use shop_domain::{Currency, OrderId};
@@ -185,6 +187,66 @@ async fn an_authorization_is_captured_once_and_refunded_once() {
     let refunds = refunds["data"].as_array().unwrap();
     assert_eq!(refunds.len(), 1, "refunded once: {refunds:?}");
     assert_eq!(refunds[0]["amount"], 4_499);
+    stripe.stop().await;
+}
+
+#[tokio::test]
+async fn parts_of_a_capture_are_refunded_once_per_key_never_beyond_what_is_left() {
+    let stripe = Stripe::start(&[KEY]).await;
+    let order = request("pm_card_visa", 5_000);
+    let id = stripe.held(&order).await;
+    stripe.provider.capture(&id, &order).await.unwrap();
+    let part = |reference: &str, amount: u64| PartRefund {
+        order_id: order.order_id.clone(),
+        idempotency_key: part_refund_key(&order.order_id, reference),
+        amount,
+    };
+    // A redelivered command is the same refund under the same key.
+    for _ in 0..2 {
+        stripe
+            .provider
+            .refund_part(&id, &part("RMA-1", 1_200))
+            .await
+            .unwrap();
+    }
+    stripe
+        .provider
+        .refund_part(&id, &part("RMA-2", 800))
+        .await
+        .unwrap();
+    let too_much = stripe
+        .provider
+        .refund_part(&id, &part("RMA-3", 3_001))
+        .await;
+    assert!(
+        matches!(&too_much, Err(ProviderError::Refused(why)) if why.contains("400")),
+        "more than is left is refused as made: {too_much:?}"
+    );
+    // The compensation's whole refund gives back what is left.
+    assert_eq!(
+        stripe.provider.release(Some(&id), &order).await,
+        Ok(Released::Refunded)
+    );
+    let refunds = stripe
+        .get(&format!("/v1/refunds?payment_intent={id}"))
+        .await;
+    let mut amounts: Vec<u64> = refunds["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["amount"].as_u64().unwrap())
+        .collect();
+    amounts.sort_unstable();
+    assert_eq!(
+        amounts,
+        [800, 1_200, 3_000],
+        "each part once, then the rest"
+    );
+    let after = stripe.provider.refund_part(&id, &part("RMA-4", 1)).await;
+    assert!(
+        matches!(&after, Err(ProviderError::Refused(why)) if why.contains("charge_already_refunded")),
+        "{after:?}"
+    );
     stripe.stop().await;
 }
 
