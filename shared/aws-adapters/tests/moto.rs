@@ -243,6 +243,50 @@ async fn ledger_transitions_are_conditional() {
         record(LedgerStatus::Captured),
         "the record reads back whole, its payment method included"
     );
+
+    // Part refunds: an amendment holds only against the record as it was read.
+    let captured = record(LedgerStatus::Captured);
+    let with = |base: &LedgerRecord, reference: &str, amount: u64| {
+        let mut next = base.clone();
+        next.refunds.insert(reference.into(), amount);
+        next
+    };
+    let first = with(&captured, "RMA-1", 30);
+    assert!(ledger.amend(&captured, &first).await.unwrap());
+    assert!(
+        !ledger
+            .amend(&captured, &with(&captured, "RMA-2", 80))
+            .await
+            .unwrap(),
+        "a part refund computed from before RMA-1 counts against a stale remainder"
+    );
+    let second = with(&first, "RMA-2", 70);
+    assert!(ledger.amend(&first, &second).await.unwrap());
+    assert!(
+        !ledger
+            .amend(
+                &first,
+                &LedgerRecord {
+                    status: LedgerStatus::Refunded,
+                    ..first.clone()
+                }
+            )
+            .await
+            .unwrap(),
+        "a compensation that read one part fewer reads again"
+    );
+    let refunded = LedgerRecord {
+        status: LedgerStatus::Refunded,
+        ..second.clone()
+    };
+    assert!(ledger.amend(&second, &refunded).await.unwrap());
+    assert!(
+        !ledger.amend(&second, &second).await.unwrap(),
+        "the status is part of the condition"
+    );
+    let stored = ledger.get(&order).await.unwrap().unwrap();
+    assert_eq!(stored, refunded);
+    assert_eq!(stored.refunded(), 100);
 }
 
 #[tokio::test]

@@ -779,6 +779,128 @@ mod tests {
         assert_eq!(sandbox.attempts(&order), 1);
     }
 
+    /// The amounts of the `PaymentRefunded` events published so far.
+    fn refunds_published(events: &FakeEvents) -> Vec<u64> {
+        events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.detail_type == "PaymentRefunded")
+            .map(|e| e.detail["amount"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn parts_are_refunded_once_per_reference_and_the_compensation_gives_back_the_rest() {
+        let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
+        let provider = sandbox();
+        let methods = Methods::default();
+        let service = payments(&ledger, &provider, &events, &methods);
+        let order = OrderId::generate();
+        charge(
+            &service,
+            &methods,
+            &order,
+            "c",
+            1_000,
+            Currency::EUR,
+            "tok_visa",
+        )
+        .await
+        .unwrap();
+        let first = service
+            .refund_part(&order, "c", 250, "RMA-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.amount, first.remaining, first.replayed),
+            (250, 750, false)
+        );
+        let again = service
+            .refund_part(&order, "c", 250, "RMA-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.remaining, again.replayed),
+            (750, true),
+            "once per reference"
+        );
+        for (amount, reference, why) in [
+            (300, "RMA-1", "the reference gave back 250"),
+            (751, "RMA-2", "more than is left"),
+        ] {
+            let refused = service
+                .refund_part(&order, "c", amount, reference)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.error, TaskError::PaymentRefused, "{why}");
+        }
+        assert_eq!(provider.net_captured(&order), 750);
+        // The compensation gives back what is left, and says so.
+        assert_eq!(
+            service.refund(&order, "c").await.unwrap(),
+            LedgerStatus::Refunded
+        );
+        assert_eq!(provider.net_captured(&order), 0);
+        assert_eq!(refunds_published(&events), [250, 750]);
+        let after = service
+            .refund_part(&order, "c", 1, "RMA-3")
+            .await
+            .unwrap_err();
+        assert_eq!(after.error, TaskError::PaymentRefused);
+    }
+
+    #[tokio::test]
+    async fn the_part_that_leaves_nothing_refunds_the_payment_and_nothing_is_refunded_uncaptured() {
+        let (ledger, events) = (FakeLedger::default(), FakeEvents::default());
+        let provider = sandbox();
+        let methods = Methods::default();
+        let service = payments(&ledger, &provider, &events, &methods);
+        let held = OrderId::generate();
+        methods.pay(&held, "tok_visa");
+        service
+            .authorize(&held, "c", 400, Currency::EUR)
+            .await
+            .unwrap();
+        let uncaptured = service
+            .refund_part(&held, "c", 100, "R1")
+            .await
+            .unwrap_err();
+        assert_eq!(uncaptured.error, TaskError::PaymentRefused, "{uncaptured}");
+        let unknown = service
+            .refund_part(&OrderId::generate(), "c", 100, "R1")
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.error, TaskError::PaymentRefused);
+
+        let order = OrderId::generate();
+        charge(
+            &service,
+            &methods,
+            &order,
+            "c",
+            400,
+            Currency::EUR,
+            "tok_visa",
+        )
+        .await
+        .unwrap();
+        service.refund_part(&order, "c", 150, "R1").await.unwrap();
+        let last = service.refund_part(&order, "c", 250, "R2").await.unwrap();
+        assert_eq!(last.remaining, 0);
+        let record = ledger.get(&order).await.unwrap().unwrap();
+        assert_eq!(record.status, LedgerStatus::Refunded);
+        assert_eq!(record.refunded(), 400);
+        // A compensation afterwards gives back nothing more.
+        assert_eq!(
+            service.refund(&order, "c").await.unwrap(),
+            LedgerStatus::Refunded
+        );
+        assert_eq!(provider.net_captured(&order), 0);
+        assert_eq!(refunds_published(&events), [150, 250]);
+    }
+
     #[tokio::test]
     async fn the_books_count_every_capture_whatever_its_key() {
         let provider = sandbox();
