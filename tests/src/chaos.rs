@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use shop_domain::events::DomainEvent;
 use shop_domain::invariants::{check_money, check_stock};
 use shop_domain::orphans::ORPHAN_REASON;
-use shop_domain::payment::{Authentication, Authorization, ChargeRequest, ProviderError, Released};
+use shop_domain::payment::{
+    Authentication, Authorization, ChargeRequest, LedgerRecord, ProviderError, Released,
+};
 use shop_domain::ports::{
     EventPublisher, OrderQueue, PaymentProvider, PortError, ReleaseOutcome, ReserveOutcome,
     SagaStarter, StartOutcome, StockLevel, StockStore, TaskCallbacks,
@@ -999,11 +1001,10 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
         if captures > 1 {
             problems.push(format!("captured {captures} times at the provider"));
         }
-        if let Some(money) = report
-            .order
-            .as_ref()
-            .and_then(|o| check_money(o, net, held))
-        {
+        if let Some(money) = report.order.as_ref().and_then(|o| {
+            let refunded = report.ledger.as_ref().map_or(0, LedgerRecord::refunded);
+            check_money(o, net, held, refunded)
+        }) {
             problems.push(money.to_string());
         }
         match report.order.as_ref().map(|o| (&o.status, o.history.last())) {

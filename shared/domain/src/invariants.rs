@@ -15,6 +15,8 @@ pub struct OrderFacts<'a> {
     pub stock_held: bool,
     /// Its ledger entry's status, if any.
     pub ledger: Option<LedgerStatus>,
+    /// What operators gave back of its capture in parts (the ledger's part refunds).
+    pub refunded_in_parts: u64,
     /// Whether one of its saga runs is still running.
     pub saga_running: bool,
 }
@@ -49,13 +51,14 @@ pub enum Violation {
     /// An order between placed and settled must have a saga moving it.
     #[error("{} and no saga is running for it", .0.as_str())]
     StuckWithoutSaga(OrderStatus),
-    /// The provider must hold exactly a confirmed order's total.
-    #[error("confirmed, but the provider holds {held} of {total}")]
+    /// The provider must hold exactly a confirmed order's total, less what operators
+    /// gave back.
+    #[error("confirmed, but the provider holds {held} where it should keep {kept}")]
     ConfirmedAmountMismatch {
         /// Net captured at the provider (negative if it gave back more than it took).
         held: i128,
-        /// The order's total.
-        total: u64,
+        /// The order's total less its part refunds.
+        kept: i128,
     },
     /// The provider must hold nothing for a cancelled order.
     #[error("cancelled, but the provider holds {0}")]
@@ -81,7 +84,7 @@ pub enum Violation {
 
 /// The invariants one order's records can show: a confirmed order holds its stock and
 /// was captured (the capture follows the confirmation in the same run, so only once
-/// the run has ended); a cancelled one holds nothing, kept no money and holds no
+/// the run has ended; operators' part refunds may later give all of it back); a cancelled one holds nothing, kept no money and holds no
 /// authorization (nor one awaiting the shopper's authentication); an ended order shows
 /// no payment action; an order in between has a saga running.
 pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
@@ -95,7 +98,10 @@ pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
             if !facts.stock_held {
                 out.push(Violation::ConfirmedWithoutStock);
             }
-            if !captured && !facts.saga_running {
+            // Operators may give a confirmed order's whole total back, part by part.
+            let given_back = facts.ledger == Some(LedgerStatus::Refunded)
+                && facts.refunded_in_parts == order.total;
+            if !captured && !given_back && !facts.saga_running {
                 out.push(Violation::ConfirmedWithoutCapture);
             }
         }
@@ -124,21 +130,24 @@ pub fn check_order(facts: &OrderFacts<'_>) -> Vec<Violation> {
 }
 
 /// The money invariant at the provider, which only the provider's books show: a
-/// confirmed order's total is captured exactly once, a cancelled order keeps nothing,
-/// and no ended order leaves an authorization held.
+/// confirmed order's total, less what operators gave back in parts
+/// (`refunded_in_parts`, from the ledger), is what the provider holds; a cancelled
+/// order keeps nothing, and no ended order leaves an authorization held.
 pub fn check_money(
     order: &Order,
     provider_net: i128,
     open_authorizations: usize,
+    refunded_in_parts: u64,
 ) -> Option<Violation> {
+    let kept = i128::from(order.total) - i128::from(refunded_in_parts);
     match order.status {
         OrderStatus::Confirmed | OrderStatus::Cancelled if open_authorizations > 0 => {
             Some(Violation::AuthorizationLeftOpen(open_authorizations))
         }
-        OrderStatus::Confirmed if provider_net != i128::from(order.total) => {
+        OrderStatus::Confirmed if provider_net != kept => {
             Some(Violation::ConfirmedAmountMismatch {
                 held: provider_net,
-                total: order.total,
+                kept,
             })
         }
         OrderStatus::Cancelled if provider_net != 0 => {
@@ -175,6 +184,7 @@ mod tests {
             order,
             stock_held,
             ledger,
+            refunded_in_parts: 0,
             saga_running: false,
         })
     }
@@ -197,6 +207,7 @@ mod tests {
                 order: Some(&order),
                 stock_held: true,
                 ledger: Some(LedgerStatus::Authorized),
+                refunded_in_parts: 0,
                 saga_running: true,
             }),
             []
@@ -205,14 +216,38 @@ mod tests {
             facts(Some(&order), true, Some(LedgerStatus::Authorized)),
             [Violation::ConfirmedWithoutCapture]
         );
-        assert_eq!(check_money(&order, 100, 0), None);
-        assert!(check_money(&order, 200, 0).is_some());
+        assert_eq!(check_money(&order, 100, 0, 0), None);
+        assert!(check_money(&order, 200, 0, 0).is_some());
         assert_eq!(
-            check_money(&order, 100, 1),
+            check_money(&order, 100, 1, 0),
             Some(Violation::AuthorizationLeftOpen(1))
         );
+        // Operators gave part of it back: the provider keeps the rest.
+        assert_eq!(check_money(&order, 70, 0, 30), None);
+        assert_eq!(
+            check_money(&order, 100, 0, 30),
+            Some(Violation::ConfirmedAmountMismatch {
+                held: 100,
+                kept: 70
+            })
+        );
+        let given_back = |refunded_in_parts| {
+            check_order(&OrderFacts {
+                order: Some(&order),
+                stock_held: true,
+                ledger: Some(LedgerStatus::Refunded),
+                refunded_in_parts,
+                saga_running: false,
+            })
+        };
+        assert_eq!(given_back(100), [], "all of it, part by part");
+        assert_eq!(
+            given_back(40),
+            [Violation::ConfirmedWithoutCapture],
+            "a whole refund of a confirmed order is no operator's"
+        );
         order.status = OrderStatus::Cancelled;
-        assert_eq!(check_money(&order, 0, 0), None);
+        assert_eq!(check_money(&order, 0, 0, 0), None);
         assert_eq!(facts(Some(&order), false, Some(LedgerStatus::Refunded)), []);
         assert_eq!(facts(Some(&order), false, Some(LedgerStatus::Voided)), []);
         assert_eq!(
@@ -244,7 +279,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            check_money(&order, 100, 0),
+            check_money(&order, 100, 0, 0),
             Some(Violation::CancelledMoneyKept(100))
         );
     }
@@ -260,6 +295,7 @@ mod tests {
             order: Some(&order),
             stock_held: false,
             ledger: None,
+            refunded_in_parts: 0,
             saga_running: true,
         };
         assert_eq!(check_order(&running), []);

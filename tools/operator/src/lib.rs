@@ -1,10 +1,11 @@
 //! Operator commands: inspect and replay dead-letter queues, inspect and redrive failed
-//! sagas. They speak only AWS APIs, so the same commands work on AWS and on `shop local`.
+//! sagas, give back part of a payment. They speak only AWS APIs, so the same commands work on AWS and on `shop local`.
 
 pub mod alarms;
 pub mod audit;
 pub mod dlq;
 pub mod filter;
+pub mod payments;
 pub mod saga;
 pub mod seed;
 pub mod stack;

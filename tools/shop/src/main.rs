@@ -75,6 +75,13 @@ enum Command {
         #[command(subcommand)]
         command: ops_cli::SagaCommand,
     },
+    /// Payments: give back part of a captured order's payment (--stack or --local).
+    Payments {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
+        #[command(subcommand)]
+        command: ops_cli::PaymentsCommand,
+    },
     /// Load a catalog and its stock (the local/seed.json shape) into the stack
     /// (--stack or --local); a second run changes nothing.
     Seed {
@@ -334,6 +341,9 @@ async fn main() -> ExitCode {
         }
         Command::Dlq { stack, command } => finish(ops_cli::dlq(stack, command).await, "dlq"),
         Command::Saga { stack, command } => finish(ops_cli::saga(stack, command).await, "saga"),
+        Command::Payments { stack, command } => {
+            finish(ops_cli::payments(stack, command).await, "payments")
+        }
         Command::Alarms { stack } => finish(ops_cli::alarms(stack).await, "alarms"),
         Command::Capacity { root, write } => match capacity::from_files(&root) {
             Ok(report) if write => match std::fs::write(root.join("docs/capacity.md"), report) {

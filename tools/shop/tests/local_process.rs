@@ -32,6 +32,8 @@ struct Running {
     child: Child,
     api: String,
     emulator: String,
+    /// The Stripe emulator the payments function pays through, when it does.
+    stripe: Option<String>,
     stack: String,
     /// The EMF metric lines `shop local` printed so far (its in-process functions
     /// write them to stdout, as a function does on Lambda).
@@ -82,6 +84,7 @@ async fn shop_local(stack: &str, extra: &[&str]) -> Running {
         .expect("shop starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut emulator = String::new();
+    let mut stripe = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
@@ -91,6 +94,13 @@ async fn shop_local(stack: &str, extra: &[&str]) -> Running {
             .expect("shop local exited before it was ready");
         if let Some(rest) = line.trim().strip_prefix("emulator") {
             emulator = rest.split_whitespace().next().unwrap().to_owned();
+        }
+        if let Some(rest) = line.trim().strip_prefix("payments") {
+            stripe = rest
+                .trim()
+                .strip_prefix("Stripe emulator ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned);
         }
         if line.contains("Press Ctrl-C to stop") {
             break;
@@ -112,6 +122,7 @@ async fn shop_local(stack: &str, extra: &[&str]) -> Running {
         child,
         api: format!("http://127.0.0.1:{port}"),
         emulator,
+        stripe,
         stack: stack.to_owned(),
     }
 }
@@ -271,6 +282,86 @@ async fn a_shopper_uses_the_local_app_over_http() {
         out.contains("CapturePayment") && out.contains("invariants: hold"),
         "{out}"
     );
+
+    // A returned mug: part of the captured payment goes back once per reference, through
+    // the payments function, and Stripe holds exactly that refund.
+    let total = confirmed["total"].as_u64().unwrap();
+    let refund = |amount: String, reference: &'static str| {
+        let (stack, id) = (stack.clone(), id.clone());
+        async move {
+            operator(
+                &stack,
+                &[
+                    "payments",
+                    "refund",
+                    &id,
+                    "--amount",
+                    &amount,
+                    "--reference",
+                    reference,
+                ],
+            )
+            .await
+        }
+    };
+    let (code, out, err) = refund("300".into(), "RMA-1").await;
+    assert_eq!(code, 0, "{out}{err}");
+    let left = total - 300;
+    assert!(
+        out.contains(&format!("refunded 300 of {id} under RMA-1; {left} left")),
+        "{out}"
+    );
+    let (code, out, _) = refund("300".into(), "RMA-1").await;
+    assert_eq!(code, 0);
+    assert!(out.contains("RMA-1 already refunded 300"), "{out}");
+    let (code, _, err) = refund((left + 1).to_string(), "RMA-2").await;
+    assert_eq!(code, 2);
+    assert!(err.contains(&format!("more than the {left}")), "{err}");
+    let (code, _, err) = refund("10".into(), "RMA 3").await;
+    assert_eq!(code, 2);
+    assert!(err.contains("reference \"RMA 3\""), "{err}");
+    let stripe = app
+        .stripe
+        .as_deref()
+        .expect("shop local pays through Stripe");
+    let (status, _, intents) = call(
+        "GET",
+        &format!("{stripe}/v1/payment_intents"),
+        None,
+        &[(
+            "authorization",
+            &format!("Bearer {}", local_app::LOCAL_STRIPE_KEY),
+        )],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let intent = intents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pi| pi["metadata"]["order_id"] == id.as_str())
+        .expect("the order's PaymentIntent")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, _, refunds) = call(
+        "GET",
+        &format!("{stripe}/v1/refunds?payment_intent={intent}"),
+        None,
+        &[(
+            "authorization",
+            &format!("Bearer {}", local_app::LOCAL_STRIPE_KEY),
+        )],
+    )
+    .await;
+    let amounts: Vec<_> = refunds["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["amount"].as_u64())
+        .collect();
+    assert_eq!(amounts, [Some(300)], "one refund of 300: {refunds}");
+
     let (code, _, err) = operator(&stack, &["dlq", "peek", "NoSuchDLQ"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("unknown queue \"NoSuchDLQ\""), "{err}");

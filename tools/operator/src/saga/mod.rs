@@ -234,6 +234,7 @@ pub fn check_invariants(
         order,
         stock_held: reservation.is_some_and(|r| r.status == ReservationStatus::Reserved),
         ledger: ledger.map(|l| l.status),
+        refunded_in_parts: ledger.map_or(0, LedgerRecord::refunded),
         saga_running: running,
     })
     .iter()
