@@ -632,6 +632,75 @@ pub(crate) mod tests {
         assert_eq!(ok[1].1["amount"], 100);
     }
 
+    #[tokio::test]
+    async fn an_operators_part_refund_moves_money_once_and_a_refused_one_is_not_retried() {
+        // GIVEN an order authorized and captured through the saga's commands
+        let callbacks = Arc::new(FakeCallbacks::default());
+        let orders = FakeOrders::default();
+        let order = Order {
+            payment_token: "tok_visa".into(),
+            ..pending_order("MUG", 1, 1_000)
+        };
+        let id = order.order_id.clone();
+        orders.0.lock().unwrap().insert(id.clone(), order);
+        let ledger = Arc::new(FakeLedger::default());
+        let sandbox = Arc::new(SandboxProvider::new(
+            Duration::from_millis(5),
+            ProviderKey::new("sandbox-key-0123456789").unwrap(),
+        ));
+        let payments = Payments::new(
+            &config(&[]).unwrap(),
+            Ports {
+                ledger: ledger.clone(),
+                provider: sandbox.clone(),
+                orders: Arc::new(orders),
+                events: Arc::new(FakeEvents::default()),
+                callbacks: callbacks.clone(),
+            },
+        );
+        let batch = |bodies: Vec<String>| {
+            let mut event = SqsEvent::default();
+            for (i, body) in bodies.into_iter().enumerate() {
+                let mut m = SqsMessage::default();
+                m.message_id = Some(format!("m{i}"));
+                m.body = Some(body);
+                event.records.push(m);
+            }
+            payments.handle(event, SystemTime::now() + Duration::from_secs(30))
+        };
+        batch(vec![format!(
+            r#"{{"command":"Authorize","taskToken":"t0","orderId":"{id}","amount":1000,"currency":"EUR"}}"#
+        )])
+        .await;
+        batch(vec![format!(
+            r#"{{"command":"Capture","taskToken":"t1","orderId":"{id}"}}"#
+        )])
+        .await;
+        assert_eq!(sandbox.net_captured(&id), 1_000);
+        // WHEN an operator's part refund arrives twice, and one for more than is left
+        let part = |amount: u64, reference: &str| {
+            format!(
+                r#"{{"command":"RefundPart","correlationId":"ops-1","orderId":"{id}","amount":{amount},"reference":"{reference}"}}"#
+            )
+        };
+        let response = batch(vec![part(400, "RMA-1"), part(400, "RMA-1")]).await;
+        let refused = batch(vec![part(601, "RMA-2")]).await;
+        // THEN the money moved once, the refused one is not retried, and the saga's
+        // tokens heard nothing of either
+        assert!(response.batch_item_failures.is_empty());
+        assert!(
+            refused.batch_item_failures.is_empty(),
+            "retrying cannot help"
+        );
+        assert_eq!(sandbox.net_captured(&id), 600);
+        let record = ledger.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.status, LedgerStatus::Captured);
+        assert_eq!(record.refunds.get("RMA-1"), Some(&400));
+        assert_eq!(record.refunds.len(), 1);
+        assert_eq!(callbacks.succeeded.lock().unwrap().len(), 2, "t0 and t1");
+        assert!(callbacks.failed.lock().unwrap().is_empty());
+    }
+
     /// A card whose issuer asks for 3-D Secure; the shopper's answer is set by the test.
     struct ThreeDSecure(std::sync::Mutex<Authentication>);
 
