@@ -46,6 +46,9 @@ struct Cancelled {
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): what its failures are counted
+    /// under ([`observability::Metric::FunctionFailures`]).
+    pub function_name: String,
     /// `SHIPMENTS_TABLE`: one shipment per confirmed order.
     pub shipments_table: String,
 }
@@ -54,6 +57,7 @@ impl Config {
     /// Reads every setting, naming the first that is missing.
     pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
+            function_name: env.function_name()?,
             shipments_table: env.required("SHIPMENTS_TABLE")?,
         })
     }
@@ -81,20 +85,25 @@ impl Ports {
 
 /// The fulfilment function with its port.
 pub struct Fulfilment {
+    /// Lambda's name of the function, its failures are counted under.
+    function_name: String,
     shipments: Arc<dyn ShipmentStore>,
 }
 
 impl Fulfilment {
     /// Wires the function to its port.
-    pub fn new(ports: Ports) -> Self {
+    pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
+            function_name: config.function_name.clone(),
             shipments: ports.shipments,
         }
     }
 
     /// Processes a batch, reporting only the failed records.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        sqs_batch::process_batch(event, |message| self.consume(message)).await
+        let response = sqs_batch::process_batch(event, |message| self.consume(message)).await;
+        observability::count_failures(&self.function_name, response.batch_item_failures.len());
+        response
     }
 
     async fn consume(&self, message: SqsMessage) -> Result<(), OutcomeError> {
@@ -164,9 +173,15 @@ mod tests {
     #[tokio::test]
     async fn ships_each_confirmed_order_once_and_rejects_foreign_events() {
         let shipments = Arc::new(FakeShipments::default());
-        let fulfilment = Fulfilment::new(Ports {
-            shipments: shipments.clone(),
-        });
+        let fulfilment = Fulfilment::new(
+            &Config {
+                function_name: "shop-FulfilmentFunction".into(),
+                shipments_table: "shipments".into(),
+            },
+            Ports {
+                shipments: shipments.clone(),
+            },
+        );
         let confirmed = r#"{"orderId":"ord-1","correlationId":"c","lines":[{"sku":"A","quantity":1,"unitPrice":5}]}"#;
         let mut event = SqsEvent::default();
         event.records = vec![

@@ -9,7 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
     let config = fulfilment::Config::from_env(shop_aws::Settings::process())?;
-    let function = fulfilment::Fulfilment::new(fulfilment::Ports::aws(&sdk, &config));
+    let function = fulfilment::Fulfilment::new(&config, fulfilment::Ports::aws(&sdk, &config));
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, std::convert::Infallible>(function.handle(event.payload).await)

@@ -25,6 +25,9 @@ pub enum CommandError {
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): what its failures are counted
+    /// under ([`observability::Metric::FunctionFailures`]).
+    pub function_name: String,
     /// `INVENTORY_TABLE`: stock levels and reservations.
     pub inventory_table: String,
     /// `EVENT_BUS_NAME`: where stock events are published.
@@ -35,6 +38,7 @@ impl Config {
     /// Reads every setting, naming the first that is missing.
     pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
+            function_name: env.function_name()?,
             inventory_table: env.required("INVENTORY_TABLE")?,
             event_bus_name: env.required("EVENT_BUS_NAME")?,
         })
@@ -74,18 +78,25 @@ impl Ports {
 
 /// The inventory function with its ports.
 pub struct Inventory {
+    /// Lambda's name of the function, its failures are counted under.
+    function_name: String,
     ports: Ports,
 }
 
 impl Inventory {
     /// Wires the function to its ports.
-    pub fn new(ports: Ports) -> Self {
-        Self { ports }
+    pub fn new(config: &Config, ports: Ports) -> Self {
+        Self {
+            function_name: config.function_name.clone(),
+            ports,
+        }
     }
 
     /// Processes a batch, reporting only the failed records.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        sqs_batch::process_batch(event, |message| self.execute(message)).await
+        let response = sqs_batch::process_batch(event, |message| self.execute(message)).await;
+        observability::count_failures(&self.function_name, response.batch_item_failures.len());
+        response
     }
 
     async fn execute(&self, message: SqsMessage) -> Result<(), CommandError> {
@@ -138,6 +149,14 @@ mod tests {
     use super::*;
     use shop_domain::fakes::{FakeCallbacks, FakeEvents, FakeStock};
 
+    fn config() -> Config {
+        Config {
+            function_name: "shop-InventoryFunction".into(),
+            inventory_table: "inventory".into(),
+            event_bus_name: "bus".into(),
+        }
+    }
+
     fn batch(bodies: &[&str]) -> SqsEvent {
         let mut e = SqsEvent::default();
         e.records = bodies
@@ -156,11 +175,14 @@ mod tests {
     #[tokio::test]
     async fn answers_reserve_with_success_or_out_of_stock_by_name() {
         let callbacks = Arc::new(FakeCallbacks::default());
-        let inventory = Inventory::new(Ports {
-            stock: Arc::new(FakeStock::with(&[("MUG", 1)])),
-            events: Arc::new(FakeEvents::default()),
-            callbacks: callbacks.clone(),
-        });
+        let inventory = Inventory::new(
+            &config(),
+            Ports {
+                stock: Arc::new(FakeStock::with(&[("MUG", 1)])),
+                events: Arc::new(FakeEvents::default()),
+                callbacks: callbacks.clone(),
+            },
+        );
         let ok = r#"{"command":"Reserve","taskToken":"t1","orderId":"ord-1","lines":[{"sku":"MUG","quantity":1,"unitPrice":1}]}"#;
         let short = r#"{"command":"Reserve","taskToken":"t2","orderId":"ord-2","lines":[{"sku":"MUG","quantity":1,"unitPrice":1}]}"#;
         let response = inventory
@@ -184,11 +206,14 @@ mod tests {
         let callbacks = Arc::new(FakeCallbacks::default());
         callbacks.timed_out.lock().unwrap().push("gone".into());
         let stock = Arc::new(FakeStock::with(&[("MUG", 5)]));
-        let inventory = Inventory::new(Ports {
-            stock: stock.clone(),
-            events: Arc::new(FakeEvents::default()),
-            callbacks: callbacks.clone(),
-        });
+        let inventory = Inventory::new(
+            &config(),
+            Ports {
+                stock: stock.clone(),
+                events: Arc::new(FakeEvents::default()),
+                callbacks: callbacks.clone(),
+            },
+        );
         let reserve = |token: &str, order: &str, deadline: &str| {
             format!(
                 r#"{{"command":"Reserve","taskToken":"{token}","orderId":"{order}","deadline":"{deadline}","lines":[{{"sku":"MUG","quantity":2,"unitPrice":1}}]}}"#

@@ -9,7 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
     let config = inventory::Config::from_env(shop_aws::Settings::process())?;
-    let function = inventory::Inventory::new(inventory::Ports::aws(&sdk, &config));
+    let function = inventory::Inventory::new(&config, inventory::Ports::aws(&sdk, &config));
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, std::convert::Infallible>(function.handle(event.payload).await)

@@ -25,6 +25,9 @@ pub enum IntakeError {
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): what its failures are counted
+    /// under ([`observability::Metric::FunctionFailures`]).
+    pub function_name: String,
     /// `STATE_MACHINE_ARN`: the saga each order starts.
     pub state_machine_arn: String,
     /// `EVENT_BUS_NAME`: where `OrderPlaced` is published.
@@ -48,6 +51,7 @@ impl Config {
             )
         };
         Ok(Self {
+            function_name: env.function_name()?,
             state_machine_arn: env.required("STATE_MACHINE_ARN")?,
             event_bus_name: env.required("EVENT_BUS_NAME")?,
             limits: WaitLimits {
@@ -98,6 +102,8 @@ impl Ports {
 
 /// The intake function with its ports.
 pub struct Intake {
+    /// Lambda's name of the function, its failures are counted under.
+    function_name: String,
     ports: Ports,
     limits: WaitLimits,
 }
@@ -106,6 +112,7 @@ impl Intake {
     /// Wires the function to its ports, with the wait limits of `config`.
     pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
+            function_name: config.function_name.clone(),
             ports,
             limits: config.limits,
         }
@@ -113,7 +120,9 @@ impl Intake {
 
     /// Processes a batch, reporting only the failed records.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        sqs_batch::process_batch(event, |message| self.start_saga(message)).await
+        let response = sqs_batch::process_batch(event, |message| self.start_saga(message)).await;
+        observability::count_failures(&self.function_name, response.batch_item_failures.len());
+        response
     }
 
     async fn start_saga(&self, message: SqsMessage) -> Result<(), IntakeError> {
@@ -169,10 +178,14 @@ mod tests {
     }
 
     fn config(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(&str, &str)> = [("STATE_MACHINE_ARN", "arn"), ("EVENT_BUS_NAME", "bus")]
-            .into_iter()
-            .chain(extra.iter().copied())
-            .collect();
+        let env: Vec<(&str, &str)> = [
+            ("AWS_LAMBDA_FUNCTION_NAME", "shop-OrderIntakeFunction"),
+            ("STATE_MACHINE_ARN", "arn"),
+            ("EVENT_BUS_NAME", "bus"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
         shop_aws::settings::with_pairs(&env, Config::from_env)
     }
 

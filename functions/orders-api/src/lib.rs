@@ -84,6 +84,9 @@ impl From<Problem> for Reply {
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): what its failures are counted
+    /// under ([`observability::Metric::FunctionFailures`]).
+    pub function_name: String,
     /// `CATALOG_TABLE`: products and prices.
     pub catalog_table: String,
     /// `ORDERS_TABLE`: the orders.
@@ -100,6 +103,7 @@ impl Config {
     /// Reads every setting, naming the first that is missing.
     pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
+            function_name: env.function_name()?,
             catalog_table: env.required("CATALOG_TABLE")?,
             orders_table: env.required("ORDERS_TABLE")?,
             orders_queue_url: env.required("ORDERS_QUEUE_URL")?,
@@ -151,6 +155,8 @@ impl Ports {
 
 /// The API with its ports; built once per process.
 pub struct OrdersApi {
+    /// Lambda's name of the function, its failures are counted under.
+    function_name: String,
     catalog: Arc<dyn Catalog>,
     orders: Arc<dyn OrderStore>,
     queue: Arc<dyn OrderQueue>,
@@ -159,8 +165,9 @@ pub struct OrdersApi {
 
 impl OrdersApi {
     /// Wires the API to its ports.
-    pub fn new(ports: Ports) -> Self {
+    pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
+            function_name: config.function_name.clone(),
             catalog: ports.catalog,
             orders: ports.orders,
             queue: ports.queue,
@@ -191,6 +198,7 @@ impl OrdersApi {
             tracing::error!(correlation_id = %correlation_id, "handler panicked");
             (internal_error(), false)
         });
+        observability::count_failures(&self.function_name, usize::from(reply.status >= 500));
         to_response(reply, replayed, &correlation_id)
     }
 

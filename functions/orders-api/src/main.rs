@@ -9,7 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
     let config = orders_api::Config::from_env(shop_aws::Settings::process())?;
-    let api = orders_api::OrdersApi::new(orders_api::Ports::aws(&sdk, &config));
+    let api = orders_api::OrdersApi::new(&config, orders_api::Ports::aws(&sdk, &config));
     let api = &api;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {

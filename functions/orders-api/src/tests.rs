@@ -22,12 +22,27 @@ fn catalog() -> FakeCatalog {
 
 fn api_with(catalog: Arc<dyn Catalog>) -> (OrdersApi, Arc<FakeOrders>) {
     let orders = Arc::new(FakeOrders::default());
-    let api = OrdersApi::new(Ports {
-        catalog,
-        orders: orders.clone(),
-        queue: Arc::new(FakeQueue::default()),
-        idempotency: Arc::new(idempotency::InMemoryStore::default()),
-    });
+    let config = shop_aws::settings::with_pairs(
+        &[
+            ("AWS_LAMBDA_FUNCTION_NAME", "shop-OrdersApiFunction"),
+            ("CATALOG_TABLE", "catalog"),
+            ("ORDERS_TABLE", "orders"),
+            ("ORDERS_QUEUE_URL", "https://sqs/orders"),
+            ("EXPRESS_ORDERS_QUEUE_URL", "https://sqs/express"),
+            ("IDEMPOTENCY_TABLE", "idempotency"),
+        ],
+        Config::from_env,
+    )
+    .unwrap();
+    let api = OrdersApi::new(
+        &config,
+        Ports {
+            catalog,
+            orders: orders.clone(),
+            queue: Arc::new(FakeQueue::default()),
+            idempotency: Arc::new(idempotency::InMemoryStore::default()),
+        },
+    );
     (api, orders)
 }
 

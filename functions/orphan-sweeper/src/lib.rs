@@ -50,6 +50,9 @@ impl From<SweepReport> for SweepSummary {
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): what its failures are counted
+    /// under ([`observability::Metric::FunctionFailures`]).
+    pub function_name: String,
     /// `ORDERS_TABLE`: the orders and their pending index.
     pub orders_table: String,
     /// `STATE_MACHINE_ARN`: the saga whose executions tell a stranded order.
@@ -65,6 +68,7 @@ impl Config {
     /// Reads every setting, naming the first that is missing or malformed.
     pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
+            function_name: env.function_name()?,
             orders_table: env.required("ORDERS_TABLE")?,
             state_machine_arn: env.required("STATE_MACHINE_ARN")?,
             event_bus_name: env.required("EVENT_BUS_NAME")?,
@@ -116,6 +120,8 @@ impl Ports {
 
 /// The sweeper with its ports.
 pub struct OrphanSweeper {
+    /// Lambda's name of the function, its failures are counted under.
+    function_name: String,
     ports: Ports,
     after: Duration,
 }
@@ -125,6 +131,7 @@ impl OrphanSweeper {
     /// with no saga are cancelled.
     pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
+            function_name: config.function_name.clone(),
             ports,
             after: config.orphan_after,
         }
@@ -145,7 +152,8 @@ impl OrphanSweeper {
             SWEEP_LIMIT,
             &shop_domain::now_rfc3339(),
         )
-        .await?;
+        .await
+        .inspect_err(|_| observability::count_failures(&self.function_name, 1))?;
         for order_id in &report.cancelled {
             tracing::warn!(order_id = %order_id, "cancelled an order no saga ever started");
         }
@@ -188,6 +196,7 @@ mod tests {
         }
         let events = Arc::new(FakeEvents::default());
         let config = Config {
+            function_name: "shop-OrphanSweeperFunction".into(),
             orders_table: "orders".into(),
             state_machine_arn: "saga".into(),
             event_bus_name: "bus".into(),

@@ -70,6 +70,9 @@ impl std::str::FromStr for ProviderKind {
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): what its failures are counted
+    /// under ([`observability::Metric::FunctionFailures`]).
+    pub function_name: String,
     /// `PAYMENTS_TABLE`: the ledger.
     pub payments_table: String,
     /// `ORDERS_TABLE`: where an order's payment method is read.
@@ -100,6 +103,7 @@ impl Config {
         let positive = |n: &u64| *n > 0;
         const WHOLE: &str = "a whole number above 0";
         Ok(Self {
+            function_name: env.function_name()?,
             payments_table: env.required("PAYMENTS_TABLE")?,
             orders_table: env.required("ORDERS_TABLE")?,
             event_bus_name: env.required("EVENT_BUS_NAME")?,
@@ -319,6 +323,8 @@ fn count_decline(failure: &TaskFailure) {
 
 /// The payments function with its ports.
 pub struct Payments {
+    /// Lambda's name of the function, its failures are counted under.
+    function_name: String,
     ledger: Arc<dyn PaymentLedger>,
     provider: breaker::GuardedProvider,
     orders: Arc<dyn OrderPayments>,
@@ -331,6 +337,7 @@ impl Payments {
     /// configured by `config`.
     pub fn new(config: &Config, ports: Ports) -> Self {
         Self {
+            function_name: config.function_name.clone(),
             ledger: ports.ledger,
             provider: breaker::GuardedProvider::new(ports.provider, config.breaker),
             orders: ports.orders,
@@ -346,7 +353,10 @@ impl Payments {
         let provider = self
             .provider
             .until(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
-        sqs_batch::process_batch(event, |message| self.execute(message, &provider)).await
+        let response =
+            sqs_batch::process_batch(event, |message| self.execute(message, &provider)).await;
+        observability::count_failures(&self.function_name, response.batch_item_failures.len());
+        response
     }
 
     async fn execute(
@@ -489,6 +499,7 @@ pub(crate) mod tests {
             ("ORDERS_TABLE", "orders"),
             ("EVENT_BUS_NAME", "bus"),
             ("PAYMENT_PROVIDER_KEY_SECRET", "secret"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "shop-PaymentsFunction"),
         ]
         .into_iter()
         .chain(extra.iter().copied())

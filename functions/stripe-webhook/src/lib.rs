@@ -57,6 +57,9 @@ const UNAVAILABLE: &str = "service-unavailable";
 /// What the function reads from its environment, parsed once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): what its failures are counted
+    /// under ([`observability::Metric::FunctionFailures`]).
+    pub function_name: String,
     /// `PAYMENTS_QUEUE_URL`: where settlements go.
     pub payments_queue_url: String,
     /// `STRIPE_WEBHOOK_SECRET`: the Secrets Manager secret holding the endpoint's
@@ -71,6 +74,7 @@ impl Config {
     /// Reads every setting, naming the first that is missing or malformed.
     pub fn from_env(env: Settings<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
+            function_name: env.function_name()?,
             payments_queue_url: env.required("PAYMENTS_QUEUE_URL")?,
             webhook_secret: env.required("STRIPE_WEBHOOK_SECRET")?,
             tolerance: Duration::from_secs(env.parsed(
@@ -145,6 +149,8 @@ pub struct InitError(#[source] pub BoxError);
 
 /// The webhook endpoint with its ports.
 pub struct StripeWebhook {
+    /// Lambda's name of the function, its failures are counted under.
+    function_name: String,
     settlements: Arc<dyn PaymentSettlements>,
     source: Arc<dyn SecretSource>,
     tolerance: Duration,
@@ -170,6 +176,7 @@ impl StripeWebhook {
     pub async fn new(config: &Config, ports: Ports) -> Result<Self, InitError> {
         let secret = ports.secret.read().await.map_err(InitError)?;
         Ok(Self {
+            function_name: config.function_name.clone(),
             settlements: ports.settlements,
             source: ports.secret,
             tolerance: config.tolerance,
@@ -276,6 +283,7 @@ impl StripeWebhook {
             }
             Err(e) => {
                 tracing::error!(order_id = %order_id, error = %observability::ErrorChain(&e), "the payments queue refused the settlement");
+                observability::count_failures(&self.function_name, 1);
                 problem(
                     503,
                     UNAVAILABLE,

@@ -45,6 +45,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let config = shop_aws::settings::with_pairs(
         &[
+            ("AWS_LAMBDA_FUNCTION_NAME", "shop-StripeWebhookFunction"),
             ("PAYMENTS_QUEUE_URL", "https://sqs/payments"),
             ("STRIPE_WEBHOOK_SECRET", "arn:secret"),
         ],

@@ -67,6 +67,13 @@ impl<'a> Settings<'a> {
             .ok_or(ConfigError::Missing(name))
     }
 
+    /// The function's name, `AWS_LAMBDA_FUNCTION_NAME`: Lambda sets it (the local
+    /// runtime sets it as Lambda does), and the function's failures are counted under
+    /// it, as Lambda's own metrics count its errors.
+    pub fn function_name(&self) -> Result<String, ConfigError> {
+        self.required("AWS_LAMBDA_FUNCTION_NAME")
+    }
+
     /// An optional variable parsed as `T`, `default` when unset; `valid` says what
     /// parsed values are acceptable and `expected` says so in words for the error.
     pub fn parsed<T: FromStr>(

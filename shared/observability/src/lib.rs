@@ -109,11 +109,17 @@ pub enum Metric {
     /// ago): a wrong signing secret refuses every one, and 3-D Secure orders then wait
     /// for their deadline. Dimensions: Service.
     WebhookDeliveriesRefused,
+    /// Work a function was invoked for and could not do: an API answer of 5xx, a
+    /// queue record it failed (redelivered, then dead-lettered), a sweep that failed.
+    /// Lambda's `Errors` counts none of these (the handler answered), so this is what
+    /// a canary deployment rolls back on. Dimensions: Service, FunctionName (Lambda's
+    /// `AWS_LAMBDA_FUNCTION_NAME`, as Lambda's own metrics name the function).
+    FunctionFailures,
 }
 
 impl Metric {
     /// Every metric, for the contract tests.
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Self::OrdersPlaced,
         Self::OrdersConfirmed,
         Self::OrdersCancelled,
@@ -123,6 +129,7 @@ impl Metric {
         Self::PaymentCircuitRejections,
         Self::CompensationWaiting,
         Self::WebhookDeliveriesRefused,
+        Self::FunctionFailures,
     ];
 
     /// The CloudWatch metric name.
@@ -137,6 +144,7 @@ impl Metric {
             Self::PaymentCircuitRejections => "PaymentCircuitRejections",
             Self::CompensationWaiting => "CompensationWaiting",
             Self::WebhookDeliveriesRefused => "WebhookDeliveriesRefused",
+            Self::FunctionFailures => "FunctionFailures",
         }
     }
 
@@ -153,6 +161,7 @@ impl Metric {
             | Self::PaymentCircuitRejections
             | Self::WebhookDeliveriesRefused => "payments",
             Self::CompensationWaiting => "saga",
+            Self::FunctionFailures => "functions",
         }
     }
 
@@ -162,6 +171,7 @@ impl Metric {
         match self {
             Self::OrdersCancelled => &["Service", "Reason"],
             Self::PaymentCircuitStateChanges => &["Service", "State"],
+            Self::FunctionFailures => &["Service", "FunctionName"],
             _ => &["Service"],
         }
     }
@@ -201,6 +211,14 @@ pub fn emit(metric: Metric, value: f64, varying: &[&str]) {
         .map(|d| d.as_millis())
         .unwrap_or_default();
     println!("{}", emf_line(metric, value, varying, now));
+}
+
+/// Counts the work `function` (its Lambda name) could not do in one invocation, if
+/// any, as [`Metric::FunctionFailures`].
+pub fn count_failures(function: &str, failed: usize) {
+    if failed > 0 {
+        emit(Metric::FunctionFailures, failed as f64, &[function]);
+    }
 }
 
 #[cfg(test)]

@@ -133,7 +133,10 @@ impl AppConfig {
     /// id.
     pub async fn link(&self, ports: AppPorts) -> Result<InProcess, LinkError> {
         let mut functions = InProcess::new();
-        let api = Arc::new(orders_api::OrdersApi::new(ports.orders_api));
+        let api = Arc::new(orders_api::OrdersApi::new(
+            &self.orders_api,
+            ports.orders_api,
+        ));
         functions.register(
             "OrdersApiFunction",
             move |request: ApiGatewayV2httpRequest, deadline| {
@@ -149,7 +152,7 @@ impl AppConfig {
             let intake = intake.clone();
             async move { intake.handle(event).await }
         });
-        let inventory = Arc::new(inventory::Inventory::new(ports.inventory));
+        let inventory = Arc::new(inventory::Inventory::new(&self.inventory, ports.inventory));
         functions.register("InventoryFunction", move |event: SqsEvent, _| {
             let inventory = inventory.clone();
             async move { inventory.handle(event).await }
@@ -159,7 +162,10 @@ impl AppConfig {
             let payments = payments.clone();
             async move { payments.handle(event, deadline).await }
         });
-        let fulfilment = Arc::new(fulfilment::Fulfilment::new(ports.fulfilment));
+        let fulfilment = Arc::new(fulfilment::Fulfilment::new(
+            &self.fulfilment,
+            ports.fulfilment,
+        ));
         functions.register("FulfilmentFunction", move |event: SqsEvent, _| {
             let fulfilment = fulfilment.clone();
             async move { fulfilment.handle(event).await }

@@ -173,6 +173,8 @@ fn write_env_file(path: &PathBuf, endpoint: &str, stack: &Stack) -> Result<(), L
     for function in stack.functions.values() {
         vars.extend(function.env.clone());
     }
+    // One file for every function: `cargo lambda watch` names each function itself.
+    vars.remove(local_runtime::provision::FUNCTION_NAME_VARIABLE);
     vars.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
     vars.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
     vars.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());

@@ -210,6 +210,8 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
             .build()
     });
     let env: BTreeMap<&str, String> = BTreeMap::from([
+        // Lambda sets it; one name for every handler here, whose failures none has.
+        ("AWS_LAMBDA_FUNCTION_NAME", "bench".into()),
         ("CATALOG_TABLE", "catalog".into()),
         ("ORDERS_TABLE", "orders".into()),
         ("IDEMPOTENCY_TABLE", "idempotency".into()),
@@ -237,11 +239,11 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     // Each function built as its main.rs builds it.
     let env = shop_aws::Settings::new(&env);
     let config = orders_api::Config::from_env(env).expect("orders-api");
-    let api = orders_api::OrdersApi::new(orders_api::Ports::aws(&sdk, &config));
+    let api = orders_api::OrdersApi::new(&config, orders_api::Ports::aws(&sdk, &config));
     let config = order_intake::Config::from_env(env).expect("order-intake");
     let intake = order_intake::Intake::new(&config, order_intake::Ports::aws(&sdk, &config));
     let config = inventory::Config::from_env(env).expect("inventory");
-    let inventory = inventory::Inventory::new(inventory::Ports::aws(&sdk, &config));
+    let inventory = inventory::Inventory::new(&config, inventory::Ports::aws(&sdk, &config));
     let config = payments::Config::from_env(env).expect("payments");
     let provider = runtime
         .block_on(payments::provider(&sdk, &config))
@@ -251,7 +253,7 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
         payments::Ports::aws(&sdk, &config, provider.port()),
     );
     let config = fulfilment::Config::from_env(env).expect("fulfilment");
-    let fulfilment = fulfilment::Fulfilment::new(fulfilment::Ports::aws(&sdk, &config));
+    let fulfilment = fulfilment::Fulfilment::new(&config, fulfilment::Ports::aws(&sdk, &config));
     let config = orphan_sweeper::Config::from_env(env).expect("orphan-sweeper");
     let sweeper =
         orphan_sweeper::OrphanSweeper::new(&config, orphan_sweeper::Ports::aws(&sdk, &config));

@@ -120,13 +120,23 @@ pub(super) fn declare(
     let globals: Globals = super::typed("Globals", "Function", globals)?;
     for (id, resource) in active.of_type("AWS::Serverless::Function") {
         let p: Properties = super::properties(id, resource, names)?;
-        let env = globals
+        let mut env: BTreeMap<String, String> = globals
             .environment
             .variables
             .iter()
             .chain(&p.environment.variables)
             .map(|(k, v)| (k.clone(), v.text()))
             .collect();
+        if env.contains_key(super::FUNCTION_NAME_VARIABLE) {
+            return Err(unsupported(
+                id,
+                format!(
+                    "{} is reserved: Lambda sets it and refuses a function that sets it",
+                    super::FUNCTION_NAME_VARIABLE
+                ),
+            ));
+        }
+        env.insert(super::FUNCTION_NAME_VARIABLE.into(), names.physical(id));
         let mut sqs_sources = Vec::new();
         let mut schedules = Vec::new();
         for (event_id, e) in &p.events {

@@ -77,6 +77,9 @@ pub struct SqsSource {
     pub max_concurrency: usize,
 }
 
+/// The variable Lambda sets to the function's name, as the local runtime does too.
+pub const FUNCTION_NAME_VARIABLE: &str = "AWS_LAMBDA_FUNCTION_NAME";
+
 /// Lambda's timeout when a function declares none.
 const DEFAULT_TIMEOUT_SECONDS: u64 = 3;
 
@@ -90,7 +93,8 @@ pub struct FunctionSpec {
     /// Name of the binary that implements it (`Metadata.BuildProperties.Binary`), as
     /// `cargo lambda watch` serves it.
     pub binary: Option<String>,
-    /// Environment variables with every intrinsic resolved.
+    /// Environment variables with every intrinsic resolved, and the function's name
+    /// in [`FUNCTION_NAME_VARIABLE`] as Lambda sets it.
     pub env: BTreeMap<String, String>,
     /// SQS event sources.
     pub sqs_sources: Vec<SqsSource>,
