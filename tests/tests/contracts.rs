@@ -189,8 +189,11 @@ fn every_detail_type_the_saga_and_the_rules_use_has_a_schema() {
 }
 
 /// Safe deployments are wired, not just declared: every function publishes `live` and
-/// shifts traffic with alarms that watch that function's alias and the DLQs of the
-/// queues it consumes; the API reaches the alias, not `$LATEST`.
+/// shifts traffic with exactly one rollback alarm, which watches what a bad version of
+/// that function causes: its alias's `Errors` and the `FunctionFailures` it emits under
+/// its own name (the work it answered but could not do), never a DLQ's depth, which
+/// stays up until an operator acts and would stop the deploy that fixes its cause. The
+/// API reaches the alias, not `$LATEST`.
 #[test]
 fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
     let template = template();
@@ -206,11 +209,7 @@ fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
             .get(id)
             .unwrap_or_else(|| panic!("no {id}"))
     };
-    let dead_letter_of = |queue_arn: &Value| -> String {
-        let queue = queue_arn["Fn::GetAtt"][0].as_str().unwrap();
-        let dlq = &resource(queue)["Properties"]["RedrivePolicy"]["deadLetterTargetArn"];
-        dlq["Fn::GetAtt"][0].as_str().unwrap().to_owned()
-    };
+    let failures = observability::Metric::FunctionFailures;
     let functions = template.of_type("AWS::Serverless::Function");
     assert_eq!(functions.len(), 7);
     for (id, function) in functions {
@@ -220,33 +219,62 @@ fn every_function_deploys_through_its_alias_with_alarms_that_roll_it_back() {
             .iter()
             .map(|a| a["Ref"].as_str().unwrap())
             .collect();
-        let watches = |alarm: &str| -> Vec<String> {
-            let p = &resource(alarm)["Properties"];
-            assert_eq!(resource(alarm)["Type"], "AWS::CloudWatch::Alarm");
-            p["Dimensions"]
-                .as_array()
-                .unwrap()
+        assert_eq!(alarms.len(), 1, "{id}: one rollback alarm: {alarms:?}");
+        let alarm = resource(alarms[0]);
+        assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm");
+        let metrics = alarm["Properties"]["Metrics"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{id}: its rollback alarm adds metrics"));
+        let watched = |namespace: &str, name: &str| -> Vec<Value> {
+            metrics
                 .iter()
-                .map(|d| d["Value"].to_string())
+                .map(|m| &m["MetricStat"]["Metric"])
+                .filter(|m| m["Namespace"] == namespace && m["MetricName"] == name)
+                .map(|m| m["Dimensions"].clone())
                 .collect()
         };
-        let live = json!({"Fn::Sub": format!("${{{id}}}:live")}).to_string();
-        assert!(
-            alarms.iter().any(|a| watches(a).contains(&live)),
-            "{id}: an alarm on its live alias's errors"
+        assert_eq!(
+            watched("AWS/Lambda", "Errors"),
+            [json!([
+                {"Name": "FunctionName", "Value": {"Ref": id}},
+                {"Name": "Resource", "Value": {"Fn::Sub": format!("${{{id}}}:live")}}
+            ])],
+            "{id}: its live alias's errors"
         );
-        for event in function["Properties"]["Events"]
-            .as_object()
-            .map(|e| e.values().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e["Type"] == "SQS")
-        {
-            let dlq = dead_letter_of(&event["Properties"]["Queue"]);
-            let by_name = json!({"Fn::GetAtt": [dlq, "QueueName"]}).to_string();
+        assert_eq!(
+            watched(observability::NAMESPACE, failures.name()),
+            [json!([
+                {"Name": "Service", "Value": failures.service()},
+                {"Name": "FunctionName", "Value": {"Ref": id}}
+            ])],
+            "{id}: the failures it emits under its own name (AWS_LAMBDA_FUNCTION_NAME, which is what Ref gives)"
+        );
+        assert_eq!(
+            failures.dimensions(),
+            ["Service", "FunctionName"],
+            "the alarm names every dimension the code emits"
+        );
+        let sum = metrics
+            .iter()
+            .find(|m| m["ReturnData"] == true)
+            .unwrap_or_else(|| panic!("{id}: an expression the alarm compares"));
+        assert_eq!(sum["Expression"], "FILL(errors, 0) + FILL(failures, 0)");
+        assert_eq!(alarm["Properties"]["Threshold"], 0);
+        assert_eq!(
+            alarm["Properties"]["ComparisonOperator"],
+            "GreaterThanThreshold"
+        );
+    }
+    for (id, alarm) in template.of_type("AWS::CloudWatch::Alarm") {
+        if alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible" {
             assert!(
-                alarms.iter().any(|a| watches(a).contains(&by_name)),
-                "{id}: an alarm on {dlq}, the DLQ of a queue it consumes"
+                !template
+                    .of_type("AWS::Serverless::Function")
+                    .iter()
+                    .any(|(_, f)| f["Properties"]["DeploymentPreference"]["Alarms"]
+                        .as_array()
+                        .is_some_and(|a| a.contains(&json!({"Ref": id})))),
+                "{id}: a queue's depth pages but rolls nothing back"
             );
         }
     }

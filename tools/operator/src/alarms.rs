@@ -40,10 +40,11 @@ fn watches(alarm: &aws_sdk_cloudwatch::types::MetricAlarm) -> String {
         .filter_map(|q| {
             let metric = q.metric_stat()?.metric()?;
             Some(format!(
-                "{}={} {}",
+                "{}={} {} {{{}}}",
                 q.id().unwrap_or(""),
                 metric.namespace().unwrap_or(""),
-                metric.metric_name().unwrap_or("")
+                metric.metric_name().unwrap_or(""),
+                dimensions(metric.dimensions())
             ))
         })
         .collect();

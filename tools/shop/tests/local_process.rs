@@ -393,6 +393,55 @@ async fn a_shopper_uses_the_local_app_over_http() {
         "{out}"
     );
 
+    // A bad version's failures reach the alarm that rolls it back: a message the
+    // payments function cannot read fails its record (no Lambda error), and the
+    // failure is counted under the very name the function's rollback alarm watches.
+    let (code, out, _) = operator(&stack, &["alarms", "--json"]).await;
+    assert_eq!(code, 0);
+    let alarms: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let watched_name = |alarm: &str| -> String {
+        let watches = alarms
+            .iter()
+            .find(|a| a["name"].as_str().unwrap().ends_with(alarm))
+            .unwrap_or_else(|| panic!("{alarm} in {out}"))["watches"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, rest) = watches
+            .split_once("FunctionFailures {Service=functions,FunctionName=")
+            .unwrap_or_else(|| panic!("{alarm} adds the function's failures: {watches}"));
+        rest.split('}').next().unwrap().to_owned()
+    };
+    let payments_name = watched_name("PaymentsErrorsAlarm");
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs
+        .get_queue_url()
+        .queue_name(format!("{stack}-PaymentsQueue"))
+        .send()
+        .await
+        .unwrap();
+    sqs.send_message()
+        .queue_url(queue.queue_url().unwrap())
+        .message_body(r#"{"command":"Charge","orderId":"ord-0"}"#)
+        .send()
+        .await
+        .unwrap();
+    let counted = |function: &str| {
+        app.metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|doc| doc["FunctionFailures"].is_number() && doc["FunctionName"] == function)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !counted(&payments_name) {
+        assert!(
+            Instant::now() < deadline,
+            "no FunctionFailures for {payments_name}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // Every metric line the functions printed is one of the catalogue the alarms and
     // the dashboard are checked against, in its namespace and with its dimensions.
     // (Fulfilment counts outcomes from the bus, a moment after the order ends.)
@@ -456,6 +505,25 @@ async fn a_shopper_uses_the_local_app_over_http() {
         err.contains("catalog.") && err.contains("ResourceNotFoundException"),
         "the port's operation and AWS's error: {err}"
     );
+    // The orders API answers a shopper 5xx without a Lambda error; its rollback alarm
+    // counts it all the same.
+    let (status, _, _) = call(
+        "POST",
+        &format!("{api}/v1/orders"),
+        Some(order("MUG", 1, "pm_card_visa")),
+        &[bb],
+    )
+    .await;
+    assert!(status >= 500, "{status}");
+    let api_name = watched_name("OrdersApiErrorsAlarm");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !counted(&api_name) {
+        assert!(
+            Instant::now() < deadline,
+            "no FunctionFailures for {api_name}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     stop(app).await;
 }
