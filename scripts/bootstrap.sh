@@ -2,7 +2,8 @@
 # Installs the tools the tests and the local runtime need into the project's own
 # folders (.venv for Python tools, node_modules for npm tools, .tools for cargo-built
 # tools) and the Rust targets
-# Lambda builds for. Safe to re-run: each step is skipped when already done.
+# Lambda builds for, and Debian's chromium. Safe to re-run: each step is skipped when
+# already done.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -33,4 +34,15 @@ fi
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
   rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || true
+fi
+
+# Headless Chromium for the browser test (a storefront page on another origin places
+# an order through `shop local`): Debian's package, the one system package the tests
+# need, installed when missing (as root, or with sudo).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "bootstrap: apt-get install chromium (headless browser for the CORS test)" >&2
+  sudo_if_needed=""
+  [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
+  $sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi

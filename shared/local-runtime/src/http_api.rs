@@ -1,12 +1,13 @@
 //! API Gateway HTTP API (payload v2) in front of functions: serves the template's
-//! stage, runs each route's JWT authorizer, matches the template's routes, builds the
-//! request event and maps the answer back.
+//! stage, answers CORS preflights, runs each route's JWT authorizer, matches the
+//! template's routes, builds the request event and maps the answer back.
 //!
 //! Stage: on AWS the `$default` stage is served at the root of the API's URL and a
 //! named stage under `/{stage}`; a named stage stays in the event's `rawPath` and
 //! `requestContext.http.path` (only route matching ignores it), and
 //! `requestContext.stage` names the stage either way. The same happens here.
 
+use crate::cors::Cors;
 use crate::invoke::{InvokeError, Invoker};
 use crate::jwt_authorizer::{Decision, JwtAuthorizer};
 use crate::provision::{DEFAULT_STAGE, Route, Stack};
@@ -176,10 +177,12 @@ impl HttpApi {
         })
     }
 
-    /// Serves one request as an HTTP API does: 404 `{"message":"Not Found"}` when no
-    /// route matches the path and method, 429 above the route's throttle, 401/403 when
-    /// the route's authorizer refuses, 500 `{"message":"Internal Server Error"}` when
-    /// the function fails, otherwise the function's answer.
+    /// Serves one request as an HTTP API does: a preflight answered by the API's CORS
+    /// configuration, if it has one (see [`crate::cors`]); 404 `{"message":"Not
+    /// Found"}` when no route matches the path and method, 429 above the route's
+    /// throttle, 401/403 when the route's authorizer refuses, 500 `{"message":"Internal
+    /// Server Error"}` when the function fails, otherwise the function's answer, with
+    /// the CORS headers for its origin.
     pub async fn serve(
         &self,
         method: &str,
@@ -191,6 +194,16 @@ impl HttpApi {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
+        let origin = crate::cors::header(headers, "origin");
+        if let Some(cors) = &stack.cors
+            && let Some(origin) = origin.filter(|_| Cors::is_preflight(method, headers))
+        {
+            return Ok(HttpResponse {
+                status: 204,
+                headers: cors.preflight(origin),
+                body: String::new(),
+            });
+        }
         let prefix = self.stage_prefix.as_str();
         let Some(route_path) = path
             .strip_prefix(prefix)
@@ -318,18 +331,22 @@ impl HttpApi {
             correlation_id = %header("x-correlation-id"),
             "invocation"
         );
+        let mut headers = response
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        if let Some(cors) = &stack.cors {
+            cors.answer(origin, &mut headers);
+        }
         Ok(HttpResponse {
             status,
-            headers: response
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        v.to_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect(),
+            headers,
             body,
         })
     }
@@ -363,6 +380,7 @@ mod tests {
             outputs: Default::default(),
             stage: "$default".into(),
             throttle,
+            cors: None,
             authorizers: Default::default(),
             routes,
         }

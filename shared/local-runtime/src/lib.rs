@@ -5,6 +5,7 @@
 //! wiring; the end-to-end tests and `shop local` use this same code.
 #![warn(missing_docs)]
 
+pub mod cors;
 pub mod emulator;
 pub mod http_api;
 pub mod http_client;

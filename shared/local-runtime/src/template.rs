@@ -244,6 +244,20 @@ fn resolve_opt(
                     };
                     resolve_opt(branch, names, template)
                 }
+                "Fn::Split" => {
+                    let items = arg
+                        .as_array()
+                        .filter(|a| a.len() == 2)
+                        .ok_or("Fn::Split needs two items")?;
+                    let separator = items[0].as_str().ok_or("Fn::Split needs a separator")?;
+                    let text = resolve(&items[1], names, template)?;
+                    let text = text.as_str().ok_or("Fn::Split splits a string")?;
+                    Ok(Some(Value::Array(
+                        text.split(separator)
+                            .map(|part| Value::String(part.to_owned()))
+                            .collect(),
+                    )))
+                }
                 "Fn::Join" => {
                     let items = arg
                         .as_array()
@@ -464,12 +478,12 @@ mod tests {
     #[test]
     fn resolves_short_tags_subs_and_conditions() {
         let t = template(
-            "Conditions:\n  Auth: !Not [!Equals [!Ref Stage, dev]]\nResources:\n  X:\n    Type: T\n    Properties:\n      A: !Ref Queue\n      B: !GetAtt Queue.Arn\n      C: !Sub \"${AWS::StackName}-bus\"\n      D: !If [Auth, JWT, NONE]\n      E: !If [Auth, x, !Ref AWS::NoValue]\n",
+            "Conditions:\n  Auth: !Not [!Equals [!Ref Stage, dev]]\nResources:\n  X:\n    Type: T\n    Properties:\n      A: !Ref Queue\n      B: !GetAtt Queue.Arn\n      C: !Sub \"${AWS::StackName}-bus\"\n      D: !If [Auth, JWT, NONE]\n      E: !If [Auth, x, !Ref AWS::NoValue]\n      F: !Split [\",\", \"a,b\"]\n",
         );
         let props = resolve(&t.resources["X"]["Properties"], &Fixed, &t).unwrap();
         assert_eq!(
             props,
-            json!({"A": "http://q", "B": "arn:q", "C": "s-bus", "D": "NONE"})
+            json!({"A": "http://q", "B": "arn:q", "C": "s-bus", "D": "NONE", "F": ["a", "b"]})
         );
     }
 

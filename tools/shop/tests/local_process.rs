@@ -1063,3 +1063,236 @@ async fn a_provider_outage_is_waited_out_and_nothing_reaches_the_human_queue() {
     assert_eq!((kettle.available, kettle.reserved), (70, 30));
     stop(app).await;
 }
+
+/// A storefront served on its own origin: `GET /` answers the page set in `page`,
+/// and the page `POST`s what it saw to `/result`, which arrives on `seen`.
+struct Storefront {
+    origin: String,
+    page: std::sync::Arc<std::sync::Mutex<String>>,
+    seen: tokio::sync::mpsc::Receiver<Value>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn storefront() -> Storefront {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let page = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let html = page.clone();
+    let (tx, seen) = tokio::sync::mpsc::channel(4);
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut head_end = None;
+            while head_end.is_none() {
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                head_end = request
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|at| at + 4);
+            }
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while request.len() < head_end + length {
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            let answer = if head.starts_with("post /result ") {
+                let report = serde_json::from_slice(&request[head_end..]).unwrap_or(Value::Null);
+                let _ = tx.send(report).await;
+                "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_owned()
+            } else if head.starts_with("get / ") {
+                let html = html.lock().unwrap().clone();
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                    html.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_owned()
+            };
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    Storefront {
+        origin,
+        page,
+        seen,
+        server,
+    }
+}
+
+impl Storefront {
+    /// Opens the storefront in headless Chromium (Debian's `chromium`, which
+    /// scripts/bootstrap.sh installs) with `page` until the page reports what it saw.
+    async fn open_in_browser(&mut self, page: String) -> Value {
+        *self.page.lock().unwrap() = page;
+        let profile = std::env::temp_dir().join(format!(
+            "chromium-{}-{}",
+            std::process::id(),
+            self.origin.rsplit(':').next().unwrap()
+        ));
+        let mut browser = Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("{}/", self.origin))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium runs (scripts/bootstrap.sh installs it)");
+        let seen = tokio::time::timeout(Duration::from_secs(60), self.seen.recv())
+            .await
+            .expect("the page reported within 60 s")
+            .expect("a report");
+        let _ = browser.kill().await;
+        let _ = std::fs::remove_dir_all(&profile);
+        seen
+    }
+}
+
+/// What a storefront's page does: places an order with the shopper's token and an
+/// `Idempotency-Key` (a request the browser preflights), reads the answer's `Location`
+/// (an exposed header), and reports what it saw, or the error the browser gave it.
+fn storefront_page(api: &str, bearer: &str, key: &str) -> String {
+    format!(
+        r#"<!doctype html><title>storefront</title><script>
+(async () => {{
+  let seen;
+  try {{
+    const r = await fetch("{api}/v1/orders", {{
+      method: "POST",
+      headers: {{"authorization": "{bearer}", "content-type": "application/json", "idempotency-key": "{key}"}},
+      body: JSON.stringify({order}),
+    }});
+    const body = await r.json();
+    seen = {{status: r.status, location: r.headers.get("location"), orderId: body.orderId}};
+  }} catch (e) {{
+    seen = {{error: String(e)}};
+  }}
+  await fetch("/result", {{method: "POST", body: JSON.stringify(seen)}});
+}})();
+</script>"#,
+        order = order("MUG", 1, "pm_card_visa")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storefront_on_another_origin_places_an_order_from_a_browser() {
+    // GIVEN a stack that allows one storefront's origin, and another storefront
+    let stack = format!("cc{}", std::process::id());
+    let mut allowed = storefront().await;
+    let mut elsewhere = storefront().await;
+    let app = shop_local(
+        &stack,
+        &[
+            "--parameter",
+            &format!("CorsAllowedOrigins={}", allowed.origin),
+        ],
+    )
+    .await;
+    let api = app.api.clone();
+    let bearer = app.bearer("cc").await;
+
+    // WHEN each asks to place an order as a browser asks first
+    let preflight = |origin: String| {
+        let api = api.clone();
+        async move {
+            call(
+                "OPTIONS",
+                &format!("{api}/v1/orders"),
+                None,
+                &[
+                    ("origin", origin.as_str()),
+                    ("access-control-request-method", "POST"),
+                    (
+                        "access-control-request-headers",
+                        "authorization,content-type,idempotency-key",
+                    ),
+                ],
+            )
+            .await
+        }
+    };
+    // THEN the allowed one gets the configuration (no token needed: API Gateway
+    // answers before the authorizer), the other nothing a browser accepts
+    let (status, headers, _) = preflight(allowed.origin.clone()).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        allowed.origin.as_str()
+    );
+    assert_eq!(headers["access-control-allow-methods"], "GET,POST");
+    assert_eq!(
+        headers["access-control-allow-headers"],
+        "authorization,content-type,idempotency-key,x-correlation-id"
+    );
+    assert_eq!(headers["access-control-max-age"], "600");
+    let (status, headers, _) = preflight(elsewhere.origin.clone()).await;
+    assert_eq!(status, 204);
+    assert!(
+        headers
+            .keys()
+            .all(|h| !h.as_str().starts_with("access-control-")),
+        "{headers:?}"
+    );
+
+    // AND a real browser on the allowed origin places the order and reads Location
+    let seen = allowed
+        .open_in_browser(storefront_page(&api, &bearer, "browser-1"))
+        .await;
+    assert_eq!(seen["status"], 202, "{seen}");
+    let id = seen["orderId"]
+        .as_str()
+        .expect("the page read the body")
+        .to_owned();
+    assert_eq!(seen["location"], format!("/v1/orders/{id}"), "{seen}");
+    let confirmed = wait_terminal(&api, &bearer, &id, Duration::from_secs(60)).await;
+    assert_eq!(confirmed["status"], "CONFIRMED");
+
+    // AND the browser on the other origin is refused before anything is sent
+    let refused = elsewhere
+        .open_in_browser(storefront_page(&api, &bearer, "browser-2"))
+        .await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "{refused}"
+    );
+    let (_, _, mine) = call(
+        "GET",
+        &format!("{api}/v1/orders"),
+        None,
+        &[("authorization", bearer.as_str())],
+    )
+    .await;
+    assert_eq!(
+        mine["orders"].as_array().map(Vec::len),
+        Some(1),
+        "only the allowed storefront's order: {mine}"
+    );
+    allowed.server.abort();
+    elsewhere.server.abort();
+    stop(app).await;
+}

@@ -11,6 +11,13 @@ use serde::Deserialize;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct ApiProperties {
+    #[serde(default)]
+    cors_configuration: Option<crate::cors::Cors>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct StageProperties {
     stage_name: String,
     #[serde(default)]
@@ -62,6 +69,14 @@ pub(super) fn declare(
     names: &LocalNames<'_>,
     stack: &mut Stack,
 ) -> Result<(), ProvisionError> {
+    let apis: Vec<_> = active.of_type("AWS::ApiGatewayV2::Api").collect();
+    if let Some((id, _)) = apis.get(1) {
+        return Err(unsupported(id, "the local runtime serves one HTTP API"));
+    }
+    if let Some((id, resource)) = apis.first() {
+        let p: ApiProperties = super::properties(id, resource, names)?;
+        stack.cors = p.cors_configuration;
+    }
     let stages: Vec<_> = active.of_type("AWS::ApiGatewayV2::Stage").collect();
     if let [(id, resource)] = stages.as_slice() {
         let p: StageProperties = super::properties(id, resource, names)?;

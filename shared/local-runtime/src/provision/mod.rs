@@ -27,7 +27,6 @@ const CLOUD_ONLY: &[&str] = &[
     "AWS::Logs::LogGroup",
     "AWS::SQS::QueuePolicy",
     "AWS::Lambda::Permission",
-    "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Integration",
     // The alarm topic and its key: alarms locally name the topic's ARN, and the
     // emulator never evaluates an alarm, so nothing would ever be published.
@@ -166,6 +165,8 @@ pub struct Stack {
     /// The stage's `DefaultRouteSettings` throttling, applied to each route on its
     /// own as API Gateway does; `None` when the stage sets none.
     pub throttle: Option<Throttle>,
+    /// The HTTP API's `CorsConfiguration`, `None` when it has none.
+    pub cors: Option<crate::cors::Cors>,
     /// Logical id to JWT authorizer.
     pub authorizers: BTreeMap<String, AuthorizerSpec>,
 }
@@ -297,6 +298,7 @@ const SUPPORTED: &[&str] = &[
     "AWS::Events::Rule",
     "AWS::Serverless::StateMachine",
     "AWS::Serverless::Function",
+    "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Route",
     "AWS::ApiGatewayV2::Stage",
     "AWS::ApiGatewayV2::Authorizer",
@@ -394,6 +396,7 @@ pub async fn provision(
         outputs: BTreeMap::new(),
         stage: DEFAULT_STAGE.to_owned(),
         throttle: None,
+        cors: None,
         authorizers: BTreeMap::new(),
     };
     secrets::create(&active, &mut names, clients).await?;
