@@ -236,14 +236,11 @@ impl App {
             .expect("a stack paying through the sandbox, in process")
     }
 
-    /// A bearer token of `customer` from the stack's issuer, valid for ten minutes.
+    /// A shopper's bearer token of `customer` from the stack's issuer, with the scopes
+    /// the routes require, valid for ten minutes.
     pub fn token(&self, customer: &str) -> String {
         self.issuer
-            .mint(&TokenRequest {
-                subject: customer.to_owned(),
-                scopes: Vec::new(),
-                lifetime: Duration::from_secs(600),
-            })
+            .mint(&TokenRequest::shopper(customer, Duration::from_secs(600)))
             .expect("token signs")
     }
 

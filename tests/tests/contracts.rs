@@ -691,3 +691,70 @@ fn the_functions_timeouts_are_the_templates() {
         stripe_webhook::TIMEOUT.as_secs()
     );
 }
+
+/// Access tokens, not ID tokens: every shopper route requires one of the API's scopes
+/// (reads `orders/read`, placing and cancelling `orders/write`), the stack's user pool
+/// declares them on its resource server and lets its clients ask for them, and the
+/// tokens `shop local`, `shop smoke` and the tests mint carry exactly them.
+#[test]
+fn every_shopper_route_requires_the_scope_its_tokens_carry() {
+    let template = template();
+    let shopper_scopes: Vec<String> = local_runtime::oidc_issuer::SHOPPER_SCOPES
+        .map(str::to_owned)
+        .to_vec();
+    let mut required = Vec::new();
+    for (id, route) in template.of_type("AWS::ApiGatewayV2::Route") {
+        let p = &route["Properties"];
+        if p["AuthorizationType"] != "JWT" {
+            continue;
+        }
+        let key = p["RouteKey"].as_str().unwrap();
+        let expected = if key.starts_with("GET ") {
+            "orders/read"
+        } else {
+            "orders/write"
+        };
+        assert_eq!(
+            p["AuthorizationScopes"],
+            json!([expected]),
+            "{id} ({key}) requires {expected}"
+        );
+        required.push(expected.to_owned());
+    }
+    required.sort();
+    required.dedup();
+    assert_eq!(required, shopper_scopes);
+    let server = &template.resources["ShopperApiResourceServer"]["Properties"];
+    let declared: Vec<String> = server["Scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                server["Identifier"].as_str().unwrap(),
+                s["ScopeName"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(declared, shopper_scopes);
+    for client in ["ShopperUserPoolClient", "ShopSmokeClient"] {
+        let allowed = &template.resources[client]["Properties"]["AllowedOAuthScopes"];
+        for scope in &shopper_scopes {
+            assert!(
+                allowed.as_array().unwrap().contains(&json!(scope)),
+                "{client} may ask for {scope}"
+            );
+        }
+        assert_eq!(
+            template.resources[client]["DependsOn"], "ShopperApiResourceServer",
+            "{client}: its scopes exist before it"
+        );
+    }
+    let audience = &template.resources["ShopperJwtAuthorizer"]["Properties"]["JwtConfiguration"]["Audience"]
+        ["Fn::If"][1];
+    assert_eq!(
+        audience,
+        &json!([{"Ref": "ShopperUserPoolClient"}, {"Ref": "ShopSmokeClient"}])
+    );
+}

@@ -140,6 +140,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(bytes)
 }
 
+/// The scopes a shopper's access token carries: the orders API's routes require one of
+/// them each (`AuthorizationScopes` in template.yaml, which a contract test holds equal;
+/// reads need `orders/read`, placing and cancelling `orders/write`).
+pub const SHOPPER_SCOPES: [&str; 2] = ["orders/read", "orders/write"];
+
 /// What a token should say.
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
@@ -149,6 +154,17 @@ pub struct TokenRequest {
     pub scopes: Vec<String>,
     /// How long the token is valid from now.
     pub lifetime: Duration,
+}
+
+impl TokenRequest {
+    /// A shopper's access token: `subject`, with [`SHOPPER_SCOPES`].
+    pub fn shopper(subject: impl Into<String>, lifetime: Duration) -> Self {
+        Self {
+            subject: subject.into(),
+            scopes: SHOPPER_SCOPES.map(str::to_owned).to_vec(),
+            lifetime,
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -451,11 +451,7 @@ impl LocalApp {
     ) -> Option<HttpResponse> {
         let token = self
             .issuer
-            .mint(&TokenRequest {
-                subject: customer.to_owned(),
-                scopes: Vec::new(),
-                lifetime: Duration::from_secs(300),
-            })
+            .mint(&TokenRequest::shopper(customer, Duration::from_secs(300)))
             .ok()?;
         let headers = vec![
             ("content-type".to_owned(), "application/json".to_owned()),

@@ -173,7 +173,8 @@ enum Command {
         /// The shopper: the token's subject (`sub`), who owns the orders it places.
         #[arg(long)]
         customer: String,
-        /// An OAuth scope for the `scope` claim (repeatable).
+        /// An OAuth scope for the `scope` claim (repeatable); by default orders/read
+        /// and orders/write, what the orders API's routes require.
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
         /// How long the token is valid, e.g. 15m, 1h, 7d.

@@ -412,19 +412,15 @@ pub fn token(
     if let Some(stack) = &args.stack {
         return Err(OpsError::Refused(format!(
             "{stack} is a deployed stack: its tokens come from its identity provider \
-             (the Cognito user pool in its outputs ShopperUserPoolId and \
-             ShopperUserPoolClientId, or the issuer it was given); see README, Identity"
+             (its Cognito user pool's managed sign-in for shoppers, its ShopSmokeClient \
+             for operators, or the issuer it was given); see README, Deploying to AWS"
         )));
     }
-    let token = crate::token::local_token(
-        &args.state_dir,
-        &args.local_stack,
-        &local_runtime::oidc_issuer::TokenRequest {
-            subject: customer,
-            scopes,
-            lifetime,
-        },
-    )?;
+    let mut request = local_runtime::oidc_issuer::TokenRequest::shopper(customer, lifetime);
+    if !scopes.is_empty() {
+        request.scopes = scopes;
+    }
+    let token = crate::token::local_token(&args.state_dir, &args.local_stack, &request)?;
     say!("{token}");
     Ok(ExitCode::SUCCESS)
 }
@@ -443,11 +439,10 @@ pub async fn smoke(
         (None, None) => crate::token::local_token(
             &args.state_dir,
             &args.local_stack,
-            &local_runtime::oidc_issuer::TokenRequest {
-                subject: format!("smoke-{}", uuid::Uuid::new_v4().simple()),
-                scopes: Vec::new(),
-                lifetime: within * 3,
-            },
+            &local_runtime::oidc_issuer::TokenRequest::shopper(
+                format!("smoke-{}", uuid::Uuid::new_v4().simple()),
+                within * 3,
+            ),
         )?,
         (None, Some(stack)) => {
             return Err(OpsError::Refused(format!(
@@ -530,11 +525,10 @@ pub async fn load(args: StackArgs, load: LoadArgs) -> Result<ExitCode, OpsError>
                 crate::token::local_token(
                     &args.state_dir,
                     &args.local_stack,
-                    &local_runtime::oidc_issuer::TokenRequest {
-                        subject: format!("load-{}-{i}", &run_id[..8]),
-                        scopes: Vec::new(),
-                        lifetime: load.within * 3 + std::time::Duration::from_secs(3600),
-                    },
+                    &local_runtime::oidc_issuer::TokenRequest::shopper(
+                        format!("load-{}-{i}", &run_id[..8]),
+                        load.within * 3 + std::time::Duration::from_secs(3600),
+                    ),
                 )
             })
             .collect::<Result<_, _>>()?,

@@ -818,15 +818,59 @@ async fn shoppers_see_only_their_own_orders_behind_the_jwt_authorizer() {
             );
         }
     }
-    // The same token signed properly is accepted: the refusals were about the token.
-    let good = ours.sign(&claims(&issuer_url, |_| {})).unwrap();
-    let (status, _, _) = call(
-        "GET",
-        &orders,
-        None,
-        &[("authorization", &format!("Bearer {good}"))],
-    )
-    .await;
+    // A valid token without the route's scope, such as an ID token (no `scope` at
+    // all), is API Gateway's 403, and nothing reaches the function; a read-only
+    // token reads but does not place or cancel.
+    let scoped = |scope: Option<&str>, token_use: &str| {
+        let scope = scope.map(str::to_owned);
+        let token_use = token_use.to_owned();
+        format!(
+            "Bearer {}",
+            ours.sign(&claims(&issuer_url, |c| {
+                c["token_use"] = json!(token_use);
+                if let Some(scope) = scope {
+                    c["scope"] = json!(scope);
+                }
+            }))
+            .unwrap()
+        )
+    };
+    let id_token = scoped(None, "id");
+    let read_only = scoped(Some("orders/read"), "access");
+    for (bearer, method, path, case) in [
+        (&id_token, "GET", orders.clone(), "an ID token lists"),
+        (&id_token, "POST", orders.clone(), "an ID token places"),
+        (
+            &read_only,
+            "POST",
+            orders.clone(),
+            "a read-only token places",
+        ),
+        (
+            &read_only,
+            "POST",
+            format!("{orders}/{id}/cancel"),
+            "a read-only token cancels",
+        ),
+    ] {
+        let body = (method == "POST").then(|| order("MUG", 1, "pm_card_visa"));
+        let (status, h, answer) = call(method, &path, body, &[("authorization", bearer)]).await;
+        assert_eq!(status, 403, "{case}: {answer}");
+        assert_eq!(answer, json!({"message": "Forbidden"}), "{case}");
+        let challenge = h["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains("insufficient_scope"),
+            "{case}: {challenge}"
+        );
+    }
+    let (status, _, listed) = call("GET", &orders, None, &[("authorization", &read_only)]).await;
+    assert_eq!(
+        (status, listed["orders"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    // The same token with both scopes is accepted: the refusals were about the token.
+    let good = scoped(Some("orders/read orders/write"), "access");
+    let (status, _, _) = call("GET", &orders, None, &[("authorization", &good)]).await;
     assert_eq!(status, 200);
     let (_, _, all) = call(
         "GET",

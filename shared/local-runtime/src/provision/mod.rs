@@ -40,6 +40,9 @@ const CLOUD_ONLY: &[&str] = &[
     // reached from here, and every request it guards is refused (401).
     "AWS::Cognito::UserPool",
     "AWS::Cognito::UserPoolClient",
+    "AWS::Cognito::UserPoolResourceServer",
+    "AWS::Cognito::UserPoolDomain",
+    "AWS::Cognito::ManagedLoginBranding",
 ];
 
 /// Concurrent invocations per SQS event source without `ScalingConfig`: the smallest
