@@ -579,7 +579,9 @@ async fn functions_under_cargo_lambda_watch_run_inside_the_local_wiring() {
         .kill_on_drop(true)
         .spawn()
         .expect("cargo lambda watch starts (cargo-lambda comes from scripts/bootstrap.sh)");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Its start runs `cargo metadata`, which waits for cargo's package cache while
+    // another cargo holds it (the test command's `sam build` runs alongside).
+    let deadline = Instant::now() + Duration::from_secs(240);
     while std::net::TcpStream::connect(("127.0.0.1", invoke_port)).is_err() {
         assert!(
             Instant::now() < deadline,
