@@ -629,8 +629,8 @@ fn the_saga_times_out_only_past_every_bound_its_parameters_allow() {
 }
 
 /// The most concurrent executions all queue consumers may take at their defaults, so
-/// a backlog anywhere leaves the orders API the rest (README: "Admission and
-/// isolation"): the budget `docs/capacity.md` states ("Their budget is N of the
+/// a backlog anywhere leaves the orders API the rest (docs/design.md: "Admission
+/// and isolation"): the budget `docs/capacity.md` states ("Their budget is N of the
 /// account's …"), which `shop capacity` writes.
 fn consumer_concurrency_budget() -> u64 {
     let doc = std::fs::read_to_string(repo_root().join("docs/capacity.md")).unwrap();

@@ -5,25 +5,26 @@
 //! reaches the caller.
 #![warn(missing_docs)]
 
+mod cancel;
 pub mod identity;
+mod place;
 pub mod problem;
+mod read;
+
+pub use read::view;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use base64::Engine;
 use futures::FutureExt;
 use http::{HeaderMap, HeaderValue};
-use idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Outcome};
+use idempotency::{Idempotency, IdempotencyStore};
 use identity::IdentityError;
 use problem::{Problem, ProblemType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shop_aws::{ConfigError, Settings};
-use shop_domain::listing::{ListCursor, PageRequest, PageRequestError};
-use shop_domain::ports::{CancelOutcome, Catalog, OrderQueue, OrderStore};
-use shop_domain::request::{self, MAX_BODY_BYTES, RequestError};
-use shop_domain::services::{OrderService, PlaceOrderError};
-use shop_domain::{CustomerId, Order, OrderId};
+use shop_domain::ports::{Catalog, OrderQueue, OrderStore};
+use shop_domain::services::OrderService;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -244,197 +245,11 @@ impl OrdersApi {
         }
     }
 
-    async fn place(
-        &self,
-        request: &ApiGatewayV2httpRequest,
-        caller: &CustomerId,
-        links: &str,
-        correlation_id: &str,
-        deadline: SystemTime,
-    ) -> (Reply, bool) {
-        let body = match request_body(request) {
-            Ok(body) => body,
-            Err(reply) => return (reply, false),
-        };
-        let place_once = || self.place_once(&body, caller, links, correlation_id);
-        let Some(key) = header(&request.headers, "idempotency-key") else {
-            return (place_once().await, false);
-        };
-        if !(1..=255).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            let p = Problem::new(
-                ProblemType::IdempotencyKeyInvalid,
-                "Idempotency-Key must be 1-255 visible ASCII characters",
-            );
-            return (p.into(), false);
-        }
-        // Per caller: two shoppers may use the same key. The subject's length keeps
-        // ("a#b", "c") and ("a", "b#c") apart.
-        let scoped = format!("POST /v1/orders#{}:{caller}#{key}", caller.as_str().len());
-        let fingerprint = canonical_payload(&body);
-        let result = self
-            .idempotency
-            .run(&scoped, &fingerprint, deadline, || async {
-                let reply = place_once().await;
-                if reply.status >= 500 {
-                    Err(reply)
-                } else {
-                    Ok(reply)
-                }
-            })
-            .await;
-        match result {
-            Ok(Outcome::Fresh(reply)) => (reply, false),
-            Ok(Outcome::Replayed(reply)) => (reply, true),
-            Err(IdempotencyError::Work(reply)) => (reply, false),
-            Err(IdempotencyError::PayloadMismatch) => (
-                Problem::new(
-                    ProblemType::IdempotencyKeyReused,
-                    "this Idempotency-Key was used with a different request body",
-                )
-                .into(),
-                false,
-            ),
-            Err(IdempotencyError::InProgress) => (
-                Problem::new(
-                    ProblemType::IdempotencyKeyInProgress,
-                    "a request with this Idempotency-Key is still being processed; retry shortly",
-                )
-                .into(),
-                false,
-            ),
-            Err(e @ (IdempotencyError::Store(_) | IdempotencyError::Corrupt(_))) => {
-                (unavailable("idempotency store", &e), false)
-            }
-        }
-    }
-
-    async fn place_once(
-        &self,
-        body: &[u8],
-        caller: &CustomerId,
-        links: &str,
-        correlation_id: &str,
-    ) -> Reply {
-        let parsed = match request::parse_place_order(body, caller) {
-            Ok(p) => p,
-            Err(e) => return request_problem(e).into(),
-        };
-        match self.service().place(parsed, correlation_id).await {
-            Ok(order) => {
-                tracing::info!(order_id = %order.order_id, total = order.total, "order accepted");
-                observability::emit(observability::Metric::OrdersPlaced, 1.0, &[]);
-                let location = format!("{links}/v1/orders/{}", order.order_id);
-                Reply {
-                    location: Some(location.clone()),
-                    ..Reply::json(
-                        202,
-                        json!({
-                            "orderId": order.order_id,
-                            "status": order.status,
-                            "total": order.total,
-                            "currency": order.currency,
-                            "links": { "self": location },
-                        }),
-                    )
-                }
-            }
-            Err(PlaceOrderError::UnknownSkus(errors)) => Problem::new(
-                ProblemType::ValidationFailed,
-                "some lines name SKUs the catalog does not sell in this currency",
-            )
-            .with_errors(errors)
-            .into(),
-            Err(PlaceOrderError::TotalOverflow) => Problem::new(
-                ProblemType::ValidationFailed,
-                "the order total is too large",
-            )
-            .into(),
-            Err(PlaceOrderError::Unavailable(e)) => unavailable("placing order", &e),
-        }
-    }
-
     fn service(&self) -> OrderService<'_> {
         OrderService {
             catalog: self.catalog.as_ref(),
             orders: self.orders.as_ref(),
             queue: self.queue.as_ref(),
-        }
-    }
-
-    async fn get(&self, raw_id: &str, caller: &CustomerId) -> Reply {
-        let Some(order_id) = OrderId::parse(raw_id) else {
-            return not_found(raw_id);
-        };
-        match self.orders.get(&order_id).await {
-            Ok(Some(order)) if order.is_owned_by(caller) => Reply::json(200, view(&order)),
-            Ok(_) => not_found(raw_id),
-            Err(e) => unavailable("reading order", &e),
-        }
-    }
-
-    async fn list(
-        &self,
-        request: &ApiGatewayV2httpRequest,
-        caller: &CustomerId,
-        links: &str,
-    ) -> Reply {
-        let query = &request.query_string_parameters;
-        let page = match PageRequest::parse(query.first("limit"), query.first("cursor")) {
-            Ok(page) => page,
-            Err(e) => {
-                let (kind, field) = match e {
-                    PageRequestError::Limit => (ProblemType::InvalidQuery, "limit"),
-                    PageRequestError::Cursor => (ProblemType::InvalidCursor, "cursor"),
-                };
-                return Problem::new(kind, e.to_string())
-                    .with_errors(vec![request::FieldError {
-                        field: field.into(),
-                        detail: e.to_string(),
-                    }])
-                    .into();
-            }
-        };
-        match self.orders.list_by_customer(caller, &page).await {
-            Ok(found) => {
-                let link = |cursor: Option<&ListCursor>| {
-                    let mut link = format!("{links}/v1/orders?limit={}", page.limit);
-                    if let Some(c) = cursor {
-                        link.push_str("&cursor=");
-                        link.push_str(&c.encode());
-                    }
-                    link
-                };
-                let orders: Vec<Value> = found
-                    .orders
-                    .iter()
-                    .map(|o| summary(o, &format!("{links}/v1/orders/{}", o.order_id)))
-                    .collect();
-                let mut page_links = json!({ "self": link(page.after.as_ref()) });
-                if let Some(next) = &found.next {
-                    page_links["next"] = json!(link(Some(next)));
-                }
-                Reply::json(200, json!({ "orders": orders, "links": page_links }))
-            }
-            Err(e) => unavailable("listing orders", &e),
-        }
-    }
-
-    async fn cancel(&self, raw_id: &str, caller: &CustomerId) -> Reply {
-        let Some(order_id) = OrderId::parse(raw_id) else {
-            return not_found(raw_id);
-        };
-        match self.service().cancel(&order_id, caller).await {
-            Ok(CancelOutcome::Cancelled(order)) => Reply::json(200, view(&order)),
-            Ok(CancelOutcome::NotFound) => not_found(raw_id),
-            Ok(CancelOutcome::NotCancellable(status)) => Problem::new(
-                ProblemType::OrderNotCancellable,
-                format!(
-                    "order is {}; it can be cancelled only before payment starts",
-                    status.as_str()
-                ),
-            )
-            .into(),
-            Err(e) => unavailable("cancelling order", &e),
         }
     }
 }
@@ -463,105 +278,18 @@ fn route_of(path: &str) -> Option<Route<'_>> {
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn request_body(request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Reply> {
-    let content_type = header(&request.headers, "content-type").unwrap_or("");
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media != "application/json" && !media.ends_with("+json") {
-        return Err(Problem::new(
-            ProblemType::UnsupportedMediaType,
-            "send the order as application/json",
-        )
-        .into());
-    }
-    let raw = request.body.as_deref().unwrap_or("");
-    // Base64 inflates by 4/3; refuse before decoding anything huge.
-    if raw.len() > MAX_BODY_BYTES * 4 / 3 + 4 {
-        return Err(request_problem(RequestError::TooLarge(raw.len())).into());
-    }
-    let body = if request.is_base64_encoded {
-        base64::engine::general_purpose::STANDARD
-            .decode(raw)
-            .map_err(|e| {
-                Reply::from(request_problem(RequestError::MalformedJson(format!(
-                    "body is not valid base64: {e}"
-                ))))
-            })?
-    } else {
-        raw.as_bytes().to_vec()
-    };
-    if body.len() > MAX_BODY_BYTES {
-        return Err(request_problem(RequestError::TooLarge(body.len())).into());
-    }
-    Ok(body)
-}
-
-/// The bytes the idempotency hash covers: canonical JSON when the body parses, so
-/// key order and whitespace do not make an identical request look different.
-fn canonical_payload(body: &[u8]) -> Vec<u8> {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| serde_json::to_vec(&keys_sorted(v)).ok())
-        .unwrap_or_else(|| body.to_vec())
-}
-
-/// The value with every object's keys in sorted order. Sorted here, not left to
-/// serde_json's map: its `preserve_order` feature, which any crate in a build can
-/// turn on, keeps the order the client sent (a dev-dependency once did, and a
-/// reordered retry was refused as another body).
-fn keys_sorted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k, keys_sorted(v)))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(keys_sorted).collect()),
-        other => other,
-    }
-}
-
-fn request_problem(e: RequestError) -> Problem {
-    let detail = e.to_string();
-    match e {
-        RequestError::TooLarge(_) => Problem::new(ProblemType::PayloadTooLarge, detail),
-        RequestError::MalformedJson(_) => Problem::new(ProblemType::MalformedJson, detail),
-        RequestError::Shape { field, detail: why } => {
-            Problem::new(ProblemType::InvalidRequest, detail)
-                .with_errors(vec![request::FieldError { field, detail: why }])
-        }
-        RequestError::Invalid(errors) => {
-            Problem::new(ProblemType::ValidationFailed, detail).with_errors(errors)
-        }
-        RequestError::NotTheCaller => Problem::new(ProblemType::CustomerMismatch, detail)
-            .with_errors(vec![request::FieldError {
-                field: "customerId".into(),
-                detail: "must be the caller's own id or absent".into(),
-            }]),
-    }
-}
-
-fn not_found(raw_id: &str) -> Reply {
+pub(crate) fn not_found(raw_id: &str) -> Reply {
     let shown: String = raw_id.chars().take(100).collect();
     Problem::new(ProblemType::OrderNotFound, format!("no order {shown}")).into()
 }
 
 /// A dependency failed: the cause goes to the log with its whole chain, the caller
 /// gets a 503 problem telling them to retry (with the same Idempotency-Key).
-fn unavailable(doing: &str, cause: &(dyn std::error::Error + 'static)) -> Reply {
+pub(crate) fn unavailable(doing: &str, cause: &(dyn std::error::Error + 'static)) -> Reply {
     tracing::error!(error = %observability::ErrorChain(cause), "{doing} failed");
     Problem::new(
         ProblemType::ServiceUnavailable,
@@ -580,50 +308,8 @@ fn internal_error() -> Reply {
 
 /// A stored timestamp in the API's one format; the saga's come from Step Functions (and
 /// from the emulator in another RFC 3339 form).
-fn timestamp(raw: &str) -> String {
+pub(crate) fn timestamp(raw: &str) -> String {
     shop_domain::normalize_timestamp(raw).unwrap_or_else(|| raw.to_owned())
-}
-
-/// An order in a listing: enough to show it in a list, with the link to the whole.
-fn summary(order: &Order, link: &str) -> Value {
-    let mut summary = shared_fields(order);
-    summary["links"] = json!({ "self": link });
-    summary
-}
-
-/// The order as its owner sees it: everything but the payment token, with the
-/// payment's client secret while the shopper must authenticate it.
-pub fn view(order: &Order) -> Value {
-    let mut view = shared_fields(order);
-    view["customerId"] = json!(order.customer_id);
-    let history: Vec<_> = order
-        .history
-        .iter()
-        .map(|change| {
-            let mut change = change.clone();
-            change.at = timestamp(&change.at);
-            change
-        })
-        .collect();
-    view["history"] = json!(history);
-    if let Some(action) = &order.payment_action {
-        view["paymentAction"] = json!(action);
-    }
-    view
-}
-
-/// What a listing and a whole order both show.
-fn shared_fields(order: &Order) -> Value {
-    json!({
-        "orderId": order.order_id,
-        "status": order.status,
-        "lines": order.lines,
-        "total": order.total,
-        "currency": order.currency,
-        "createdAt": timestamp(&order.created_at),
-        "express": order.express,
-        "cancelReason": order.cancel_reason(),
-    })
 }
 
 fn to_response(reply: Reply, replayed: bool, correlation_id: &str) -> ApiGatewayV2httpResponse {

@@ -3,9 +3,11 @@ use async_trait::async_trait;
 use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
 };
+use base64::Engine;
 use shop_domain::fakes::{FakeCatalog, FakeOrders, FakeQueue};
 use shop_domain::ports::{PortError, PriceList};
-use shop_domain::{Currency, CustomerId, OrderStatus, Sku};
+use shop_domain::request::MAX_BODY_BYTES;
+use shop_domain::{Currency, CustomerId, OrderId, OrderStatus, Sku};
 use std::collections::HashMap;
 
 /// The deadline of an invocation that has the template's 10 s left.

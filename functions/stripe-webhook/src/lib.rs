@@ -31,7 +31,7 @@ pub const SECRET_FIELD: &str = "webhookSecret";
 /// How far a signature's time may be from now: Stripe's libraries' default.
 pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
 
-/// The Stripe events this endpoint acts on; the README tells which to enable. Any
+/// The Stripe events this endpoint acts on; docs/deploying.md tells which to enable. Any
 /// other is answered 200 and ignored, so enabling more does no harm.
 pub const EVENTS: [&str; 3] = [
     "payment_intent.amount_capturable_updated",

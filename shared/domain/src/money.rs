@@ -98,7 +98,7 @@ impl LedgerRecord {
     pub fn request(&self) -> ChargeRequest {
         ChargeRequest {
             order_id: self.order_id.clone(),
-            idempotency_key: crate::payment::charge_key(&self.order_id),
+            idempotency_key: charge_key(&self.order_id),
             amount: self.amount,
             currency: self.currency.unwrap_or(Currency::EUR),
             payment_token: self.payment_method.clone().unwrap_or_default(),
@@ -114,6 +114,18 @@ impl LedgerRecord {
     pub fn unrefunded(&self) -> u64 {
         self.amount.saturating_sub(self.refunded())
     }
+}
+
+/// The provider idempotency key of an order's charge: one per order, so however often
+/// a `Charge` is delivered or replayed, the provider captures once.
+pub fn charge_key(order_id: &OrderId) -> String {
+    format!("charge-{order_id}")
+}
+
+/// The provider idempotency key of an operator's part refund: one per order and
+/// reference, so a redelivered or repeated `RefundPart` gives back once.
+pub fn part_refund_key(order_id: &OrderId, reference: &str) -> String {
+    format!("refund-{order_id}-{reference}")
 }
 
 /// What an authorization request got.

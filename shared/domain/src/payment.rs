@@ -9,20 +9,8 @@ use serde::Serialize;
 
 pub use crate::money::{
     Authentication, Authorization, ChargeRequest, InvalidProviderKey, LedgerRecord, LedgerStatus,
-    PartRefund, ProviderError, ProviderKey, Released,
+    PartRefund, ProviderError, ProviderKey, Released, charge_key, part_refund_key,
 };
-
-/// The provider idempotency key of an order's charge: one per order, so however often
-/// a `Charge` is delivered or replayed, the provider captures once.
-pub fn charge_key(order_id: &OrderId) -> String {
-    format!("charge-{order_id}")
-}
-
-/// The provider idempotency key of an operator's part refund: one per order and
-/// reference, so a redelivered or repeated `RefundPart` gives back once.
-pub fn part_refund_key(order_id: &OrderId, reference: &str) -> String {
-    format!("refund-{order_id}-{reference}")
-}
 
 fn record(
     request: &ChargeRequest,

@@ -69,12 +69,12 @@ pub struct LocalOptions {
 }
 
 /// The test key `shop local` puts in the provider key secret for the Stripe emulator,
-/// as an operator puts a Stripe secret key there (README, "Connecting Stripe").
+/// as an operator puts a Stripe secret key there (docs/deploying.md, "Connecting Stripe").
 pub const LOCAL_STRIPE_KEY: &str = "sk_test_shoplocal0000000000000000";
 
 /// The signing secret `shop local` gives the Stripe emulator's webhook endpoint and
 /// puts in the webhook function's secret, as an operator copies an endpoint's signing
-/// secret from Stripe's Dashboard (README, "Connecting Stripe").
+/// secret from Stripe's Dashboard (docs/deploying.md, "Connecting Stripe").
 pub const LOCAL_STRIPE_WEBHOOK_SECRET: &str = "whsec_shoplocal000000000000000000";
 
 /// `shop local` could not start.
