@@ -8,6 +8,7 @@ pub mod events;
 pub mod idempotency_store;
 pub mod ledger;
 pub mod orders;
+pub mod otlp;
 pub mod queue;
 pub mod saga;
 pub mod secrets;

@@ -3,9 +3,12 @@
 #![warn(missing_docs)]
 
 use serde_json::{Map, Value, json};
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+pub mod traces;
 
 /// An error and every cause under it, `outer: inner: root`, for the places a person
 /// reads an error (logs, a task failure's cause, an operator's console). A wrapper's
@@ -46,22 +49,33 @@ pub fn init_logging_to<W>(writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    // `RUST_LOG` as a level (`info`, the template's LogLevel) or `target=level` list;
-    // `Targets` parses it without the regex engine `EnvFilter` links into every binary.
-    let filter: Targets = std::env::var("RUST_LOG")
+    let _ = tracing_subscriber::registry()
+        .with(json_logs(writer).with_filter(log_filter()))
+        .try_init();
+}
+
+/// `RUST_LOG` as a level (`info`, the template's LogLevel) or `target=level` list;
+/// `Targets` parses it without the regex engine `EnvFilter` links into every binary.
+fn log_filter() -> Targets {
+    std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+}
+
+/// One JSON object per line, with the fields of the enclosing span.
+fn json_logs<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
         .json()
         .with_writer(writer)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time()
-        .finish()
-        .with(filter)
-        .try_init();
 }
 
 /// The caller's correlation id if it is sane, or a new one.
