@@ -112,7 +112,7 @@ impl Fulfilment {
         match event.detail_type.as_str() {
             "OrderConfirmed" => {
                 let detail: Confirmed = serde_json::from_value(event.detail)?;
-                let span = tracing::info_span!("event", correlation_id = %detail.correlation_id, order_id = %detail.order_id);
+                let span = tracing::info_span!("event", correlation_id = %detail.correlation_id, order.id = %detail.order_id);
                 async {
                     if self
                         .shipments

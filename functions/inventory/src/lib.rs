@@ -107,11 +107,11 @@ impl Inventory {
             stock: self.ports.stock.as_ref(),
             events: self.ports.events.as_ref(),
         };
-        let span = tracing::info_span!("command", correlation_id = %correlation_id, order_id = tracing::field::Empty);
+        let span = tracing::info_span!("command", correlation_id = %correlation_id, order.id = tracing::field::Empty);
         if let InventoryCommand::Reserve { order_id, .. }
         | InventoryCommand::Release { order_id, .. } = &envelope.command
         {
-            span.record("order_id", order_id.as_str());
+            span.record("order.id", order_id.as_str());
         }
         let work = async {
             match &envelope.command {

@@ -127,7 +127,7 @@ impl Intake {
 
     async fn start_saga(&self, message: SqsMessage) -> Result<(), IntakeError> {
         let order: Order = serde_json::from_str(message.body.as_deref().unwrap_or(""))?;
-        let span = tracing::info_span!("order", correlation_id = %order.correlation_id, order_id = %order.order_id);
+        let span = tracing::info_span!("order", correlation_id = %order.correlation_id, order.id = %order.order_id);
         async {
             let outcome = self
                 .ports

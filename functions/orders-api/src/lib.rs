@@ -188,10 +188,16 @@ impl OrdersApi {
             header(&request.headers, observability::CORRELATION_HEADER)
                 .or(request.request_context.request_id.as_deref()),
         );
-        let span = tracing::info_span!("request", correlation_id = %correlation_id, route = request.route_key.as_deref().unwrap_or(""));
+        let span = tracing::info_span!(
+            "request",
+            correlation_id = %correlation_id,
+            route = request.route_key.as_deref().unwrap_or(""),
+            order.id = request.path_parameters.get("id").map(String::as_str),
+            http.response.status_code = tracing::field::Empty,
+        );
         let outcome = AssertUnwindSafe(
             self.route(&request, &correlation_id, deadline)
-                .instrument(span),
+                .instrument(span.clone()),
         )
         .catch_unwind()
         .await;
@@ -199,6 +205,7 @@ impl OrdersApi {
             tracing::error!(correlation_id = %correlation_id, "handler panicked");
             (internal_error(), false)
         });
+        span.record("http.response.status_code", reply.status);
         observability::count_failures(&self.function_name, usize::from(reply.status >= 500));
         to_response(reply, replayed, &correlation_id)
     }

@@ -90,6 +90,7 @@ impl OrdersApi {
         };
         match self.service().place(parsed, correlation_id).await {
             Ok(order) => {
+                tracing::Span::current().record("order.id", order.order_id.as_str());
                 tracing::info!(order_id = %order.order_id, total = order.total, "order accepted");
                 observability::emit(observability::Metric::OrdersPlaced, 1.0, &[]);
                 let location = format!("{links}/v1/orders/{}", order.order_id);

@@ -382,7 +382,7 @@ impl Payments {
             | PaymentCommand::RefundPart { order_id, .. } => order_id.clone(),
         };
         let span =
-            tracing::info_span!("command", correlation_id = %correlation_id, order_id = %order_id);
+            tracing::info_span!("command", correlation_id = %correlation_id, order.id = %order_id);
         let callbacks = self.callbacks.as_ref();
         async {
             match &envelope.command {

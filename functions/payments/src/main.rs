@@ -1,29 +1,26 @@
 use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{LambdaEvent, service_fn};
 
 // One thread: a Lambda environment runs one invocation at a time with at most a
 // fraction of a vCPU at this memory size, and a multi-thread runtime's workers cost a
 // quarter of the init's CPU (BENCHMARKS.md, cold start).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    observability::init_logging();
     let sdk = shop_aws::load_sdk_config().await;
     let config = payments::Config::from_env(shop_aws::Settings::process())?;
+    let tracing = shop_aws::otlp::install(&sdk, &config.function_name)?;
     let provider = payments::provider(&sdk, &config).await?;
     let function = payments::Payments::new(
         &config,
         payments::Ports::aws(&sdk, &config, provider.port()),
     );
-    let function = &function;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, std::convert::Infallible>(
-            function
-                .handle(
-                    event.payload,
-                    shop_aws::invocation_deadline(event.context.deadline(), payments::TIMEOUT),
-                )
-                .await,
-        )
-    }))
+    observability::traces::run(
+        tracing,
+        &config.function_name,
+        |event: SqsEvent, context: lambda_runtime::Context| {
+            let function = &function;
+            let deadline = shop_aws::invocation_deadline(context.deadline(), payments::TIMEOUT);
+            async move { Ok(function.handle(event, deadline).await) }
+        },
+    )
     .await
 }

@@ -35,7 +35,7 @@ impl EventBridgePublisher {
             .event_bus_name(&self.bus_name)
             .source(event.source)
             .detail_type(event.detail_type)
-            .detail(event.detail.to_string())
+            .detail(crate::with_traceparent(event.detail.clone()).to_string())
             .build()
     }
 }

@@ -74,6 +74,18 @@ pub fn for_function(sdk: &aws_config::SdkConfig, name: &'static str) -> aws_conf
     }
 }
 
+/// `message` with the current span's W3C `traceparent` beside its correlation id, so
+/// its consumer's span continues this trace. A producer's adapter adds it as it sends,
+/// so the domain never handles trace contexts; one the message already carries stays.
+pub(crate) fn with_traceparent(mut message: serde_json::Value) -> serde_json::Value {
+    if let Some(fields) = message.as_object_mut() {
+        fields
+            .entry("traceparent")
+            .or_insert_with(|| observability::traces::traceparent().into());
+    }
+    message
+}
+
 /// The root certificates every AWS service endpoint chains to: Amazon Root CA 1–4 and
 /// Starfield Services Root CA G2 (the cross-signer of the Amazon roots).
 const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");

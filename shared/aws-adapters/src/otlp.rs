@@ -104,6 +104,19 @@ pub fn tracing(
     }
 }
 
+/// A function's tracing from the process environment, installed for the whole
+/// process with its JSON logs: the first thing a function's `main` does after loading
+/// the SDK configuration.
+pub fn install(
+    sdk: &aws_config::SdkConfig,
+    function_name: &str,
+) -> Result<std::sync::Arc<Tracing<Exporter>>, ConfigError> {
+    let config = TraceConfig::from_env(&Settings::process())?;
+    let tracing = std::sync::Arc::new(self::tracing(sdk, function_name, &config));
+    tracing.install();
+    Ok(tracing)
+}
+
 #[derive(Debug)]
 struct Signer {
     credentials: SharedCredentialsProvider,

@@ -38,8 +38,10 @@ impl SqsOrderQueue {
 #[async_trait]
 impl OrderQueue for SqsOrderQueue {
     async fn enqueue(&self, order: &Order) -> Result<(), PortError> {
-        let body = serde_json::to_string(&order.without_payment_method())
-            .map_err(|e| port_error("queue.enqueue", e))?;
+        let body = serde_json::to_value(order.without_payment_method())
+            .map(crate::with_traceparent)
+            .map_err(|e| port_error("queue.enqueue", e))?
+            .to_string();
         let correlation = MessageAttributeValue::builder()
             .data_type("String")
             .string_value(&order.correlation_id)

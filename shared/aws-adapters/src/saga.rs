@@ -42,7 +42,8 @@ impl SagaStarter for SfnSagaStarter {
             .start_execution()
             .state_machine_arn(&self.state_machine_arn)
             .name(order_id.as_str())
-            .input(input.to_string())
+            .input(crate::with_traceparent(input.clone()).to_string())
+            .set_trace_header(xray_trace_header(&observability::traces::traceparent()))
             .send()
             .await;
         match result {
@@ -56,6 +57,22 @@ impl SagaStarter for SfnSagaStarter {
             Err(e) => Err(port_error("saga.start", e)),
         }
     }
+}
+
+/// The X-Ray form of a W3C `traceparent` (`Root=1-<8 hex>-<24 hex>;Parent=…;Sampled=…`),
+/// which StartExecution's `traceHeader` takes: Step Functions' own tracing then puts
+/// the execution's states in the order's trace.
+fn xray_trace_header(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.split('-').skip(1);
+    let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
+    (trace.len() == 32).then(|| {
+        format!(
+            "Root=1-{}-{};Parent={span};Sampled={}",
+            &trace[..8],
+            &trace[8..],
+            u8::from(flags.ends_with('1'))
+        )
+    })
 }
 
 /// Executions are named after their order, so the state of an order's run is a
@@ -152,6 +169,19 @@ impl TaskCallbacks for SfnTaskCallbacks {
             Err(e) if token_is_dead(&e) => Ok(false),
             Err(e) => Err(port_error("saga.send_task_failure", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod trace_header_tests {
+    #[test]
+    fn a_traceparent_becomes_the_xray_header_step_functions_takes() {
+        assert_eq!(
+            super::xray_trace_header("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                .as_deref(),
+            Some("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1")
+        );
+        assert_eq!(super::xray_trace_header("garbage"), None);
     }
 }
 

@@ -356,6 +356,34 @@ where
     tracing::Instrument::instrument(handle(event), span)
 }
 
+/// Runs a function under lambda_runtime: each event handled inside its invocation's
+/// span ([`traced`]), the runtime's own log span kept, the spans flushed after each
+/// invocation ([`FlushLayer`]). `handle` gets the event and Lambda's context.
+pub async fn run<E, R, F, Fut, X>(
+    tracing: Arc<Tracing<X>>,
+    function: &str,
+    handle: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    E: Trigger + serde::de::DeserializeOwned,
+    R: serde::Serialize,
+    F: Fn(E, lambda_runtime::Context) -> Fut,
+    Fut: std::future::Future<Output = Result<R, lambda_runtime::Error>>,
+    X: SpanExporter + 'static,
+{
+    let handle = &handle;
+    let handler = lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| {
+        let lambda_runtime::LambdaEvent { payload, context } = event;
+        let id = context.request_id.clone();
+        traced(function, &id, payload, move |payload| handle(payload, context))
+    });
+    lambda_runtime::Runtime::new(handler)
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .layer(FlushLayer::new(tracing))
+        .run()
+        .await
+}
+
 /// lambda_runtime's layer that flushes a function's spans after each invocation, once
 /// the runtime has posted its answer (the layer wraps the whole invocation), so the
 /// caller never waits for the export.
@@ -390,13 +418,12 @@ pub struct Flushed<S, X> {
 impl<S, X> lambda_runtime::Service<lambda_runtime::LambdaInvocation> for Flushed<S, X>
 where
     S: lambda_runtime::Service<lambda_runtime::LambdaInvocation, Response = ()>,
-    S::Future: Send + 'static,
-    S::Error: Send,
+    S::Error: Unpin,
     X: SpanExporter + 'static,
 {
     type Response = ();
     type Error = S::Error;
-    type Future = futures::future::BoxFuture<'static, Result<(), S::Error>>;
+    type Future = Flushing<S::Future, X>;
 
     fn poll_ready(
         &mut self,
@@ -406,13 +433,53 @@ where
     }
 
     fn call(&mut self, invocation: lambda_runtime::LambdaInvocation) -> Self::Future {
-        let answered = self.inner.call(invocation);
-        let tracing = self.tracing.clone();
-        Box::pin(async move {
-            let result = answered.await;
-            tracing.flush().await;
-            result
-        })
+        Flushing {
+            answered: Box::pin(self.inner.call(invocation)),
+            result: None,
+            flush: None,
+            tracing: self.tracing.clone(),
+        }
+    }
+}
+
+/// An invocation, then the export of its spans.
+pub struct Flushing<F: std::future::Future, X> {
+    answered: std::pin::Pin<Box<F>>,
+    result: Option<F::Output>,
+    flush: Option<futures::future::BoxFuture<'static, ()>>,
+    tracing: Arc<Tracing<X>>,
+}
+
+impl<F, X> std::future::Future for Flushing<F, X>
+where
+    F: std::future::Future,
+    F::Output: Unpin,
+    X: SpanExporter + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        use std::task::Poll;
+        loop {
+            if let Some(flush) = self.flush.as_mut() {
+                if flush.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.flush = None;
+                if let Some(result) = self.result.take() {
+                    return Poll::Ready(result);
+                }
+            }
+            let Poll::Ready(result) = self.answered.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            self.result = Some(result);
+            let tracing = self.tracing.clone();
+            self.flush = Some(Box::pin(async move { tracing.flush().await }));
+        }
     }
 }
 

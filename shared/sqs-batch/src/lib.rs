@@ -12,6 +12,7 @@ use futures::FutureExt;
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use tracing::Instrument;
 
 /// How one record ended.
 #[derive(Debug, thiserror::Error)]
@@ -42,18 +43,37 @@ fn is_fifo(message: &SqsMessage) -> bool {
         .is_some_and(|arn| arn.ends_with(".fifo"))
 }
 
-async fn run_one<F, Fut, E>(message: SqsMessage, handler: &F) -> Result<(), RecordError>
+/// Runs `handler` on one record inside the record's span ([`observability::traces::record`]),
+/// which the failure marks with its cause chain.
+async fn run_one<F, Fut, E>(
+    message: SqsMessage,
+    batch_size: usize,
+    handler: &F,
+) -> Result<(), RecordError>
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::error::Error + 'static,
 {
-    match AssertUnwindSafe(handler(message)).catch_unwind().await {
+    let span = observability::traces::record(
+        message.message_id.as_deref().unwrap_or(""),
+        message.body.as_deref().unwrap_or(""),
+        batch_size,
+    );
+    let run = AssertUnwindSafe(handler(message).instrument(span.clone()));
+    match run.catch_unwind().await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(RecordError::Retry(
-            observability::ErrorChain(&e).to_string(),
-        )),
-        Err(payload) => Err(RecordError::Panicked(panic_message(payload))),
+        Ok(Err(e)) => {
+            observability::traces::fail(&span, &e);
+            Err(RecordError::Retry(
+                observability::ErrorChain(&e).to_string(),
+            ))
+        }
+        Err(payload) => {
+            let error = RecordError::Panicked(panic_message(payload));
+            observability::traces::fail(&span, &error);
+            Err(error)
+        }
     }
 }
 
@@ -66,6 +86,7 @@ where
     E: std::error::Error + 'static,
 {
     let fifo = event.records.first().is_some_and(is_fifo);
+    let batch_size = event.records.len();
     let mut failures = Vec::new();
     let mut fail = |message_id: Option<String>, error: RecordError| {
         tracing::warn!(message_id = message_id.as_deref().unwrap_or("?"), error = %error, "record failed");
@@ -84,7 +105,7 @@ where
                 fail(id, RecordError::GroupBlocked(group));
                 continue;
             }
-            if let Err(e) = run_one(message, &handler).await {
+            if let Err(e) = run_one(message, batch_size, &handler).await {
                 blocked.insert(group);
                 fail(id, e);
             }
@@ -92,8 +113,13 @@ where
     } else {
         let ids: Vec<_> = event.records.iter().map(|m| m.message_id.clone()).collect();
         let results =
-            futures::future::join_all(event.records.into_iter().map(|m| run_one(m, &handler)))
-                .await;
+            futures::future::join_all(
+                event
+                    .records
+                    .into_iter()
+                    .map(|m| run_one(m, batch_size, &handler)),
+            )
+            .await;
         for (id, result) in ids.into_iter().zip(results) {
             if let Err(e) = result {
                 fail(id, e);

@@ -8,8 +8,14 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
 use local_runtime::InProcess;
 use local_runtime::provision::Stack;
+use observability::traces::{Trigger, Tracing, traced};
+use shop_aws::otlp::{Exporter, TraceConfig};
 use shop_aws::{ConfigError, Settings};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
+use tracing::Dispatch;
+use tracing::instrument::WithSubscriber;
 
 /// The configuration of every function, as each reads it at cold start.
 pub struct AppConfig {
@@ -27,6 +33,8 @@ pub struct AppConfig {
     pub orphan_sweeper: orphan_sweeper::Config,
     /// `StripeWebhookFunction`.
     pub stripe_webhook: stripe_webhook::Config,
+    /// Every function's trace settings, by logical id.
+    pub traces: Vec<(&'static str, String, TraceConfig)>,
 }
 
 /// The ports of every function. Replace one to put a fault injector in front of it.
@@ -85,10 +93,69 @@ fn read<T>(
     from_env(Settings::new(&lookup)).map_err(|source| LinkError::Config { function, source })
 }
 
+/// A function's tracing as its `main.rs` builds it, and its subscriber: each
+/// invocation runs inside it, as if the function had the process to itself.
+#[derive(Clone)]
+struct Traced {
+    function: String,
+    tracing: Arc<Tracing<Exporter>>,
+    dispatch: Dispatch,
+}
+
+impl Traced {
+    /// `handler`, each invocation inside its span and the function's subscriber, its
+    /// spans flushed once it has answered, as `observability::traces::run` does under
+    /// lambda_runtime.
+    fn wrap<E, R, F, Fut>(
+        &self,
+        handler: F,
+    ) -> impl Fn(E, SystemTime) -> futures::future::BoxFuture<'static, R> + Send + Sync + 'static
+    where
+        E: Trigger + Send + 'static,
+        R: Send + 'static,
+        F: Fn(E, SystemTime) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let traced_fn = self.clone();
+        let handler = Arc::new(handler);
+        move |event: E, deadline| {
+            let this = traced_fn.clone();
+            let handler = handler.clone();
+            Box::pin(async move {
+                let id = uuid::Uuid::new_v4().to_string();
+                let answer = traced(&this.function, &id, event, |e| handler(e, deadline))
+                    .with_subscriber(this.dispatch.clone())
+                    .await;
+                this.tracing
+                    .flush()
+                    .with_subscriber(this.dispatch.clone())
+                    .await;
+                answer
+            })
+        }
+    }
+}
+
 impl AppConfig {
     /// Reads every function's configuration from the environment the template gives it.
     pub fn from_stack(stack: &Stack) -> Result<Self, LinkError> {
+        let mut traces = Vec::new();
+        for function in [
+            "OrdersApiFunction",
+            "OrderIntakeFunction",
+            "InventoryFunction",
+            "PaymentsFunction",
+            "FulfilmentFunction",
+            "OrphanSweeperFunction",
+            "StripeWebhookFunction",
+        ] {
+            let (name, config) = read(stack, function, |env| {
+                Ok((env.function_name()?, TraceConfig::from_env(&env)?))
+            })?;
+            traces.push((function, name, config));
+        }
         Ok(Self {
+            traces,
             orders_api: read(stack, "OrdersApiFunction", orders_api::Config::from_env)?,
             order_intake: read(stack, "OrderIntakeFunction", order_intake::Config::from_env)?,
             inventory: read(stack, "InventoryFunction", inventory::Config::from_env)?,
@@ -131,7 +198,26 @@ impl AppConfig {
     /// Builds every function from its ports, as each cold start does (the Stripe
     /// webhook reads its signing secret), and registers its handler under its logical
     /// id.
-    pub async fn link(&self, ports: AppPorts) -> Result<InProcess, LinkError> {
+    pub async fn link(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        ports: AppPorts,
+    ) -> Result<InProcess, LinkError> {
+        let traced: std::collections::HashMap<&str, Traced> = self
+            .traces
+            .iter()
+            .map(|(id, name, config)| {
+                let tracing = Arc::new(shop_aws::otlp::tracing(sdk, name, config));
+                let dispatch = tracing.dispatch(tracing_subscriber::fmt::TestWriter::new());
+                let traced = Traced {
+                    function: name.clone(),
+                    tracing,
+                    dispatch,
+                };
+                (*id, traced)
+            })
+            .collect();
+        let traced = |id: &str| traced.get(id).cloned().ok_or(LinkError::MissingFunction("traces"));
         let mut functions = InProcess::new();
         let api = Arc::new(orders_api::OrdersApi::new(
             &self.orders_api,
@@ -139,50 +225,65 @@ impl AppConfig {
         ));
         functions.register(
             "OrdersApiFunction",
-            move |request: ApiGatewayV2httpRequest, deadline| {
+            traced("OrdersApiFunction")?.wrap(move |request: ApiGatewayV2httpRequest, deadline| {
                 let api = api.clone();
                 async move { api.handle(request, deadline).await }
-            },
+            }),
         );
         let intake = Arc::new(order_intake::Intake::new(
             &self.order_intake,
             ports.order_intake,
         ));
-        functions.register("OrderIntakeFunction", move |event: SqsEvent, _| {
-            let intake = intake.clone();
-            async move { intake.handle(event).await }
-        });
+        functions.register(
+            "OrderIntakeFunction",
+            traced("OrderIntakeFunction")?.wrap(move |event: SqsEvent, _| {
+                let intake = intake.clone();
+                async move { intake.handle(event).await }
+            }),
+        );
         let inventory = Arc::new(inventory::Inventory::new(&self.inventory, ports.inventory));
-        functions.register("InventoryFunction", move |event: SqsEvent, _| {
-            let inventory = inventory.clone();
-            async move { inventory.handle(event).await }
-        });
+        functions.register(
+            "InventoryFunction",
+            traced("InventoryFunction")?.wrap(move |event: SqsEvent, _| {
+                let inventory = inventory.clone();
+                async move { inventory.handle(event).await }
+            }),
+        );
         let payments = Arc::new(payments::Payments::new(&self.payments, ports.payments));
-        functions.register("PaymentsFunction", move |event: SqsEvent, deadline| {
-            let payments = payments.clone();
-            async move { payments.handle(event, deadline).await }
-        });
+        functions.register(
+            "PaymentsFunction",
+            traced("PaymentsFunction")?.wrap(move |event: SqsEvent, deadline| {
+                let payments = payments.clone();
+                async move { payments.handle(event, deadline).await }
+            }),
+        );
         let fulfilment = Arc::new(fulfilment::Fulfilment::new(
             &self.fulfilment,
             ports.fulfilment,
         ));
-        functions.register("FulfilmentFunction", move |event: SqsEvent, _| {
-            let fulfilment = fulfilment.clone();
-            async move { fulfilment.handle(event).await }
-        });
+        functions.register(
+            "FulfilmentFunction",
+            traced("FulfilmentFunction")?.wrap(move |event: SqsEvent, _| {
+                let fulfilment = fulfilment.clone();
+                async move { fulfilment.handle(event).await }
+            }),
+        );
         let sweeper = Arc::new(orphan_sweeper::OrphanSweeper::new(
             &self.orphan_sweeper,
             ports.orphan_sweeper,
         ));
-        functions.register_fallible("OrphanSweeperFunction", move |_: serde_json::Value, _| {
-            let sweeper = sweeper.clone();
-            async move {
-                sweeper
-                    .handle()
-                    .await
-                    .map_err(|e| observability::ErrorChain(&e).to_string())
-            }
-        });
+        functions.register_fallible(
+            "OrphanSweeperFunction",
+            traced("OrphanSweeperFunction")?.wrap(move |_: serde_json::Value, _| {
+                let sweeper = sweeper.clone();
+                async move {
+                    sweeper
+                        .handle()
+                        .await
+                        .map_err(|e| observability::ErrorChain(&e).to_string())
+                }
+            }),
+        );
         let webhook = Arc::new(
             stripe_webhook::StripeWebhook::new(&self.stripe_webhook, ports.stripe_webhook)
                 .await
@@ -190,10 +291,10 @@ impl AppConfig {
         );
         functions.register(
             "StripeWebhookFunction",
-            move |request: ApiGatewayV2httpRequest, _| {
+            traced("StripeWebhookFunction")?.wrap(move |request: ApiGatewayV2httpRequest, _| {
                 let webhook = webhook.clone();
                 async move { webhook.handle(request).await }
-            },
+            }),
         );
         Ok(functions)
     }

@@ -12,6 +12,7 @@ use local_runtime::emulator::{Emulator, EmulatorError, emulator_sdk};
 use local_runtime::http_api::{HttpApi, HttpResponse};
 use local_runtime::oidc_issuer::{IssuerError, IssuerKey, LocalIssuer, TokenRequest};
 use local_runtime::provision::{Clients, ProvisionError, Stack, provision};
+use local_runtime::traces::TraceFile;
 use local_runtime::{InvokeUrl, Invoker, Template, TemplateError};
 use payment_sandbox::SandboxProvider;
 use shop_aws::catalog::DynamoCatalog;
@@ -99,6 +100,9 @@ pub enum LocalError {
     /// The HTTP port could not be bound.
     #[error("cannot listen on 127.0.0.1:{0}: {1}")]
     Listen(u16, #[source] std::io::Error),
+    /// The session's trace file could not be created.
+    #[error("cannot create the trace file {0}: {1}")]
+    Traces(PathBuf, #[source] std::io::Error),
     /// The local issuer's key could not be read or created.
     #[error(transparent)]
     Issuer(#[from] IssuerError),
@@ -320,16 +324,36 @@ impl LocalApp {
                 .entry("PaymentSandboxLatency".into())
                 .or_insert_with(|| latency.clone());
         }
-        let stack = Arc::new(
-            provision(
-                &template,
-                &options.stack_name,
-                &parameters,
-                &Clients::new(&sdk),
-                "us-east-1",
-            )
-            .await?,
-        );
+        let mut stack = provision(
+            &template,
+            &options.stack_name,
+            &parameters,
+            &Clients::new(&sdk),
+            "us-east-1",
+        )
+        .await?;
+        // Spans go to the local receiver instead of X-Ray, unsigned.
+        let trace_path = TraceFile::path(&state_dir, &options.stack_name);
+        let trace_file =
+            TraceFile::create(trace_path.clone()).map_err(|e| LocalError::Traces(trace_path.clone(), e))?;
+        let trace_listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| LocalError::Listen(0, e))?;
+        let receiver = trace_listener
+            .local_addr()
+            .map(|a| format!("http://{a}/v1/traces"))
+            .map_err(|e| LocalError::Listen(0, e))?;
+        for function in stack.functions.values_mut() {
+            if function
+                .env
+                .get("TRACES_ENDPOINT")
+                .is_some_and(|e| !e.is_empty())
+            {
+                function.env.insert("TRACES_ENDPOINT".into(), receiver.clone());
+                function.env.insert("TRACES_SIGNED".into(), "false".into());
+            }
+        }
+        let stack = Arc::new(stack);
         let seed_path = options
             .seed
             .clone()
@@ -360,7 +384,7 @@ impl LocalApp {
                 if let Some(edit) = &options.ports {
                     edit(&mut ports);
                 }
-                (Arc::new(config.link(ports).await?), Some(provider))
+                (Arc::new(config.link(&sdk, ports).await?), Some(provider))
             }
         };
         let in_process = provider.is_some();
@@ -373,9 +397,14 @@ impl LocalApp {
             None => invoker,
         };
         let (shutdown, rx) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(
-            issuer.clone().serve(issuer_listener, rx.clone()),
-        )];
+        let mut tasks = vec![
+            tokio::spawn(issuer.clone().serve(issuer_listener, rx.clone())),
+            tokio::spawn(local_runtime::traces::serve(
+                trace_listener,
+                trace_file,
+                rx.clone(),
+            )),
+        ];
         tasks.extend(local_runtime::sqs_poller::spawn_all(
             stack.clone(),
             aws_sdk_sqs::Client::new(&sdk),
@@ -416,6 +445,7 @@ impl LocalApp {
                 audience: issuer.audience.clone(),
                 key_file: issuer_key_file,
             }),
+            traces: Some(trace_path),
         }
         .write(&stack_file)?;
         Ok(Self {

@@ -17,6 +17,7 @@ pub mod provision;
 pub mod schedules;
 pub mod sqs_poller;
 pub mod template;
+pub mod traces;
 
 pub use invoke::{FunctionHandler, InProcess, InvokeError, InvokeUrl, Invoker};
 pub use provision::{Stack, provision};

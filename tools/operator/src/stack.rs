@@ -60,6 +60,10 @@ pub struct LocalStackFile {
     /// The identity provider the local stack trusts, for `shop token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<LocalIssuerFile>,
+    /// The file the local trace receiver keeps the session's spans in, for `shop
+    /// trace --local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces: Option<PathBuf>,
 }
 
 /// Where `shop token` finds the local issuer: its URL, audience and signing key.

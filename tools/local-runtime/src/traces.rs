@@ -1,0 +1,271 @@
+//! The local stack's trace receiver: the OTLP/HTTP endpoint (JSON, `POST /v1/traces`)
+//! the functions export to instead of X-Ray, keeping every span of the session in one
+//! file beside the stack file, one span a line, for `shop trace --local`.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// One finished span as the receiver keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredSpan {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+    /// The parent's span id; absent for a trace's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+    /// The span's name.
+    pub name: String,
+    /// The exporting service (the function's name).
+    pub service: String,
+    /// Start, nanoseconds since the epoch.
+    pub start_ns: u128,
+    /// End, nanoseconds since the epoch.
+    pub end_ns: u128,
+    /// The error's message when the span failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Attributes, by key.
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+    /// Spans this one links to, as `(trace id, span id)`.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
+}
+
+/// The spans of a session, in the file the receiver appends to.
+#[derive(Debug, Clone)]
+pub struct TraceFile {
+    path: PathBuf,
+    lock: Arc<Mutex<()>>,
+}
+
+impl TraceFile {
+    /// The trace file of `stack` in `state_dir`.
+    pub fn path(state_dir: &Path, stack: &str) -> PathBuf {
+        state_dir.join(format!("{stack}.traces.jsonl"))
+    }
+
+    /// A new session's file: whatever an earlier session left is removed.
+    pub fn create(path: PathBuf) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, b"")?;
+        Ok(Self {
+            path,
+            lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    fn append(&self, spans: &[StoredSpan]) -> std::io::Result<()> {
+        let mut text = String::new();
+        for span in spans {
+            text.push_str(&serde_json::to_string(span).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        let _held = self.lock.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)?
+            .write_all(text.as_bytes())
+    }
+
+    /// Every span in the file at `path`.
+    pub fn read(path: &Path) -> std::io::Result<Vec<StoredSpan>> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect())
+    }
+}
+
+/// An OTLP `AnyValue` as plain JSON.
+fn any_value(value: &Value) -> Value {
+    let Some((kind, inner)) = value.as_object().and_then(|o| o.iter().next()) else {
+        return Value::Null;
+    };
+    match kind.as_str() {
+        "intValue" => inner
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(Value::from)
+            .unwrap_or_else(|| inner.clone()),
+        "arrayValue" => Value::Array(
+            inner["values"]
+                .as_array()
+                .map(|values| values.iter().map(any_value).collect())
+                .unwrap_or_default(),
+        ),
+        _ => inner.clone(),
+    }
+}
+
+fn attributes(list: &Value) -> Map<String, Value> {
+    list.as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|kv| Some((kv["key"].as_str()?.to_owned(), any_value(&kv["value"]))))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn nanos(value: &Value) -> u128 {
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| value.as_u64().map(u128::from))
+        .unwrap_or_default()
+}
+
+fn id(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .filter(|s| !s.is_empty() && s.bytes().any(|b| b != b'0'))
+        .map(str::to_lowercase)
+}
+
+/// The spans of an OTLP `ExportTraceServiceRequest` in its JSON encoding.
+pub fn decode(request: &Value) -> Result<Vec<StoredSpan>, String> {
+    let resources = request["resourceSpans"]
+        .as_array()
+        .ok_or("no resourceSpans")?;
+    let mut spans = Vec::new();
+    for resource in resources {
+        let service = attributes(&resource["resource"]["attributes"])
+            .get("service.name")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
+        for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+            for span in scope["spans"].as_array().into_iter().flatten() {
+                let (Some(trace_id), Some(span_id)) = (id(&span["traceId"]), id(&span["spanId"]))
+                else {
+                    return Err("a span without its ids".into());
+                };
+                let failed = span["status"]["code"].as_u64() == Some(2)
+                    || span["status"]["code"].as_str() == Some("STATUS_CODE_ERROR");
+                spans.push(StoredSpan {
+                    trace_id,
+                    span_id,
+                    parent_span_id: id(&span["parentSpanId"]),
+                    name: span["name"].as_str().unwrap_or_default().to_owned(),
+                    service: service.clone(),
+                    start_ns: nanos(&span["startTimeUnixNano"]),
+                    end_ns: nanos(&span["endTimeUnixNano"]),
+                    error: failed.then(|| {
+                        span["status"]["message"]
+                            .as_str()
+                            .unwrap_or("failed")
+                            .to_owned()
+                    }),
+                    attributes: attributes(&span["attributes"]),
+                    links: span["links"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|l| Some((id(&l["traceId"])?, id(&l["spanId"])?)))
+                        .collect(),
+                });
+            }
+        }
+    }
+    Ok(spans)
+}
+
+fn answer(status: u16, body: &str) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert("content-type", http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The largest export the receiver takes, as CloudWatch's OTLP endpoint (1 MB).
+const MAX_EXPORT: usize = 1024 * 1024;
+
+async fn receive(
+    request: hyper::Request<hyper::body::Incoming>,
+    file: TraceFile,
+) -> hyper::Response<Full<Bytes>> {
+    if request.method() != http::Method::POST || request.uri().path() != "/v1/traces" {
+        return answer(404, "{\"message\":\"Not Found\"}");
+    }
+    let body = match Limited::new(request.into_body(), MAX_EXPORT).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return answer(413, "{\"message\":\"an export is at most 1 MB\"}"),
+    };
+    let spans = serde_json::from_slice::<Value>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request| decode(&request));
+    match spans {
+        Ok(spans) => match file.append(&spans) {
+            Ok(()) => answer(200, "{}"),
+            Err(e) => answer(500, &serde_json::json!({ "message": e.to_string() }).to_string()),
+        },
+        Err(e) => answer(400, &serde_json::json!({ "message": e }).to_string()),
+    }
+}
+
+/// Receives exports on `listener` into `file` until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, file: TraceFile, shutdown: watch::Receiver<bool>) {
+    crate::http_server::run(listener, shutdown, move |request| {
+        receive(request, file.clone())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_otlp_json_export_becomes_one_stored_span_per_span() {
+        let request = json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop-InventoryFunction"}}]},
+            "scopeSpans": [{"scope": {"name": "order-saga"}, "spans": [{
+                "traceId": "4BF92F3577B34DA6A3CE929D0E0E4736",
+                "spanId": "00f067aa0ba902b7",
+                "parentSpanId": "",
+                "name": "record",
+                "kind": 5,
+                "startTimeUnixNano": "1700000000000000000",
+                "endTimeUnixNano": 1700000000005000000u64,
+                "attributes": [
+                    {"key": "order.id", "value": {"stringValue": "o-1"}},
+                    {"key": "faas.coldstart", "value": {"boolValue": true}},
+                    {"key": "attempt", "value": {"intValue": "2"}}
+                ],
+                "links": [{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331"}],
+                "status": {"code": 2, "message": "stock.reserve failed: throttled"}
+            }]}]
+        }]});
+        let spans = decode(&request).unwrap();
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(span.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(span.parent_span_id, None);
+        assert_eq!(span.service, "shop-InventoryFunction");
+        assert_eq!(span.end_ns - span.start_ns, 5_000_000);
+        assert_eq!(span.attributes["order.id"], "o-1");
+        assert_eq!(span.attributes["attempt"], 2);
+        assert_eq!(span.attributes["faas.coldstart"], true);
+        assert_eq!(span.error.as_deref(), Some("stock.reserve failed: throttled"));
+        assert_eq!(span.links.len(), 1);
+        assert!(decode(&json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x"}]}]}]})).is_err());
+    }
+}
