@@ -192,7 +192,12 @@ impl OrdersApi {
             "request",
             correlation_id = %correlation_id,
             route = request.route_key.as_deref().unwrap_or(""),
-            order.id = request.path_parameters.get("id").map(String::as_str),
+            // Reads are not part of an order's path; a cancel is.
+            order.id = request
+                .path_parameters
+                .get("id")
+                .filter(|_| request.request_context.http.method != http::Method::GET)
+                .map(String::as_str),
             http.response.status_code = tracing::field::Empty,
         );
         let outcome = AssertUnwindSafe(

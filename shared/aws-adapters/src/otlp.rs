@@ -44,8 +44,7 @@ pub struct TraceConfig {
 impl TraceConfig {
     /// Reads the settings; absent ones mean tracing off.
     pub fn from_env(settings: &Settings<'_>) -> Result<Self, ConfigError> {
-        let endpoint = settings
-            .parsed("TRACES_ENDPOINT", String::new(), "a URL", |_| true)?;
+        let endpoint = settings.parsed("TRACES_ENDPOINT", String::new(), "a URL", |_| true)?;
         let sample_ratio = if endpoint.is_empty() {
             0.0
         } else {
@@ -146,7 +145,10 @@ impl OtlpHttp {
 }
 
 /// Signs `request` with SigV4 for the `xray` service.
-async fn sign_request(signer: &Signer, request: &mut http::Request<Bytes>) -> Result<(), HttpError> {
+async fn sign_request(
+    signer: &Signer,
+    request: &mut http::Request<Bytes>,
+) -> Result<(), HttpError> {
     let credentials = signer.credentials.provide_credentials().await?;
     let identity = credentials.into();
     let params = v4::SigningParams::builder()
@@ -206,7 +208,10 @@ mod tests {
     fn tracing_is_off_without_an_endpoint_and_the_ratio_is_bounded() {
         assert_eq!(settings(&[]).unwrap().sample_ratio, 0.0);
         let on = settings(&[
-            ("TRACES_ENDPOINT", "https://xray.eu-west-1.amazonaws.com/v1/traces"),
+            (
+                "TRACES_ENDPOINT",
+                "https://xray.eu-west-1.amazonaws.com/v1/traces",
+            ),
             ("TRACES_SAMPLE_RATIO", "0.25"),
             ("TRACES_SIGNED", "true"),
         ])
@@ -214,7 +219,11 @@ mod tests {
         assert_eq!(on.sample_ratio, 0.25);
         assert!(on.signed);
         assert!(
-            settings(&[("TRACES_ENDPOINT", "http://x"), ("TRACES_SAMPLE_RATIO", "2")]).is_err()
+            settings(&[
+                ("TRACES_ENDPOINT", "http://x"),
+                ("TRACES_SAMPLE_RATIO", "2")
+            ])
+            .is_err()
         );
     }
 

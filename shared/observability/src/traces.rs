@@ -246,7 +246,8 @@ pub fn carried(body: &str) -> Option<SpanContext> {
 /// A W3C `traceparent` (version 00) as a remote span context.
 pub fn parse(traceparent: &str) -> Option<SpanContext> {
     let mut parts = traceparent.trim().split('-');
-    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if version != "00" || parts.next().is_some() || trace.len() != 32 || span.len() != 16 {
         return None;
     }
@@ -295,7 +296,11 @@ pub fn invocation<E: Trigger>(function: &str, invocation_id: &str, event: &E) ->
     let span = tracing::info_span!(
         "invocation",
         otel.name = function,
-        otel.kind = if E::TRIGGER == "http" { "server" } else { "consumer" },
+        otel.kind = if E::TRIGGER == "http" {
+            "server"
+        } else {
+            "consumer"
+        },
         faas.name = function,
         faas.trigger = E::TRIGGER,
         faas.invocation_id = invocation_id,
@@ -330,7 +335,11 @@ pub fn record(message_id: &str, body: &str, batch_size: usize) -> tracing::Span 
     if batch_size > 1
         && let Some(producer) = carried(body)
     {
-        let invocation = tracing::Span::current().context().span().span_context().clone();
+        let invocation = tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .clone();
         let _ = span.set_parent(Context::new().with_remote_span_context(producer));
         if invocation.is_valid() {
             span.add_link(invocation);
@@ -375,7 +384,9 @@ where
     let handler = lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<E>| {
         let lambda_runtime::LambdaEvent { payload, context } = event;
         let id = context.request_id.clone();
-        traced(function, &id, payload, move |payload| handle(payload, context))
+        traced(function, &id, payload, move |payload| {
+            handle(payload, context)
+        })
     });
     lambda_runtime::Runtime::new(handler)
         .layer(lambda_runtime::layers::TracingLayer::new())
@@ -520,7 +531,8 @@ mod tests {
     fn a_body_carries_its_context_at_the_top_or_in_an_events_detail() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let top = format!(r#"{{"command":"Reserve","traceparent":"{tp}"}}"#);
-        let event = format!(r#"{{"detail-type":"OrderConfirmed","detail":{{"traceparent":"{tp}"}}}}"#);
+        let event =
+            format!(r#"{{"detail-type":"OrderConfirmed","detail":{{"traceparent":"{tp}"}}}}"#);
         assert_eq!(carried(&top).map(|c| format(&c)).as_deref(), Some(tp));
         assert_eq!(carried(&event).map(|c| format(&c)).as_deref(), Some(tp));
         assert!(carried("not json").is_none());

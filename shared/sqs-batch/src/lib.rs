@@ -112,14 +112,13 @@ where
         }
     } else {
         let ids: Vec<_> = event.records.iter().map(|m| m.message_id.clone()).collect();
-        let results =
-            futures::future::join_all(
-                event
-                    .records
-                    .into_iter()
-                    .map(|m| run_one(m, batch_size, &handler)),
-            )
-            .await;
+        let results = futures::future::join_all(
+            event
+                .records
+                .into_iter()
+                .map(|m| run_one(m, batch_size, &handler)),
+        )
+        .await;
         for (id, result) in ids.into_iter().zip(results) {
             if let Err(e) = result {
                 fail(id, e);

@@ -8,7 +8,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
 use local_runtime::InProcess;
 use local_runtime::provision::Stack;
-use observability::traces::{Trigger, Tracing, traced};
+use observability::traces::{Tracing, Trigger, traced};
 use shop_aws::otlp::{Exporter, TraceConfig};
 use shop_aws::{ConfigError, Settings};
 use std::future::Future;
@@ -123,9 +123,11 @@ impl Traced {
             let handler = handler.clone();
             Box::pin(async move {
                 let id = uuid::Uuid::new_v4().to_string();
-                let answer = traced(&this.function, &id, event, |e| handler(e, deadline))
-                    .with_subscriber(this.dispatch.clone())
-                    .await;
+                // The span is made under the function's subscriber, as in its process.
+                let invocation = tracing::dispatcher::with_default(&this.dispatch, || {
+                    traced(&this.function, &id, event, |e| handler(e, deadline))
+                });
+                let answer = invocation.with_subscriber(this.dispatch.clone()).await;
                 this.tracing
                     .flush()
                     .with_subscriber(this.dispatch.clone())
@@ -217,7 +219,12 @@ impl AppConfig {
                 (*id, traced)
             })
             .collect();
-        let traced = |id: &str| traced.get(id).cloned().ok_or(LinkError::MissingFunction("traces"));
+        let traced = |id: &str| {
+            traced
+                .get(id)
+                .cloned()
+                .ok_or(LinkError::MissingFunction("traces"))
+        };
         let mut functions = InProcess::new();
         let api = Arc::new(orders_api::OrdersApi::new(
             &self.orders_api,

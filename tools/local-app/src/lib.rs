@@ -334,8 +334,8 @@ impl LocalApp {
         .await?;
         // Spans go to the local receiver instead of X-Ray, unsigned.
         let trace_path = TraceFile::path(&state_dir, &options.stack_name);
-        let trace_file =
-            TraceFile::create(trace_path.clone()).map_err(|e| LocalError::Traces(trace_path.clone(), e))?;
+        let trace_file = TraceFile::create(trace_path.clone())
+            .map_err(|e| LocalError::Traces(trace_path.clone(), e))?;
         let trace_listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| LocalError::Listen(0, e))?;
@@ -349,7 +349,9 @@ impl LocalApp {
                 .get("TRACES_ENDPOINT")
                 .is_some_and(|e| !e.is_empty())
             {
-                function.env.insert("TRACES_ENDPOINT".into(), receiver.clone());
+                function
+                    .env
+                    .insert("TRACES_ENDPOINT".into(), receiver.clone());
                 function.env.insert("TRACES_SIGNED".into(), "false".into());
             }
         }

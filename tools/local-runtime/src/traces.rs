@@ -4,91 +4,10 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+pub use shop_ops::trace::{Span as StoredSpan, TraceFile};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// One finished span as the receiver keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredSpan {
-    /// 32 hex digits.
-    pub trace_id: String,
-    /// 16 hex digits.
-    pub span_id: String,
-    /// The parent's span id; absent for a trace's root.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_span_id: Option<String>,
-    /// The span's name.
-    pub name: String,
-    /// The exporting service (the function's name).
-    pub service: String,
-    /// Start, nanoseconds since the epoch.
-    pub start_ns: u128,
-    /// End, nanoseconds since the epoch.
-    pub end_ns: u128,
-    /// The error's message when the span failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Attributes, by key.
-    #[serde(default)]
-    pub attributes: Map<String, Value>,
-    /// Spans this one links to, as `(trace id, span id)`.
-    #[serde(default)]
-    pub links: Vec<(String, String)>,
-}
-
-/// The spans of a session, in the file the receiver appends to.
-#[derive(Debug, Clone)]
-pub struct TraceFile {
-    path: PathBuf,
-    lock: Arc<Mutex<()>>,
-}
-
-impl TraceFile {
-    /// The trace file of `stack` in `state_dir`.
-    pub fn path(state_dir: &Path, stack: &str) -> PathBuf {
-        state_dir.join(format!("{stack}.traces.jsonl"))
-    }
-
-    /// A new session's file: whatever an earlier session left is removed.
-    pub fn create(path: PathBuf) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&path, b"")?;
-        Ok(Self {
-            path,
-            lock: Arc::new(Mutex::new(())),
-        })
-    }
-
-    fn append(&self, spans: &[StoredSpan]) -> std::io::Result<()> {
-        let mut text = String::new();
-        for span in spans {
-            text.push_str(&serde_json::to_string(span).map_err(std::io::Error::other)?);
-            text.push('\n');
-        }
-        let _held = self.lock.lock().map_err(|_| std::io::Error::other("poisoned"))?;
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.path)?
-            .write_all(text.as_bytes())
-    }
-
-    /// Every span in the file at `path`.
-    pub fn read(path: &Path) -> std::io::Result<Vec<StoredSpan>> {
-        let text = std::fs::read_to_string(path)?;
-        Ok(text
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect())
-    }
-}
 
 /// An OTLP `AnyValue` as plain JSON.
 fn any_value(value: &Value) -> Value {
@@ -188,9 +107,10 @@ fn answer(status: u16, body: &str) -> hyper::Response<Full<Bytes>> {
     let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_owned())));
     *response.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert("content-type", http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -204,7 +124,10 @@ async fn receive(
     if request.method() != http::Method::POST || request.uri().path() != "/v1/traces" {
         return answer(404, "{\"message\":\"Not Found\"}");
     }
-    let body = match Limited::new(request.into_body(), MAX_EXPORT).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_EXPORT)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
         Err(_) => return answer(413, "{\"message\":\"an export is at most 1 MB\"}"),
     };
@@ -214,7 +137,10 @@ async fn receive(
     match spans {
         Ok(spans) => match file.append(&spans) {
             Ok(()) => answer(200, "{}"),
-            Err(e) => answer(500, &serde_json::json!({ "message": e.to_string() }).to_string()),
+            Err(e) => answer(
+                500,
+                &serde_json::json!({ "message": e.to_string() }).to_string(),
+            ),
         },
         Err(e) => answer(400, &serde_json::json!({ "message": e }).to_string()),
     }
@@ -264,8 +190,14 @@ mod tests {
         assert_eq!(span.attributes["order.id"], "o-1");
         assert_eq!(span.attributes["attempt"], 2);
         assert_eq!(span.attributes["faas.coldstart"], true);
-        assert_eq!(span.error.as_deref(), Some("stock.reserve failed: throttled"));
+        assert_eq!(
+            span.error.as_deref(),
+            Some("stock.reserve failed: throttled")
+        );
         assert_eq!(span.links.len(), 1);
-        assert!(decode(&json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x"}]}]}]})).is_err());
+        assert!(
+            decode(&json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x"}]}]}]}))
+                .is_err()
+        );
     }
 }

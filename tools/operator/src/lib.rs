@@ -9,6 +9,7 @@ pub mod payments;
 pub mod saga;
 pub mod seed;
 pub mod stack;
+pub mod trace;
 
 /// Why an operator command could not do what was asked. Returned before any message is
 /// moved or deleted, except [`OpsError::Aws`] in the middle of a run, which the run's

@@ -72,6 +72,15 @@ pub enum Command {
         #[command(subcommand)]
         command: ops_cli::SagaCommand,
     },
+    /// One order's whole path as a waterfall: every function's spans and the saga's
+    /// states, with offsets, durations, outcomes and queue waits (--local).
+    Trace {
+        #[command(flatten)]
+        stack: ops_cli::StackArgs,
+        /// The order (ord-…).
+        #[arg(value_name = "ORDER_ID")]
+        order_id: String,
+    },
     /// Payments: give back part of a captured order's payment (--stack or --local).
     Payments {
         #[command(flatten)]

@@ -66,6 +66,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Dlq { stack, command } => finish(ops_cli::dlq(stack, command).await, "dlq"),
         Command::Saga { stack, command } => finish(ops_cli::saga(stack, command).await, "saga"),
+        Command::Trace { stack, order_id } => {
+            finish(ops_cli::trace(stack, order_id).await, "trace")
+        }
         Command::Payments { stack, command } => {
             finish(ops_cli::payments(stack, command).await, "payments")
         }

@@ -41,9 +41,9 @@ pub struct Step {
     /// Attempts after the first.
     pub retries: u32,
     #[serde(skip)]
-    pub(super) input: Option<String>,
+    pub(crate) input: Option<String>,
     #[serde(skip)]
-    pub(super) entered_ms: i64,
+    pub(crate) entered_ms: i64,
     #[serde(skip)]
     pub(super) scheduled: u32,
     #[serde(skip)]

@@ -22,11 +22,13 @@ mod dlq;
 mod payments;
 mod saga;
 mod stack;
+mod trace;
 
 pub use dlq::{DlqCommand, dlq};
 pub use payments::{PaymentsCommand, payments};
 pub use saga::{SagaCommand, saga};
 pub use stack::{LoadArgs, alarms, load, seed, smoke, token};
+pub use trace::trace;
 
 use local_runtime::emulator::emulator_sdk;
 use shop_ops::OpsError;
