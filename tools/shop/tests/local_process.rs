@@ -384,6 +384,17 @@ async fn a_shopper_uses_the_local_app_over_http() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("smoke: every step held"), "{out}");
     assert!(out.contains("PaymentDeclined"), "{out}");
+    // One order, one trace: the confirmed order and the one the smoke test's declined
+    // card compensated, each from the API through every function and the saga's states.
+    let declined = out
+        .lines()
+        .find(|l| l.contains("to CANCELLED (PaymentDeclined)"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("ord-")))
+        .expect("the smoke test names its compensated order")
+        .to_owned();
+    for order in [&id, &declined] {
+        assert_one_trace(&stack, order).await;
+    }
     // Every alarm, each with the topic it pages and its runbook.
     let (code, out, err) = operator(&stack, &["alarms"]).await;
     assert_eq!(code, 0, "no alarm fires on the emulator: {out}{err}");
@@ -526,6 +537,79 @@ async fn a_shopper_uses_the_local_app_over_http() {
     }
 
     stop(app).await;
+}
+
+/// `shop trace ORDER --local`: exactly one trace holding the API, intake, inventory,
+/// payments, fulfilment and the saga's states, no span without its parent, parents
+/// before children and siblings in time order; and the waterfall names each.
+async fn assert_one_trace(stack: &str, order: &str) {
+    // Fulfilment takes the order's final event after the order has ended: its spans
+    // arrive a moment later.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (out, trace) = loop {
+        let (code, out, err) = operator(stack, &["trace", order, "--json"]).await;
+        assert_eq!(code, 0, "{out}{err}");
+        let trace: Value = serde_json::from_str(&out).unwrap();
+        let fulfilled = trace["rows"].as_array().unwrap().iter().any(|r| {
+            r["service"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("FulfilmentFunction"))
+        });
+        if fulfilled || Instant::now() > deadline {
+            break (out, trace);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(trace["orphans"], 0, "{out}");
+    let rows = trace["rows"].as_array().unwrap();
+    let trace_id = trace["traceId"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 32);
+    assert!(rows.iter().all(|r| r["traceId"] == trace_id));
+    for expected in [
+        "OrdersApiFunction",
+        "OrderIntakeFunction",
+        "InventoryFunction",
+        "PaymentsFunction",
+        "FulfilmentFunction",
+        "step-functions",
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| r["service"].as_str().unwrap().ends_with(expected)),
+            "{expected} in {out}"
+        );
+    }
+    assert!(
+        rows.iter().any(|r| r["name"] == "AuthorizePayment"),
+        "{out}"
+    );
+    assert_eq!(rows[0]["depth"], 0, "{out}");
+    assert!(
+        rows[0]["service"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("OrdersApiFunction")),
+        "{out}"
+    );
+    // Parents before children; a child starts no earlier than its parent.
+    let mut open: Vec<(u64, f64)> = Vec::new();
+    for row in rows {
+        let depth = row["depth"].as_u64().unwrap();
+        let offset = row["offsetMs"].as_f64().unwrap();
+        open.truncate(depth as usize);
+        if let Some((_, parent)) = open.last() {
+            assert!(offset + 1.0 >= *parent, "{row} before its parent");
+        }
+        open.push((depth, offset));
+    }
+    let (code, text, _) = operator(stack, &["trace", order]).await;
+    assert_eq!(code, 0);
+    assert!(
+        text.starts_with(&format!("order {order}  trace {trace_id}")),
+        "{text}"
+    );
+    for name in ["OrderIntakeFunction", "ReserveStock", "(waited "] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
 }
 
 /// Runs `shop <args> --local` against the stack `shop local` started.
