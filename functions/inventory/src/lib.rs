@@ -241,4 +241,69 @@ mod tests {
             "the stale command is not answered; the late one is, by its own name"
         );
     }
+
+    #[tokio::test]
+    async fn a_commands_span_continues_the_sagas_trace_in_a_batch_of_one_or_several() {
+        use observability::traces::testing::{
+            assert_consumer_tree, attribute, descendants, invoke, producer,
+        };
+        for size in [1u8, 3] {
+            let producers: Vec<String> = (0..size).map(producer).collect();
+            let bodies: Vec<String> = producers
+                .iter()
+                .enumerate()
+                .map(|(i, traceparent)| {
+                    format!(
+                        r#"{{"command":"Reserve","taskToken":"t{i}","orderId":"ord-{i}","correlationId":"c{i}","traceparent":"{traceparent}","lines":[{{"sku":"MUG","quantity":1,"unitPrice":1}}]}}"#
+                    )
+                })
+                .collect();
+            let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+            let inventory = Inventory::new(
+                &config(),
+                Ports {
+                    stock: Arc::new(FakeStock::with(&[("MUG", 10)])),
+                    events: Arc::new(FakeEvents::default()),
+                    callbacks: Arc::new(FakeCallbacks::default()),
+                },
+            );
+            let (response, spans) =
+                invoke("shop-InventoryFunction", batch(&bodies), |e| inventory.handle(e)).await;
+            assert!(response.batch_item_failures.is_empty());
+            for record in assert_consumer_tree(&spans, "shop-InventoryFunction", &producers) {
+                let command = descendants(&spans, record)
+                    .into_iter()
+                    .find(|s| s.name == "command")
+                    .expect("the command's span under its record");
+                assert!(attribute(command, "order.id").is_some_and(|id| id.starts_with("ord-")));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_record_is_marked_failed_with_its_cause() {
+        use observability::traces::testing::{invoke, named};
+        let inventory = Inventory::new(
+            &config(),
+            Ports {
+                stock: Arc::new(FakeStock::with(&[])),
+                events: Arc::new(FakeEvents::default()),
+                callbacks: Arc::new(FakeCallbacks::default()),
+            },
+        );
+        let (response, spans) = invoke(
+            "shop-InventoryFunction",
+            batch(&["{\"command\":\"Steal\"}"]),
+            |e| inventory.handle(e),
+        )
+        .await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        let record = named(&spans, "record");
+        match &record.status {
+            opentelemetry::trace::Status::Error { description } => {
+                assert!(description.contains("Steal"), "{description}")
+            }
+            other => panic!("the record's span is {other:?}"),
+        }
+    }
 }

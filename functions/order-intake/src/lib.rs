@@ -262,4 +262,46 @@ mod tests {
             .collect();
         assert_eq!(failed, ["m2"]);
     }
+
+    #[tokio::test]
+    async fn an_orders_span_continues_the_api_requests_trace_in_a_batch_of_one_or_several() {
+        use observability::traces::testing::{
+            assert_consumer_tree, attribute, descendants, invoke, producer,
+        };
+        for size in [1u8, 3] {
+            let producers: Vec<String> = (0..size).map(producer).collect();
+            let mut event = SqsEvent::default();
+            event.records = producers
+                .iter()
+                .enumerate()
+                .map(|(i, traceparent)| {
+                    let order = serde_json::json!({
+                        "orderId": format!("ord-{i}"), "customerId": "c", "currency": "EUR",
+                        "total": 100, "lines": [{"sku": "A", "quantity": 1, "unitPrice": 100}],
+                        "status": "PENDING", "history": [], "correlationId": "corr",
+                        "createdAt": "2026-01-01T00:00:00Z", "traceparent": traceparent
+                    });
+                    message(&format!("m{i}"), &order.to_string())
+                })
+                .collect();
+            let intake = Intake::new(
+                &config(&[]).unwrap(),
+                Ports {
+                    saga: Arc::new(FakeSaga::default()),
+                    events: Arc::new(FakeEvents::default()),
+                },
+            );
+            let (response, spans) =
+                invoke("shop-OrderIntakeFunction", event, |e| intake.handle(e)).await;
+            assert!(response.batch_item_failures.is_empty());
+            for record in assert_consumer_tree(&spans, "shop-OrderIntakeFunction", &producers) {
+                let order = descendants(&spans, record)
+                    .into_iter()
+                    .find(|s| s.name == "order")
+                    .expect("the order's span under its record");
+                assert!(attribute(order, "order.id").is_some_and(|id| id.starts_with("ord-")));
+                assert_eq!(attribute(order, "correlation_id").as_deref(), Some("corr"));
+            }
+        }
+    }
 }

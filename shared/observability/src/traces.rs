@@ -330,7 +330,7 @@ pub fn record(message_id: &str, body: &str, batch_size: usize) -> tracing::Span 
         messaging.system = "aws_sqs",
         messaging.message.id = message_id,
         otel.status_code = tracing::field::Empty,
-        otel.status_message = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
     );
     if batch_size > 1
         && let Some(producer) = carried(body)
@@ -498,9 +498,127 @@ where
 pub fn fail(span: &tracing::Span, error: &(dyn std::error::Error + 'static)) {
     span.record("otel.status_code", "ERROR");
     span.record(
-        "otel.status_message",
+        "otel.status_description",
         crate::ErrorChain(error).to_string().as_str(),
     );
+}
+
+/// What a function's span tests need: its spans captured in memory as its
+/// invocation ends them, and producers' contexts to put in events.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use super::*;
+    pub use opentelemetry_sdk::trace::InMemorySpanExporter;
+    use tracing::instrument::WithSubscriber;
+
+    /// Invokes `handle` on `event` as `function` is invoked ([`traced`], then the
+    /// flush), and returns its answer and the spans it exported.
+    pub async fn invoke<E, Fut>(
+        function: &str,
+        event: E,
+        handle: impl FnOnce(E) -> Fut,
+    ) -> (Fut::Output, Vec<SpanData>)
+    where
+        E: Trigger,
+        Fut: std::future::Future,
+    {
+        let exporter = InMemorySpanExporter::default();
+        let tracing = Tracing::new(function, 1.0, exporter.clone());
+        let dispatch = tracing.dispatch(tracing_subscriber::fmt::TestWriter::new());
+        let invocation = tracing::dispatcher::with_default(&dispatch, || {
+            traced(function, "invocation-1", event, handle)
+        });
+        let answer = invocation.with_subscriber(dispatch.clone()).await;
+        tracing.flush().with_subscriber(dispatch).await;
+        (answer, exporter.get_finished_spans().unwrap_or_default())
+    }
+
+    /// A sampled producer's `traceparent`, distinct for each `n`.
+    pub fn producer(n: u8) -> String {
+        format!("00-{:032x}-{:016x}-01", 0xabc0 + u128::from(n), 0x100 + u64::from(n))
+    }
+
+    /// The span named `name`; panics naming the spans there are.
+    pub fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| {
+                let names: Vec<_> = spans.iter().map(|s| s.name.as_ref()).collect();
+                panic!("no span {name} among {names:?}")
+            })
+    }
+
+    /// The value of attribute `key` of `span`, as text.
+    pub fn attribute(span: &SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    /// Checks the tree every queue consumer's invocation makes, for a batch whose
+    /// records came from `producers` (one `traceparent` each): with one record the
+    /// invocation continues its producer's trace and the record is its child; with
+    /// several the invocation links to each producer and each record continues its
+    /// own producer's trace, linked back to the invocation. Returns the record spans.
+    pub fn assert_consumer_tree<'a>(
+        spans: &'a [SpanData],
+        function: &str,
+        producers: &[String],
+    ) -> Vec<&'a SpanData> {
+        let invocation = named(spans, function);
+        assert_eq!(attribute(invocation, "faas.trigger").as_deref(), Some("pubsub"));
+        assert_eq!(
+            attribute(invocation, "faas.invocation_id").as_deref(),
+            Some("invocation-1")
+        );
+        assert!(attribute(invocation, "faas.coldstart").is_some());
+        let producers: Vec<SpanContext> = producers.iter().filter_map(|p| parse(p)).collect();
+        let records: Vec<&SpanData> = spans.iter().filter(|s| s.name == "record").collect();
+        assert_eq!(records.len(), producers.len(), "a span per record");
+        if let [only] = producers.as_slice() {
+            assert_eq!(invocation.span_context.trace_id(), only.trace_id());
+            assert_eq!(invocation.parent_span_id, only.span_id());
+            assert_eq!(records[0].parent_span_id, invocation.span_context.span_id());
+            assert_eq!(records[0].span_context.trace_id(), only.trace_id());
+        } else {
+            let linked: Vec<_> = invocation
+                .links
+                .iter()
+                .map(|l| l.span_context.span_id())
+                .collect();
+            for producer in &producers {
+                assert!(linked.contains(&producer.span_id()), "linked to {producer:?}");
+                let record = records
+                    .iter()
+                    .find(|r| r.parent_span_id == producer.span_id())
+                    .expect("a record continues each producer's trace");
+                assert_eq!(record.span_context.trace_id(), producer.trace_id());
+                assert!(
+                    record
+                        .links
+                        .iter()
+                        .any(|l| l.span_context.span_id() == invocation.span_context.span_id()),
+                    "the record links back to its invocation"
+                );
+            }
+        }
+        records
+    }
+
+    /// The spans under `parent`, at any depth.
+    pub fn descendants<'a>(spans: &'a [SpanData], parent: &SpanData) -> Vec<&'a SpanData> {
+        let mut found = Vec::new();
+        let mut open = vec![parent.span_context.span_id()];
+        while let Some(id) = open.pop() {
+            for span in spans.iter().filter(|s| s.parent_span_id == id) {
+                open.push(span.span_context.span_id());
+                found.push(span);
+            }
+        }
+        found
+    }
 }
 
 #[cfg(test)]
