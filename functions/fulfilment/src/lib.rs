@@ -203,4 +203,44 @@ mod tests {
             .collect();
         assert_eq!(failed, ["4"]);
     }
+
+    #[tokio::test]
+    async fn an_events_span_continues_the_order_in_a_batch_of_one_or_several() {
+        use observability::traces::testing::{
+            assert_consumer_tree, attribute, descendants, invoke, producer,
+        };
+        for size in [1u8, 3] {
+            let producers: Vec<String> = (0..size).map(producer).collect();
+            let mut event = SqsEvent::default();
+            event.records = producers
+                .iter()
+                .enumerate()
+                .map(|(i, traceparent)| {
+                    let detail = format!(
+                        r#"{{"orderId":"ord-{i}","correlationId":"c","traceparent":"{traceparent}","lines":[{{"sku":"A","quantity":1,"unitPrice":5}}]}}"#
+                    );
+                    message(&i.to_string(), "OrderConfirmed", &detail)
+                })
+                .collect();
+            let fulfilment = Fulfilment::new(
+                &Config {
+                    function_name: "shop-FulfilmentFunction".into(),
+                    shipments_table: "shipments".into(),
+                },
+                Ports {
+                    shipments: Arc::new(FakeShipments::default()),
+                },
+            );
+            let (response, spans) =
+                invoke("shop-FulfilmentFunction", event, |e| fulfilment.handle(e)).await;
+            assert!(response.batch_item_failures.is_empty());
+            for record in assert_consumer_tree(&spans, "shop-FulfilmentFunction", &producers) {
+                let handled = descendants(&spans, record)
+                    .into_iter()
+                    .find(|s| s.name == "event")
+                    .expect("the event's span under its record");
+                assert!(attribute(handled, "order.id").is_some_and(|id| id.starts_with("ord-")));
+            }
+        }
+    }
 }

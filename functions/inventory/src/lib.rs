@@ -267,8 +267,10 @@ mod tests {
                     callbacks: Arc::new(FakeCallbacks::default()),
                 },
             );
-            let (response, spans) =
-                invoke("shop-InventoryFunction", batch(&bodies), |e| inventory.handle(e)).await;
+            let (response, spans) = invoke("shop-InventoryFunction", batch(&bodies), |e| {
+                inventory.handle(e)
+            })
+            .await;
             assert!(response.batch_item_failures.is_empty());
             for record in assert_consumer_tree(&spans, "shop-InventoryFunction", &producers) {
                 let command = descendants(&spans, record)

@@ -884,3 +884,56 @@ fn every_problem_type_is_documented_and_every_documented_one_exists() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_placed_order_continues_the_callers_trace_and_names_the_order() {
+    use observability::traces::testing::{attribute, invoke, named, producer};
+    let (api, _) = api_with(Arc::new(catalog()));
+    let caller = producer(7);
+    let placing = request(
+        "POST",
+        "/v1/orders",
+        Some(ORDER),
+        &[("traceparent", &caller)],
+    );
+    let (r, spans) = invoke("shop-OrdersApiFunction", placing, |e| {
+        api.handle(e, deadline())
+    })
+    .await;
+    assert_eq!(r.status_code, 202);
+    let invocation = named(&spans, "shop-OrdersApiFunction");
+    assert_eq!(
+        attribute(invocation, "faas.trigger").as_deref(),
+        Some("http")
+    );
+    let caller = observability::traces::parse(&caller).unwrap();
+    assert_eq!(invocation.span_context.trace_id(), caller.trace_id());
+    assert_eq!(invocation.parent_span_id, caller.span_id());
+    let handled = named(&spans, "request");
+    assert_eq!(handled.parent_span_id, invocation.span_context.span_id());
+    assert_eq!(
+        attribute(handled, "order.id"),
+        body_of(&r)["orderId"].as_str().map(str::to_owned)
+    );
+    assert_eq!(
+        attribute(handled, "http.response.status_code").as_deref(),
+        Some("202")
+    );
+    // A read is not part of the order's path: no order.id, a trace of its own.
+    let location = r.headers["location"].to_str().unwrap().to_owned();
+    let mut reading = request("GET", &location, None, &[]);
+    reading.path_parameters.insert(
+        "id".into(),
+        body_of(&r)["orderId"].as_str().unwrap().to_owned(),
+    );
+    let (got, spans) = invoke("shop-OrdersApiFunction", reading, |e| {
+        api.handle(e, deadline())
+    })
+    .await;
+    assert_eq!(got.status_code, 200);
+    assert_eq!(attribute(named(&spans, "request"), "order.id"), None);
+    assert_eq!(
+        named(&spans, "shop-OrdersApiFunction").parent_span_id,
+        opentelemetry::trace::SpanId::INVALID
+    );
+}

@@ -748,6 +748,57 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_commands_span_continues_the_sagas_trace_in_a_batch_of_one_or_several() {
+        use observability::traces::testing::{
+            assert_consumer_tree, attribute, descendants, invoke, producer,
+        };
+        for size in [1u8, 3] {
+            let producers: Vec<String> = (0..size).map(producer).collect();
+            let orders = Arc::new(FakeOrders::default());
+            let mut event = SqsEvent::default();
+            for (i, traceparent) in producers.iter().enumerate() {
+                let order = Order {
+                    status: shop_domain::OrderStatus::PaymentPending,
+                    ..pending_order("MUG", 1, 100)
+                };
+                let id = order.order_id.clone();
+                orders.0.lock().unwrap().insert(id.clone(), order);
+                let mut m = SqsMessage::default();
+                m.message_id = Some(format!("m{i}"));
+                m.body = Some(format!(
+                    r#"{{"command":"Authorize","taskToken":"t{i}","orderId":"{id}","amount":100,"currency":"EUR","traceparent":"{traceparent}"}}"#
+                ));
+                event.records.push(m);
+            }
+            let payments = Payments::new(
+                &config(&[]).unwrap(),
+                Ports {
+                    ledger: Arc::new(FakeLedger::default()),
+                    provider: Arc::new(ThreeDSecure(std::sync::Mutex::new(
+                        Authentication::Pending,
+                    ))),
+                    orders,
+                    events: Arc::new(FakeEvents::default()),
+                    callbacks: Arc::new(FakeCallbacks::default()),
+                },
+            );
+            let deadline = SystemTime::now() + Duration::from_secs(30);
+            let (response, spans) = invoke("shop-PaymentsFunction", event, |e| {
+                payments.handle(e, deadline)
+            })
+            .await;
+            assert!(response.batch_item_failures.is_empty());
+            for record in assert_consumer_tree(&spans, "shop-PaymentsFunction", &producers) {
+                let command = descendants(&spans, record)
+                    .into_iter()
+                    .find(|s| s.name == "command")
+                    .expect("the command's span under its record");
+                assert!(attribute(command, "order.id").is_some_and(|id| id.starts_with("ord-")));
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn a_3d_secure_payment_keeps_the_sagas_token_until_the_shopper_answers() {
         // GIVEN an order waiting for its payment, paid with a 3-D Secure card
         let callbacks = Arc::new(FakeCallbacks::default());

@@ -535,18 +535,19 @@ pub mod testing {
 
     /// A sampled producer's `traceparent`, distinct for each `n`.
     pub fn producer(n: u8) -> String {
-        format!("00-{:032x}-{:016x}-01", 0xabc0 + u128::from(n), 0x100 + u64::from(n))
+        format!(
+            "00-{:032x}-{:016x}-01",
+            0xabc0 + u128::from(n),
+            0x100 + u64::from(n)
+        )
     }
 
     /// The span named `name`; panics naming the spans there are.
     pub fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
-        spans
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| {
-                let names: Vec<_> = spans.iter().map(|s| s.name.as_ref()).collect();
-                panic!("no span {name} among {names:?}")
-            })
+        spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+            let names: Vec<_> = spans.iter().map(|s| s.name.as_ref()).collect();
+            panic!("no span {name} among {names:?}")
+        })
     }
 
     /// The value of attribute `key` of `span`, as text.
@@ -568,7 +569,10 @@ pub mod testing {
         producers: &[String],
     ) -> Vec<&'a SpanData> {
         let invocation = named(spans, function);
-        assert_eq!(attribute(invocation, "faas.trigger").as_deref(), Some("pubsub"));
+        assert_eq!(
+            attribute(invocation, "faas.trigger").as_deref(),
+            Some("pubsub")
+        );
         assert_eq!(
             attribute(invocation, "faas.invocation_id").as_deref(),
             Some("invocation-1")
@@ -589,7 +593,10 @@ pub mod testing {
                 .map(|l| l.span_context.span_id())
                 .collect();
             for producer in &producers {
-                assert!(linked.contains(&producer.span_id()), "linked to {producer:?}");
+                assert!(
+                    linked.contains(&producer.span_id()),
+                    "linked to {producer:?}"
+                );
                 let record = records
                     .iter()
                     .find(|r| r.parent_span_id == producer.span_id())
