@@ -220,6 +220,43 @@ mod tests {
         assert_eq!(events.detail_types(), ["OrderCancelled"]);
     }
 
+    #[tokio::test]
+    async fn a_sweep_is_a_timer_invocation_with_no_parent() {
+        use observability::traces::testing::{attribute, invoke, named};
+        let config = Config {
+            function_name: "shop-OrphanSweeperFunction".into(),
+            orders_table: "orders".into(),
+            state_machine_arn: "saga".into(),
+            event_bus_name: "bus".into(),
+            orphan_after: Duration::from_secs(900),
+        };
+        let sweeper = OrphanSweeper::new(
+            &config,
+            Ports {
+                pending: Arc::new(FakePendingIndex::default()),
+                orders: Arc::new(FakeOrders::default()),
+                runs: Arc::new(FakeRuns::default()),
+                events: Arc::new(FakeEvents::default()),
+            },
+        );
+        let (summary, spans) = invoke(
+            "shop-OrphanSweeperFunction",
+            serde_json::json!({"source": "aws.scheduler"}),
+            |_| sweeper.handle(),
+        )
+        .await;
+        assert_eq!(summary.unwrap().examined, 0);
+        let invocation = named(&spans, "shop-OrphanSweeperFunction");
+        assert_eq!(
+            attribute(invocation, "faas.trigger").as_deref(),
+            Some("timer")
+        );
+        assert_eq!(
+            invocation.parent_span_id,
+            opentelemetry::trace::SpanId::INVALID
+        );
+    }
+
     #[test]
     fn refuses_an_orphan_age_below_a_minute() {
         let env = |name: &str| match name {

@@ -252,3 +252,28 @@ fn every_answer_is_documented_in_the_openapi_document() {
         assert!(operation["responses"][status].is_object(), "{status}");
     }
 }
+
+#[tokio::test]
+async fn a_delivery_is_one_span_tree_of_its_own() {
+    use observability::traces::testing::{attribute, invoke, named};
+    let f = fixture().await;
+    let delivery = signed(&event(EVENTS[0], &OrderId::generate()), SECRET, now());
+    let (reply, spans) = invoke("shop-StripeWebhookFunction", delivery, |d| {
+        f.webhook.handle(d)
+    })
+    .await;
+    assert_eq!(answer(&reply).0, 200);
+    let invocation = named(&spans, "shop-StripeWebhookFunction");
+    assert_eq!(
+        attribute(invocation, "faas.trigger").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        invocation.parent_span_id,
+        opentelemetry::trace::SpanId::INVALID,
+        "Stripe sends no trace context"
+    );
+    let handled = named(&spans, "event");
+    assert_eq!(handled.parent_span_id, invocation.span_context.span_id());
+    assert_eq!(attribute(handled, "event_id").as_deref(), Some("evt_1"));
+}
