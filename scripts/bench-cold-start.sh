@@ -3,8 +3,8 @@
 # Python peer (boto3 + awslambdaric from PyPI, in .venv-bench), all under the same
 # fake Lambda Runtime API, with a private moto server for the first invocations.
 #   scripts/bench-cold-start.sh [RUNS]     # default 30 starts per program
-#   BEFORE=<commit> scripts/bench-cold-start.sh   # also the payments binary of <commit>,
-#                                                 # beside this one's, for the cold path
+#   BEFORE=<commit> scripts/bench-cold-start.sh   # also every function as of <commit>,
+#                                                 # beside this build's, in the same run
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,12 +16,17 @@ fi
 mkdir -p target/bench
 cc -O2 -o target/bench/floor bench/floor.c
 cargo build --quiet --release -p orders-api -p order-intake -p inventory -p payments -p fulfilment -p orphan-sweeper -p stripe-webhook
-rm -f target/bench/payments-before
+rm -rf target/bench/payments-before target/bench/before
 if [ -n "${BEFORE:-}" ]; then
   tree="$(mktemp -d)"
   git worktree add --force --detach "$tree" "$BEFORE" >/dev/null
-  (cd "$tree" && CARGO_TARGET_DIR="$root/target/before-build" cargo build --quiet --release -p payments)
+  (cd "$tree" && CARGO_TARGET_DIR="$root/target/before-build" cargo build --quiet --release \
+    -p orders-api -p order-intake -p inventory -p payments -p fulfilment -p orphan-sweeper -p stripe-webhook)
   git worktree remove --force "$tree"
+  mkdir -p target/bench/before
+  for f in orders-api order-intake inventory payments fulfilment orphan-sweeper stripe-webhook; do
+    cp "target/before-build/release/$f" "target/bench/before/$f"
+  done
   cp target/before-build/release/payments target/bench/payments-before
 fi
 exec scripts/with-moto.sh cargo run --quiet --profile local-bench -p shop --example bench_cold_start -- "$@"

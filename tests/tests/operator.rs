@@ -16,7 +16,8 @@ use shop_ops::OpsError;
 use shop_ops::audit::{Journal, read_audit};
 use shop_ops::dlq::{self, ReplayOptions, Source};
 use shop_ops::saga::{self, RedrivePlan};
-use shop_ops::stack::Ops;
+use shop_ops::stack::{LocalStackFile, Ops};
+use shop_ops::trace::TraceFile;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -203,6 +204,36 @@ async fn poison_orders_are_peeked_then_replayed_after_the_fix_and_complete() {
         assert_eq!(app.wait_terminal(id, WAIT).await["status"], "CONFIRMED");
     }
     wait_depth(&app, &orders_dlq.url, 0, Duration::from_secs(5)).await;
+    // AND a replayed message continues its order's trace: the intake's failed tries
+    // and the one after the replay sit in the trace the API request began, with the
+    // saga's work after them
+    let traces = LocalStackFile::read(&app.stack_file)
+        .unwrap()
+        .traces
+        .expect("shop local keeps the session's traces");
+    for id in &ids {
+        let trace = shop_ops::trace::assemble(id, TraceFile::read(&traces).unwrap());
+        assert_eq!(trace.orphans, 0, "{}", shop_ops::trace::render(&trace));
+        let spans = |service: &str| {
+            trace
+                .rows
+                .iter()
+                .filter(move |r| r.span.service.ends_with(service) && r.span.name == "record")
+                .collect::<Vec<_>>()
+        };
+        let intake = spans("OrderIntakeFunction");
+        assert!(
+            intake.iter().any(|r| r.span.error.is_some())
+                && intake.iter().any(|r| r.span.error.is_none()),
+            "a failed try and the replayed one: {}",
+            shop_ops::trace::render(&trace)
+        );
+        assert!(
+            !spans("InventoryFunction").is_empty(),
+            "{}",
+            shop_ops::trace::render(&trace)
+        );
+    }
     // AND every run left an audit record
     let audit = read_audit(&ops.files);
     assert_eq!(audit.len(), 3);

@@ -525,11 +525,13 @@ pub mod testing {
         let exporter = InMemorySpanExporter::default();
         let tracing = Tracing::new(function, 1.0, exporter.clone());
         let dispatch = tracing.dispatch(tracing_subscriber::fmt::TestWriter::new());
-        let invocation = tracing::dispatcher::with_default(&dispatch, || {
-            traced(function, "invocation-1", event, handle)
-        });
-        let answer = invocation.with_subscriber(dispatch.clone()).await;
-        tracing.flush().with_subscriber(dispatch).await;
+        let answer = async {
+            let answer = traced(function, "invocation-1", event, handle).await;
+            tracing.flush().await;
+            answer
+        }
+        .with_subscriber(dispatch)
+        .await;
         (answer, exporter.get_finished_spans().unwrap_or_default())
     }
 

@@ -123,16 +123,17 @@ impl Traced {
             let handler = handler.clone();
             Box::pin(async move {
                 let id = uuid::Uuid::new_v4().to_string();
-                // The span is made under the function's subscriber, as in its process.
-                let invocation = tracing::dispatcher::with_default(&this.dispatch, || {
-                    traced(&this.function, &id, event, |e| handler(e, deadline))
-                });
-                let answer = invocation.with_subscriber(this.dispatch.clone()).await;
-                this.tracing
-                    .flush()
-                    .with_subscriber(this.dispatch.clone())
-                    .await;
-                answer
+                let dispatch = this.dispatch.clone();
+                // Every span of the invocation is made, entered and dropped under the
+                // function's subscriber, as in its own process: a span closed under
+                // another one would close its parent in the wrong registry.
+                async move {
+                    let answer = traced(&this.function, &id, event, |e| handler(e, deadline)).await;
+                    this.tracing.flush().await;
+                    answer
+                }
+                .with_subscriber(dispatch)
+                .await
             })
         }
     }

@@ -16,6 +16,10 @@
 //! built and, when `target/bench/payments-before` exists (the script builds it from
 //! the commit named by `BEFORE`), for that baseline, alternating run by run.
 //!
+//! Every function runs with its traces exported to a local OTLP receiver (as on AWS,
+//! unsigned) and again with tracing off (`TRACES_SAMPLE_RATIO=0`); with `BEFORE`, the
+//! binaries of that commit run beside them (`target/bench/before/`).
+//!
 //!   scripts/bench-cold-start.sh [RUNS]
 
 use bytes::Bytes;
@@ -311,6 +315,19 @@ async fn main() {
         orders.insert(stored).await.expect("order stored");
     }
 
+    // The functions export their spans here, as they do to X-Ray on AWS.
+    let receiver = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let traces = format!(
+        "http://{}/v1/traces",
+        receiver.local_addr().expect("an address")
+    );
+    let trace_file = local_runtime::traces::TraceFile::create(
+        std::env::temp_dir().join(format!("order-saga-bench/{name}.traces.jsonl")),
+    )
+    .expect("a trace file");
+    let (_stop_receiver, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(local_runtime::traces::serve(receiver, trace_file, stopped));
+
     let mut candidates = vec![Candidate {
         name: "C floor (GET next only)".into(),
         program: floor,
@@ -333,7 +350,28 @@ async fn main() {
             event["pathParameters"]["id"] = serde_json::json!(order.order_id.to_string());
             event["requestContext"]["http"]["path"] = serde_json::json!(path);
         }
-        let env = stack.functions[logical_id].env.clone();
+        let mut env = stack.functions[logical_id].env.clone();
+        env.insert("TRACES_ENDPOINT".into(), traces.clone());
+        env.insert("TRACES_SIGNED".into(), "false".into());
+        let before = root.join("target/bench/before").join(binary);
+        if before.exists() {
+            candidates.push(Candidate {
+                name: format!("{binary} before tracing"),
+                program: before,
+                args: Vec::new(),
+                env: env.clone(),
+                event: Some(event.to_string()),
+            });
+        }
+        let mut off = env.clone();
+        off.insert("TRACES_SAMPLE_RATIO".into(), "0".into());
+        candidates.push(Candidate {
+            name: format!("{binary}, tracing off"),
+            program: program.clone(),
+            args: Vec::new(),
+            env: off,
+            event: Some(event.to_string()),
+        });
         if binary == "payments" {
             // The Authorize of a stored order (see the module's note on the receipt).
             let authorize = |event: &mut serde_json::Value, order: &shop_domain::Order| {
