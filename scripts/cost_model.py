@@ -32,7 +32,20 @@ PRICE = {
     "ddb_rru": 0.125 / 1e6,
     "sfn_transition": 0.025 / 1e3,
     "eventbridge_event": 1.00 / 1e6,
+    # Spans sent to the OTLP traces endpoint with Transaction Search on are ingested
+    # as structured logs (log group aws/spans) at CloudWatch Logs' standard ingestion
+    # price; 1 % of them indexed as X-Ray trace summaries at no charge.
+    "logs_ingest_gb": 0.50,
 }
+
+# Traces, per order at TraceSampleRatio=1: the spans of one order's trace as `shop
+# trace --json` counts them through shop local (the functions' own; the saga's
+# states come from Step Functions' tracing), and their mean size as the local
+# receiver stores them (compact JSON, measured). Assumed: CloudWatch stores each span
+# with its resource and scope, about twice that.
+SPANS_PER_ORDER = {"happy (confirmed)": 38, "compensating (card declined)": 37}
+SPAN_BYTES_MEASURED = 700
+SPAN_BYTES_FACTOR_ASSUMED = 2.0
 
 # Assumed latency of one call from a function in the same region, in ms.
 LATENCY_MS = {"dynamodb": 6, "sqs": 8, "sfn": 15, "events": 15}
@@ -148,6 +161,11 @@ def main():
             lam *= 1e6
             total = lam + other
             print(f"{path:30} {label:38} {lam:9.2f} {other:9.2f} {total:9.2f} {lam / total:11.1%}")
+    print()
+    print("Traces (TraceSampleRatio=1; the cost scales with the ratio), per 1,000,000 orders:")
+    for path, spans in SPANS_PER_ORDER.items():
+        gb = spans * SPAN_BYTES_MEASURED * SPAN_BYTES_FACTOR_ASSUMED * 1e6 / 1e9
+        print(f"  {path:30} {spans} spans/order, {gb:6.1f} GB ingested: ${gb * PRICE['logs_ingest_gb']:.2f}")
     return 0
 
 

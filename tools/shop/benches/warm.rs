@@ -13,11 +13,13 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::service::service_fn;
+use observability::traces::Tracing;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::Path;
 use std::time::Duration;
+use tracing::instrument::WithSubscriber;
 
 /// CPU time of the benchmark thread. The handler runs on a current-thread runtime
 /// driven by that thread, so this counts its work and not the fake endpoint's.
@@ -186,6 +188,28 @@ fn bench_batch<F, Fut>(
     });
 }
 
+/// `handle` on `event` as a function runs it with tracing on: inside its invocation's
+/// span, under its subscriber, its spans exported after it (OTLP JSON, signed with
+/// SigV4 as on AWS, to the fake endpoint).
+async fn traced<E, Fut>(
+    tracing: &Tracing<shop_aws::otlp::Exporter>,
+    dispatch: &tracing::Dispatch,
+    event: E,
+    handle: impl FnOnce(E) -> Fut,
+) -> Fut::Output
+where
+    E: observability::traces::Trigger,
+    Fut: std::future::Future,
+{
+    async {
+        let answer = observability::traces::traced("bench", "invocation", event, handle).await;
+        tracing.flush().await;
+        answer
+    }
+    .with_subscriber(dispatch.clone())
+    .await
+}
+
 fn warm(c: &mut Criterion<ThreadCpu>) {
     let url = fake_endpoint();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -266,6 +290,18 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     let charge = first_record("payments/commands-batch.json");
     let ship = first_record("fulfilment/order-outcomes.json");
 
+    let tracing = shop_aws::otlp::tracing(
+        &sdk,
+        "bench",
+        &shop_aws::otlp::TraceConfig {
+            endpoint: format!("{url}/v1/traces"),
+            sample_ratio: 1.0,
+            signed: true,
+        },
+    );
+    let dispatch = tracing.dispatch(std::io::sink);
+    let (tracing, dispatch) = (&tracing, &dispatch);
+
     let mut group = c.benchmark_group("warm");
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("baseline: one DynamoDB PutItem", |b| {
@@ -305,6 +341,49 @@ fn warm(c: &mut Criterion<ThreadCpu>) {
     bench_batch(&mut group, &runtime, "fulfilment: ship", &ship, |e| {
         fulfilment.handle(e)
     });
+    // The same invocations with tracing on: what the spans and their export cost.
+    group.bench_function("orders-api: place an order, traced", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let deadline = std::time::SystemTime::now() + Duration::from_secs(10);
+            let response = traced(tracing, dispatch, place.clone(), |e| {
+                api.handle(e, deadline)
+            })
+            .await;
+            assert_eq!(response.status_code, 202, "{:?}", response.body);
+        })
+    });
+    bench_batch(
+        &mut group,
+        &runtime,
+        "order-intake: start a saga, traced",
+        &orders,
+        |e| traced(tracing, dispatch, e, |e| intake.handle(e)),
+    );
+    bench_batch(
+        &mut group,
+        &runtime,
+        "inventory: reserve, traced",
+        &reserve,
+        |e| traced(tracing, dispatch, e, |e| inventory.handle(e)),
+    );
+    bench_batch(
+        &mut group,
+        &runtime,
+        "payments: charge, traced",
+        &charge,
+        |e| {
+            traced(tracing, dispatch, e, |e| {
+                payments.handle(e, std::time::SystemTime::now() + Duration::from_secs(30))
+            })
+        },
+    );
+    bench_batch(
+        &mut group,
+        &runtime,
+        "fulfilment: ship, traced",
+        &ship,
+        |e| traced(tracing, dispatch, e, |e| fulfilment.handle(e)),
+    );
     // Not a saga step: one scheduled run finding nothing, a Query per index shard.
     group.bench_function("orphan-sweeper: a run with nothing to sweep", |b| {
         b.to_async(&runtime).iter(|| async {
