@@ -525,9 +525,6 @@ pub mod testing {
         let exporter = InMemorySpanExporter::default();
         let tracing = Tracing::new(function, 1.0, exporter.clone());
         let dispatch = tracing.dispatch(tracing_subscriber::fmt::TestWriter::new());
-        // A callsite another test hit first, while only its snapshot of the live
-        // subscribers existed, may have cached "never": ask every callsite again.
-        tracing::callsite::rebuild_interest_cache();
         let answer = async {
             let answer = traced(function, "invocation-1", event, handle).await;
             tracing.flush().await;
