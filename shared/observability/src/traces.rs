@@ -522,6 +522,14 @@ pub mod testing {
         E: Trigger,
         Fut: std::future::Future,
     {
+        // While a single dispatcher is registered, tracing-core decides whether a
+        // callsite is enabled from the default subscriber of the thread that first
+        // hits it: a span another test reaches first, with no subscriber, would stay
+        // disabled for this one. A second dispatcher for the whole test process makes
+        // every callsite ask all of them.
+        static PROCESS: std::sync::LazyLock<Dispatch> =
+            std::sync::LazyLock::new(|| Dispatch::new(tracing_subscriber::registry()));
+        std::sync::LazyLock::force(&PROCESS);
         let exporter = InMemorySpanExporter::default();
         let tracing = Tracing::new(function, 1.0, exporter.clone());
         let dispatch = tracing.dispatch(tracing_subscriber::fmt::TestWriter::new());

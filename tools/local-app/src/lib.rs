@@ -268,6 +268,11 @@ impl LocalApp {
             .state_dir
             .clone()
             .unwrap_or_else(|| options.root.join(".shop"));
+        // The API's port first: the ports picked for the emulators and the trace
+        // receiver come from the same free pool and must not take the one asked for.
+        let listener = TcpListener::bind(("127.0.0.1", options.port))
+            .await
+            .map_err(|e| LocalError::Listen(options.port, e))?;
         let emulator = match &options.endpoint {
             Some(endpoint) => Emulator::attach(endpoint).await?,
             None => Emulator::start(&options.root, &state_dir, &options.stack_name).await?,
@@ -418,9 +423,6 @@ impl LocalApp {
             invoker.clone(),
             rx.clone(),
         ));
-        let listener = TcpListener::bind(("127.0.0.1", options.port))
-            .await
-            .map_err(|e| LocalError::Listen(options.port, e))?;
         let port = listener
             .local_addr()
             .map(|a| a.port())
