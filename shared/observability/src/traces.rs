@@ -312,6 +312,11 @@ pub fn invocation<E: Trigger>(function: &str, invocation_id: &str, event: &E) ->
             let _ = span.set_parent(Context::new().with_remote_span_context(one.clone()));
         }
         many => {
+            // A root: without an explicit parent, tracing-opentelemetry would take
+            // OpenTelemetry's thread-local current context, which another invocation
+            // on the same worker thread may have left (shop local runs them side by
+            // side), and join that trace.
+            let _ = span.set_parent(Context::new());
             for parent in many {
                 span.add_link(parent.clone());
             }
