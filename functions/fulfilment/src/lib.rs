@@ -207,7 +207,7 @@ mod tests {
     #[tokio::test]
     async fn an_events_span_continues_the_order_in_a_batch_of_one_or_several() {
         use observability::traces::testing::{
-            assert_consumer_tree, attribute, descendants, invoke, producer,
+            assert_consumer_tree, assert_each_names_its_order, invoke, producer,
         };
         for size in [1u8, 3] {
             let producers: Vec<String> = (0..size).map(producer).collect();
@@ -234,13 +234,8 @@ mod tests {
             let (response, spans) =
                 invoke("shop-FulfilmentFunction", event, |e| fulfilment.handle(e)).await;
             assert!(response.batch_item_failures.is_empty());
-            for record in assert_consumer_tree(&spans, "shop-FulfilmentFunction", &producers) {
-                let handled = descendants(&spans, record)
-                    .into_iter()
-                    .find(|s| s.name == "event")
-                    .expect("the event's span under its record");
-                assert!(attribute(handled, "order.id").is_some_and(|id| id.starts_with("ord-")));
-            }
+            let records = assert_consumer_tree(&spans, "shop-FulfilmentFunction", &producers);
+            assert_each_names_its_order(&spans, &records, "event");
         }
     }
 }

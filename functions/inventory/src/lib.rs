@@ -245,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn a_commands_span_continues_the_sagas_trace_in_a_batch_of_one_or_several() {
         use observability::traces::testing::{
-            assert_consumer_tree, attribute, descendants, invoke, producer,
+            assert_consumer_tree, assert_each_names_its_order, invoke, producer,
         };
         for size in [1u8, 3] {
             let producers: Vec<String> = (0..size).map(producer).collect();
@@ -272,13 +272,8 @@ mod tests {
             })
             .await;
             assert!(response.batch_item_failures.is_empty());
-            for record in assert_consumer_tree(&spans, "shop-InventoryFunction", &producers) {
-                let command = descendants(&spans, record)
-                    .into_iter()
-                    .find(|s| s.name == "command")
-                    .expect("the command's span under its record");
-                assert!(attribute(command, "order.id").is_some_and(|id| id.starts_with("ord-")));
-            }
+            let records = assert_consumer_tree(&spans, "shop-InventoryFunction", &producers);
+            assert_each_names_its_order(&spans, &records, "command");
         }
     }
 

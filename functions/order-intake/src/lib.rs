@@ -266,7 +266,7 @@ mod tests {
     #[tokio::test]
     async fn an_orders_span_continues_the_api_requests_trace_in_a_batch_of_one_or_several() {
         use observability::traces::testing::{
-            assert_consumer_tree, attribute, descendants, invoke, producer,
+            assert_consumer_tree, assert_each_names_its_order, invoke, producer,
         };
         for size in [1u8, 3] {
             let producers: Vec<String> = (0..size).map(producer).collect();
@@ -294,14 +294,8 @@ mod tests {
             let (response, spans) =
                 invoke("shop-OrderIntakeFunction", event, |e| intake.handle(e)).await;
             assert!(response.batch_item_failures.is_empty());
-            for record in assert_consumer_tree(&spans, "shop-OrderIntakeFunction", &producers) {
-                let order = descendants(&spans, record)
-                    .into_iter()
-                    .find(|s| s.name == "order")
-                    .expect("the order's span under its record");
-                assert!(attribute(order, "order.id").is_some_and(|id| id.starts_with("ord-")));
-                assert_eq!(attribute(order, "correlation_id").as_deref(), Some("corr"));
-            }
+            let records = assert_consumer_tree(&spans, "shop-OrderIntakeFunction", &producers);
+            assert_each_names_its_order(&spans, &records, "order");
         }
     }
 }

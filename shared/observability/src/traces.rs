@@ -629,6 +629,21 @@ pub mod testing {
         records
     }
 
+    /// Checks that each of `records` holds, at any depth, a span `name` naming its
+    /// order (`order.id`).
+    pub fn assert_each_names_its_order(spans: &[SpanData], records: &[&SpanData], name: &str) {
+        for record in records {
+            let inner = descendants(spans, record)
+                .into_iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no {name} span under a record"));
+            assert!(
+                attribute(inner, ORDER_ID).is_some_and(|id| id.starts_with("ord-")),
+                "{name} names its order"
+            );
+        }
+    }
+
     /// The spans under `parent`, at any depth.
     pub fn descendants<'a>(spans: &'a [SpanData], parent: &SpanData) -> Vec<&'a SpanData> {
         let mut found = Vec::new();
