@@ -182,6 +182,16 @@ mod tests {
     use shop_domain::OrderStatus;
     use shop_domain::fakes::{FakeEvents, FakeOrders, FakePendingIndex, FakeRuns, pending_order};
 
+    fn sweep_config() -> Config {
+        Config {
+            function_name: "shop-OrphanSweeperFunction".into(),
+            orders_table: "orders".into(),
+            state_machine_arn: "saga".into(),
+            event_bus_name: "bus".into(),
+            orphan_after: Duration::from_secs(900),
+        }
+    }
+
     #[tokio::test]
     async fn a_run_cancels_only_orders_older_than_its_setting() {
         let orders = Arc::new(FakeOrders::default());
@@ -195,13 +205,7 @@ mod tests {
             orders.insert(order).await.unwrap();
         }
         let events = Arc::new(FakeEvents::default());
-        let config = Config {
-            function_name: "shop-OrphanSweeperFunction".into(),
-            orders_table: "orders".into(),
-            state_machine_arn: "saga".into(),
-            event_bus_name: "bus".into(),
-            orphan_after: Duration::from_secs(900),
-        };
+        let config = sweep_config();
         let sweeper = OrphanSweeper::new(
             &config,
             Ports {
@@ -223,13 +227,7 @@ mod tests {
     #[tokio::test]
     async fn a_sweep_is_a_timer_invocation_with_no_parent() {
         use observability::traces::testing::{attribute, invoke, named};
-        let config = Config {
-            function_name: "shop-OrphanSweeperFunction".into(),
-            orders_table: "orders".into(),
-            state_machine_arn: "saga".into(),
-            event_bus_name: "bus".into(),
-            orphan_after: Duration::from_secs(900),
-        };
+        let config = sweep_config();
         let sweeper = OrphanSweeper::new(
             &config,
             Ports {
