@@ -2,7 +2,7 @@
 //! command's time in its queue, its work and the order's deadline end.
 
 use async_trait::async_trait;
-use e2e::{App, AppPorts};
+use e2e::{App, AppPorts, SHOPPER};
 use serde_json::Value;
 use shop_domain::payment::{
     Authentication, Authorization, ChargeRequest, LedgerStatus, ProviderError, Released,
@@ -352,9 +352,13 @@ async fn above_the_stage_rate_the_api_answers_429_as_api_gateway_does_and_below_
         ],
     )
     .await;
-    // WHEN 12 listings arrive at once
+    // WHEN 12 listings arrive at once (one token, signed before: the requests only
+    // arrive, as a client's would)
+    let bearer = format!("Bearer {}", app.token(SHOPPER));
+    let auth = [("authorization", bearer.as_str())];
     let answers =
-        futures::future::join_all((0..12).map(|_| app.http("GET", "/v1/orders", &[], None))).await;
+        futures::future::join_all((0..12).map(|_| app.http_raw("GET", "/v1/orders", &auth, None)))
+            .await;
     // THEN the burst is served and the rest refused as API Gateway refuses them
     let served = answers.iter().filter(|r| r.status == 200).count();
     let throttled: Vec<_> = answers.iter().filter(|r| r.status == 429).collect();
@@ -371,8 +375,11 @@ async fn above_the_stage_rate_the_api_answers_429_as_api_gateway_does_and_below_
     // GIVEN the template's limits (100 a second, bursts of 200)
     let app = App::start().await;
     // THEN 150 requests at once are all served
+    let bearer = format!("Bearer {}", app.token(SHOPPER));
+    let auth = [("authorization", bearer.as_str())];
     let answers =
-        futures::future::join_all((0..150).map(|_| app.http("GET", "/v1/orders", &[], None))).await;
+        futures::future::join_all((0..150).map(|_| app.http_raw("GET", "/v1/orders", &auth, None)))
+            .await;
     assert!(
         answers.iter().all(|r| r.status == 200),
         "{:?}",

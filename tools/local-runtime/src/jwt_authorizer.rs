@@ -230,7 +230,14 @@ impl JwtAuthorizer {
         {
             return Ok(jwk.clone());
         }
-        let set = self.fetch_keys().await.map_err(|e| {
+        // The fetch runs as its own task: its 5 s are the issuer's, however slowly the
+        // request that needed the keys is polled (a caller busy elsewhere, as a test
+        // signing a hundred tokens is, must not time the issuer out).
+        let issuer = self.spec.issuer.clone();
+        let fetched = tokio::spawn(async move { fetch_keys(&issuer).await })
+            .await
+            .unwrap_or_else(|e| Err(format!("the key fetch stopped: {e}")));
+        let set = fetched.map_err(|e| {
             tracing::error!(issuer = %self.spec.issuer, error = %e, "cannot fetch the issuer's keys");
             format!("cannot fetch the issuer's signing keys: {e}")
         })?;
@@ -238,19 +245,20 @@ impl JwtAuthorizer {
         *cache = Some((Instant::now(), set));
         found.ok_or_else(|| format!("no signing key of the issuer has kid {kid}"))
     }
+}
 
-    async fn fetch_keys(&self) -> Result<JwkSet, String> {
-        let discovery = format!(
-            "{}/.well-known/openid-configuration",
-            self.spec.issuer.trim_end_matches('/')
-        );
-        let document: Value = get_json(&discovery).await?;
-        let jwks_uri = document
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("{discovery} names no jwks_uri"))?;
-        get_json(jwks_uri).await
-    }
+/// The key set `issuer`'s discovery document names.
+async fn fetch_keys(issuer: &str) -> Result<JwkSet, String> {
+    let discovery = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let document: Value = get_json(&discovery).await?;
+    let jwks_uri = document
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{discovery} names no jwks_uri"))?;
+    get_json(jwks_uri).await
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, String> {
