@@ -62,6 +62,13 @@ only), so a Catch sees `"Cause": null` and every failure in an execution history
 empty cause. AWS keeps it: it is what an operator reads in `shop saga show` and what
 the compensation work queue carries. The patch passes it on.
 
+CloudWatch Logs Insights: moto's StartQuery reads `fields`, `sort` and `limit` and
+ignores every `filter`, so a query answers with every event of the log group. `shop
+trace --stack` finds an order's spans in `aws/spans` with two filters (an attribute
+equal to a string, a field in a list of strings); the patch applies those two shapes,
+on the event's JSON with nested keys joined by dots as Logs Insights names them, before
+the limit, and refuses any other filter rather than answer it unfiltered.
+
 Parsed definitions are shared between executions: their components keep no state of
 an execution except a lazily drawn heap key, drawn here before sharing so concurrent
 executions cannot draw it twice.
@@ -105,6 +112,7 @@ import moto.core.utils
 import moto.stepfunctions.parser.asl.utils.boto_client as sfn_boto
 import moto.stepfunctions.parser.asl.utils.json_path as sfn_json_path
 import moto.dynamodb.models as dynamodb_models
+import moto.logs.models as logs_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.sqs.models import SQSBackend
@@ -358,6 +366,61 @@ def _token_per_attempt(attempt):
 
 
 StateTaskServiceCallback._eval_execution = _token_per_attempt(StateTaskServiceCallback._eval_execution)
+
+
+_LIMIT = re.compile(r"\|\s*limit\s+(\d+)\s*(?=\||$)")
+_FILTER_COMMAND = re.compile(r"(?:^|\|)\s*filter\s+([^|]*)")
+_FILTER = re.compile(r'^([A-Za-z0-9_.@]+)\s*(?:=\s*("[^"]*")|in\s*(\[(?:\s*"[^"]*"\s*,?)*\]))\s*$')
+
+
+def _flattened(value, prefix=""):
+    """A JSON event's fields as Logs Insights names them: nested keys joined by dots."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    fields = {}
+    for key, inner in value.items():
+        fields.update(_flattened(inner, f"{prefix}.{key}" if prefix else key))
+    return fields
+
+
+def _filters(query):
+    """The query's filters as (field, allowed values); ValueError for a shape this
+    emulation does not apply."""
+    filters = []
+    for clause in _FILTER_COMMAND.findall(query):
+        match = _FILTER.match(clause.strip())
+        if not match:
+            raise ValueError(f"the emulated Logs Insights applies `filter F = \"s\"` and "
+                             f"`filter F in [\"s\", ...]` only, not `filter {clause.strip()}`")
+        field, equal, members = match.groups()
+        filters.append((field, {json.loads(equal)} if equal else set(json.loads(members))))
+    return filters
+
+
+_execute_query = logs_models.execute_query
+
+
+def _execute_filtered_query(log_groups, query, start_time, end_time):
+    filters = _filters(query)
+    limit = _LIMIT.search(query)
+    rows = _execute_query(log_groups=log_groups, query=_LIMIT.sub("", query),
+                          start_time=start_time, end_time=end_time)
+    if filters:
+        messages = {event.event_id: event.message for group in log_groups
+                    for stream in group.streams.values() for event in stream.events}
+
+        def kept(row):
+            try:
+                fields = _flattened(json.loads(messages[row["@ptr"]]))
+            except (KeyError, ValueError):
+                return False
+            return all(fields.get(field) in allowed for field, allowed in filters)
+
+        rows = [row for row in rows if kept(row)]
+    return rows[:int(limit.group(1))] if limit else rows
+
+
+logs_models.execute_query = _execute_filtered_query
 
 
 def _draw_heap_keys(node, seen):

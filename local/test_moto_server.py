@@ -67,6 +67,13 @@ class PatchTargets(unittest.TestCase):
         self.assertTrue(callable(StepFunctionsParserBackend.start_execution))
         self.assertTrue(callable(moto.backends.list_of_moto_modules))
 
+    def test_logs_queries_run_through_the_module_execute_query(self):
+        import moto.logs.models as logs_models
+        self.assertIs(logs_models.execute_query, moto_server._execute_filtered_query)
+        self.assertEqual(params(moto_server._execute_query),
+                         ["log_groups", "query", "start_time", "end_time"])
+        self.assertIn("execute_query(", inspect.getsource(logs_models.LogQuery.__init__))
+
 
 class Differences(unittest.TestCase):
     """Each place moto answers otherwise than AWS, and the patch that makes it answer
@@ -153,6 +160,37 @@ class Differences(unittest.TestCase):
             time.sleep(0.1)
         self.assertEqual(json.loads(done["output"])["failure"],
                          {"Error": "RefundFailed", "Cause": "provider down"})
+
+
+    def test_a_logs_insights_filter_keeps_only_the_matching_events(self):
+        import boto3
+        endpoint = moto_server.serve("127.0.0.1", 0)
+        logs = boto3.client("logs", endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+        logs.create_log_group(logGroupName="aws/spans")
+        logs.create_log_stream(logGroupName="aws/spans", logStreamName="default")
+        now = int(time.time() * 1000)
+        spans = [{"traceId": t, "name": n, "attributes": {"order.id": o}}
+                 for t, n, o in [("t1", "a", "ord-1"), ("t1", "b", "ord-2"),
+                                 ("t2", "c", "ord-1"), ("t3", "d", "ord-3")]]
+        logs.put_log_events(logGroupName="aws/spans", logStreamName="default", logEvents=[
+            {"timestamp": now + i, "message": json.dumps(s)} for i, s in enumerate(spans)])
+
+        def names(query):
+            started = logs.start_query(logGroupName="aws/spans", startTime=now // 1000 - 60,
+                                       endTime=now // 1000 + 60, queryString=query)
+            rows = logs.get_query_results(queryId=started["queryId"])["results"]
+            return sorted(json.loads(next(f["value"] for f in row if f["field"] == "@message"))["name"]
+                          for row in rows)
+
+        self.assertEqual(names('fields @message | filter attributes.order.id = "ord-1"'), ["a", "c"],
+                         "moto answered every event, unfiltered")
+        self.assertEqual(names('fields @message | filter traceId in ["t1", "t3"] | limit 10'),
+                         ["a", "b", "d"])
+        self.assertEqual(len(names('fields @message | filter traceId in ["t1", "t2"] | limit 1')), 1,
+                         "the limit counts what the filter kept")
+        with self.assertRaises(Exception, msg="an unsupported filter is refused, not ignored"):
+            names('fields @message | filter name like /a/')
 
 
 class Middleware(unittest.TestCase):

@@ -822,3 +822,135 @@ async fn a_replayed_charge_for_a_cancelled_order_never_reaches_the_provider() {
     assert_eq!(depth(&app, &payments_dlq.url).await, 0);
     assert!(saga::show(&ops, &id).await.unwrap().violations.is_empty());
 }
+
+/// A span as X-Ray keeps it in `aws/spans` once Transaction Search is on: OpenTelemetry's
+/// semantic convention format, one log event per span.
+fn span_log_event(span: &shop_ops::trace::Span) -> aws_sdk_cloudwatchlogs::types::InputLogEvent {
+    let nanos = |ns: u128| u64::try_from(ns).unwrap();
+    let message = json!({
+        "resource": {"attributes": {"service.name": span.service, "cloud.provider": "aws"}},
+        "scope": {"name": "observability"},
+        "traceId": span.trace_id,
+        "spanId": span.span_id,
+        "parentSpanId": span.parent_span_id.clone().unwrap_or_default(),
+        "name": span.name,
+        "kind": "INTERNAL",
+        "startTimeUnixNano": nanos(span.start_ns),
+        "endTimeUnixNano": nanos(span.end_ns),
+        "durationNano": nanos(span.end_ns - span.start_ns),
+        "attributes": span.attributes,
+        "links": span.links.iter().map(|(t, s)| json!({"traceId": t, "spanId": s})).collect::<Vec<_>>(),
+        "status": match &span.error {
+            Some(message) => json!({"code": "ERROR", "message": message}),
+            None => json!({"code": "UNSET"}),
+        },
+    });
+    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+        .timestamp(i64::try_from(span.start_ns / 1_000_000).unwrap())
+        .message(message.to_string())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deployed_stacks_trace_is_read_from_transaction_search_as_the_local_one_is() {
+    // GIVEN a compensated order and a confirmed one, their spans kept by shop local
+    let app = App::start().await;
+    let ops = app.ops(&scratch());
+    let (_, declined) = app.place(&[("MUG", 1)], "tok_decline", None).await;
+    let (_, confirmed) = app.place(&[("MUG", 1)], "tok_visa", None).await;
+    let (declined, confirmed) = (order_id(&declined), order_id(&confirmed));
+    assert_eq!(
+        app.wait_terminal(&declined, WAIT).await["status"],
+        "CANCELLED"
+    );
+    assert_eq!(
+        app.wait_terminal(&confirmed, WAIT).await["status"],
+        "CONFIRMED"
+    );
+    let traces = LocalStackFile::read(&app.stack_file)
+        .unwrap()
+        .traces
+        .expect("shop local keeps the session's traces");
+    // (each function exports its spans once it has answered: wait until none arrives)
+    let mut local = shop_ops::trace::local(&ops, &traces, &declined)
+        .await
+        .unwrap();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let again = shop_ops::trace::local(&ops, &traces, &declined)
+            .await
+            .unwrap();
+        if again.rows.len() == local.rows.len() {
+            break;
+        }
+        local = again;
+    }
+    // AND every span of the session in aws/spans, as X-Ray writes them there
+    ops.logs
+        .create_log_group()
+        .log_group_name(shop_ops::trace::transaction_search::SPANS_LOG_GROUP)
+        .send()
+        .await
+        .unwrap();
+    ops.logs
+        .create_log_stream()
+        .log_group_name(shop_ops::trace::transaction_search::SPANS_LOG_GROUP)
+        .log_stream_name("default")
+        .send()
+        .await
+        .unwrap();
+    let mut spans = TraceFile::read(&traces).unwrap();
+    spans.sort_by_key(|s| s.start_ns);
+    ops.logs
+        .put_log_events()
+        .log_group_name(shop_ops::trace::transaction_search::SPANS_LOG_GROUP)
+        .log_stream_name("default")
+        .set_log_events(Some(spans.iter().map(span_log_event).collect()))
+        .send()
+        .await
+        .unwrap();
+    // WHEN `shop trace --stack` reads the order's trace
+    let deployed = shop_ops::trace::deployed(&ops, &declined).await.unwrap();
+    // THEN it is the trace shop local shows: the same spans, parents, outcomes and
+    // order, the saga's compensation among them, none of the other order's
+    let rows = |t: &shop_ops::trace::OrderTrace| {
+        t.rows
+            .iter()
+            .map(|r| {
+                let s = &r.span;
+                (
+                    s.span_id.clone(),
+                    s.parent_span_id.clone(),
+                    s.service.clone(),
+                    s.error.is_some(),
+                    r.depth,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rows(&deployed),
+        rows(&local),
+        "{}",
+        shop_ops::trace::render(&deployed)
+    );
+    assert_eq!(
+        (deployed.trace_id.as_str(), deployed.orphans),
+        (local.trace_id.as_str(), 0)
+    );
+    assert!(
+        deployed.rows.iter().any(|r| r.span.name == "ReleaseStock"),
+        "{}",
+        shop_ops::trace::render(&deployed)
+    );
+    assert!(
+        deployed.rows.iter().all(|r| r
+            .span
+            .attributes
+            .get("order.id")
+            .is_none_or(|o| o == declined.as_str())),
+        "{}",
+        shop_ops::trace::render(&deployed)
+    );
+}

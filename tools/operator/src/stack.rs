@@ -151,6 +151,8 @@ pub struct Ops {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// DynamoDB (orders, reservations, ledger).
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// CloudWatch Logs (the spans Transaction Search keeps).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// Audit log and replay journal.
     pub files: OpsFiles,
 }
@@ -165,6 +167,7 @@ impl Ops {
             sfn: aws_sdk_sfn::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             files,
         }
     }

@@ -73,7 +73,8 @@ pub enum Command {
         command: ops_cli::SagaCommand,
     },
     /// One order's whole path as a waterfall: every function's spans and the saga's
-    /// states, with offsets, durations, outcomes and queue waits (--local).
+    /// states, with offsets, durations, outcomes and queue waits (--local, or --stack
+    /// from CloudWatch Transaction Search).
     Trace {
         #[command(flatten)]
         stack: ops_cli::StackArgs,

@@ -8,20 +8,17 @@ use std::process::ExitCode;
 
 /// Prints the order's trace; exits 1 when a span names a parent the trace lacks.
 pub async fn trace(args: StackArgs, order_id: String) -> Result<ExitCode, OpsError> {
-    if !args.local {
-        return Err(OpsError::Refused(
-            "shop trace reads the spans shop local received (--local); a deployed stack's \
-             traces are in CloudWatch (Application Signals, Transaction Search): search \
-             spans by attributes.order.id, docs/operating.md \"Tracing an order\""
-                .into(),
-        ));
-    }
-    let local = LocalStackFile::read(&LocalStackFile::path(&args.state_dir, &args.local_stack))?;
-    let traces = local.traces.clone().ok_or_else(|| {
-        OpsError::Refused("this shop local session keeps no traces (restart it)".into())
-    })?;
-    let ops = super::connect(&args).await?;
-    let trace = shop_ops::trace::local(&ops, &traces, &order_id).await?;
+    let trace = if args.local {
+        let local =
+            LocalStackFile::read(&LocalStackFile::path(&args.state_dir, &args.local_stack))?;
+        let traces = local.traces.clone().ok_or_else(|| {
+            OpsError::Refused("this shop local session keeps no traces (restart it)".into())
+        })?;
+        let ops = super::connect(&args).await?;
+        shop_ops::trace::local(&ops, &traces, &order_id).await?
+    } else {
+        shop_ops::trace::deployed(&super::connect(&args).await?, &order_id).await?
+    };
     if args.json {
         print_json(&trace);
     } else {

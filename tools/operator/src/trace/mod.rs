@@ -1,9 +1,11 @@
 //! `shop trace`: one order's whole path as one trace. The functions' spans (each
-//! function's invocation, records, AWS calls, from the trace file `shop local`'s
-//! receiver keeps) joined with the saga's states (from the execution history, in the
+//! function's invocation, records, AWS calls: from the trace file `shop local`'s
+//! receiver keeps, or from a deployed stack's Transaction Search) joined with the saga's states (from the execution history, in the
 //! trace of the context the saga's input carries), laid out as a waterfall: each span
 //! with its function or service, start offset, duration and outcome, and the time a
 //! message waited in a queue shown as the gap it is.
+
+pub mod transaction_search;
 
 use crate::stack::Ops;
 use crate::{OpsError, saga};
@@ -283,20 +285,68 @@ pub fn assemble(order_id: &str, spans: Vec<Span>) -> OrderTrace {
 /// `shop trace --local`: the order's spans from the session's trace file, with the
 /// saga's states from its execution history.
 pub async fn local(ops: &Ops, traces: &Path, order_id: &str) -> Result<OrderTrace, OpsError> {
-    let mut spans = TraceFile::read(traces).map_err(|e| {
+    let spans = TraceFile::read(traces).map_err(|e| {
         OpsError::Refused(format!(
             "cannot read the trace file {}: {e}; is shop local running with tracing on?",
             traces.display()
         ))
     })?;
     let report = saga::show(ops, order_id).await?;
+    with_states(order_id, spans, &report, || {
+        format!(
+            "no span of order {order_id} in {}: traced orders are those placed since shop \
+             local started, within TraceSampleRatio",
+            traces.display()
+        )
+    })
+}
+
+/// `shop trace --stack`: the order's spans from the stack's Transaction Search (the
+/// `aws/spans` log group), from five minutes before the order was placed until now,
+/// with the saga's states from its execution history.
+pub async fn deployed(ops: &Ops, order_id: &str) -> Result<OrderTrace, OpsError> {
+    let report = saga::show(ops, order_id).await?;
+    let (Some(order), Some(id)) = (report.order.as_ref(), shop_domain::OrderId::parse(order_id))
+    else {
+        return Err(OpsError::Refused(format!(
+            "no order {order_id} in the stack"
+        )));
+    };
+    let placed = shop_domain::parse_rfc3339(&order.created_at).ok_or_else(|| {
+        OpsError::Refused(format!(
+            "order {order_id} has an unreadable createdAt {:?}",
+            order.created_at
+        ))
+    })?;
+    let spans = transaction_search::spans(
+        &ops.logs,
+        &id,
+        placed - time::Duration::minutes(5),
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(1),
+    )
+    .await?;
+    with_states(order_id, spans, &report, || {
+        format!(
+            "no span of order {order_id} in {}: is Transaction Search enabled \
+             (docs/operating.md \"Tracing an order\"), was the order sampled \
+             (TraceSampleRatio), and have a few minutes passed since it was placed?",
+            transaction_search::SPANS_LOG_GROUP
+        )
+    })
+}
+
+/// The functions' spans with the saga's states, laid out; `none` says why no span of
+/// the order was found.
+fn with_states(
+    order_id: &str,
+    mut spans: Vec<Span>,
+    report: &saga::SagaReport,
+    none: impl FnOnce() -> String,
+) -> Result<OrderTrace, OpsError> {
     spans.extend(state_spans(&report.runs));
     let trace = assemble(order_id, spans);
     if trace.rows.is_empty() {
-        return Err(OpsError::Refused(format!(
-            "no span of order {order_id} in {}: traced orders are those placed since shop local started, within TraceSampleRatio",
-            traces.display()
-        )));
+        return Err(OpsError::Refused(none()));
     }
     Ok(trace)
 }
