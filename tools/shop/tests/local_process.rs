@@ -282,6 +282,14 @@ async fn a_shopper_uses_the_local_app_over_http() {
         out.contains("CapturePayment") && out.contains("invariants: hold"),
         "{out}"
     );
+    // AND it ends with the command that shows where the order's time went, which runs
+    let suggested = out
+        .lines()
+        .find_map(|l| l.strip_prefix("where the time went: shop "))
+        .unwrap_or_else(|| panic!("no shop trace suggested: {out}"));
+    let (code, trace, err) = shop_cli(&suggested.split_whitespace().collect::<Vec<_>>(), &[]).await;
+    assert_eq!(code, 0, "{suggested}: {err}");
+    assert!(trace.contains("CapturePayment"), "{trace}");
 
     // A returned mug: part of the captured payment goes back once per reference, through
     // the payments function, and Stripe holds exactly that refund.

@@ -35,7 +35,7 @@ use shop_ops::OpsError;
 use shop_ops::audit::OpsFiles;
 use shop_ops::stack::{LocalStackFile, Ops, StackOutputs};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -58,6 +58,24 @@ pub struct StackArgs {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+}
+
+impl StackArgs {
+    /// The flags that name this stack on a command line, for the next command a
+    /// command's output suggests.
+    fn as_flags(&self) -> String {
+        let mut flags = match &self.stack {
+            Some(stack) => format!("--stack {stack}"),
+            None => "--local".into(),
+        };
+        if self.stack.is_none() && self.local_stack != "shop" {
+            flags.push_str(&format!(" --local-stack {}", self.local_stack));
+        }
+        if self.state_dir != Path::new(".shop") {
+            flags.push_str(&format!(" --state-dir {}", self.state_dir.display()));
+        }
+        flags
+    }
 }
 
 async fn connect(args: &StackArgs) -> Result<Ops, OpsError> {

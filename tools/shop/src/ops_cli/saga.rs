@@ -214,6 +214,11 @@ pub async fn saga(args: StackArgs, command: SagaCommand) -> Result<ExitCode, Ops
                     );
                 }
             }
+            say!(
+                "where the time went: shop trace {} {}",
+                report.order_id,
+                args.as_flags()
+            );
             if report.violations.is_empty() {
                 say!("invariants: hold");
                 Ok(ExitCode::SUCCESS)
