@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use shop_aws::orders::DynamoOrderStore;
-use shop_domain::ports::OrderStore;
+use shop_domain::ports::{OrderStore, SagaStarter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -469,13 +469,13 @@ async fn live_authorize(
     orders.insert(&order).await.expect("order stored");
     let sfn = aws_sdk_sfn::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let input =
-        shop_domain::services::saga_input(&order, shop_domain::services::WaitLimits::DEFAULT);
-    sfn.start_execution()
-        .state_machine_arn(&stack.state_machines["OrderSaga"])
-        .name(order.order_id.as_str())
-        .input(input.to_string())
-        .send()
+    // Started as the intake starts it: through the adapter, which adds the trace context
+    // every state of the saga reads.
+    shop_aws::saga::SfnSagaStarter::new(sfn.clone(), &stack.state_machines["OrderSaga"])
+        .start(
+            &order.order_id,
+            &shop_domain::services::saga_input(&order, shop_domain::services::WaitLimits::DEFAULT),
+        )
         .await
         .expect("saga started");
     let id = order.order_id.to_string();

@@ -424,6 +424,12 @@ mod tests {
             // from the order's placing; a run that has one keeps it.
             assert_eq!(input["deadline"], "2026-12-03T10:15:00.000Z");
             assert_eq!(input["stepTimeoutSeconds"], 960);
+            // AND one from before orders were traced gets a trace context of its own
+            let traceparent = input["traceparent"].as_str().unwrap();
+            assert!(
+                observability::traces::parse(traceparent).is_some(),
+                "{traceparent}"
+            );
         }
         let kept = report(
             vec![(

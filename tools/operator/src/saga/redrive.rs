@@ -64,13 +64,13 @@ fn resume_input(mut state: Value, resume: &str, failure: Option<Value>) -> Value
     state
 }
 
-/// A run started before orders had a deadline has none in its input, and the
-/// definition's steps read `deadline`, `stepTimeoutSeconds`, `compensateUntil` and
-/// `compensationRetrySeconds` from it (a missing path fails the run with
-/// `States.Runtime`). They are filled from the
-/// stored order as the intake computes them, with the template's default limits
-/// (the tool does not know the stack's own).
-fn with_wait_limits(mut input: Value, report: &SagaReport) -> Value {
+/// A run started before orders had a deadline, or before orders were traced, lacks
+/// fields the definition's steps read (`deadline`, `stepTimeoutSeconds`,
+/// `compensateUntil`, `compensationRetrySeconds`, `traceparent`: a missing path fails
+/// the run with `States.Runtime`). The limits are filled from the stored order as the
+/// intake computes them, with the template's default limits (the tool does not know
+/// the stack's own); the trace context is a new root, since the run had none.
+fn with_current_fields(mut input: Value, report: &SagaReport) -> Value {
     let Some(order) = &report.order else {
         return input;
     };
@@ -87,6 +87,8 @@ fn with_wait_limits(mut input: Value, report: &SagaReport) -> Value {
                 map.insert(field.into(), limits[field].clone());
             }
         }
+        map.entry("traceparent")
+            .or_insert_with(|| observability::traces::traceparent().into());
     }
     input
 }
@@ -118,14 +120,14 @@ pub fn plan(report: &SagaReport) -> RedrivePlan {
         let failure = json!({"Error": "OperatorRedrive", "Cause": "redriven by an operator"});
         return RedrivePlan::Restart {
             name,
-            input: resume_input(with_wait_limits(state, report), resume, Some(failure)),
+            input: resume_input(with_current_fields(state, report), resume, Some(failure)),
         };
     }
     let original = report
         .runs
         .first()
         .and_then(|(e, _)| serde_json::from_str::<Value>(e.input.as_deref()?).ok())
-        .map(|input| with_wait_limits(input, report))
+        .map(|input| with_current_fields(input, report))
         .unwrap_or(Value::Null);
     let fallback = match report.order.as_ref().map(|o| &o.status) {
         None => nothing("the order is not stored; nothing to resume".into()),
