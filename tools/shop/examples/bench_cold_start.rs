@@ -3,8 +3,9 @@
 //! way in the same process: a C program that only asks for its first invocation (the
 //! floor) and a Python handler with the same init (boto3 clients for the same services)
 //! under `awslambdaric`. Init is exec → first `GET /runtime/invocation/next`, over many
-//! runs; one more run per function also takes its sample event from `events/` (the
-//! first invocation, with cold connections to the emulator) and reads the peak RSS.
+//! rounds, each starting every program once; the first round also gives each function
+//! its sample event from `events/` (the first invocation, with cold connections to the
+//! emulator) and reads the peak RSS.
 //! Payments runs twice, its init building the Stripe provider (the wrapped localstripe)
 //! and, in the same run, the sandbox it started with. A first invocation of a saga
 //! worker carries a task token no execution holds: the worker drops the command at its
@@ -414,19 +415,29 @@ async fn main() {
         event: None,
     });
 
-    let mut rows = Vec::new();
+    // Rounds: each starts every candidate once, so the machine's drift over the run
+    // (other work, frequency, cache) falls on all of them alike, not on whichever ran
+    // while it lasted. The first round also invokes each and reads its peak RSS.
+    let mut firsts = Vec::new();
     for candidate in &candidates {
-        let measured = start_once(candidate, &endpoint, true).await;
-        let mut inits = vec![ms(measured.init)];
-        for _ in 1..runs {
-            inits.push(ms(start_once(candidate, &endpoint, false).await.init));
+        firsts.push(start_once(candidate, &endpoint, true).await);
+    }
+    let mut inits: Vec<Vec<f64>> = firsts.iter().map(|m| vec![ms(m.init)]).collect();
+    for _ in 1..runs {
+        for (candidate, times) in candidates.iter().zip(&mut inits) {
+            times.push(ms(start_once(candidate, &endpoint, false).await.init));
         }
-        let (median, p95) = median_p95(inits);
+    }
+    let mut rows = Vec::new();
+    for ((candidate, measured), times) in candidates.iter().zip(firsts).zip(inits) {
+        let (median, p95) = median_p95(times);
         rows.push((candidate, median, p95, measured));
     }
     let floor_median = rows[0].1;
     let python_median = rows[rows.len() - 1].1;
-    println!("{runs} starts each under a fake Runtime API; ratios of medians, same process");
+    println!(
+        "{runs} rounds, each starting every program once under a fake Runtime API; ratios of medians, same process"
+    );
     println!(
         "| program | init median | init p95 | × floor | Python peer ÷ | first invocation | peak RSS | binary |"
     );
