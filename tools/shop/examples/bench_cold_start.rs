@@ -3,7 +3,7 @@
 //! way in the same process: a C program that only asks for its first invocation (the
 //! floor) and a Python handler with the same init (boto3 clients for the same services)
 //! under `awslambdaric`. Init is exec → first `GET /runtime/invocation/next`, over many
-//! rounds, each starting every program once; the first round also gives each function
+//! rounds, each starting every program once in a random order; the first round also gives each function
 //! its sample event from `events/` (the first invocation, with cold connections to the
 //! emulator) and reads the peak RSS.
 //! Payments runs twice, its init building the Stripe provider (the wrapped localstripe)
@@ -415,17 +415,22 @@ async fn main() {
         event: None,
     });
 
-    // Rounds: each starts every candidate once, so the machine's drift over the run
-    // (other work, frequency, cache) falls on all of them alike, not on whichever ran
-    // while it lasted. The first round also invokes each and reads its peak RSS.
+    // Rounds: each starts every candidate once, in a new random order, so the machine's
+    // drift over the run (other work, frequency) falls on all of them alike, and no
+    // candidate always follows the same binary (one started right after its own binary
+    // finds that binary's pages and code hot). The first round also invokes each and
+    // reads its peak RSS.
     let mut firsts = Vec::new();
     for candidate in &candidates {
         firsts.push(start_once(candidate, &endpoint, true).await);
     }
     let mut inits: Vec<Vec<f64>> = firsts.iter().map(|m| vec![ms(m.init)]).collect();
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    let mut rng = fastrand::Rng::with_seed(21);
     for _ in 1..runs {
-        for (candidate, times) in candidates.iter().zip(&mut inits) {
-            times.push(ms(start_once(candidate, &endpoint, false).await.init));
+        rng.shuffle(&mut order);
+        for &i in &order {
+            inits[i].push(ms(start_once(&candidates[i], &endpoint, false).await.init));
         }
     }
     let mut rows = Vec::new();

@@ -1,9 +1,10 @@
 //! `shop trace`: one order's whole path as one trace. The functions' spans (each
 //! function's invocation, records, AWS calls: from the trace file `shop local`'s
-//! receiver keeps, or from a deployed stack's Transaction Search) joined with the saga's states (from the execution history, in the
-//! trace of the context the saga's input carries), laid out as a waterfall: each span
-//! with its function or service, start offset, duration and outcome, and the time a
-//! message waited in a queue shown as the gap it is.
+//! receiver keeps, or from a deployed stack's Transaction Search) joined with the
+//! saga's states (from the execution history, in the trace of the context the saga's
+//! input carries), laid out as a waterfall: each span with its function or service,
+//! start offset, duration and outcome, and the time a message waited in a queue shown
+//! as the gap it is.
 
 pub mod transaction_search;
 
