@@ -84,9 +84,7 @@ pub fn tracing(
         }),
         _ => None,
     };
-    let Ok(client) = OtlpHttp::new(signer) else {
-        return Tracing::off();
-    };
+    let client = OtlpHttp::new(signer);
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpJson)
@@ -123,24 +121,36 @@ struct Signer {
 }
 
 /// The exporter's HTTP client: hyper over rustls (Mozilla's roots compiled in, as the
-/// Stripe adapter), each request signed for X-Ray when on AWS.
+/// Stripe adapter), each request signed for X-Ray when on AWS. The client (its TLS
+/// configuration and roots) is built at the first export, which runs after the first
+/// answer is posted: a cold start's init does not pay for it (BENCHMARKS.md, "Tracing:
+/// what the spans cost").
 #[derive(Debug)]
 struct OtlpHttp {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: std::sync::OnceLock<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
     signer: Option<Signer>,
 }
 
 impl OtlpHttp {
-    fn new(signer: Option<Signer>) -> Result<Self, rustls::Error> {
+    fn new(signer: Option<Signer>) -> Self {
+        Self {
+            client: std::sync::OnceLock::new(),
+            signer,
+        }
+    }
+
+    fn client(&self) -> Result<&Client<HttpsConnector<HttpConnector>, Full<Bytes>>, HttpError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
             .https_or_http()
             .enable_http1()
             .build();
-        Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            signer,
-        })
+        Ok(self
+            .client
+            .get_or_init(|| Client::builder(TokioExecutor::new()).build(connector)))
     }
 }
 
@@ -186,7 +196,7 @@ impl HttpClient for OtlpHttp {
         }
         let (parts, body) = request.into_parts();
         let response = self
-            .client
+            .client()?
             .request(http::Request::from_parts(parts, Full::new(body)))
             .await?;
         let (parts, body) = response.into_parts();

@@ -3,9 +3,9 @@
 //! way in the same process: a C program that only asks for its first invocation (the
 //! floor) and a Python handler with the same init (boto3 clients for the same services)
 //! under `awslambdaric`. Init is exec → first `GET /runtime/invocation/next`, over many
-//! rounds, each starting every program once in a random order; the first round also gives each function
-//! its sample event from `events/` (the first invocation, with cold connections to the
-//! emulator) and reads the peak RSS.
+//! rounds, each starting every program once in a random order; the first round also
+//! gives each function its sample event from `events/` (the first invocation, with cold
+//! connections to the emulator) and reads the peak RSS.
 //! Payments runs twice, its init building the Stripe provider (the wrapped localstripe)
 //! and, in the same run, the sandbox it started with. A first invocation of a saga
 //! worker carries a task token no execution holds: the worker drops the command at its
@@ -441,7 +441,7 @@ async fn main() {
     let floor_median = rows[0].1;
     let python_median = rows[rows.len() - 1].1;
     println!(
-        "{runs} rounds, each starting every program once under a fake Runtime API; ratios of medians, same process"
+        "{runs} rounds, each starting every program once in a random order under a fake Runtime API; ratios of medians, same process"
     );
     println!(
         "| program | init median | init p95 | × floor | Python peer ÷ | first invocation | peak RSS | binary |"
