@@ -40,21 +40,6 @@ fn attributes(list: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn nanos(value: &Value) -> u128 {
-    value
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .or_else(|| value.as_u64().map(u128::from))
-        .unwrap_or_default()
-}
-
-fn id(value: &Value) -> Option<String> {
-    value
-        .as_str()
-        .filter(|s| !s.is_empty() && s.bytes().any(|b| b != b'0'))
-        .map(str::to_lowercase)
-}
-
 /// The spans of an OTLP `ExportTraceServiceRequest` in its JSON encoding.
 pub fn decode(request: &Value) -> Result<Vec<StoredSpan>, String> {
     let resources = request["resourceSpans"]
@@ -62,41 +47,13 @@ pub fn decode(request: &Value) -> Result<Vec<StoredSpan>, String> {
         .ok_or("no resourceSpans")?;
     let mut spans = Vec::new();
     for resource in resources {
-        let service = attributes(&resource["resource"]["attributes"])
-            .get("service.name")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned();
+        let service = attributes(&resource["resource"]["attributes"]);
         for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
             for span in scope["spans"].as_array().into_iter().flatten() {
-                let (Some(trace_id), Some(span_id)) = (id(&span["traceId"]), id(&span["spanId"]))
-                else {
-                    return Err("a span without its ids".into());
-                };
-                let failed = span["status"]["code"].as_u64() == Some(2)
-                    || span["status"]["code"].as_str() == Some("STATUS_CODE_ERROR");
-                spans.push(StoredSpan {
-                    trace_id,
-                    span_id,
-                    parent_span_id: id(&span["parentSpanId"]),
-                    name: span["name"].as_str().unwrap_or_default().to_owned(),
-                    service: service.clone(),
-                    start_ns: nanos(&span["startTimeUnixNano"]),
-                    end_ns: nanos(&span["endTimeUnixNano"]),
-                    error: failed.then(|| {
-                        span["status"]["message"]
-                            .as_str()
-                            .unwrap_or("failed")
-                            .to_owned()
-                    }),
-                    attributes: attributes(&span["attributes"]),
-                    links: span["links"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|l| Some((id(&l["traceId"])?, id(&l["spanId"])?)))
-                        .collect(),
-                });
+                spans.push(
+                    StoredSpan::from_otel_json(span, &service, attributes(&span["attributes"]))
+                        .ok_or("a span without its ids")?,
+                );
             }
         }
     }

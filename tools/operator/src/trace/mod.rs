@@ -47,6 +47,66 @@ pub struct Span {
     pub links: Vec<(String, String)>,
 }
 
+impl Span {
+    /// A span from its OpenTelemetry JSON form, which OTLP's span object (what `shop
+    /// local`'s receiver takes) and the span events X-Ray keeps in `aws/spans` share:
+    /// ids, name, times, status and links. Where the two differ, the caller gives what
+    /// its format says: the service (the resource's `service.name`) and the attributes.
+    /// `None` without a trace and a span id.
+    pub fn from_otel_json(
+        span: &Value,
+        service: &Map<String, Value>,
+        attributes: Map<String, Value>,
+    ) -> Option<Self> {
+        let start_ns = nanos(&span["startTimeUnixNano"]).unwrap_or_default();
+        let status = &span["status"];
+        let failed = status["code"].as_u64() == Some(2)
+            || matches!(status["code"].as_str(), Some("STATUS_CODE_ERROR" | "ERROR"));
+        Some(Self {
+            trace_id: hex_id(&span["traceId"])?,
+            span_id: hex_id(&span["spanId"])?,
+            parent_span_id: hex_id(&span["parentSpanId"]),
+            name: span["name"].as_str().unwrap_or_default().to_owned(),
+            service: service
+                .get("service.name")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned(),
+            start_ns,
+            end_ns: nanos(&span["endTimeUnixNano"])
+                .or_else(|| nanos(&span["durationNano"]).map(|d| start_ns + d))
+                .unwrap_or(start_ns),
+            error: failed.then(|| status["message"].as_str().unwrap_or("failed").to_owned()),
+            attributes,
+            links: span["links"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| Some((hex_id(&l["traceId"])?, hex_id(&l["spanId"])?)))
+                .collect(),
+        })
+    }
+}
+
+/// A trace or span id: hex digits, lower case; an empty, all-zero (W3C's invalid id)
+/// or non-hex value is none, so an id is always safe inside a query's string.
+fn hex_id(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0'))
+        .map(str::to_ascii_lowercase)
+}
+
+/// Nanoseconds since the epoch, written as a JSON number or as its decimal text (OTLP's
+/// JSON encoding writes 64-bit integers as strings).
+fn nanos(value: &Value) -> Option<u128> {
+    match value {
+        Value::Number(n) => n.as_u64().map(u128::from),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
 /// The spans of a local session: the file `shop local`'s receiver appends to.
 #[derive(Debug, Clone)]
 pub struct TraceFile {

@@ -46,7 +46,7 @@ pub async fn spans(
     if traces.is_empty() {
         return Ok(Vec::new());
     }
-    // Trace ids are parsed as 32 hex digits: safe inside the query's strings.
+    // Trace ids are parsed as hex digits only: safe inside the query's strings.
     let list = traces
         .iter()
         .map(|t| format!("\"{t}\""))
@@ -55,7 +55,7 @@ pub async fn spans(
     query(
         logs,
         (from, to),
-        &format!("fields @message | filter traceId in [{list}] | limit {MAX_ROWS}"),
+        &format!("fields @message | filter traceId in [{list}]"),
     )
     .await
 }
@@ -116,60 +116,11 @@ async fn query(
 /// One span log event of `aws/spans`; `None` for an event that is not a span.
 pub fn parse(message: &str) -> Option<Span> {
     let doc: Value = serde_json::from_str(message).ok()?;
-    let trace_id = hex_id(&doc["traceId"], 32)?;
-    let span_id = hex_id(&doc["spanId"], 16)?;
-    let start_ns = nanos(&doc["startTimeUnixNano"])?;
-    let end_ns = nanos(&doc["endTimeUnixNano"])
-        .or_else(|| nanos(&doc["durationNano"]).map(|d| start_ns + d))
-        .unwrap_or(start_ns);
-    let resource = flattened(&doc["resource"]["attributes"]);
-    let failed = matches!(
-        &doc["status"]["code"],
-        Value::String(code) if code == "ERROR" || code == "STATUS_CODE_ERROR"
-    ) || doc["status"]["code"].as_u64() == Some(2);
-    Some(Span {
-        trace_id,
-        span_id,
-        parent_span_id: hex_id(&doc["parentSpanId"], 16),
-        name: doc["name"].as_str().unwrap_or_default().to_owned(),
-        service: resource
-            .get("service.name")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned(),
-        start_ns,
-        end_ns,
-        error: failed.then(|| {
-            doc["status"]["message"]
-                .as_str()
-                .unwrap_or("failed")
-                .to_owned()
-        }),
-        attributes: flattened(&doc["attributes"]),
-        links: doc["links"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|l| Some((hex_id(&l["traceId"], 32)?, hex_id(&l["spanId"], 16)?)))
-            .collect(),
-    })
-}
-
-/// An id of `digits` hex digits, lower case; an empty or other value is none.
-fn hex_id(value: &Value, digits: usize) -> Option<String> {
-    value
-        .as_str()
-        .filter(|s| s.len() == digits && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_ascii_lowercase)
-}
-
-/// Nanoseconds, written as a JSON number or as its decimal text.
-fn nanos(value: &Value) -> Option<u128> {
-    match value {
-        Value::Number(n) => n.as_u64().map(u128::from),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
+    Span::from_otel_json(
+        &doc,
+        &flattened(&doc["resource"]["attributes"]),
+        flattened(&doc["attributes"]),
+    )
 }
 
 /// Attributes by their dotted names, whether stored flat (`{"order.id": …}`) or
