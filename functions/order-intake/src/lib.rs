@@ -266,7 +266,7 @@ mod tests {
     #[tokio::test]
     async fn an_orders_span_continues_the_api_requests_trace_in_a_batch_of_one_or_several() {
         use observability::traces::testing::{
-            assert_consumer_tree, assert_each_names_its_order, invoke, producer,
+            assert_consumer_tree, assert_each_names_its_order, attribute, invoke, producer,
         };
         for size in [1u8, 3] {
             let producers: Vec<String> = (0..size).map(producer).collect();
@@ -296,6 +296,11 @@ mod tests {
             assert!(response.batch_item_failures.is_empty());
             let records = assert_consumer_tree(&spans, "shop-OrderIntakeFunction", &producers);
             assert_each_names_its_order(&spans, &records, "order");
+            let orders: Vec<_> = spans.iter().filter(|s| s.name == "order").collect();
+            assert_eq!(orders.len(), records.len());
+            for order in orders {
+                assert_eq!(attribute(order, "correlation_id").as_deref(), Some("corr"));
+            }
         }
     }
 }
