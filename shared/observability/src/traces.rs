@@ -154,6 +154,35 @@ impl<X: SpanExporter> Tracing<X> {
         Dispatch::new(tracing_subscriber::registry().with(logs).with(spans))
     }
 
+    /// Runs `handle` on `event` as `function`'s own process runs an invocation, for a
+    /// host that runs several functions in one process (`shop local`, the tests, the
+    /// warm benchmark): inside its invocation's span ([`traced`]), every span made,
+    /// entered and dropped under `dispatch`, this function's subscriber (a span closed
+    /// under another one would close its parent in the wrong registry), and its spans
+    /// exported once it has answered, as [`run`] does under lambda_runtime.
+    pub async fn invoke<E, Fut>(
+        &self,
+        dispatch: &Dispatch,
+        function: &str,
+        invocation_id: &str,
+        event: E,
+        handle: impl FnOnce(E) -> Fut,
+    ) -> Fut::Output
+    where
+        E: Trigger,
+        Fut: std::future::Future,
+    {
+        tracing::instrument::WithSubscriber::with_subscriber(
+            async {
+                let answer = traced(function, invocation_id, event, handle).await;
+                self.flush().await;
+                answer
+            },
+            dispatch.clone(),
+        )
+        .await
+    }
+
     /// Installs [`Self::dispatch`] for the whole process, as a function's `main` does.
     pub fn install(&self) {
         let _ = tracing::dispatcher::set_global_default(self.dispatch(std::io::stdout));
@@ -514,7 +543,6 @@ pub fn fail(span: &tracing::Span, error: &(dyn std::error::Error + 'static)) {
 pub mod testing {
     use super::*;
     pub use opentelemetry_sdk::trace::InMemorySpanExporter;
-    use tracing::instrument::WithSubscriber;
 
     /// Invokes `handle` on `event` as `function` is invoked ([`traced`], then the
     /// flush), and returns its answer and the spans it exported.
@@ -538,13 +566,9 @@ pub mod testing {
         let exporter = InMemorySpanExporter::default();
         let tracing = Tracing::new(function, 1.0, exporter.clone());
         let dispatch = tracing.dispatch(tracing_subscriber::fmt::TestWriter::new());
-        let answer = async {
-            let answer = traced(function, "invocation-1", event, handle).await;
-            tracing.flush().await;
-            answer
-        }
-        .with_subscriber(dispatch)
-        .await;
+        let answer = tracing
+            .invoke(&dispatch, function, "invocation-1", event, handle)
+            .await;
         (answer, exporter.get_finished_spans().unwrap_or_default())
     }
 

@@ -8,14 +8,13 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
 use local_runtime::InProcess;
 use local_runtime::provision::Stack;
-use observability::traces::{Tracing, Trigger, traced};
+use observability::traces::{Tracing, Trigger};
 use shop_aws::otlp::{Exporter, TraceConfig};
 use shop_aws::{ConfigError, Settings};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tracing::Dispatch;
-use tracing::instrument::WithSubscriber;
 
 /// The configuration of every function, as each reads it at cold start.
 pub struct AppConfig {
@@ -123,17 +122,11 @@ impl Traced {
             let handler = handler.clone();
             Box::pin(async move {
                 let id = uuid::Uuid::new_v4().to_string();
-                let dispatch = this.dispatch.clone();
-                // Every span of the invocation is made, entered and dropped under the
-                // function's subscriber, as in its own process: a span closed under
-                // another one would close its parent in the wrong registry.
-                async move {
-                    let answer = traced(&this.function, &id, event, |e| handler(e, deadline)).await;
-                    this.tracing.flush().await;
-                    answer
-                }
-                .with_subscriber(dispatch)
-                .await
+                this.tracing
+                    .invoke(&this.dispatch, &this.function, &id, event, |e| {
+                        handler(e, deadline)
+                    })
+                    .await
             })
         }
     }

@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::Path;
 use std::time::Duration;
-use tracing::instrument::WithSubscriber;
 
 /// CPU time of the benchmark thread. The handler runs on a current-thread runtime
 /// driven by that thread, so this counts its work and not the fake endpoint's.
@@ -201,13 +200,9 @@ where
     E: observability::traces::Trigger,
     Fut: std::future::Future,
 {
-    async {
-        let answer = observability::traces::traced("bench", "invocation", event, handle).await;
-        tracing.flush().await;
-        answer
-    }
-    .with_subscriber(dispatch.clone())
-    .await
+    tracing
+        .invoke(dispatch, "bench", "invocation", event, handle)
+        .await
 }
 
 fn warm(c: &mut Criterion<ThreadCpu>) {
