@@ -37,13 +37,17 @@ impl SfnSagaStarter {
 #[async_trait]
 impl SagaStarter for SfnSagaStarter {
     async fn start(&self, order_id: &OrderId, input: &Value) -> Result<StartOutcome, PortError> {
+        // The X-Ray header carries the context the input carries: Step Functions' own
+        // segments join the trace the saga's commands continue.
+        let input = crate::with_traceparent(input.clone());
+        let header = input["traceparent"].as_str().and_then(xray_trace_header);
         let result = self
             .client
             .start_execution()
             .state_machine_arn(&self.state_machine_arn)
             .name(order_id.as_str())
-            .input(crate::with_traceparent(input.clone()).to_string())
-            .set_trace_header(xray_trace_header(&observability::traces::traceparent()))
+            .input(input.to_string())
+            .set_trace_header(header)
             .send()
             .await;
         match result {
